@@ -1,0 +1,45 @@
+// arena.h — bump allocator for activations. A forward pass takes its
+// activations from one arena and backward reads them back, so nothing is
+// freed mid-pass; arena_reset() recycles everything at the next pass and
+// grows the arena to the peak it saw, so a steady-state step allocates nothing.
+#ifndef LD_ARENA_H
+#define LD_ARENA_H
+#include <stddef.h>
+
+typedef struct {
+    float *base;
+    size_t cap, used;  // in floats
+    float **spill;     // blocks that overflowed during this pass, freed at reset
+    int n_spill;
+    size_t pass_total; // floats handed out this pass (sum over blocks)
+    size_t peak;       // largest pass_total seen, in floats
+} Arena;
+
+float *arena_alloc(Arena *a, size_t n);       // uninitialised, 64-byte aligned
+float *arena_zeros(Arena *a, size_t n);       // zero-filled
+void arena_reset(Arena *a);
+void arena_free(Arena *a);
+#endif
+
+#ifndef LD_ARENA_SCRATCH
+#define LD_ARENA_SCRATCH
+// Mark/release for LIFO temporaries inside one layer's backward.
+typedef struct {
+    int n_spill;
+    size_t used, pass_total;
+} ArenaMark;
+ArenaMark arena_mark(const Arena *a);
+// Gives back everything allocated since the mark (when no block overflowed in
+// between; otherwise it is reclaimed at the next arena_reset).
+void arena_release(Arena *a, ArenaMark m);
+
+// One growable work buffer (im2col columns, attention scores): the need is the
+// largest single layer's, not the sum. A pointer from scratch_get is valid
+// until the next scratch_get.
+typedef struct {
+    float *p;
+    size_t cap;
+} Scratch;
+float *scratch_get(Scratch *s, size_t n);
+void scratch_free(Scratch *s);
+#endif

@@ -1,0 +1,93 @@
+// kernels.h — forward and backward of every layer the U-Net is made of.
+// Conventions (all kernels):
+//  * fp32, row-major, images NCHW, token sequences [B, N, C].
+//  * forward writes (=) its outputs; backward ACCUMULATES (+=) into every
+//    gradient it produces (dx, dweight, dbias), so residual branches and skip
+//    connections just add up. Any gradient pointer may be NULL = not needed.
+//  * `scratch` arguments are caller-owned work buffers of the size the
+//    matching *_scratch_floats() returns.
+// Each kernel lives in its own file (conv2d.c, groupnorm.c, ...) with its
+// forward and backward side by side.
+#ifndef LD_KERNELS_H
+#define LD_KERNELS_H
+#include <stddef.h>
+
+// ---- conv2d.c: square kernel k (1 or 3), stride 1 or 2, zero padding `pad`.
+// x [B,Cin,H,W], w [Cout,Cin,k,k], b [Cout] or NULL, out [B,Cout,Ho,Wo],
+// Ho = (H + 2*pad - k)/stride + 1. Implemented as im2col + GEMM (1x1 stride-1: plain GEMM).
+static inline int conv2d_out_size(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
+size_t conv2d_scratch_floats(int Cin, int H, int W, int k, int stride, int pad);
+void conv2d_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin,
+                    int H, int W, int Cout, int k, int stride, int pad, float *scratch);
+void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                     const float *w, int B, int Cin, int H, int W, int Cout, int k, int stride,
+                     int pad, float *scratch);
+
+// ---- groupnorm.c: x [B,C,HW], G groups (C % G == 0), affine gamma/beta [C].
+// mean/rstd [B*G] are saved by forward for backward. Biased variance (as torch).
+void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int B, int C, int HW, int G, float eps);
+void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int B, int C,
+                        int HW, int G);
+
+// ---- layernorm.c: x [N,C] normalised over C, affine gamma/beta [C]; mean/rstd [N] saved.
+void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int N, int C, float eps);
+void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C);
+
+// ---- linear.c: out [N,OC] = x [N,C] @ w[OC,C]^T + b[OC] (b may be NULL).
+void linear_forward(float *out, const float *x, const float *w, const float *b, int N, int C, int OC);
+void linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                     const float *w, int N, int C, int OC);
+
+// ---- activations.c: elementwise over n values.
+void silu_forward(float *out, const float *x, size_t n);
+void silu_backward(float *dx, const float *dout, const float *x, size_t n);
+void gelu_forward(float *out, const float *x, size_t n);  // exact: x * Phi(x), erf form
+void gelu_backward(float *dx, const float *dout, const float *x, size_t n);
+// GEGLU: x [N, 2H] -> out [N, H] = x[:, :H] * gelu(x[:, H:])  (diffusers' chunk order).
+void geglu_forward(float *out, const float *x, int N, int H);
+void geglu_backward(float *dx, const float *dout, const float *x, int N, int H);
+
+// ---- attention.c: multi-head scaled dot-product attention, scale = (C/nh)^-0.5.
+// q [B,Nq,C], k/v [B,Nk,C] with heads interleaved as diffusers does (head h
+// owns channels h*d .. h*d+d-1), out [B,Nq,C], probs [B,nh,Nq,Nk] saved (softmax).
+void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                       int B, int Nq, int Nk, int C, int nh);
+size_t attention_scratch_floats(int Nq, int Nk);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *probs, int B, int Nq, int Nk,
+                        int C, int nh, float *scratch);
+
+// ---- resample.c: nearest-neighbour x2 upsampling, x [B,C,H,W] -> out [B,C,2H,2W].
+void upsample2x_forward(float *out, const float *x, int B, int C, int H, int W);
+void upsample2x_backward(float *dx, const float *dout, int B, int C, int H, int W);
+
+// ---- tensor_ops.c: layout and arithmetic glue.
+// concat along channels: a [B,Ca,HW], b [B,Cb,HW] -> out [B,Ca+Cb,HW]; backward splits.
+void concat_channels_forward(float *out, const float *a, const float *b, int B, int Ca, int Cb, int HW);
+void concat_channels_backward(float *da, float *db, const float *dout, int B, int Ca, int Cb, int HW);
+// [B,C,N] <-> [B,N,C]; the backward of one is the other (accumulating).
+void transpose_cn_forward(float *out, const float *x, int B, int C, int N);  // [B,C,N] -> [B,N,C]
+void transpose_cn_backward(float *dx, const float *dout, int B, int C, int N);
+void transpose_nc_forward(float *out, const float *x, int B, int N, int C);  // [B,N,C] -> [B,C,N]
+void transpose_nc_backward(float *dx, const float *dout, int B, int N, int C);
+// out = a + b (out may alias a or b); backward is adding dout to both.
+void add_forward(float *out, const float *a, const float *b, size_t n);
+void accumulate(float *dst, const float *src, size_t n);  // dst += src
+// out[b,c,hw] = x[b,c,hw] + v[b,c] (per-channel broadcast, the resnet's time embedding).
+void add_channel_bias_forward(float *out, const float *x, const float *v, int B, int C, int HW);
+void add_channel_bias_backward(float *dx, float *dv, const float *dout, int B, int C, int HW);
+
+// ---- timestep.c: sinusoidal embedding as diffusers' get_timestep_embedding
+// (max_period 10000, scale 1): t [B] -> out [B,dim], half = dim/2 frequencies
+// exp(-ln(10000)*j/(half - freq_shift)); [sin, cos], or [cos, sin] when flip_sin_to_cos.
+void timestep_embedding(float *out, const float *t, int B, int dim, int flip_sin_to_cos, float freq_shift);
+
+// ---- mse.c: mean over n of (a-b)^2; backward adds scale * d/da into da (and
+// -scale * d/da into db when db != NULL), scale being the upstream gradient.
+double mse_forward(const float *a, const float *b, size_t n);
+void mse_backward(float *da, float *db, const float *a, const float *b, size_t n, float scale);
+#endif

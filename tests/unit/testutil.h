@@ -1,0 +1,26 @@
+// testutil.h — a tiny test harness: named checks that count failures, and
+// the helpers every kernel test needs (seeded random fill, max-error compare).
+#ifndef LD_TESTUTIL_H
+#define LD_TESTUTIL_H
+#include <stddef.h>
+#include <stdint.h>
+
+extern int tu_failures;
+extern int tu_checks;
+
+#define EXPECT(cond, ...) tu_expect((cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
+void tu_expect(int ok, const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+// Deterministic xorshift RNG for test data.
+typedef struct { uint64_t s; } TuRng;
+void tu_rng_seed(TuRng *r, uint64_t seed);
+float tu_uniform(TuRng *r, float lo, float hi);
+void tu_fill(TuRng *r, float *x, size_t n, float lo, float hi);
+
+// max |a-b| / max(max|b|, floor): relative error against the reference's scale.
+double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
+
+// Prints "name: N checks, M failed" and returns the process exit status.
+int tu_report(const char *name);
+#endif
