@@ -1,0 +1,162 @@
+// test_kernel_norm.c — GroupNorm and LayerNorm: forward (output and the saved
+// mean/rstd) against double loops, backward (dx, dgamma, dbeta) against finite
+// differences of those loops, gradients pre-filled to check accumulation.
+#include "kernel_check.h"
+#include "kernels.h"
+
+// ---- GroupNorm ----
+typedef struct {
+    int B, C, HW, G;
+    double eps;
+    double *x, *gamma, *beta, *R, *out, *mean, *rstd;
+} GnCase;
+
+static void ref_groupnorm(GnCase *c) {
+    int cg = c->C / c->G;
+    for (int b = 0; b < c->B; b++)
+        for (int g = 0; g < c->G; g++) {
+            const double *xg = c->x + ((size_t)b * c->C + g * cg) * c->HW;
+            size_t n = (size_t)cg * c->HW;
+            double m = 0, v = 0;
+            for (size_t i = 0; i < n; i++) m += xg[i];
+            m /= n;
+            for (size_t i = 0; i < n; i++) v += (xg[i] - m) * (xg[i] - m);
+            v /= n;
+            double r = 1 / sqrt(v + c->eps);
+            c->mean[b * c->G + g] = m;
+            c->rstd[b * c->G + g] = r;
+            for (int j = 0; j < cg; j++)
+                for (int i = 0; i < c->HW; i++) {
+                    int ch = g * cg + j;
+                    size_t t = ((size_t)b * c->C + ch) * c->HW + i;
+                    c->out[t] = (c->x[t] - m) * r * c->gamma[ch] + c->beta[ch];
+                }
+        }
+}
+
+static double gn_loss(void *ctx) {
+    GnCase *c = ctx;
+    ref_groupnorm(c);
+    return kc_dot(c->out, c->R, (size_t)c->B * c->C * c->HW);
+}
+
+static void check_groupnorm(TuRng *rng, int B, int C, int HW, int G, float eps, float offset) {
+    size_t nx = (size_t)B * C * HW;
+    float *x = kc_rand(rng, nx, offset - 1.5f, offset + 1.5f);
+    float *gamma = kc_rand(rng, C, 0.5f, 1.5f), *beta = kc_rand(rng, C, -1, 1);
+    float *R = kc_rand(rng, nx, -1, 1), *out = xmalloc(nx * sizeof(float));
+    float *mean = xmalloc(B * G * sizeof(float)), *rstd = xmalloc(B * G * sizeof(float));
+    GnCase c = {B, C, HW, G, eps, kc_dup(x, nx), kc_dup(gamma, C), kc_dup(beta, C), kc_dup(R, nx),
+                xmalloc(nx * sizeof(double)), xmalloc(B * G * sizeof(double)),
+                xmalloc(B * G * sizeof(double))};
+    char tag[96];
+    snprintf(tag, sizeof tag, "groupnorm B%d C%d HW%d G%d offset %g", B, C, HW, G, offset);
+
+    groupnorm_forward(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
+    ref_groupnorm(&c);
+    kc_expect_close(kc_rel_err(out, c.out, nx, 1e-3), KC_FWD_TOL, "%s out", tag);
+    kc_expect_close(kc_rel_err(mean, c.mean, B * G, 1), KC_FWD_TOL, "%s mean", tag);
+    kc_expect_close(kc_rel_err(rstd, c.rstd, B * G, 1e-3), KC_FWD_TOL, "%s rstd", tag);
+
+    float *dx = kc_rand(rng, nx, -1, 1), *dg = kc_rand(rng, C, -1, 1), *db = kc_rand(rng, C, -1, 1);
+    float *dx0 = kc_fcopy(dx, nx), *dg0 = kc_fcopy(dg, C), *db0 = kc_fcopy(db, C);
+    groupnorm_backward(dx, dg, db, R, x, mean, rstd, gamma, B, C, HW, G);
+    double *gx = xmalloc(nx * sizeof(double)), *gg = xmalloc(C * sizeof(double));
+    double *gb = xmalloc(C * sizeof(double));
+    kc_fd_grad(gn_loss, &c, c.x, nx, gx);
+    kc_fd_grad(gn_loss, &c, c.gamma, C, gg);
+    kc_fd_grad(gn_loss, &c, c.beta, C, gb);
+    kc_expect_close(kc_rel_err_acc(dx, dx0, gx, nx, 1e-3), KC_BWD_TOL, "%s dx", tag);
+    kc_expect_close(kc_rel_err_acc(dg, dg0, gg, C, 1e-3), KC_BWD_TOL, "%s dgamma", tag);
+    kc_expect_close(kc_rel_err_acc(db, db0, gb, C, 1e-3), KC_BWD_TOL, "%s dbeta", tag);
+    // NULL parameter gradients: dx alone must match the full call bit for bit.
+    float *dx1 = kc_fcopy(dx0, nx);
+    groupnorm_backward(dx1, NULL, NULL, R, x, mean, rstd, gamma, B, C, HW, G);
+    EXPECT(memcmp(dx1, dx, nx * sizeof(float)) == 0, "%s: dx alone differs", tag);
+
+    free(x), free(gamma), free(beta), free(R), free(out), free(mean), free(rstd);
+    free(dx), free(dg), free(db), free(dx0), free(dg0), free(db0), free(dx1);
+    free(gx), free(gg), free(gb);
+    free(c.x), free(c.gamma), free(c.beta), free(c.R), free(c.out), free(c.mean), free(c.rstd);
+}
+
+// ---- LayerNorm ----
+typedef struct {
+    int N, C;
+    double eps;
+    double *x, *gamma, *beta, *R, *out, *mean, *rstd;
+} LnCase;
+
+static void ref_layernorm(LnCase *c) {
+    for (int n = 0; n < c->N; n++) {
+        const double *xr = c->x + (size_t)n * c->C;
+        double m = 0, v = 0;
+        for (int i = 0; i < c->C; i++) m += xr[i];
+        m /= c->C;
+        for (int i = 0; i < c->C; i++) v += (xr[i] - m) * (xr[i] - m);
+        v /= c->C;
+        double r = 1 / sqrt(v + c->eps);
+        c->mean[n] = m;
+        c->rstd[n] = r;
+        for (int i = 0; i < c->C; i++)
+            c->out[(size_t)n * c->C + i] = (xr[i] - m) * r * c->gamma[i] + c->beta[i];
+    }
+}
+
+static double ln_loss(void *ctx) {
+    LnCase *c = ctx;
+    ref_layernorm(c);
+    return kc_dot(c->out, c->R, (size_t)c->N * c->C);
+}
+
+static void check_layernorm(TuRng *rng, int N, int C, float eps, float offset) {
+    size_t nx = (size_t)N * C;
+    float *x = kc_rand(rng, nx, offset - 2, offset + 2);
+    float *gamma = kc_rand(rng, C, 0.5f, 1.5f), *beta = kc_rand(rng, C, -1, 1);
+    float *R = kc_rand(rng, nx, -1, 1), *out = xmalloc(nx * sizeof(float));
+    float *mean = xmalloc(N * sizeof(float)), *rstd = xmalloc(N * sizeof(float));
+    LnCase c = {N, C, eps, kc_dup(x, nx), kc_dup(gamma, C), kc_dup(beta, C), kc_dup(R, nx),
+                xmalloc(nx * sizeof(double)), xmalloc(N * sizeof(double)), xmalloc(N * sizeof(double))};
+    char tag[96];
+    snprintf(tag, sizeof tag, "layernorm N%d C%d offset %g", N, C, offset);
+
+    layernorm_forward(out, mean, rstd, x, gamma, beta, N, C, eps);
+    ref_layernorm(&c);
+    kc_expect_close(kc_rel_err(out, c.out, nx, 1e-3), KC_FWD_TOL, "%s out", tag);
+    kc_expect_close(kc_rel_err(mean, c.mean, N, 1), KC_FWD_TOL, "%s mean", tag);
+    kc_expect_close(kc_rel_err(rstd, c.rstd, N, 1e-3), KC_FWD_TOL, "%s rstd", tag);
+
+    float *dx = kc_rand(rng, nx, -1, 1), *dg = kc_rand(rng, C, -1, 1), *db = kc_rand(rng, C, -1, 1);
+    float *dx0 = kc_fcopy(dx, nx), *dg0 = kc_fcopy(dg, C), *db0 = kc_fcopy(db, C);
+    layernorm_backward(dx, dg, db, R, x, mean, rstd, gamma, N, C);
+    double *gx = xmalloc(nx * sizeof(double)), *gg = xmalloc(C * sizeof(double));
+    double *gb = xmalloc(C * sizeof(double));
+    kc_fd_grad(ln_loss, &c, c.x, nx, gx);
+    kc_fd_grad(ln_loss, &c, c.gamma, C, gg);
+    kc_fd_grad(ln_loss, &c, c.beta, C, gb);
+    kc_expect_close(kc_rel_err_acc(dx, dx0, gx, nx, 1e-3), KC_BWD_TOL, "%s dx", tag);
+    kc_expect_close(kc_rel_err_acc(dg, dg0, gg, C, 1e-3), KC_BWD_TOL, "%s dgamma", tag);
+    kc_expect_close(kc_rel_err_acc(db, db0, gb, C, 1e-3), KC_BWD_TOL, "%s dbeta", tag);
+    float *dg1 = kc_fcopy(dg0, C);
+    layernorm_backward(NULL, dg1, NULL, R, x, mean, rstd, gamma, N, C);
+    EXPECT(memcmp(dg1, dg, C * sizeof(float)) == 0, "%s: dgamma alone differs", tag);
+
+    free(x), free(gamma), free(beta), free(R), free(out), free(mean), free(rstd);
+    free(dx), free(dg), free(db), free(dx0), free(dg0), free(db0), free(dg1);
+    free(gx), free(gg), free(gb);
+    free(c.x), free(c.gamma), free(c.beta), free(c.R), free(c.out), free(c.mean), free(c.rstd);
+}
+
+int main(void) {
+    TuRng rng;
+    tu_rng_seed(&rng, 99);
+    check_groupnorm(&rng, 2, 8, 15, 4, 1e-5f, 0);
+    check_groupnorm(&rng, 3, 6, 7, 3, 1e-6f, 0);
+    check_groupnorm(&rng, 2, 4, 9, 1, 1e-5f, 5);    // one group = LayerNorm over C*HW, offset mean
+    check_groupnorm(&rng, 2, 6, 5, 6, 1e-5f, 0);    // one channel per group
+    check_groupnorm(&rng, 2, 8, 6, 2, 1e-5f, 50);   // mean >> std: no cancellation
+    check_layernorm(&rng, 7, 12, 1e-5f, 0);
+    check_layernorm(&rng, 5, 130, 1e-5f, 3);        // C spans several 64-column blocks
+    check_layernorm(&rng, 1, 3, 1e-5f, 0);
+    return tu_report("test_kernel_norm");
+}
