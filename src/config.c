@@ -44,6 +44,9 @@ static const EnumName DOWN_TYPES[] = {{"DownBlock2D", 0}, {"CrossAttnDownBlock2D
 static const EnumName UP_TYPES[] = {{"UpBlock2D", 0}, {"CrossAttnUpBlock2D", 1}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", 0}, {"cuda", 1}, {NULL, 0}};
+static const EnumName SOURCES[] = {{"fashion-mnist", 0}, {"hdf5", 1}, {NULL, 0}};
+static const EnumName SCHEDULES[] = {{"scaled_linear", 0}, {"linear", 1}, {NULL, 0}};
+static const EnumName LR_SCHEDULES[] = {{"constant", 0}, {"cosine", 1}, {NULL, 0}};
 
 #define AT(m) .off = offsetof(JobConfig, m), .size = sizeof(((JobConfig *)0)->m)
 #define COUNT(m) .count_off = offsetof(JobConfig, m)
@@ -68,6 +71,35 @@ static const KeySpec KEYS[] = {
     {"model", "flip_sin_to_cos", T_BOOL, "true", AT(model.flip_sin_to_cos), .doc = "Timestep embedding as [cos, sin] (true) or [sin, cos] (false)."},
     {"model", "freq_shift", T_FLOAT, "0", 0, NOMAX, AT(model.freq_shift), .doc = "Timestep-embedding frequencies exp(-ln(10000) j / (half - freq_shift)); must be < block_out_channels[0] / 2."},
     {"model", "context_length", T_INT, "77", 1, NOMAX, AT(model.context_length), .doc = "Tokens in the conditioning context (77: CLIP); for MAC counts and shape checks (not a diffusers key)."},
+    {"data", "source", T_STRING, "\"fashion-mnist\"", .names = SOURCES, AT(data.source), .doc = "Training data: \"fashion-mnist\" (Debian's dataset-fashion-mnist, pixel space, class captions) or \"hdf5\" (precomputed /latents and /context)."},
+    {"data", "path", T_STRING, "\"/usr/share/datasets/fashion-mnist\"", AT(data.path), .doc = "Directory of the Fashion-MNIST IDX files, or the HDF5 file with /latents [N,C,H,W] and /context [N,L,D]."},
+    {"data", "cfg_drop", T_FLOAT, "0.1", 0, 1, AT(data.cfg_drop), .doc = "Fraction of training captions replaced by the empty caption, so the model also learns the unconditional output (classifier-free guidance)."},
+    {"data", "embed_seed", T_INT, "2024", 0, 2147483647, AT(data.embed_seed), .doc = "Seed of the fixed token-embedding table that turns captions into contexts; teacher and student must use the same."},
+    {"diffusion", "schedule", T_STRING, "\"scaled_linear\"", .names = SCHEDULES, AT(diffusion.schedule), .doc = "Beta schedule: \"scaled_linear\" (SD: sqrt-linear) or \"linear\"."},
+    {"diffusion", "beta_start", T_FLOAT, "0.00085", .min = 0, .max = 1, .min_open = 1, AT(diffusion.beta_start), .doc = "First beta of the schedule."},
+    {"diffusion", "beta_end", T_FLOAT, "0.012", .min = 0, .max = 1, .min_open = 1, AT(diffusion.beta_end), .doc = "Last beta of the schedule."},
+    {"diffusion", "timesteps", T_INT, "1000", 2, 100000, AT(diffusion.timesteps), .doc = "Training timesteps T (t is drawn uniformly from 0..T-1)."},
+    {"train", "steps", T_INT, "1000", 1, NOMAX, AT(train.steps), .doc = "Optimizer steps."},
+    {"train", "batch", T_INT, "64", 1, NOMAX, AT(train.batch), .doc = "Global batch per step, split across ranks (must be divisible by the rank count)."},
+    {"train", "lr", T_FLOAT, "1e-3", .min = 0, .max = 1, .min_open = 1, AT(train.lr), .doc = "Peak learning rate (AdamW)."},
+    {"train", "warmup_steps", T_INT, "100", 0, NOMAX, AT(train.warmup_steps), .doc = "Linear warmup from 0 to lr over this many steps."},
+    {"train", "lr_schedule", T_STRING, "\"cosine\"", .names = LR_SCHEDULES, AT(train.lr_schedule), .doc = "After warmup: \"constant\" or \"cosine\" decay to 0 at the last step."},
+    {"train", "weight_decay", T_FLOAT, "0.01", 0, 1, AT(train.weight_decay), .doc = "AdamW decoupled weight decay."},
+    {"train", "beta1", T_FLOAT, "0.9", 0, 1, AT(train.beta1), .doc = "AdamW first-moment decay."},
+    {"train", "beta2", T_FLOAT, "0.999", 0, 1, AT(train.beta2), .doc = "AdamW second-moment decay."},
+    {"train", "adam_eps", T_FLOAT, "1e-8", .min = 0, .max = 1, .min_open = 1, AT(train.adam_eps), .doc = "AdamW epsilon."},
+    {"train", "grad_clip", T_FLOAT, "1.0", 0, NOMAX, AT(train.grad_clip), .doc = "Clip the global gradient norm to this (0: off)."},
+    {"train", "ema_decay", T_FLOAT, "0", 0, 1, AT(train.ema_decay), .doc = "EMA of the weights with this decay, saved as model_ema.safetensors (0: off)."},
+    {"train", "log_interval", T_INT, "10", 1, NOMAX, AT(train.log_interval), .doc = "Steps between progress lines and /train/* entries."},
+    {"train", "checkpoint_interval", T_INT, "500", 0, NOMAX, AT(train.checkpoint_interval), .doc = "Steps between checkpoints (0: only at the end)."},
+    {"train", "init", T_STRING, "\"\"", AT(train.init), .doc = "Weights to start from (.safetensors); empty: seeded random initialisation."},
+    {"train", "bucket_mb", T_FLOAT, "16", .min = 0, .max = 4096, .min_open = 1, AT(train.bucket_mb), .doc = "Size of each gradient all-reduce bucket, in MiB."},
+    {"sample", "model", T_STRING, "\"\"", AT(sample.model), .doc = "Weights to sample from; empty: OUTPUT_DIR/model.safetensors."},
+    {"sample", "steps", T_INT, "50", 1, 10000, AT(sample.steps), .doc = "DDIM steps."},
+    {"sample", "eta", T_FLOAT, "0", 0, 1, AT(sample.eta), .doc = "DDIM eta (0: deterministic)."},
+    {"sample", "guidance", T_FLOAT, "3.0", 0, NOMAX, AT(sample.guidance), .doc = "Classifier-free guidance scale (1: off)."},
+    {"sample", "per_class", T_INT, "8", 1, 1000, AT(sample.per_class), .doc = "Samples per class: the columns of the PNG grid (one row per class)."},
+    {"sample", "seed", T_INT, "7", 0, 2147483647, AT(sample.seed), .doc = "Seed of the initial noise of the samples."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_STRING, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (one GPU per rank)."},

@@ -22,8 +22,44 @@ typedef struct {
 } OutputConfig;
 
 typedef struct {
+    char source[16];       // "fashion-mnist" or "hdf5"
+    char path[1024];       // IDX directory (fashion-mnist) or the .h5 file (hdf5)
+    double cfg_drop;       // fraction of captions replaced by the empty caption (classifier-free guidance)
+    long embed_seed;       // seed of the fixed token-embedding table (teacher and student must share it)
+} DataConfig;
+
+typedef struct {
+    char schedule[16];     // "scaled_linear" (SD) or "linear"
+    double beta_start, beta_end;
+    int timesteps;
+} DiffusionConfig;
+
+typedef struct {
+    int steps;             // optimizer steps
+    int batch;             // global batch (split across ranks)
+    double lr, weight_decay, beta1, beta2, adam_eps, grad_clip, ema_decay;
+    int warmup_steps;
+    char lr_schedule[16];  // "constant" or "cosine"
+    int log_interval, checkpoint_interval;
+    char init[1024];       // "" = random init (seeded), else a .safetensors to start from
+    double bucket_mb;      // gradient all-reduce bucket size
+} TrainConfig;
+
+typedef struct {
+    char model[1024];      // weights to sample from ("" = OUTPUT/model.safetensors)
+    int steps;             // DDIM steps
+    double eta, guidance;  // DDIM eta; classifier-free guidance scale (1 = off)
+    int per_class;         // samples per class (grid columns)
+    long seed;
+} SampleConfig;
+
+typedef struct {
     char path[1024];  // the job file it came from ("" for defaults + overrides only)
     ModelConfig model;
+    DataConfig data;
+    DiffusionConfig diffusion;
+    TrainConfig train;
+    SampleConfig sample;
     RuntimeConfig runtime;
     OutputConfig output;
 } JobConfig;

@@ -105,7 +105,7 @@ static void test_bad_files(void) {
     bad_file("unknown_section.cfg", NULL, 3, "modle", "unknown section; did you mean model?");
     bad_file("unknown_key.cfg", NULL, 5, "model.norm_num_group:",
              "unknown key; did you mean model.norm_num_groups?");
-    bad_file("top_level_key.cfg", NULL, 3, "seed", "did you mean runtime.seed");
+    bad_file("top_level_key.cfg", NULL, 3, "threads", "did you mean runtime.threads");
     bad_file("not_a_section.cfg", NULL, 2, "runtime", "expected a section");
     bad_file("wrong_type.cfg", NULL, 4, "model.norm_num_groups:",
              "expected an integer >= 1, got \"abc\"");
@@ -203,7 +203,7 @@ static void test_overrides(void) {
                "default-length message: %s", e.msg);
     }
     bad_set("model.norm_num_grops=16", "unknown key model.norm_num_grops; did you mean model.norm_num_groups?");
-    bad_set("model.seed=3", "did you mean runtime.seed?");
+    bad_set("model.threads=3", "did you mean runtime.threads?");
     bad_set("noequals", "expected section.key=value");
     bad_set("model.norm_num_groups=abc", "model.norm_num_groups: expected an integer >= 1, got \"abc\"");
     bad_set("model.norm_num_groups=0", "model.norm_num_groups: expected an integer >= 1, got 0");
