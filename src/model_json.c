@@ -110,14 +110,17 @@ int model_config_from_json(ModelConfig *m, const char *json, const char *what, E
             (k ? m->up_cross : m->down_cross)[i] = !strcmp(s->valuestring, cross);
         }
     }
+    // diffusers' default mid block (older SD-1.x config.json files omit the key)
+    m->mid_cross = 1;
     const cJSON *mid = cJSON_GetObjectItemCaseSensitive(o, "mid_block_type");
-    if (mid && !(cJSON_IsString(mid) && !strcmp(mid->valuestring, "UNetMidBlock2DCrossAttn"))) {
+    if (mid && !cJSON_IsNull(mid) && !(cJSON_IsString(mid) && !strcmp(mid->valuestring, "UNetMidBlock2DCrossAttn"))) {
         errorf(e, "%s: \"mid_block_type\": only \"UNetMidBlock2DCrossAttn\" is supported", what);
         goto done;
     }
     // diffusers: num_attention_heads, when given, wins over the misnamed attention_head_dim
     if (get_per_block(o, "attention_head_dim", m->heads, n, what, e)) goto done;
     if (get_per_block(o, "num_attention_heads", m->heads, n, what, e)) goto done;
+    for (int i = 0; i < n; i++) m->transformer_layers[i] = 1;  // diffusers' default
     if (get_per_block(o, "transformer_layers_per_block", m->transformer_layers, n, what, e)) goto done;
     struct { const char *key; int *dst; } ints[] = {
         {"in_channels", &m->in_channels},         {"out_channels", &m->out_channels},
