@@ -1,0 +1,26 @@
+// runtime.c — see runtime.h.
+#include "runtime.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <string.h>
+#include <unistd.h>
+
+int runtime_set_threads(int threads, int ranks_on_node) {
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (cores < 1) cores = 1;
+        threads = (int)(cores / (ranks_on_node > 0 ? ranks_on_node : 1));
+        if (threads < 1) threads = 1;
+    }
+    omp_set_num_threads(threads);
+    // GEMMs are called outside OpenMP regions, so OpenBLAS may use the same count
+    openblas_set_num_threads(threads);
+    return threads;
+}
+
+int runtime_check_device(const RuntimeConfig *rt, Error *e) {
+    if (strcmp(rt->device, "cpu") == 0) return 0;
+    return errorf(e, "runtime.device = \"%s\": this build has no GPU backend yet (the CUDA backend is a later "
+                     "step); use runtime.device = \"cpu\"", rt->device);
+}

@@ -1,0 +1,89 @@
+// bench_step.c — time of one training step's forward + backward of the U-Net
+// of a job file, at a given batch, and the achieved GFLOP/s (2 x MACs x 3 for
+// forward + backward) next to a measured SGEMM rate on this machine.
+// usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "gemm.h"
+#include "init.h"
+#include "rng.h"
+#include "runtime.h"
+#include "unet.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static double sgemm_gflops(void) {
+    int n = 1024;
+    float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
+    gemm(0, 0, n, n, n, 1, a, n, b, n, 0, c, n);
+    double t0 = now();
+    int reps = 5;
+    for (int i = 0; i < reps; i++) gemm(0, 0, n, n, n, 1, a, n, b, n, 0, c, n);
+    double dt = now() - t0;
+    free(a), free(b), free(c);
+    return 2.0 * n * n * (double)n * reps / dt / 1e9;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]\n");
+        return 2;
+    }
+    int B = atoi(argv[2]), reps = argc > 3 && argv[3][0] != '-' ? atoi(argv[3]) : 3;
+    const char *sets[32];
+    int ns = 0;
+    for (int i = 3; i < argc; i++)
+        if (!strcmp(argv[i], "--set") && i + 1 < argc && ns < 32) sets[ns++] = argv[++i];
+    JobConfig jc;
+    Error e;
+    if (job_config_load(&jc, argv[1], sets, ns, &e)) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    int threads = runtime_set_threads(jc.runtime.threads, 1);
+    UNet *u = unet_create(&jc.model, NULL, &e);
+    if (!u) {
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
+    unet_init_params(u, 1);
+    const ModelConfig *m = &jc.model;
+    int H = m->sample_size, L = m->context_length, D = m->cross_attention_dim;
+    size_t nx = (size_t)B * m->in_channels * H * H, no = (size_t)B * m->out_channels * H * H;
+    float *x = malloc(nx * 4), *ctx = malloc((size_t)B * L * D * 4), *out = malloc(no * 4), *t = malloc((size_t)B * 4);
+    rng_normal_fill(x, nx, 1, RNG_MISC, 0);
+    rng_normal_fill(ctx, (size_t)B * L * D, 1, RNG_MISC, nx);
+    for (int i = 0; i < B; i++) t[i] = (float)(37 * i % 1000);
+    double best_f = 1e30, best_b = 1e30;
+    for (int r = 0; r < reps + 1; r++) {  // first round warms up
+        double t0 = now();
+        if (unet_forward(u, out, x, t, ctx, B, H, H, L, NULL, &e)) return 1;
+        double t1 = now();
+        unet_zero_grad(u);
+        unet_backward(u, out, NULL);
+        double t2 = now();
+        if (r) {
+            if (t1 - t0 < best_f) best_f = t1 - t0;
+            if (t2 - t1 < best_b) best_b = t2 - t1;
+        }
+    }
+    double macs = (double)unet_total_macs(u) * B * ((double)H * H / ((double)m->sample_size * m->sample_size));
+    double peak = sgemm_gflops();
+    printf("model %s: %zu params, %.3f GMACs/sample at %dx%d; batch %d, %d threads\n", argv[1], u->pt.total,
+           macs / B / 1e9, H, H, B, threads);
+    printf("forward  %.3f s  (%.1f GFLOP/s)\n", best_f, 2 * macs / best_f / 1e9);
+    printf("backward %.3f s  (%.1f GFLOP/s)\n", best_b, 4 * macs / best_b / 1e9);
+    printf("step     %.3f s  (%.1f samples/s); SGEMM 1024^3 on this machine: %.1f GFLOP/s; step reaches %.0f%% of it\n",
+           best_f + best_b, B / (best_f + best_b), peak, 100 * 6 * macs / (best_f + best_b) / 1e9 / peak);
+    unet_free(u);
+    free(x), free(ctx), free(out), free(t);
+    return 0;
+}
