@@ -142,7 +142,8 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
     return rc;
 }
 
-UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e) {
+// Opens, describes and builds; load_data 0 only checks names and shapes.
+static UNet *open_model(const char *path, const ModelConfig *defaults, int load_data, Error *e) {
     StFile f;
     if (st_open(&f, path, e)) return NULL;
     ModelConfig cfg = *defaults;
@@ -150,7 +151,7 @@ UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e) {
     UNet *u = NULL;
     if (checkpoint_describe(&f, &cfg, &absent, e) == 0) {
         u = unet_create(&cfg, absent, e);
-        if (u && unet_load_weights(u, &f, e)) {
+        if (u && (load_data ? unet_load_weights(u, &f, e) : unet_check_weights(u, &f, e))) {
             unet_free(u);
             u = NULL;
         }
@@ -158,4 +159,12 @@ UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e) {
     free(absent);
     st_close(&f);
     return u;
+}
+
+UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e) {
+    return open_model(path, defaults, 1, e);
+}
+
+UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e) {
+    return open_model(path, defaults, 0, e);
 }

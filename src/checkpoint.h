@@ -24,6 +24,8 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
 
 // Opens, describes, builds and loads: the whole "give me this model" step.
 UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
+// The same without reading the weights (names and shapes checked; parameters zero).
+UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);
 
 // Marks the candidates named in a comma-separated list; unknown names are errors.
 int candidates_from_names(const UNet *full, const char *names, uint8_t *flags, const char *what, Error *e);

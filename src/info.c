@@ -117,19 +117,7 @@ int info_run(FILE *out, const char *target, const char *const *sets, int n_sets,
     if (ends_with(target, ".safetensors")) {
         // defaults (+ --set model.*) fill what a checkpoint cannot say, e.g. head counts
         if (job_config_load(&jc, NULL, sets, n_sets, e)) return -1;
-        StFile f;
-        if (st_open(&f, target, e)) return -1;
-        uint8_t *absent = NULL;
-        ModelConfig cfg = jc.model;
-        if (checkpoint_describe(&f, &cfg, &absent, e) == 0) {
-            u = unet_create(&cfg, absent, e);
-            if (u && unet_check_weights(u, &f, e)) {
-                unet_free(u);
-                u = NULL;
-            }
-        }
-        free(absent);
-        st_close(&f);
+        u = unet_describe_file(target, &jc.model, e);
     } else {
         if (job_config_load(&jc, target, sets, n_sets, e)) return -1;
         u = unet_create(&jc.model, NULL, e);
