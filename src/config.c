@@ -20,6 +20,7 @@ typedef enum {
     T_INT_ARRAY,   // int[] member; its length goes to the int member at count_off
     T_INTS,        // an int or one int per entry of `len_of`, stored as int[] (scalar broadcast)
     T_ENUM_ARRAY,  // one string per entry of `len_of`, stored as int[] of names[i].value
+    T_STRINGS,     // a string or an array of strings, stored comma-joined in a char[] member
 } KeyType;
 
 typedef struct {
@@ -46,6 +47,8 @@ static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", 0}, {"cuda", 1}, {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", 0}, {"hdf5", 1}, {NULL, 0}};
 static const EnumName SCHEDULES[] = {{"scaled_linear", 0}, {"linear", 1}, {NULL, 0}};
+static const EnumName CRITERIA[] = {{"output_loss", 0}, {"random", 1}, {"magnitude", 2}, {"feature_loss", 3}, {"taylor", 4}, {NULL, 0}};
+static const EnumName BUDGETS[] = {{"params", 0}, {"macs", 1}, {NULL, 0}};
 static const EnumName LR_SCHEDULES[] = {{"constant", 0}, {"cosine", 1}, {NULL, 0}};
 
 #define AT(m) .off = offsetof(JobConfig, m), .size = sizeof(((JobConfig *)0)->m)
@@ -100,6 +103,14 @@ static const KeySpec KEYS[] = {
     {"sample", "guidance", T_FLOAT, "3.0", 0, NOMAX, AT(sample.guidance), .doc = "Classifier-free guidance scale (1: off)."},
     {"sample", "per_class", T_INT, "8", 1, 1000, AT(sample.per_class), .doc = "Samples per class: the columns of the PNG grid (one row per class)."},
     {"sample", "seed", T_INT, "7", 0, 2147483647, AT(sample.seed), .doc = "Seed of the initial noise of the samples."},
+    {"prune", "criterion", T_STRINGS, "[\"output_loss\"]", .names = CRITERIA, AT(prune.criterion), .doc = "Scores to compute, one or a list: \"output_loss\" (LAPTOP: output MSE with only that layer removed), \"random\", \"magnitude\" (mean |w|), \"feature_loss\" (relative change of the layer's own output), \"taylor\" (|sum grad*w| of the task loss). The plan uses the first."},
+    {"prune", "calib_samples", T_INT, "64", 1, NOMAX, AT(prune.calib_samples), .doc = "Calibration samples (x_0 from the training data, t uniform, noise, captions), the same on every rank."},
+    {"prune", "batch", T_INT, "16", 1, NOMAX, AT(prune.batch), .doc = "Calibration samples per forward pass while scoring (memory vs speed)."},
+    {"prune", "ratio", T_FLOAT, "0.25", .min = 0, .max = 1, .min_open = 1, AT(prune.ratio), .doc = "Fraction of the U-Net's budget (parameters or MACs) the plan must remove at least."},
+    {"prune", "budget", T_STRING, "\"params\"", .names = BUDGETS, AT(prune.budget), .doc = "What prune.ratio counts: \"params\" or \"macs\" (at model.sample_size)."},
+    {"prune", "scores_from", T_STRING, "\"\"", AT(prune.scores_from), .doc = "run.h5 of an earlier `score` to plan from (empty: this run's OUTPUT/run.h5)."},
+    {"prune", "layers", T_STRINGS, "[]", AT(prune.layers), .doc = "A handcrafted plan (BK-SDM style): the diffusers names of the layers to remove; empty: solve the knapsack."},
+    {"prune", "additivity_sets", T_INT, "24", 0, NOMAX, AT(prune.additivity_sets), .doc = "Random removal sets (sizes spread over the ratio range) whose actual output loss is compared with the sum of their scores (0: skip)."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_STRING, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (one GPU per rank)."},
@@ -281,6 +292,8 @@ static void range_text(int k, int md, char *buf, size_t n) {
         snprintf(buf, n, md ? "`true`, `false`" : "true or false");
     } else if (ks->type == T_STRING) {
         snprintf(buf, n, "up to %zu characters", ks->size - 1);
+    } else if (ks->type == T_STRINGS) {
+        snprintf(buf, n, "names without commas, up to %zu characters in all", ks->size - 1);
     } else {
         // %.10g: every int bound (up to 2^31-1) prints as an integer.
         if (isinf(ks->max))
@@ -320,6 +333,9 @@ static void describe_key(int k, char *buf, size_t n) {
     case T_ENUM_ARRAY:
         snprintf(buf, n, "an array of strings (one per %s.%s entry), each %s", ks->section,
                  ks->len_of, r);
+        break;
+    case T_STRINGS:
+        snprintf(buf, n, "a string or an array of strings (%s)", r);
         break;
     default: describe_scalar(k, buf, n);
     }
@@ -461,6 +477,26 @@ static int store(JobConfig *jc, int k, const config_setting_t *s, const Src *src
             if (get_int(k, el, &es, i, &iv, e)) return -1;
             ((int *)dst)[i] = (int)iv;
         }
+        return 0;
+    }
+    case T_STRINGS: {
+        int n = is_seq(s) ? config_setting_length(s) : 1;
+        if (!is_seq(s) && config_setting_type(s) != CONFIG_TYPE_STRING) return expect_error(e, src, k, -1, s);
+        char joined[4096] = "";
+        size_t used = 0;
+        for (int i = 0; i < n; i++) {
+            const config_setting_t *el = is_seq(s) ? config_setting_get_elem(s, (unsigned)i) : s;
+            Src es = src_of(el, src);
+            if (config_setting_type(el) != CONFIG_TYPE_STRING) return expect_error(e, &es, k, is_seq(s) ? i : -1, el);
+            const char *v = config_setting_get_string(el);
+            if ((ks->names && !enum_find(ks->names, v)) || strchr(v, ',') || !*v)
+                return expect_error(e, &es, k, is_seq(s) ? i : -1, el);
+            used += (size_t)snprintf(joined + used, sizeof joined - used, "%s%s", i ? "," : "", v);
+            if (used >= ks->size || used >= sizeof joined)
+                return key_error(e, src, k, -1, "longer than %zu characters", ks->size - 1);
+        }
+        memset(dst, 0, ks->size);
+        memcpy(dst, joined, used);
         return 0;
     }
     case T_ENUM_ARRAY: {
@@ -620,7 +656,9 @@ static int parse_bare_strings(config_t *cf, const char *value) {
     config_setting_t *list = config_setting_add(config_root_setting(cf), "v", CONFIG_TYPE_LIST);
     char *save = NULL;
     for (char *tok = strtok_r(body, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        const char *t = trim(tok);
+        char *t = (char *)trim(tok);
+        size_t len = strlen(t);
+        if (len >= 2 && t[0] == '"' && t[len - 1] == '"') t[len - 1] = 0, t++;  // a quoted element among bare ones
         if (*t) config_setting_set_string(config_setting_add(list, NULL, CONFIG_TYPE_STRING), t);
     }
     free(body);
@@ -648,7 +686,7 @@ static int parse_override(config_t *cf, const char *set, int *key_out, config_se
     config_setting_t *root = config_root_setting(cf);
     int ok = 0;
     const KeyType t = KEYS[k].type;
-    if ((t == T_STRING || t == T_ENUM) && value[0] != '"') {
+    if ((t == T_STRING || t == T_ENUM || (t == T_STRINGS && value[0] != '[')) && value[0] != '"') {
         // Bare strings are taken as written (no libconfig syntax to trip over).
         config_setting_set_string(config_setting_add(root, "v", CONFIG_TYPE_STRING), value);
         ok = 1;
@@ -666,7 +704,7 @@ static int parse_override(config_t *cf, const char *set, int *key_out, config_se
         ok = config_read_string(cf, text) && config_setting_length(config_root_setting(cf)) == 1 &&
              config_lookup(cf, "v");
         free(text);
-        if (!ok && t == T_ENUM_ARRAY) {
+        if (!ok && (t == T_ENUM_ARRAY || t == T_STRINGS)) {
             config_destroy(cf);
             config_init(cf);
             ok = parse_bare_strings(cf, value);
@@ -813,6 +851,18 @@ static void put_value(FILE *f, const JobConfig *jc, int k) {
     }
     case T_BOOL: fprintf(f, "%s", *ints ? "true" : "false"); break;
     case T_STRING: put_string(f, src); break;
+    case T_STRINGS: {
+        char *copy = xstrdup(src), *save = NULL;
+        fputc('[', f);
+        int i = 0;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+            if (i++) fputs(", ", f);
+            put_string(f, tok);
+        }
+        fputc(']', f);
+        free(copy);
+        break;
+    }
     case T_ENUM: put_string(f, enum_name(ks->names, *ints)); break;
     case T_INTS:
     case T_INT_ARRAY: {
@@ -872,6 +922,7 @@ static const char *type_name(KeyType t) {
     case T_INT_ARRAY: return "int array";
     case T_INTS: return "int or int array";
     case T_ENUM_ARRAY: return "string array";
+    case T_STRINGS: return "string or string array";
     }
     return "?";
 }

@@ -54,12 +54,24 @@ typedef struct {
 } SampleConfig;
 
 typedef struct {
+    char criterion[256];   // comma-joined criteria; the plan uses the first
+    int calib_samples;     // calibration set size
+    int batch;             // samples per forward while scoring
+    double ratio;          // fraction of the budget to remove
+    char budget[16];       // "params" or "macs"
+    char scores_from[1024];  // run.h5 of an earlier `score` (empty: this run's)
+    char layers[16384];    // comma-joined handcrafted plan (diffusers prefixes); empty: solve
+    int additivity_sets;   // random removal sets for the additivity report (0: skip)
+} PruneConfig;
+
+typedef struct {
     char path[1024];  // the job file it came from ("" for defaults + overrides only)
     ModelConfig model;
     DataConfig data;
     DiffusionConfig diffusion;
     TrainConfig train;
     SampleConfig sample;
+    PruneConfig prune;
     RuntimeConfig runtime;
     OutputConfig output;
 } JobConfig;

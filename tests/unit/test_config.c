@@ -299,8 +299,26 @@ static void test_reference(void) {
     free(buf);
 }
 
+// String lists (prune.criterion, prune.layers): one string or an array, stored comma-joined.
+static void test_string_lists(void) {
+    JobConfig jc;
+    Error e;
+    const char *one[] = {"prune.criterion=taylor"};
+    EXPECT(load_tiny(&jc, &e, 1, one) == 0 && !strcmp(jc.prune.criterion, "taylor"), "single: %s", jc.prune.criterion);
+    const char *list[] = {"prune.criterion=[output_loss, magnitude]", "prune.layers=[\"mid_block.attentions.0\", up_blocks.1.resnets.1]"};
+    EXPECT(load_tiny(&jc, &e, 2, list) == 0 && !strcmp(jc.prune.criterion, "output_loss,magnitude") &&
+               !strcmp(jc.prune.layers, "mid_block.attentions.0,up_blocks.1.resnets.1"),
+           "list: %s / %s", jc.prune.criterion, jc.prune.layers);
+    roundtrip("string lists", &jc);
+    EXPECT(!strcmp(jc.prune.layers, "mid_block.attentions.0,up_blocks.1.resnets.1"), "unchanged by the round trip");
+    bad_set("prune.criterion=[output_loss, psychic]", "prune.criterion");
+    bad_set("prune.layers=[\"a,b\"]", "prune.layers");
+    bad_set("prune.criterion=7", "prune.criterion");
+}
+
 int main(void) {
     test_defaults();
+    test_string_lists();
     test_job_files();
     test_bad_files();
     test_overrides();
