@@ -274,6 +274,12 @@ static void push_skip(UNet *u, int *top, float *h, int C, int HW) {
     if (*top > u->n_skips) u->n_skips = *top;
 }
 
+static void note_io(UNet *u, int cand, const float *in, const float *out, int C, int H, int W) {
+    if (cand < 0) return;
+    Candidate *cd = &u->cands[cand];
+    cd->in = in, cd->out = out, cd->C = C, cd->H = H, cd->W = W;
+}
+
 static int runs(const UNet *u, int cand) { return cand < 0 || !u->bypass[cand]; }
 
 int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
@@ -288,8 +294,10 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
     LayerCtx c = ctx_of(u);
     const float *p = u->params;
     u->B = B, u->H = H, u->W = W, u->L = L;
-    for (int i = 0; i < u->n_cands; i++)
+    for (int i = 0; i < u->n_cands; i++) {
         u->bypass[i] = !u->cands[i].present || (skip && skip[i]);
+        u->cands[i].in = u->cands[i].out = NULL;
+    }
     // the context and sample are copied: backward must not depend on caller buffers
     u->context = arena_alloc(&u->acts, (size_t)B * L * m->cross_attention_dim);
     memcpy((float *)u->context, context, (size_t)B * L * m->cross_attention_dim * sizeof(float));
@@ -327,6 +335,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
             if (runs(u, r->cand)) {
                 float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hh * ww);
                 resnet_forward(r, &c, o, h, u->silu_temb, B, hh, ww);
+                note_io(u, r->cand, h, o, r->cout, hh, ww);
                 h = o;
             }
             if (blk->attn) {
@@ -335,6 +344,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hh * ww);
                     transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
+                    note_io(u, t->cand, h, o, t->C, hh, ww);
                     h = o;
                 }
             }
@@ -358,18 +368,21 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
     if (runs(u, u->mid_res[0].cand)) {
         float *o = arena_alloc(&u->acts, nm);
         resnet_forward(&u->mid_res[0], &c, o, h, u->silu_temb, B, hh, ww);
+        note_io(u, u->mid_res[0].cand, h, o, cm, hh, ww);
         h = o;
     }
     u->mid_in[1] = h;
     if (runs(u, u->mid_attn.cand)) {
         float *o = arena_alloc(&u->acts, nm);
         transformer_forward(&u->mid_attn, &c, o, h, u->context, B, hh, ww, L);
+        note_io(u, u->mid_attn.cand, h, o, cm, hh, ww);
         h = o;
     }
     u->mid_in[2] = h;
     if (runs(u, u->mid_res[1].cand)) {
         float *o = arena_alloc(&u->acts, nm);
         resnet_forward(&u->mid_res[1], &c, o, h, u->silu_temb, B, hh, ww);
+        note_io(u, u->mid_res[1].cand, h, o, cm, hh, ww);
         h = o;
     }
     u->taps[tap++] = (Tap){.name = "mid", .C = cm, .H = hh, .W = ww, .data = h};
@@ -389,6 +402,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
                 concat_channels_forward(cat, h, sk, B, r->hidden_ch, skc, (int)hw);
                 float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hw);
                 resnet_forward(r, &c, o, cat, u->silu_temb, B, hh, ww);
+                note_io(u, r->cand, h, o, r->cout, hh, ww);
                 h = o;
             }  // removed: the hidden state passes through, the popped skip is dropped
             if (blk->attn) {
@@ -397,6 +411,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hw);
                     transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
+                    note_io(u, t->cand, h, o, t->C, hh, ww);
                     h = o;
                 }
             }

@@ -32,6 +32,11 @@ typedef struct {
     int present;             // 0 when this U-Net was built without it
     Resnet *res;             // the layer (one of the two is set when present)
     Transformer *attn;
+    // Last forward, when the layer ran: what it received (for an up-block
+    // resnet, the hidden state before the skip concat: what removal passes on)
+    // and what it produced; [B, C, H, W] with C = the layer's output width.
+    const float *in, *out;
+    int C, H, W;
 } Candidate;
 
 // One feature tap: the output of a down block, the mid block or an up block.
