@@ -4,19 +4,60 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "comm_mpi.h"
 #include "config.h"
 #include "info.h"
+#include "prune_cmd.h"
+#include "runtime.h"
+#include "trainer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: laptop-diff <command> TARGET [--set section.key=value ...]\n"
+            "usage: laptop-diff <command> TARGET [--set section.key=value ...] [--resume]\n"
             "\n"
             "commands:\n"
             "  info JOB.cfg|MODEL.safetensors   architecture table, candidate layers, totals\n"
+            "  train JOB.cfg [--resume]          train the U-Net (data-parallel over the MPI ranks)\n"
+            "  sample JOB.cfg                    DDIM samples with classifier-free guidance: PNG grid + HDF5\n"
+            "  score JOB.cfg                     score every candidate layer of the teacher (model.weights)\n"
+            "  plan JOB.cfg                      removal plan (exact knapsack), additivity report, student_init\n"
             "  config-reference                 every job-file key with default and meaning (Markdown)\n"
             "\n"
             "A checkpoint's architecture comes from its own metadata, a diffusers config.json\n"
             "beside it, or its tensor shapes (head counts then from --set model.attention_head_dim).\n");
+}
+
+// A stage on every rank: load the job (each rank checks it; rank 0 reports),
+// set threads, run. Errors are printed once, by rank 0, or by the rank that has
+// a message no other rank has.
+static int run_stage(const char *cmd, const char *target, const char *const *sets, int n_sets, int resume) {
+    Comm comm = comm_mpi_world();
+    JobConfig jc;
+    Error e = {{0}};
+    int rc = 0;
+    if (job_config_load(&jc, target, sets, n_sets, &e) || runtime_check_device(&jc.runtime, &e)) {
+        if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        return 1;
+    }
+    int threads = runtime_set_threads(jc.runtime.threads, comm.local_size);
+    if (comm.rank == 0) {
+        printf("laptop-diff %s %s: %d rank%s x %d thread%s\n", cmd, target, comm.size, comm.size == 1 ? "" : "s", threads,
+               threads == 1 ? "" : "s");
+        fflush(stdout);
+    }
+    (void)resume;
+    if (!strcmp(cmd, "score"))
+        rc = score_main(&jc, &comm, &e);
+    else
+        rc = plan_main(&jc, &comm, &e);
+    if (rc < 0) {
+        if (strcmp(e.msg, TRAINER_OTHER_RANK)) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        rc = 1;
+    } else if (rc == 1) {
+        rc = 3;  // stopped by a signal after checkpointing: distinct for requeue scripts
+    }
+    comm_mpi_free(&comm);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -36,6 +77,7 @@ int main(int argc, char **argv) {
     }
     // TARGET then options
     const char *target = NULL;
+    int resume = 0;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0;
     for (int i = 2; i < argc; i++) {
@@ -46,6 +88,8 @@ int main(int argc, char **argv) {
                 break;
             }
             sets[n_sets++] = argv[++i];
+        } else if (!strcmp(argv[i], "--resume")) {
+            resume = 1;
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_sets++] = argv[i] + 6;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
@@ -71,6 +115,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "laptop-diff: %s\n", e.msg);
                 rc = 1;
             }
+        } else if (!strcmp(cmd, "train") || !strcmp(cmd, "sample") || !strcmp(cmd, "score") || !strcmp(cmd, "plan")) {
+            rc = run_stage(cmd, target, sets, n_sets, resume);
         } else {
             if (rank == 0) {
                 fprintf(stderr, "laptop-diff: unknown command \"%s\"\n", cmd);

@@ -2,7 +2,9 @@
 #include "common.h"
 
 #include <stdarg.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int errorf(Error *e, const char *fmt, ...) {
     if (e) {
@@ -47,4 +49,20 @@ char *xstrdup(const char *s) {
     char *p = xmalloc(n);
     memcpy(p, s, n);
     return p;
+}
+
+int make_dirs(const char *dir, Error *e) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char keep = *p;
+            *p = 0;
+            if (mkdir(path, 0755) != 0 && errno != EEXIST)
+                return errorf(e, "%s: cannot create directory: %s", path, strerror(errno));
+            *p = keep;
+            if (!keep) break;
+        }
+    }
+    return 0;
 }

@@ -34,4 +34,7 @@ void *xrealloc_at(void *p, size_t n, const char *file, int line);
 #define xrealloc(p, n) xrealloc_at((p), (n), __FILE__, __LINE__)
 char *xstrdup(const char *s);
 
+// mkdir -p; an Error names the directory that could not be made.
+int make_dirs(const char *dir, Error *e);
+
 #endif

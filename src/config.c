@@ -74,6 +74,7 @@ static const KeySpec KEYS[] = {
     {"model", "flip_sin_to_cos", T_BOOL, "true", AT(model.flip_sin_to_cos), .doc = "Timestep embedding as [cos, sin] (true) or [sin, cos] (false)."},
     {"model", "freq_shift", T_FLOAT, "0", 0, NOMAX, AT(model.freq_shift), .doc = "Timestep-embedding frequencies exp(-ln(10000) j / (half - freq_shift)); must be < block_out_channels[0] / 2."},
     {"model", "context_length", T_INT, "77", 1, NOMAX, AT(model.context_length), .doc = "Tokens in the conditioning context (77: CLIP); for MAC counts and shape checks (not a diffusers key)."},
+    {"model", "weights", T_STRING, "\"\"", AT(weights), .doc = "The trained U-Net (.safetensors, diffusers names) that score, plan and distill start from: the teacher. Its own metadata or config.json, when present, describes the architecture instead of this section."},
     {"data", "source", T_STRING, "\"fashion-mnist\"", .names = SOURCES, AT(data.source), .doc = "Training data: \"fashion-mnist\" (Debian's dataset-fashion-mnist, pixel space, class captions) or \"hdf5\" (precomputed /latents and /context)."},
     {"data", "path", T_STRING, "\"/usr/share/datasets/fashion-mnist\"", AT(data.path), .doc = "Directory of the Fashion-MNIST IDX files, or the HDF5 file with /latents [N,C,H,W] and /context [N,L,D]."},
     {"data", "cfg_drop", T_FLOAT, "0.1", 0, 1, AT(data.cfg_drop), .doc = "Fraction of training captions replaced by the empty caption, so the model also learns the unconditional output (classifier-free guidance)."},

@@ -66,6 +66,7 @@ typedef struct {
 
 typedef struct {
     char path[1024];  // the job file it came from ("" for defaults + overrides only)
+    char weights[1024];  // model.weights: the trained U-Net (teacher) the prune/distill stages start from
     ModelConfig model;
     DataConfig data;
     DiffusionConfig diffusion;
