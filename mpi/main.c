@@ -51,7 +51,12 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     else
         rc = plan_main(&jc, &comm, &e);
     if (rc < 0) {
-        if (strcmp(e.msg, TRAINER_OTHER_RANK)) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        // Ranks usually fail together with the same message: rank 0 speaks for
+        // all, unless it only knows that another rank failed.
+        int r0_knows = comm.rank == 0 && strcmp(e.msg, TRAINER_OTHER_RANK) != 0;
+        comm.bcast(&comm, &r0_knows, sizeof r0_knows, 0);
+        int mine = strcmp(e.msg, TRAINER_OTHER_RANK) != 0;
+        if (r0_knows ? comm.rank == 0 : mine) fprintf(stderr, "laptop-diff: %s\n", e.msg);
         rc = 1;
     } else if (rc == 1) {
         rc = 3;  // stopped by a signal after checkpointing: distinct for requeue scripts
