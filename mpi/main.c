@@ -9,6 +9,8 @@
 #include "info.h"
 #include "prune_cmd.h"
 #include "runtime.h"
+#include "sample.h"
+#include "train_diffusion.h"
 #include "trainer.h"
 
 static void usage(FILE *f) {
@@ -45,8 +47,12 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
                threads == 1 ? "" : "s");
         fflush(stdout);
     }
-    (void)resume;
-    if (!strcmp(cmd, "score"))
+    trainer_install_signal_handlers();
+    if (!strcmp(cmd, "train"))
+        rc = train_main(&jc, &comm, resume, &e);
+    else if (!strcmp(cmd, "sample"))
+        rc = sample_main(&jc, &comm, &e);
+    else if (!strcmp(cmd, "score"))
         rc = score_main(&jc, &comm, &e);
     else
         rc = plan_main(&jc, &comm, &e);

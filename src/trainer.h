@@ -26,7 +26,7 @@ typedef struct {
     // weighting of each loss term into losses[] (summed over ranks for the log).
     int (*step)(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e);
     // Optional: extra per-step series (e.g. per-tap feature terms); called on rank 0 after logging.
-    void (*log_extra)(void *self, H5Log *log, long step);
+    int (*log_extra)(void *self, H5Log *log, long step, Error *e);
     void *self;
 } TrainTask;
 

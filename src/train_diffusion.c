@@ -1,0 +1,104 @@
+// train_diffusion.c — see train_diffusion.h.
+#include "train_diffusion.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "conditioning.h"
+#include "dataset.h"
+#include "init.h"
+#include "kernels.h"
+#include "schedule.h"
+#include "trainer.h"
+
+typedef struct {
+    const JobConfig *cfg;
+    Dataset *data;
+    Schedule sched;
+    int64_t N;
+    int C, H, W, L, D;
+    size_t numel;  // per sample
+    float *x0, *xt, *noise, *ctx, *out, *dout, *tf;
+    int *ti;
+} DiffusionTask;
+
+static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e) {
+    DiffusionTask *d = self;
+    const JobConfig *cfg = d->cfg;
+    uint64_t seed = (uint64_t)cfg->runtime.seed;
+    size_t n = (size_t)b * d->numel;
+    for (int i = 0; i < b; i++) {
+        long g = g0 + i, k = step * B + g;  // global sample k of the run
+        int64_t idx = dataset_order(seed, k / d->N, d->N, k % d->N);
+        int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, cfg->data.cfg_drop);
+        dataset_get(d->data, idx, d->x0 + i * d->numel, d->ctx + (size_t)i * d->L * d->D, NULL, drop);
+    }
+    schedule_draw_timesteps(d->ti, b, d->sched.T, seed, (uint64_t)step, (uint64_t)g0);
+    schedule_draw_noise(d->noise, b, d->numel, seed, (uint64_t)step, (uint64_t)g0);
+    schedule_q_sample(&d->sched, d->xt, d->x0, d->noise, d->ti, b, d->numel);
+    for (int i = 0; i < b; i++) d->tf[i] = (float)d->ti[i];
+    if (unet_forward(u, d->out, d->xt, d->tf, d->ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
+    double w = (double)b / B;  // this shard's share of the global mean
+    losses[0] = mse_forward(d->out, d->noise, n) * w;
+    memset(d->dout, 0, n * sizeof(float));
+    mse_backward(d->dout, NULL, d->out, d->noise, n, (float)w);
+    unet_backward(u, d->dout, NULL);
+    return 0;
+}
+
+int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
+    DiffusionTask d = {.cfg = cfg};
+    int rc = -1;
+    UNet *u = NULL;
+    d.data = dataset_open(cfg, "train", e);
+    if (!d.data) return -1;
+    if (schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
+    DatasetShape sh = dataset_shape(d.data);
+    d.N = sh.n, d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D;
+    d.numel = (size_t)d.C * d.H * d.W;
+    if (cfg->train.init[0]) {
+        u = unet_from_file(cfg->train.init, &cfg->model, e);
+        if (!u) goto done;
+    } else {
+        u = unet_create(&cfg->model, NULL, e);
+        if (!u) goto done;
+        unet_init_params(u, (uint64_t)cfg->runtime.seed);
+    }
+    if (u->cfg.in_channels != d.C || u->cfg.out_channels != d.C) {
+        errorf(e, "model has %d->%d channels but the data has %d", u->cfg.in_channels, u->cfg.out_channels, d.C);
+        goto done;
+    }
+    long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
+    d.x0 = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.xt = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.noise = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.out = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.ctx = xmalloc((size_t)b * d.L * d.D * sizeof(float));
+    d.tf = xmalloc((size_t)b * sizeof(float));
+    d.ti = xmalloc((size_t)b * sizeof(int));
+
+    char run_h5[1100], ckpt[1100], model_out[1100];
+    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
+    snprintf(model_out, sizeof model_out, "%s/model.safetensors", cfg->output.dir);
+    char steps[32];
+    snprintf(steps, sizeof steps, "%d", cfg->train.steps);
+    const char *meta[] = {"laptop_diff.stage", "train", "laptop_diff.steps", steps};
+    TrainTask task = {.n_losses = 1, .loss_names = {"loss"}, .step = diffusion_step, .self = &d};
+    TrainerOptions opt = {.stage = "train", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
+                          .resume = resume, .meta = meta, .n_meta = 2};
+    if (comm->rank == 0) {
+        printf("train: %zu parameters, %lld samples, global batch %ld on %d rank%s, %d steps\n", u->pt.total,
+               (long long)d.N, B, comm->size, comm->size == 1 ? "" : "s", cfg->train.steps);
+        fflush(stdout);
+    }
+    rc = trainer_run(cfg, comm, u, &task, &opt, e);
+done:
+    free(d.x0), free(d.xt), free(d.noise), free(d.out), free(d.dout), free(d.ctx), free(d.tf), free(d.ti);
+    unet_free(u);
+    schedule_free(&d.sched);
+    dataset_close(d.data);
+    return rc;
+}
