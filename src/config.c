@@ -49,6 +49,7 @@ static const EnumName SOURCES[] = {{"fashion-mnist", 0}, {"hdf5", 1}, {NULL, 0}}
 static const EnumName SCHEDULES[] = {{"scaled_linear", 0}, {"linear", 1}, {NULL, 0}};
 static const EnumName CRITERIA[] = {{"output_loss", 0}, {"random", 1}, {"magnitude", 2}, {"feature_loss", 3}, {"taylor", 4}, {NULL, 0}};
 static const EnumName BUDGETS[] = {{"params", 0}, {"macs", 1}, {NULL, 0}};
+static const EnumName FEAT_NORMS[] = {{"l2sq", 0}, {"none", 1}, {NULL, 0}};
 static const EnumName LR_SCHEDULES[] = {{"constant", 0}, {"cosine", 1}, {NULL, 0}};
 
 #define AT(m) .off = offsetof(JobConfig, m), .size = sizeof(((JobConfig *)0)->m)
@@ -112,6 +113,14 @@ static const KeySpec KEYS[] = {
     {"prune", "scores_from", T_STRING, "\"\"", AT(prune.scores_from), .doc = "run.h5 of an earlier `score` to plan from (empty: this run's OUTPUT/run.h5)."},
     {"prune", "layers", T_STRINGS, "[]", AT(prune.layers), .doc = "A handcrafted plan (BK-SDM style): the diffusers names of the layers to remove; empty: solve the knapsack."},
     {"prune", "additivity_sets", T_INT, "24", 0, NOMAX, AT(prune.additivity_sets), .doc = "Random removal sets (sizes spread over the ratio range) whose actual output loss is compared with the sum of their scores (0: skip)."},
+    {"distill", "student", T_STRING, "\"\"", AT(distill.student), .doc = "The pruned student to retrain (.safetensors); empty: OUTPUT_DIR/student_init.safetensors from `plan`. The optimizer, steps and batch come from the train section."},
+    {"distill", "lambda_task", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_task), .doc = "Weight of the task loss MSE(eps_student, eps)."},
+    {"distill", "lambda_out", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_out), .doc = "Weight of the output KD loss MSE(eps_student, eps_teacher)."},
+    {"distill", "lambda_feat", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_feat), .doc = "Weight of the feature KD loss, summed over the taps (every down block, the mid block, every up block)."},
+    {"distill", "feat_norm", T_STRING, "\"l2sq\"", .names = FEAT_NORMS, AT(distill.feat_norm), .doc = "Per-tap feature term: \"l2sq\" (LAPTOP: mean over samples of ||F_S - F_T||^2 / ||F_T||^2, teacher norm held constant) or \"none\" (BK-SDM: per-element MSE)."},
+    {"distill", "activation_interval", T_INT, "0", 0, NOMAX, AT(distill.activation_interval), .doc = "Steps between activation snapshots (teacher and student taps on a fixed probe batch) in /activations/<step>/<tap>; 0: none."},
+    {"distill", "probe_samples", T_INT, "8", 1, NOMAX, AT(distill.probe_samples), .doc = "Samples in the fixed probe batch of the activation snapshots (split across ranks)."},
+    {"eval", "samples", T_INT, "256", 1, NOMAX, AT(eval.samples), .doc = "Held-out (test split) samples for the evaluation's task loss and output MSE to the teacher."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_STRING, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (one GPU per rank)."},

@@ -65,6 +65,18 @@ typedef struct {
 } PruneConfig;
 
 typedef struct {
+    char student[1024];       // "" = OUTPUT/student_init.safetensors (written by plan)
+    double lambda_task, lambda_out, lambda_feat;
+    char feat_norm[8];        // "l2sq" (LAPTOP) or "none" (BK-SDM's plain MSE)
+    int activation_interval;  // steps between /activations snapshots (0: off)
+    int probe_samples;        // size of the fixed probe batch of the snapshots
+} DistillConfig;
+
+typedef struct {
+    int samples;              // held-out (test split) samples for the loss metrics
+} EvalConfig;
+
+typedef struct {
     char path[1024];  // the job file it came from ("" for defaults + overrides only)
     char weights[1024];  // model.weights: the trained U-Net (teacher) the prune/distill stages start from
     ModelConfig model;
@@ -73,6 +85,8 @@ typedef struct {
     TrainConfig train;
     SampleConfig sample;
     PruneConfig prune;
+    DistillConfig distill;
+    EvalConfig eval;
     RuntimeConfig runtime;
     OutputConfig output;
 } JobConfig;

@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "batch.h"
 #include "checkpoint.h"
-#include "conditioning.h"
 #include "dataset.h"
 #include "init.h"
 #include "kernels.h"
@@ -19,30 +19,19 @@ typedef struct {
     int64_t N;
     int C, H, W, L, D;
     size_t numel;  // per sample
-    float *x0, *xt, *noise, *ctx, *out, *dout, *tf;
-    int *ti;
+    Batch bt;
+    float *out, *dout;
 } DiffusionTask;
 
 static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e) {
     DiffusionTask *d = self;
-    const JobConfig *cfg = d->cfg;
-    uint64_t seed = (uint64_t)cfg->runtime.seed;
     size_t n = (size_t)b * d->numel;
-    for (int i = 0; i < b; i++) {
-        long g = g0 + i, k = step * B + g;  // global sample k of the run
-        int64_t idx = dataset_order(seed, k / d->N, d->N, k % d->N);
-        int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, cfg->data.cfg_drop);
-        dataset_get(d->data, idx, d->x0 + i * d->numel, d->ctx + (size_t)i * d->L * d->D, NULL, drop);
-    }
-    schedule_draw_timesteps(d->ti, b, d->sched.T, seed, (uint64_t)step, (uint64_t)g0);
-    schedule_draw_noise(d->noise, b, d->numel, seed, (uint64_t)step, (uint64_t)g0);
-    schedule_q_sample(&d->sched, d->xt, d->x0, d->noise, d->ti, b, d->numel);
-    for (int i = 0; i < b; i++) d->tf[i] = (float)d->ti[i];
-    if (unet_forward(u, d->out, d->xt, d->tf, d->ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
+    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
+    if (unet_forward(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
     double w = (double)b / B;  // this shard's share of the global mean
-    losses[0] = mse_forward(d->out, d->noise, n) * w;
+    losses[0] = mse_forward(d->out, d->bt.noise, n) * w;
     memset(d->dout, 0, n * sizeof(float));
-    mse_backward(d->dout, NULL, d->out, d->noise, n, (float)w);
+    mse_backward(d->dout, NULL, d->out, d->bt.noise, n, (float)w);
     unet_backward(u, d->dout, NULL);
     return 0;
 }
@@ -70,14 +59,9 @@ int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         goto done;
     }
     long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
-    d.x0 = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.xt = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.noise = xmalloc((size_t)b * d.numel * sizeof(float));
+    batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
     d.out = xmalloc((size_t)b * d.numel * sizeof(float));
     d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.ctx = xmalloc((size_t)b * d.L * d.D * sizeof(float));
-    d.tf = xmalloc((size_t)b * sizeof(float));
-    d.ti = xmalloc((size_t)b * sizeof(int));
 
     char run_h5[1100], ckpt[1100], model_out[1100];
     snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
@@ -96,7 +80,8 @@ int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     }
     rc = trainer_run(cfg, comm, u, &task, &opt, e);
 done:
-    free(d.x0), free(d.xt), free(d.noise), free(d.out), free(d.dout), free(d.ctx), free(d.tf), free(d.ti);
+    batch_free(&d.bt);
+    free(d.out), free(d.dout);
     unet_free(u);
     schedule_free(&d.sched);
     dataset_close(d.data);

@@ -72,6 +72,22 @@ static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *o
     return agree(c, rc, e);
 }
 
+// The /train series of a run, registered on every (re)open of the run file.
+typedef struct {
+    int step, loss[TRAINER_MAX_LOSSES], gnorm, lr, sps;
+} Series;
+
+static int register_series(H5Log *log, TrainTask *task, Series *s, Error *e) {
+    if ((s->step = h5log_series(log, "step", "1", "optimizer steps completed", e)) < 0) return -1;
+    for (int i = 0; i < task->n_losses; i++)
+        if ((s->loss[i] = h5log_series(log, task->loss_names[i], "1", "mean over the global batch", e)) < 0) return -1;
+    if ((s->gnorm = h5log_series(log, "grad_norm", "1", "global L2 norm of the gradient before clipping", e)) < 0) return -1;
+    if ((s->lr = h5log_series(log, "lr", "1", "learning rate of the step", e)) < 0) return -1;
+    if ((s->sps = h5log_series(log, "samples_per_s", "samples/s", "throughput over the last log interval, all ranks", e)) < 0)
+        return -1;
+    return task->log_extra ? task->log_extra(task->self, log, -1, NULL, e) : 0;
+}
+
 int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt, Error *e) {
     const TrainConfig *tc = &cfg->train;
     const long B = tc->batch, steps = tc->steps, seed = cfg->runtime.seed;
@@ -124,34 +140,28 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
         if (!log) rc = -1;
     }
     if (agree(comm, rc, e)) goto fail;
-    int s_step = 0, s_loss[TRAINER_MAX_LOSSES], s_gnorm = 0, s_lr = 0, s_sps = 0;
+    Series ids;
     if (comm->rank == 0) {
         h5log_set_rows_hint(log, steps / tc->log_interval + 2);
-        int bad = (s_step = h5log_series(log, "step", "1", "optimizer steps completed", e)) < 0;
-        for (int i = 0; i < task->n_losses && !bad; i++)
-            bad = (s_loss[i] = h5log_series(log, task->loss_names[i], "1", "mean over the global batch", e)) < 0;
-        if (!bad) bad = (s_gnorm = h5log_series(log, "grad_norm", "1", "global L2 norm of the gradient before clipping", e)) < 0;
-        if (!bad) bad = (s_lr = h5log_series(log, "lr", "1", "learning rate of the step", e)) < 0;
-        if (!bad)
-            bad = (s_sps = h5log_series(log, "samples_per_s", "samples/s", "throughput over the last log interval, all ranks", e)) < 0;
-        rc = bad ? -1 : 0;
+        rc = register_series(log, task, &ids, e);
     }
     if (agree(comm, rc, e)) goto fail;
-
     // fault injection for the tests: LAPTOP_DIFF_FAULT=nan@N makes step N's loss NaN
     long fault_nan_step = -1;
     const char *fault = getenv("LAPTOP_DIFF_FAULT");
     if (fault && !strncmp(fault, "nan@", 4)) fault_nan_step = atol(fault + 4);
     double t_last = now_s(), t_begin = t_last;
     long last_logged = start;
-    double losses[TRAINER_MAX_LOSSES];
+    double losses[TRAINER_MAX_VALUES];
+    int n_values = task->n_losses + task->n_extra;
+    CHECK(task->n_losses <= TRAINER_MAX_LOSSES && n_values <= TRAINER_MAX_VALUES);
     for (long s = start; s < steps; s++) {
         unet_zero_grad(u);
         memset(losses, 0, sizeof losses);
         // a failing shard (bad data) must stop every rank, not leave them in the all-reduce
         if (agree(comm, task->step(task->self, u, s, g0, (int)b, (int)B, losses, e), e)) goto fail;
         allreduce_grads(comm, u->grads, n, tc->bucket_mb);
-        comm->sum_f64(comm, losses, (size_t)task->n_losses);
+        comm->sum_f64(comm, losses, (size_t)n_values);
         if (fault_nan_step == s + 1) losses[0] = NAN;
         // every rank holds the same reduced values, so all stop together
         if (!isfinite(losses[0]) || !all_finite(u->grads, n)) {
@@ -172,12 +182,12 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
         if (comm->rank == 0 && (done % tc->log_interval == 0 || done == steps)) {
             double t = now_s(), sps = (double)(done - last_logged) * B / (t - t_last);
             double vals = (double)done;
-            rc |= h5log_append(log, s_step, &vals, e);
-            for (int i = 0; i < task->n_losses; i++) rc |= h5log_append(log, s_loss[i], &losses[i], e);
-            rc |= h5log_append(log, s_gnorm, &gnorm, e);
-            rc |= h5log_append(log, s_lr, &lr, e);
-            rc |= h5log_append(log, s_sps, &sps, e);
-            if (task->log_extra) rc |= task->log_extra(task->self, log, done, e);
+            rc |= h5log_append(log, ids.step, &vals, e);
+            for (int i = 0; i < task->n_losses; i++) rc |= h5log_append(log, ids.loss[i], &losses[i], e);
+            rc |= h5log_append(log, ids.gnorm, &gnorm, e);
+            rc |= h5log_append(log, ids.lr, &lr, e);
+            rc |= h5log_append(log, ids.sps, &sps, e);
+            if (task->log_extra) rc |= task->log_extra(task->self, log, done, losses, e);
             if (!rc) rc = h5log_flush(log, e);
             char eta[32];
             fmt_duration((double)(steps - done) * (t - t_begin) / (double)(done - start), eta, sizeof eta);
@@ -188,6 +198,17 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
             t_last = t, last_logged = done;
         }
         if (agree(comm, rc, e)) goto fail;
+        if (task->snapshot && task->snapshot_interval > 0 && (done % task->snapshot_interval == 0 || done == steps)) {
+            // the run file has one writer at a time: rank 0 lets go of it for the collective write
+            if (comm->rank == 0) rc = h5log_close(log, e), log = NULL;
+            if (agree(comm, rc, e)) goto fail;
+            if (agree(comm, task->snapshot(task->self, u, done, e), e)) goto fail;
+            if (comm->rank == 0) {
+                log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+                rc = log ? register_series(log, task, &ids, e) : -1;
+            }
+            if (agree(comm, rc, e)) goto fail;
+        }
         int stop = stop_signal != 0;
         comm->max_i32(comm, &stop, 1);
         if ((tc->checkpoint_interval > 0 && done % tc->checkpoint_interval == 0) || done == steps || stop) {

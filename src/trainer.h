@@ -13,6 +13,7 @@
 typedef struct H5Log H5Log;
 
 #define TRAINER_MAX_LOSSES 8
+#define TRAINER_MAX_VALUES 64
 // The message of a rank that stops because another rank failed (it printed why).
 #define TRAINER_OTHER_RANK "stopped because another rank failed (see its message)"
 
@@ -20,13 +21,24 @@ typedef struct {
     // Names of the loss terms the task reports, [0] being the total; logged as /train/<name>.
     int n_losses;
     const char *loss_names[TRAINER_MAX_LOSSES];
+    // Further values the step reports after the losses (e.g. per-tap terms):
+    // summed over ranks like the losses, logged by log_extra. At most
+    // TRAINER_MAX_VALUES - n_losses.
+    int n_extra;
     // This rank's part of step `step`: global batch positions [g0, g0 + b) of B.
     // Accumulate into u->grads the gradient of (b / B) * (this shard's mean loss),
     // so the sum over ranks is the gradient of the global mean; write the same
-    // weighting of each loss term into losses[] (summed over ranks for the log).
-    int (*step)(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e);
-    // Optional: extra per-step series (e.g. per-tap feature terms); called on rank 0 after logging.
-    int (*log_extra)(void *self, H5Log *log, long step, Error *e);
+    // weighting of each loss term into values[] (summed over ranks for the log),
+    // then the n_extra further values.
+    int (*step)(void *self, UNet *u, long step, long g0, int b, int B, double *values, Error *e);
+    // Optional, rank 0: log what is not a plain loss series; `values` are the
+    // step's reduced values (losses, then extras). Called once before the first
+    // step with step = -1 to register series.
+    int (*log_extra)(void *self, H5Log *log, long step, const double *values, Error *e);
+    // Optional, every rank, every snapshot_interval steps (and after the last):
+    // collective writes into run.h5, which rank 0 closes around the call.
+    int (*snapshot)(void *self, UNet *u, long step, Error *e);
+    int snapshot_interval;
     void *self;
 } TrainTask;
 
