@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "h5par.h"
+
 #define MPI_CHECK(call)                                                                  \
     do {                                                                                 \
         int rc_ = (call);                                                                \
@@ -75,7 +77,7 @@ Comm comm_mpi_world(void) {
     MPI_CHECK(MPI_Comm_size(node, &c.local_size));
     MPI_CHECK(MPI_Comm_free(&node));
     c.sum_f32 = sum_f32, c.sum_f64 = sum_f64, c.max_i32 = max_i32, c.bcast = bcast;
-    c.gatherv_f64 = gatherv_f64, c.barrier = barrier;
+    c.gatherv_f64 = gatherv_f64, c.barrier = barrier, c.write_rows_f32 = h5par_write_rows_f32;
     return c;
 }
 

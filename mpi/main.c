@@ -7,6 +7,8 @@
 #include "comm_mpi.h"
 #include "config.h"
 #include "info.h"
+#include "distill.h"
+#include "eval.h"
 #include "prune_cmd.h"
 #include "runtime.h"
 #include "sample.h"
@@ -23,6 +25,9 @@ static void usage(FILE *f) {
             "  sample JOB.cfg                    DDIM samples with classifier-free guidance: PNG grid + HDF5\n"
             "  score JOB.cfg                     score every candidate layer of the teacher (model.weights)\n"
             "  plan JOB.cfg                      removal plan (exact knapsack), additivity report, student_init\n"
+            "  distill JOB.cfg [--resume]        retrain the student against the teacher (normalized feature KD)\n"
+            "  eval JOB.cfg                      teacher vs student on held-out data, side-by-side samples\n"
+            "  run JOB.cfg [--resume]            score -> plan -> distill -> eval in one job\n"
             "  config-reference                 every job-file key with default and meaning (Markdown)\n"
             "\n"
             "A checkpoint's architecture comes from its own metadata, a diffusers config.json\n"
@@ -54,8 +59,14 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         rc = sample_main(&jc, &comm, &e);
     else if (!strcmp(cmd, "score"))
         rc = score_main(&jc, &comm, &e);
-    else
+    else if (!strcmp(cmd, "plan"))
         rc = plan_main(&jc, &comm, &e);
+    else if (!strcmp(cmd, "distill"))
+        rc = distill_main(&jc, &comm, resume, &e);
+    else if (!strcmp(cmd, "eval"))
+        rc = eval_main(&jc, &comm, &e);
+    else
+        rc = run_main(&jc, &comm, resume, &e);
     if (rc < 0) {
         // Ranks usually fail together with the same message: rank 0 speaks for
         // all, unless it only knows that another rank failed.
@@ -126,7 +137,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "laptop-diff: %s\n", e.msg);
                 rc = 1;
             }
-        } else if (!strcmp(cmd, "train") || !strcmp(cmd, "sample") || !strcmp(cmd, "score") || !strcmp(cmd, "plan")) {
+        } else if (!strcmp(cmd, "train") || !strcmp(cmd, "sample") || !strcmp(cmd, "score") || !strcmp(cmd, "plan") ||
+                   !strcmp(cmd, "distill") || !strcmp(cmd, "eval") || !strcmp(cmd, "run")) {
             rc = run_stage(cmd, target, sets, n_sets, resume);
         } else {
             if (rank == 0) {

@@ -8,8 +8,12 @@
 #include "schedule.h"
 
 int calib_build(Calib *cs, const JobConfig *cfg, Error *e) {
+    return calib_build_from(cs, cfg, "train", cfg->prune.calib_samples, e);
+}
+
+int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, Error *e) {
     memset(cs, 0, sizeof *cs);
-    Dataset *d = dataset_open_shard(cfg, "train", 0, 0, e);
+    Dataset *d = dataset_open_shard(cfg, split, 0, 0, e);
     if (!d) return -1;
     Schedule s;
     if (schedule_init(&s, &cfg->diffusion, e)) {
@@ -17,7 +21,6 @@ int calib_build(Calib *cs, const JobConfig *cfg, Error *e) {
         return -1;
     }
     DatasetShape sh = dataset_shape(d);
-    int n = cfg->prune.calib_samples;
     cs->n = n, cs->C = cs->Co = sh.C, cs->H = sh.H, cs->W = sh.W, cs->L = sh.L, cs->D = sh.D;
     cs->batch = cfg->prune.batch < n ? cfg->prune.batch : n;
     size_t per = (size_t)sh.C * sh.H * sh.W;

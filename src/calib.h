@@ -22,6 +22,8 @@ typedef struct {
 } Calib;
 
 int calib_build(Calib *cs, const JobConfig *cfg, Error *e);
+// The same construction on another split and size (evaluation: "test", eval.samples).
+int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, Error *e);
 void calib_free(Calib *cs);
 
 // Runs u on the whole set (chunks of cs->batch) with `skip` bypassed.

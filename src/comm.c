@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "h5rows.h"
+
 static void serial_sum_f32(Comm *c, float *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_sum_f64(Comm *c, double *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_max_i32(Comm *c, int *buf, size_t n) { (void)c, (void)buf, (void)n; }
@@ -16,7 +18,8 @@ static void serial_barrier(Comm *c) { (void)c; }
 Comm comm_serial(void) {
     Comm c = {.rank = 0, .size = 1, .local_size = 1, .impl = NULL, .sum_f32 = serial_sum_f32,
               .sum_f64 = serial_sum_f64, .max_i32 = serial_max_i32, .bcast = serial_bcast,
-              .gatherv_f64 = serial_gatherv, .barrier = serial_barrier};
+              .gatherv_f64 = serial_gatherv, .barrier = serial_barrier,
+              .write_rows_f32 = h5rows_write_serial};
     return c;
 }
 

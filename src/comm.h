@@ -5,6 +5,11 @@
 #define LD_COMM_H
 #include <stddef.h>
 
+#include "common.h"
+
+// Most dimensions of a dataset that write_rows_f32 takes.
+#define COMM_MAX_DIMS 8
+
 typedef struct Comm Comm;
 struct Comm {
     int rank, size;
@@ -19,6 +24,23 @@ struct Comm {
     // Root receives counts[r] doubles from each rank r into recv (in rank order).
     void (*gatherv_f64)(Comm *c, const double *send, int count, double *recv, const int *counts, int root);
     void (*barrier)(Comm *c);
+    // Collective (every rank calls it with the same file, n and paths/shapes):
+    // opens `file` (must exist), and for each dataset k creates (replacing any
+    // existing object at the path; parent groups created) a float32 dataset of
+    // shape dims[k][0..ndims[k]) at paths[k], then every rank writes its rows
+    // [row0, row0 + rows) of dimension 0 from data[k] (rows * prod(dims[k][1..]) floats;
+    // rows may be 0) in ONE collective transfer per dataset; attributes attr_names/
+    // attr_values (string attributes on each dataset, may be NULL) are written too; closes.
+    // The ranks' rows must tile dimension 0, so every dims[k][0] is the same.
+    // All ranks return the same result; on failure every rank's e holds the
+    // message of the lowest failing rank (naming file and dataset); the datasets
+    // before the failing one stay written. Nobody else may have the file open
+    // (close an H5Log first). The serial Comm writes all rows (row0 0, rows
+    // dims[k][0]) with plain HDF5.
+    int (*write_rows_f32)(Comm *c, const char *file, int n, const char *const *paths, const int *ndims,
+                          const long long (*dims)[COMM_MAX_DIMS], long long row0, long long rows,
+                          const float *const *data, const char *const *attr_names,
+                          const char *const *attr_values, int n_attrs, Error *e);
 };
 
 // The single-process communicator (rank 0 of 1): every collective is a no-op.

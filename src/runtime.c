@@ -6,6 +6,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef LD_HAVE_CUDA_GEMM
+#include "cuda/gemm_cublas.h"
+#endif
+
 int runtime_set_threads(int threads, int ranks_on_node) {
     if (threads <= 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -21,6 +25,14 @@ int runtime_set_threads(int threads, int ranks_on_node) {
 
 int runtime_check_device(const RuntimeConfig *rt, Error *e) {
     if (strcmp(rt->device, "cpu") == 0) return 0;
+#ifdef LD_HAVE_CUDA_GEMM
+    // An LD_CUDA_GEMM build: GEMMs go to cuBLAS, so a device must be there.
+    if (strcmp(rt->device, "cuda") == 0) {
+        Error ce;
+        if (gpu_device_count(&ce) > 0) return 0;
+        return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s)", ce.msg);
+    }
+#endif
     return errorf(e, "runtime.device = \"%s\": this build has no GPU backend yet (the CUDA backend is a later "
                      "step); use runtime.device = \"cpu\"", rt->device);
 }

@@ -81,14 +81,7 @@ static int write_samples_h5(const char *path, const float *x, long n, int C, int
     return 0;
 }
 
-int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
-    char model[1100];
-    if (cfg->sample.model[0])
-        snprintf(model, sizeof model, "%s", cfg->sample.model);
-    else
-        snprintf(model, sizeof model, "%s/model.safetensors", cfg->output.dir);
-    UNet *u = unet_from_file(model, &cfg->model, e);
-    if (!u) return -1;
+float *sample_all(UNet *u, const JobConfig *cfg, Comm *comm, Error *e) {
     int C = u->cfg.out_channels, H = u->cfg.sample_size;
     long n = (long)COND_CLASSES * cfg->sample.per_class, first, count;
     comm_shard(n, comm->rank, comm->size, &first, &count);
@@ -100,8 +93,7 @@ int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
     if (bad) {
         if (!rc) errorf(e, "%s", TRAINER_OTHER_RANK);
         free(mine);
-        unet_free(u);
-        return -1;
+        return NULL;
     }
     // gather to rank 0 (as doubles: the one gather the Comm interface has)
     int *counts = xcalloc((size_t)comm->size, sizeof(int));
@@ -114,10 +106,30 @@ int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
     for (size_t i = 0; i < (size_t)count * per; i++) send[i] = mine[i];
     double *all = comm->rank == 0 ? xmalloc((size_t)n * per * sizeof(double)) : NULL;
     comm->gatherv_f64(comm, send, (int)(count * (long)per), all, counts, 0);
-    rc = 0;
-    if (comm->rank == 0) {
-        float *x = xmalloc((size_t)n * per * sizeof(float));
+    float *x = xmalloc((size_t)(comm->rank == 0 ? n : 1) * per * sizeof(float));
+    if (comm->rank == 0)
         for (size_t i = 0; i < (size_t)n * per; i++) x[i] = (float)all[i];
+    free(all), free(send), free(counts), free(mine);
+    return x;
+}
+
+int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
+    char model[1100];
+    if (cfg->sample.model[0])
+        snprintf(model, sizeof model, "%s", cfg->sample.model);
+    else
+        snprintf(model, sizeof model, "%s/model.safetensors", cfg->output.dir);
+    UNet *u = unet_from_file(model, &cfg->model, e);
+    if (!u) return -1;
+    int C = u->cfg.out_channels, H = u->cfg.sample_size;
+    long n = (long)COND_CLASSES * cfg->sample.per_class;
+    float *x = sample_all(u, cfg, comm, e);
+    if (!x) {
+        unet_free(u);
+        return -1;
+    }
+    int rc = 0;
+    if (comm->rank == 0) {
         char png[1100], h5[1100];
         snprintf(png, sizeof png, "%s/samples.png", cfg->output.dir);
         snprintf(h5, sizeof h5, "%s/samples.h5", cfg->output.dir);
@@ -131,12 +143,11 @@ int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
             for (int c = 0; c < COND_CLASSES; c++) printf(" %d=\"%s\"", c, cond_caption(c));
             printf("\n");
         }
-        free(x);
     }
     int fail = rc != 0;
     comm->max_i32(comm, &fail, 1);
     if (fail && !rc) errorf(e, "%s", TRAINER_OTHER_RANK);
-    free(all), free(send), free(counts), free(mine);
+    free(x);
     unet_free(u);
     return fail ? -1 : 0;
 }

@@ -10,6 +10,10 @@
 
 int sample_main(const JobConfig *cfg, Comm *comm, Error *e);
 
+// All 10 * per_class samples of u, computed across the ranks and gathered:
+// rank 0 gets the [n,C,H,W] images (class-major), others a dummy; free it. NULL + e on failure.
+float *sample_all(UNet *u, const JobConfig *cfg, Comm *comm, Error *e);
+
 // The samples themselves, for other stages (eval, run): n = 10 * per_class
 // images [n,C,H,W] in class-major order, computed by this rank for global
 // samples [first, first+count). Context from the Fashion-MNIST captions.

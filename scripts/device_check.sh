@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# device_check.sh — checks the cuBLAS GEMM door (LD_CUDA_GEMM=ON) on a GPU
+# machine against the CPU build, in one run of a few minutes:
+#   nvidia-smi; two builds, build-cpu (OpenBLAS) and build-gpu (cuBLAS), of
+#   test_gemm test_reference test_kernel_conv bench_step; the three tests in
+#   both; bench_step jobs/fmnist_teacher.cfg 64 in both, step times side by side.
+# Everything printed also goes to $OUT/device_check.log ($OUT unset: /tmp).
+# Exit status: 0 all passed; 1 a test or bench failed; 2 build dependencies
+# missing (named); 3 configure or build failed.
+#
+# Such a machine may lack this project's Debian build packages and have no
+# network. Missing ones are tried with apt-get (bounded in time); if that
+# fails, and no prebuilt bundle was carried, the script names them and stops.
+# The bundle: run `scripts/device_check.sh --bundle` HERE (where the build
+# works) first; it writes build-devcheck/ (ignored by git, about 40 MiB: both
+# builds' four binaries and the non-system libraries they load, not CUDA's),
+# which the run then takes along (carry: ["build-devcheck"]). It needs the
+# same CUDA major version there (libcublas.so.13 from /usr/local/cuda).
+# `--prebuilt` uses a carried bundle even where the build would work (saves
+# the build's minute or two of device time).
+set -uo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 3
+CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
+NP=$(nproc)
+TARGETS=(test_gemm test_reference test_kernel_conv bench_step)
+TESTS=(test_gemm test_reference test_kernel_conv)
+BUNDLE=build-devcheck
+BUNDLE_SRC=/tmp/ld-devcheck-src  # the bundle's compiled-in source dir (fixtures), a link to the repo both here and there
+
+say() { printf '\n=== %s\n' "$*"; }
+
+# ---- build dependencies: sets MISSING (what) and PKGS (Debian packages) ----
+check_deps() {
+  MISSING=(); PKGS=()
+  need() { MISSING+=("$1"); PKGS+=("$2"); }
+  command -v cmake >/dev/null || need "cmake" cmake
+  command -v cc >/dev/null || command -v gcc >/dev/null || need "C compiler (cc/gcc)" gcc
+  command -v make >/dev/null || command -v ninja >/dev/null || need "make or ninja" make
+  command -v mpicc >/dev/null || need "MPI C compiler wrapper mpicc (Open MPI)" libopenmpi-dev
+  if command -v cc >/dev/null; then
+    echo '#include <omp.h>
+int main(void){return omp_get_max_threads()<1;}' | cc -fopenmp -x c - -o /tmp/ld_omp_probe 2>/dev/null ||
+      need "OpenMP for C (omp.h, libgomp)" libgomp1
+  fi
+  if command -v pkg-config >/dev/null; then
+    local m p
+    for mp in libconfig:libconfig-dev openblas:libopenblas-dev libcjson:libcjson-dev \
+              hdf5-openmpi:libhdf5-openmpi-dev zlib:zlib1g-dev libpng:libpng-dev; do
+      m=${mp%%:*}; p=${mp#*:}
+      pkg-config --exists "$m" || need "pkg-config module $m" "$p"
+    done
+  else
+    need "pkg-config (and so every pkg-config module: libconfig openblas libcjson hdf5-openmpi zlib libpng, unchecked)" \
+         "pkg-config libconfig-dev libopenblas-dev libcjson-dev libhdf5-openmpi-dev zlib1g-dev libpng-dev"
+  fi
+}
+
+try_apt() {
+  local sudo=() pk=()
+  if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || { echo "apt-get: not root and no sudo; not tried"; return 1; }
+    sudo=(sudo -n)
+  fi
+  command -v apt-get >/dev/null || { echo "apt-get: not on this machine; not tried"; return 1; }
+  mapfile -t pk < <(printf '%s\n' "${PKGS[@]}" | tr ' ' '\n' | sort -u)
+  local o=(-o Acquire::Retries=0 -o Acquire::http::Timeout=10 -o Acquire::https::Timeout=10)
+  echo "apt-get install ${pk[*]} (update bounded to 60 s, install to 240 s)"
+  timeout 60 "${sudo[@]}" apt-get "${o[@]}" update -qq || echo "apt-get update failed (no network?)"
+  timeout 240 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get "${o[@]}" install -y -qq \
+    --no-install-recommends "${pk[@]}" || { echo "apt-get install failed"; return 1; }
+}
+
+# ---- configure + build one variant: build_one DIR [cmake args...] ----
+build_one() {
+  local dir=$1; shift
+  local gen=()
+  command -v make >/dev/null || gen=(-G Ninja)
+  echo "--- configure $dir: cmake ${gen[*]} $*"
+  cmake -S "$SRC" -B "$dir" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >"$dir.configure.txt" 2>&1 ||
+    { tail -30 "$dir.configure.txt"; echo "STOP: configure of $dir failed"; return 1; }
+  grep -E "CUDA|OpenMP" "$dir.configure.txt"
+  echo "--- build $dir: ${TARGETS[*]}"
+  cmake --build "$dir" -j"$NP" --target "${TARGETS[@]}" >"$dir.build.txt" 2>&1 ||
+    { grep -E "error|Error" "$dir.build.txt" | head -30; echo "STOP: build of $dir failed"; return 1; }
+}
+
+# ---- --bundle, run where the build works: prebuilt binaries + their libraries ----
+bundle() {
+  SRC=$BUNDLE_SRC
+  ln -sfn "$ROOT" "$SRC"
+  rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/lib" || return 3
+  build_one "$ROOT/build-devcheck-work-cpu" || return 3
+  build_one "$ROOT/build-devcheck-work-gpu" -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
+  for v in cpu gpu; do
+    mkdir -p "$BUNDLE/$v"
+    for t in "${TARGETS[@]}"; do cp "build-devcheck-work-$v/$t" "$BUNDLE/$v/" || return 3; done
+  done
+  # Every library they load except the C library's own and CUDA's (too big; taken from the machine).
+  ldd "$BUNDLE"/*/* | awk '/=> \//{print $3}' | sort -u |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt)\.so' |
+    while read -r f; do cp -L "$f" "$BUNDLE/lib/"; done
+  ls -l "$BUNDLE/lib"
+  echo "bundle: $(du -sh "$BUNDLE" | cut -f1) in $ROOT/$BUNDLE (carry it: [\"$BUNDLE\"])"
+}
+
+run_timed() {  # run_timed LABEL CMD...: output, then "LABEL rc N, S s" into RESULTS
+  local label=$1; shift
+  local t0 t1 rc
+  t0=$(date +%s.%N)
+  "$@" >"/tmp/ld_$label.txt" 2>&1; rc=$?
+  t1=$(date +%s.%N)
+  RC[$label]=$rc
+  SECS[$label]=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
+  echo "--- $label: rc $rc, ${SECS[$label]} s"
+  cat "/tmp/ld_$label.txt"
+}
+
+declare -A RC SECS
+main() {
+  echo "device_check: $(date -u '+%F %T') UTC on $(hostname), $(uname -r), $NP cores, repo $ROOT"
+  say "GPU"
+  if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi not found"; fi
+  say "CUDA toolkit ($CUDA_HOME)"
+  export PATH="$CUDA_HOME/bin:$PATH"
+  if command -v nvcc >/dev/null; then nvcc --version | tail -2; else echo "nvcc not found under $CUDA_HOME/bin"; fi
+  ls "$CUDA_HOME"/lib64/libcublas.so* 2>/dev/null || echo "no libcublas under $CUDA_HOME/lib64"
+  command -v cmake >/dev/null && cmake --version | head -1
+  command -v cc >/dev/null && cc --version | head -1
+
+  grep -q LD_CUDA_GEMM CMakeLists.txt ||
+    { echo "STOP: CMakeLists.txt has no LD_CUDA_GEMM option: move CMakeLists.txt.proposed into place first"; return 3; }
+
+  say "build dependencies"
+  local mode=build have_bundle=0
+  [ -x "$BUNDLE/cpu/test_gemm" ] && [ -x "$BUNDLE/gpu/test_gemm" ] && have_bundle=1
+  if [ "$PREBUILT" = 1 ]; then
+    [ $have_bundle = 1 ] || { echo "STOP: --prebuilt, but no $BUNDLE/ (make it with --bundle and carry it)"; return 2; }
+    echo "--prebuilt: using $BUNDLE/, no build here"
+    mode=prebuilt
+  else
+    check_deps
+    if [ ${#MISSING[@]} -gt 0 ]; then
+      printf 'missing: %s\n' "${MISSING[@]}"
+      try_apt && check_deps
+    fi
+    if [ ${#MISSING[@]} -eq 0 ]; then
+      echo "all present"
+    elif [ $have_bundle = 1 ]; then
+      echo "build dependencies still missing (above); using the prebuilt bundle $BUNDLE/ instead"
+      mode=prebuilt
+    else
+      echo "STOP: missing build dependencies, none could be installed:"
+      printf '  - %s\n' "${MISSING[@]}"
+      echo "  Debian/Ubuntu packages: $(printf '%s\n' "${PKGS[@]}" | tr ' ' '\n' | sort -u | tr '\n' ' ')"
+      echo "  (or run 'scripts/device_check.sh --bundle' where the build works and carry $BUNDLE)"
+      return 2
+    fi
+  fi
+
+  local cpu gpu
+  RUN=(env)  # the bundle's libraries for our binaries only, not for the tools this script runs
+  if [ $mode = build ]; then
+    say "build (build-cpu: OpenBLAS; build-gpu: -DLD_CUDA_GEMM=ON)"
+    SRC=$ROOT
+    build_one build-cpu || return 3
+    build_one build-gpu -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
+    cpu=build-cpu; gpu=build-gpu
+  else
+    say "prebuilt bundle"
+    { [ -L "$BUNDLE_SRC" ] || [ ! -e "$BUNDLE_SRC" ]; } && ln -sfn "$ROOT" "$BUNDLE_SRC"
+    RUN=(env LD_LIBRARY_PATH="$ROOT/$BUNDLE/lib:$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+    if "${RUN[@]}" ldd "$BUNDLE"/*/* | grep "not found"; then echo "STOP: libraries above not found"; return 2; fi
+    echo "binaries and libraries resolve"
+    cpu=$BUNDLE/cpu; gpu=$BUNDLE/gpu
+  fi
+
+  say "tests (LD_REQUIRE_GPU=1: the cuBLAS test_gemm fails rather than skips without a GPU)"
+  for t in "${TESTS[@]}"; do
+    for v in cpu gpu; do
+      local dir=$cpu; [ $v = gpu ] && dir=$gpu
+      run_timed "${t}_$v" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$dir/$t"
+    done
+  done
+
+  say "bench_step jobs/fmnist_teacher.cfg 64 ($NP threads)"
+  for v in cpu gpu; do
+    local dir=$cpu; [ $v = gpu ] && dir=$gpu
+    run_timed "bench_$v" "${RUN[@]}" timeout 180 "$dir/bench_step" jobs/fmnist_teacher.cfg 64 3 --set runtime.threads="$NP"
+  done
+
+  say "summary (CPU build = OpenBLAS, GPU build = cuBLAS GEMMs, everything else on the CPU in both)"
+  local fail=0
+  printf '%-18s %-22s %-22s\n' "" "build-cpu" "build-gpu"
+  for t in "${TESTS[@]}" bench; do
+    printf '%-18s %-22s %-22s\n' "$t" "rc ${RC[${t}_cpu]}, ${SECS[${t}_cpu]} s" "rc ${RC[${t}_gpu]}, ${SECS[${t}_gpu]} s"
+    [ "${RC[${t}_cpu]}" = 0 ] && [ "${RC[${t}_gpu]}" = 0 ] || fail=1
+  done
+  for t in "${TESTS[@]}"; do
+    for v in cpu gpu; do printf '%-18s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
+  done
+  echo "--- bench_step (best of 3 after a warm-up round)"
+  for what in forward backward step; do
+    printf '%-9s cpu: %-10s gpu: %s\n' "$what" "$(awk -v w=$what '$1==w{print $2" s"}' /tmp/ld_bench_cpu.txt)" \
+      "$(awk -v w=$what '$1==w{print $2" s"}' /tmp/ld_bench_gpu.txt)"
+  done
+  for v in cpu gpu; do echo "$v: $(grep -o 'SGEMM 1024^3[^;]*GFLOP/s' "/tmp/ld_bench_$v.txt")"; done
+  if [ $fail = 0 ]; then echo "device_check: PASS"; else echo "device_check: FAIL"; fi
+  return $fail
+}
+
+OUT=${OUT:-/tmp}
+mkdir -p "$OUT"
+PREBUILT=0
+case "${1:-}" in
+  --bundle) bundle; exit $? ;;
+  --prebuilt) PREBUILT=1 ;;
+  "") ;;
+  *) echo "usage: scripts/device_check.sh [--bundle | --prebuilt]" >&2; exit 2 ;;
+esac
+main 2>&1 | tee "$OUT/device_check.log"
+exit "${PIPESTATUS[0]}"
