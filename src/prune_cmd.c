@@ -8,7 +8,8 @@
 
 #include "calib.h"
 #include "checkpoint.h"
-#include "h5util.h"
+#include "h5log.h"
+#include <hdf5.h>
 #include "plan.h"
 #include "prune_score.h"
 #include "trainer.h"
@@ -39,52 +40,26 @@ static UNet *load_teacher(const JobConfig *cfg, Error *e) {
 static void run_h5_path(const JobConfig *cfg, char *buf, size_t n) { snprintf(buf, n, "%s/run.h5", cfg->output.dir); }
 
 // /prune/candidates: a compound table h5py reads as a structured array.
-typedef struct {
-    char name[LD_NAME_MAX];
-    char kind[16];
-    char stage[8];
-    int64_t params, macs;
-} CandRow;
-
-static int write_candidates(hid_t f, const UNet *u, Error *e) {
-    CandRow *rows = xcalloc((size_t)u->n_cands, sizeof *rows);
-    for (int i = 0; i < u->n_cands; i++) {
+static int write_candidates(H5Log *log, const UNet *u, Error *e) {
+    int n = u->n_cands;
+    const char **name = xcalloc((size_t)n, sizeof *name), **kind = xcalloc((size_t)n, sizeof *kind);
+    const char **stage = xcalloc((size_t)n, sizeof *stage);
+    long long *params = xcalloc((size_t)n, sizeof *params), *macs = xcalloc((size_t)n, sizeof *macs);
+    for (int i = 0; i < n; i++) {
         const Candidate *c = &u->cands[i];
-        snprintf(rows[i].name, sizeof rows[i].name, "%s", c->name);
-        snprintf(rows[i].kind, sizeof rows[i].kind, "%s", c->kind == CAND_RESNET ? "resnet" : "attention");
-        snprintf(rows[i].stage, sizeof rows[i].stage, "%s", c->stage == STAGE_DOWN ? "down" : c->stage == STAGE_MID ? "mid" : "up");
-        rows[i].params = c->params, rows[i].macs = c->macs;
+        name[i] = c->name;
+        kind[i] = c->kind == CAND_RESNET ? "resnet" : "attention";
+        stage[i] = c->stage == STAGE_DOWN ? "down" : c->stage == STAGE_MID ? "mid" : "up";
+        params[i] = c->params, macs[i] = c->macs;
     }
-    hid_t sn = H5Tcopy(H5T_C_S1), sk = H5Tcopy(H5T_C_S1), ss = H5Tcopy(H5T_C_S1);
-    H5Tset_size(sn, LD_NAME_MAX), H5Tset_size(sk, 16), H5Tset_size(ss, 8);
-    hid_t t = H5Tcreate(H5T_COMPOUND, sizeof(CandRow));
-    H5Tinsert(t, "name", HOFFSET(CandRow, name), sn);
-    H5Tinsert(t, "kind", HOFFSET(CandRow, kind), sk);
-    H5Tinsert(t, "stage", HOFFSET(CandRow, stage), ss);
-    H5Tinsert(t, "params", HOFFSET(CandRow, params), H5T_NATIVE_INT64);
-    H5Tinsert(t, "macs", HOFFSET(CandRow, macs), H5T_NATIVE_INT64);
-    int rc = 0;
-    if (H5Lexists(f, "/prune", H5P_DEFAULT) <= 0) {
-        hid_t g = H5Gcreate2(f, "/prune", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) rc = errorf(e, "cannot create /prune");
-        else H5Gclose(g);
-    }
-    if (!rc && H5Lexists(f, "/prune/candidates", H5P_DEFAULT) > 0) H5Ldelete(f, "/prune/candidates", H5P_DEFAULT);
-    if (!rc) {
-        hsize_t n = (hsize_t)u->n_cands;
-        hid_t sp = H5Screate_simple(1, &n, NULL);
-        hid_t d = H5Dcreate2(f, "/prune/candidates", t, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (d < 0 || H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) rc = errorf(e, "writing /prune/candidates failed");
-        if (d >= 0) H5Dclose(d);
-        H5Sclose(sp);
-    }
-    if (!rc)
-        rc = h5u_attr_str(f, "/prune/candidates", "description",
-                          "removable layers (diffusers prefixes), their parameters, and MACs at model.sample_size for one "
-                          "sample; row i is candidate index i",
-                          e);
-    H5Tclose(t), H5Tclose(sn), H5Tclose(sk), H5Tclose(ss);
-    free(rows);
+    H5LogColumn cols[] = {{"name", H5LOG_STR, name, "diffusers prefix"}, {"kind", H5LOG_STR, kind, "resnet or attention"},
+                          {"stage", H5LOG_STR, stage, "down, mid or up"}, {"params", H5LOG_I64, params, "1"},
+                          {"macs", H5LOG_I64, macs, "MAC"}};
+    int rc = h5log_write_table(log, "/prune/candidates", n, cols, 5,
+                               "removable layers (diffusers prefixes), their parameters, and MACs at model.sample_size "
+                               "for one sample; row i is candidate index i",
+                               e);
+    free(name), free(kind), free(stage), free(params), free(macs);
     return rc;
 }
 
@@ -146,21 +121,23 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
         }
         for (int k = 0; k < nc; k++) printf("score: %s took %.1f s\n", criterion_name(crit[k]), secs[k]);
         rc = make_dirs(cfg->output.dir, e);
-        hid_t f = rc ? -1 : h5u_open(path, e);
-        if (f < 0) rc = -1;
-        if (!rc) rc = write_candidates(f, u, e);
+        char *text = job_config_text(cfg);
+        H5Log *log = rc ? NULL : h5log_open(path, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+        free(text);
+        if (!log) rc = -1;
+        if (!rc) rc = write_candidates(log, u, e);
         for (int k = 0; k < nc && !rc; k++) {
             char ds[128];
             snprintf(ds, sizeof ds, "/prune/scores/%s", criterion_name(crit[k]));
-            hsize_t dims[1] = {(hsize_t)n};
-            rc = h5u_write_f64(f, ds, 1, dims, scores[k], e);
-            if (!rc) rc = h5u_attr_str(f, ds, "description", DESCRIPTIONS[crit[k]], e);
-            if (!rc) rc = h5u_attr_i64(f, ds, "calib_samples", cs.n, e);
-            if (!rc) rc = h5u_attr_i64(f, ds, "seed", cfg->runtime.seed, e);
-            if (!rc) rc = h5u_attr_i64(f, ds, "ranks", comm->size, e);
-            if (!rc) rc = h5u_attr_f64(f, ds, "seconds", secs[k], e);
+            long long dims[1] = {n};
+            rc = h5log_write_f64(log, ds, scores[k], 1, dims, crit[k] == CRIT_OUTPUT_LOSS ? "1 (squared output units)" : "1",
+                                 DESCRIPTIONS[crit[k]], e);
+            if (!rc) rc = h5log_attr_i64(log, ds, "calib_samples", cs.n, e);
+            if (!rc) rc = h5log_attr_i64(log, ds, "seed", cfg->runtime.seed, e);
+            if (!rc) rc = h5log_attr_i64(log, ds, "ranks", comm->size, e);
+            if (!rc) rc = h5log_attr_f64(log, ds, "seconds", secs[k], e);
         }
-        if (f >= 0 && h5u_close(f, path, e)) rc = -1;
+        if (log && h5log_close(log, e)) rc = -1;
         if (!rc) printf("score: wrote /prune/candidates and /prune/scores/* to %s\n", path);
     }
     rc = agree(comm, rc, e);
@@ -168,6 +145,38 @@ done:
     for (int k = 0; k < nc; k++) free(scores[k]);
     calib_free(&cs);
     unet_free(u);
+    return rc;
+}
+
+// A whole float64 dataset of n values from a file opened read-only (the
+// file may be another run's: nothing in it is touched).
+static int read_f64(const char *file, const char *path, double *out, size_t n, Error *e) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);  // our message instead of HDF5's stack dump
+    FILE *probe = fopen(file, "rb");
+    if (!probe) return errorf(e, "%s: no such file", file);
+    fclose(probe);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 0, 1);  // readable while another process writes it, like h5log
+    hid_t f = H5Fopen(file, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return errorf(e, "%s: not an HDF5 file we can read", file);
+    int rc = 0;
+    hid_t d = H5Lexists(f, "/prune", H5P_DEFAULT) > 0 && H5Lexists(f, path, H5P_DEFAULT) > 0
+                  ? H5Dopen2(f, path, H5P_DEFAULT)
+                  : -1;
+    if (d < 0) {
+        rc = errorf(e, "%s: no dataset %s", file, path);
+    } else {
+        hid_t sp = H5Dget_space(d);
+        hssize_t cnt = H5Sget_simple_extent_npoints(sp);
+        if (cnt != (hssize_t)n)
+            rc = errorf(e, "%s: %s has %lld values, the model has %zu candidates", file, path, (long long)cnt, n);
+        else if (H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+            rc = errorf(e, "%s: reading %s failed", file, path);
+        H5Sclose(sp);
+        H5Dclose(d);
+    }
+    H5Fclose(f);
     return rc;
 }
 
@@ -179,7 +188,7 @@ static int read_scores(const JobConfig *cfg, const UNet *u, const char *crit, do
     else
         run_h5_path(cfg, path, sizeof path);
     snprintf(ds, sizeof ds, "/prune/scores/%s", crit);
-    if (h5u_read_f64(path, ds, scores, (size_t)u->n_cands, e)) {
+    if (read_f64(path, ds, scores, (size_t)u->n_cands, e)) {
         char inner[sizeof e->msg];
         snprintf(inner, sizeof inner, "%s", e->msg);
         return errorf(e, "plan needs %s scores: %s (run `laptop-diff score` first, or set prune.scores_from)", crit, inner);
@@ -265,28 +274,33 @@ int plan_main(const JobConfig *cfg, Comm *comm, Error *e) {
         char path[1100], stud[1100];
         run_h5_path(cfg, path, sizeof path);
         rc = make_dirs(cfg->output.dir, e);
-        hid_t f = rc ? -1 : h5u_open(path, e);
-        if (f < 0) rc = -1;
-        int64_t *idx = xcalloc((size_t)(p.n_removed ? p.n_removed : 1), sizeof(int64_t));
+        char *text = job_config_text(cfg);
+        H5Log *log = rc ? NULL : h5log_open(path, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+        free(text);
+        if (!log) rc = -1;
+        long long *idx = xcalloc((size_t)(p.n_removed ? p.n_removed : 1), sizeof(long long));
         for (int i = 0, m = 0; i < n; i++)
             if (p.removed[i]) idx[m++] = i;
-        hsize_t d1[1] = {(hsize_t)p.n_removed}, d2[2] = {(hsize_t)K, 2};
-        if (!rc) rc = write_candidates(f, u, e);
-        if (!rc) rc = h5u_write_i64(f, "/prune/plan", 1, d1, idx, e);
-        if (!rc) rc = h5u_attr_str(f, "/prune/plan", "criterion", p.criterion, e);
-        if (!rc) rc = h5u_attr_f64(f, "/prune/plan", "ratio", p.ratio, e);
-        if (!rc) rc = h5u_attr_str(f, "/prune/plan", "budget", p.budget_macs ? "macs" : "params", e);
-        if (!rc) rc = h5u_attr_i64(f, "/prune/plan", "total", p.total, e);
-        if (!rc) rc = h5u_attr_i64(f, "/prune/plan", "required", p.required, e);
-        if (!rc) rc = h5u_attr_i64(f, "/prune/plan", "removed", p.removed_cost, e);
-        if (!rc) rc = h5u_attr_f64(f, "/prune/plan", "predicted_loss", have_scores ? p.predicted : NAN, e);
-        if (!rc) rc = h5u_attr_f64(f, "/prune/plan", "actual_loss", p.actual, e);
-        if (!rc && K) rc = h5u_write_f64(f, "/prune/additivity", 2, d2, pairs, e);
-        if (!rc && K) rc = h5u_attr_f64(f, "/prune/additivity", "pearson_r", r, e);
+        long long d1[1] = {p.n_removed}, d2[2] = {K, 2};
+        if (!rc) rc = write_candidates(log, u, e);
+        if (!rc)
+            rc = h5log_write_i64(log, "/prune/plan", idx, 1, d1, "1",
+                                 "indices (into /prune/candidates) of the candidates the plan removes", e);
+        if (!rc) rc = h5log_attr_str(log, "/prune/plan", "criterion", p.criterion, e);
+        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "ratio", p.ratio, e);
+        if (!rc) rc = h5log_attr_str(log, "/prune/plan", "budget", p.budget_macs ? "macs" : "params", e);
+        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "total", p.total, e);
+        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "required", p.required, e);
+        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "removed", p.removed_cost, e);
+        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "predicted_loss", have_scores ? p.predicted : NAN, e);
+        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "actual_loss", p.actual, e);
         if (!rc && K)
-            rc = h5u_attr_str(f, "/prune/additivity", "description",
-                              "rows: random removal sets; columns: predicted (sum of single-layer scores), actual output loss", e);
-        if (f >= 0 && h5u_close(f, path, e)) rc = -1;
+            rc = h5log_write_f64(log, "/prune/additivity", pairs, 2, d2, "1",
+                                 "rows: random removal sets; columns: predicted (sum of single-layer scores), actual "
+                                 "output loss on the calibration set",
+                                 e);
+        if (!rc && K) rc = h5log_attr_f64(log, "/prune/additivity", "pearson_r", r, e);
+        if (log && h5log_close(log, e)) rc = -1;
         free(idx), free(pred), free(pairs);
         // the student
         if (!rc) {
