@@ -421,7 +421,7 @@ static int store(JobConfig *jc, int k, const config_setting_t *s, const Src *src
     const Src *src = &srcs[k];
     void *dst = member(jc, k);
     long long iv;
-    int ev;
+    int ev = 0;
     switch (ks->type) {
     case T_INT:
         if (get_int(k, s, src, -1, &iv, e)) return -1;

@@ -26,7 +26,7 @@ void distill_feat_term(const float *S, const float *T, int b, size_t n, int norm
             double d = (double)x[j] - y[j];
             sq += d * d, tn += (double)y[j] * y[j];
         }
-        tn = tn > 0 ? tn : 1e-30;  // an all-zero teacher feature: the term is the plain squared error
+        tn = tn > 0 ? tn : 1.0;  // an all-zero teacher feature: the term is the plain squared error
         sq_all += sq, nsum += sq / tn;
         if (dS) {
             // d/dS of (1/denom) * ||S-T||^2 / ||T||^2 (teacher norm constant), or of the raw MSE's share
@@ -45,7 +45,7 @@ typedef struct {
     Dataset *data;
     Schedule sched;
     UNet *teacher;
-    int C, H, W, L, D, n_taps, normalized;
+    int C, H, W, L, D, n_taps;
     size_t numel;
     Batch bt;
     float *outS, *outT, *dout;
@@ -57,35 +57,42 @@ typedef struct {
     char run_h5[1100];
 } DistillTask;
 
-// values: loss, loss_task, loss_out, loss_feat, then feat_raw[n_taps], feat_norm[n_taps]
-static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
-    DistillTask *d = self;
-    const DistillConfig *dc = &d->cfg->distill;
-    size_t n = (size_t)b * d->numel;
-    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
-    if (unet_forward(d->teacher, d->outT, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
-    if (unet_forward(u, d->outS, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
+int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
+                 const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
+                 float *const *dtaps, double *v, Error *e) {
+    size_t n = (size_t)b * u->cfg.out_channels * H * W;
+    int normalized = !strcmp(dc->feat_norm, "l2sq"), n_taps = teacher->n_taps;
+    if (unet_forward(teacher, outT, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
+    if (unet_forward(u, outS, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
     double w = (double)b / B;
-    double task = mse_forward(d->outS, d->bt.noise, n), out = mse_forward(d->outS, d->outT, n), feat = 0;
-    memset(d->dout, 0, n * sizeof(float));
-    mse_backward(d->dout, NULL, d->outS, d->bt.noise, n, (float)(dc->lambda_task * w));
-    mse_backward(d->dout, NULL, d->outS, d->outT, n, (float)(dc->lambda_out * w));
-    for (int t = 0; t < d->n_taps; t++) {
-        const Tap *ts = &u->taps[t], *tt = &d->teacher->taps[t];
+    double task = mse_forward(outS, noise, n), out = mse_forward(outS, outT, n), feat = 0;
+    memset(dout, 0, n * sizeof(float));
+    mse_backward(dout, NULL, outS, noise, n, (float)(dc->lambda_task * w));
+    mse_backward(dout, NULL, outS, outT, n, (float)(dc->lambda_out * w));
+    for (int t = 0; t < n_taps; t++) {
+        const Tap *ts = &u->taps[t], *tt = &teacher->taps[t];
         CHECK(ts->C == tt->C && ts->H == tt->H && ts->W == tt->W);
         size_t m = (size_t)ts->C * ts->H * ts->W;
-        memset(d->dtaps[t], 0, (size_t)b * m * sizeof(float));
+        memset(dtaps[t], 0, (size_t)b * m * sizeof(float));
         double raw, nrm;
-        distill_feat_term(ts->data, tt->data, b, m, d->normalized, (double)B, (float)dc->lambda_feat, &raw, &nrm,
-                          d->dtaps[t]);
+        distill_feat_term(ts->data, tt->data, b, m, normalized, (double)B, (float)dc->lambda_feat, &raw, &nrm,
+                          dtaps[t]);
         v[4 + t] = raw * w;
-        v[4 + d->n_taps + t] = nrm;  // already divided by the global batch
-        feat += d->normalized ? nrm : raw * w;
+        v[4 + n_taps + t] = nrm;  // already divided by the global batch
+        feat += normalized ? nrm : raw * w;
     }
     v[1] = task * w, v[2] = out * w, v[3] = feat;
     v[0] = dc->lambda_task * v[1] + dc->lambda_out * v[2] + dc->lambda_feat * v[3];
-    unet_backward(u, d->dout, (const float *const *)d->dtaps);
+    unet_backward(u, dout, (const float *const *)dtaps);
     return 0;
+}
+
+// values: loss, loss_task, loss_out, loss_feat, then feat_raw[n_taps], feat_norm[n_taps]
+static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
+    DistillTask *d = self;
+    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
+    return distill_loss(d->teacher, u, &d->cfg->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
+                        d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
 }
 
 static int distill_log(void *self, H5Log *log, long step, const double *v, Error *e) {
@@ -178,9 +185,25 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     DatasetShape sh = dataset_shape(d.data);
     d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D, d.numel = (size_t)sh.C * sh.H * sh.W;
     d.n_taps = d.teacher->n_taps;
-    d.normalized = !strcmp(dc->feat_norm, "l2sq");
-    if (s->n_taps != d.n_taps || s->cfg.n_blocks != d.teacher->cfg.n_blocks) {
-        errorf(e, "%s: the student's stages do not match the teacher's (%s)", student, cfg->weights);
+    // the files carry their own architecture: both must fit the data and each other
+    const UNet *both[2] = {d.teacher, s};
+    const char *paths[2] = {cfg->weights, student};
+    for (int k = 0; k < 2; k++) {
+        const ModelConfig *m = &both[k]->cfg;
+        if (m->in_channels != d.C || m->out_channels != d.C || m->cross_attention_dim != d.D) {
+            errorf(e, "%s: a U-Net with %d->%d channels and cross_attention_dim %d does not fit the job's data "
+                      "(%d channels, %dx%d, context %dx%d)",
+                   paths[k], m->in_channels, m->out_channels, m->cross_attention_dim, d.C, d.H, d.W, d.L, d.D);
+            goto done;
+        }
+    }
+    int same = s->n_taps == d.n_taps && s->cfg.n_blocks == d.teacher->cfg.n_blocks;
+    for (int i = 0; same && i < s->cfg.n_blocks; i++)
+        same = s->cfg.block_out_channels[i] == d.teacher->cfg.block_out_channels[i];
+    if (!same) {
+        errorf(e, "%s: the student's stages (blocks and widths) do not match the teacher's (%s): feature KD needs "
+                  "the same taps",
+               student, cfg->weights);
         goto done;
     }
     long B = cfg->train.batch, b = B / comm->size + 1;

@@ -21,4 +21,15 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e);
 // normalized one when normalized, else raw * b / denom (its global-mean share).
 void distill_feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
                        double *raw, double *norm, float *dS);
+
+// One rank's share of one distillation step (what distill_step does after
+// drawing its batch; exported so tests differentiate the real loss): the
+// teacher and student u run forward on b samples (xt [b,C,H,W], tf [b], ctx
+// [b,L,D]) of a global batch of B; noise is the task target. Writes v = {loss,
+// loss_task, loss_out, loss_feat, feat_raw[n_taps], feat_norm[n_taps]}, each
+// weighted as its share of the global mean, and accumulates the gradient of
+// v[0] into u->grads. Scratch: outS, outT, dout [b*C*H*W]; dtaps[t] [b x tap t].
+int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
+                 const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
+                 float *const *dtaps, double *v, Error *e);
 #endif

@@ -54,8 +54,10 @@ int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         if (!u) goto done;
         unet_init_params(u, (uint64_t)cfg->runtime.seed);
     }
-    if (u->cfg.in_channels != d.C || u->cfg.out_channels != d.C) {
-        errorf(e, "model has %d->%d channels but the data has %d", u->cfg.in_channels, u->cfg.out_channels, d.C);
+    if (u->cfg.in_channels != d.C || u->cfg.out_channels != d.C || u->cfg.cross_attention_dim != d.D) {
+        errorf(e, "the model (%d->%d channels, cross_attention_dim %d) does not fit the data (%d channels, context "
+                  "width %d)",
+               u->cfg.in_channels, u->cfg.out_channels, u->cfg.cross_attention_dim, d.C, d.D);
         goto done;
     }
     long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
