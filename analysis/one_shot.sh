@@ -23,7 +23,7 @@ for ratio in 0.25 0.5; do
 import sys, h5py
 p = h5py.File(sys.argv[1], "r")["/prune/plan"]
 a = p.attrs
-print(f"| {sys.argv[2]} | {sys.argv[3]} | {a['removed'] / a['total']:.3f} | {len(p)} | {a['actual_loss']:.5f} | {a['predicted_loss']:.5f} |")
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {a['removed'] / a['total']:.3f} | {len(p)} | {a['actual_loss']:.3g} | {a['predicted_loss']:.3g} |")
 PY
   done
 done
@@ -33,5 +33,5 @@ done
 import sys, h5py
 p = h5py.File(sys.argv[1], "r")["/prune/plan"]
 a = p.attrs
-print(f"| BK-SDM-style handcrafted | - | {a['removed'] / a['total']:.3f} | {len(p)} | {a['actual_loss']:.5f} | {a['predicted_loss']:.5f} |")
+print(f"| BK-SDM-style handcrafted | - | {a['removed'] / a['total']:.3f} | {len(p)} | {a['actual_loss']:.3g} | {a['predicted_loss']:.3g} |")
 PY
