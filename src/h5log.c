@@ -1,6 +1,8 @@
 // h5log.c — see h5log.h.
 #include "h5log.h"
 
+#include "h5err.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -52,27 +54,11 @@ static Quiet quiet_begin(void) {
 
 static void quiet_end(Quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
 
-typedef struct {
-    char outer[160], inner[160];
-    int n;
-} ErrWalk;
-
-static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data) {
-    ErrWalk *w = data;
-    const char *d = err->desc && *err->desc ? err->desc : err->func_name;
-    if (n == 0) snprintf(w->outer, sizeof w->outer, "%s", d ? d : "?");
-    snprintf(w->inner, sizeof w->inner, "%s", d ? d : "?");
-    w->n++;
-    return 0;
-}
-
 // errorf with the HDF5 error stack appended: "<path>: <what>: <outer> (<inner>)".
 static int h5fail(Error *e, const char *path, const char *what) {
-    ErrWalk w = {"", "", 0};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &w);
-    if (w.n == 0) return errorf(e, "%s: %s", path, what);
-    if (w.n == 1 || !strcmp(w.outer, w.inner)) return errorf(e, "%s: %s: %s", path, what, w.outer);
-    return errorf(e, "%s: %s: %s (%s)", path, what, w.outer, w.inner);
+    char stack[400];
+    h5err_suffix(stack, sizeof stack);
+    return errorf(e, "%s: %s%s", path, what, stack);
 }
 
 // ---- small helpers ---------------------------------------------------------

@@ -1,6 +1,8 @@
 // h5rows.c — see h5rows.h.
 #include "h5rows.h"
 
+#include "h5err.h"
+
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -21,35 +23,18 @@ typedef struct {
 
 // ---- errors ----------------------------------------------------------------
 
-typedef struct {
-    char outer[160], inner[160];
-    int n;
-} ErrWalk;
-
-static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data) {
-    ErrWalk *w = data;
-    const char *d = err->desc && *err->desc ? err->desc : err->func_name;
-    if (n == 0) snprintf(w->outer, sizeof w->outer, "%s", d ? d : "?");
-    snprintf(w->inner, sizeof w->inner, "%s", d ? d : "?");
-    w->n++;
-    return 0;
-}
-
 // "<file>: dataset <path>: <what>: <outer> (<inner>)" from HDF5's error stack,
 // which the next HDF5 call clears: call it right after the failing one.
 __attribute__((format(printf, 4, 5))) static int h5fail(Error *e, const char *file, const char *path,
                                                          const char *fmt, ...) {
-    ErrWalk w = {"", "", 0};
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &w);
-    char what[512];
+    char stack[400], what[512];
+    h5err_suffix(stack, sizeof stack);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
     const char *sep = path ? ": dataset " : "", *p = path ? path : "";
-    if (w.n == 0) return errorf(e, "%s%s%s: %s", file, sep, p, what);
-    if (w.n == 1 || !strcmp(w.outer, w.inner)) return errorf(e, "%s%s%s: %s: %s", file, sep, p, what, w.outer);
-    return errorf(e, "%s%s%s: %s: %s (%s)", file, sep, p, what, w.outer, w.inner);
+    return errorf(e, "%s%s%s: %s%s", file, sep, p, what, stack);
 }
 
 // ---- arguments, checked locally and then against the other ranks -----------
