@@ -74,25 +74,7 @@ static void check_step_vs_diffusers(void) {
     schedule_free(&s);
 }
 
-static void tiny_config(ModelConfig *m) {
-    memset(m, 0, sizeof *m);
-    m->in_channels = 1, m->out_channels = 1, m->sample_size = 8;
-    m->n_blocks = 2;
-    m->block_out_channels[0] = 8, m->block_out_channels[1] = 16;
-    m->layers_per_block = 1;
-    m->down_cross[0] = 1, m->down_cross[1] = 0;
-    m->up_cross[0] = 0, m->up_cross[1] = 1;
-    m->mid_cross = 1;
-    m->heads[0] = 2, m->heads[1] = 4;
-    m->transformer_layers[0] = 1, m->transformer_layers[1] = 1;
-    m->cross_attention_dim = 6;
-    m->norm_num_groups = 4;
-    m->norm_eps = 1e-5f;
-    m->use_linear_projection = 0;
-    m->flip_sin_to_cos = 1;
-    m->freq_shift = 0;
-    m->context_length = 3;
-}
+static void tiny_config(ModelConfig *m) { tu_tiny_model(m, 1, 1, 8, 1); }
 
 enum { B = 2, C = 1, H = 8, W = 8, L = 3, D = 6, N = B * C * H * W };
 

@@ -109,23 +109,7 @@ static void check_fixture(void) {
 
 // ---- the whole loss on a tiny U-Net pair ------------------------------------------------------
 
-static void tiny_config(ModelConfig *m) {
-    memset(m, 0, sizeof *m);
-    m->in_channels = 2, m->out_channels = 2, m->sample_size = 4;
-    m->n_blocks = 2;
-    m->block_out_channels[0] = 8, m->block_out_channels[1] = 16;
-    m->layers_per_block = 1;
-    m->down_cross[0] = 1, m->down_cross[1] = 0;
-    m->up_cross[0] = 0, m->up_cross[1] = 1;
-    m->mid_cross = 1;
-    m->heads[0] = 2, m->heads[1] = 4;
-    m->transformer_layers[0] = 1, m->transformer_layers[1] = 1;
-    m->cross_attention_dim = 6;
-    m->norm_num_groups = 4;
-    m->norm_eps = 1e-5f;
-    m->flip_sin_to_cos = 1;
-    m->context_length = 3;
-}
+static void tiny_config(ModelConfig *m) { tu_tiny_model(m, 2, 2, 4, 1); }
 
 enum { NB = 3, C = 2, H = 4, W = 4, L = 3, D = 6, HW = H * W };
 

@@ -24,21 +24,10 @@
 static char g_root[512];
 
 static void small_config(ModelConfig *m, int base) {
-    memset(m, 0, sizeof *m);
-    m->in_channels = 2, m->out_channels = 2, m->sample_size = 8;
-    m->n_blocks = 2;
+    tu_tiny_model(m, 2, 2, 8, 1);
     m->block_out_channels[0] = base, m->block_out_channels[1] = 2 * base;
-    m->layers_per_block = 1;
-    m->down_cross[0] = 1, m->down_cross[1] = 0;
-    m->up_cross[0] = 0, m->up_cross[1] = 1;
-    m->mid_cross = 1;
-    m->heads[0] = 2, m->heads[1] = 2;
-    m->transformer_layers[0] = 1, m->transformer_layers[1] = 1;
+    m->heads[1] = 2;
     m->cross_attention_dim = 8;
-    m->norm_num_groups = 4;
-    m->norm_eps = 1e-5f;
-    m->flip_sin_to_cos = 1;
-    m->context_length = 3;
 }
 
 static UNet *make_unet(int base, int heads) {

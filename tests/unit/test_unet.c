@@ -10,23 +10,9 @@
 #include "unet.h"
 
 static void tiny_config(ModelConfig *m, int linear) {
-    memset(m, 0, sizeof *m);
-    m->in_channels = 2, m->out_channels = 3, m->sample_size = 8;
-    m->n_blocks = 2;
-    m->block_out_channels[0] = 8, m->block_out_channels[1] = 16;
-    m->layers_per_block = 2;
-    m->down_cross[0] = 1, m->down_cross[1] = 0;
-    m->up_cross[0] = 0, m->up_cross[1] = 1;
-    m->mid_cross = 1;
-    m->heads[0] = 2, m->heads[1] = 4;
-    m->transformer_layers[0] = linear ? 2 : 1, m->transformer_layers[1] = 1;
-    m->cross_attention_dim = 6;
-    m->norm_num_groups = 4;
-    m->norm_eps = 1e-5f;
+    tu_tiny_model(m, 2, 3, 8, 2);
+    m->transformer_layers[0] = linear ? 2 : 1;
     m->use_linear_projection = linear;
-    m->flip_sin_to_cos = 1;
-    m->freq_shift = 0;
-    m->context_length = 3;
 }
 
 enum { B = 2, H = 8, W = 8, L = 3 };

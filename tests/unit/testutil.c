@@ -4,6 +4,9 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
+
+#include "model_config.h"
 
 int tu_failures = 0;
 int tu_checks = 0;
@@ -47,4 +50,20 @@ double tu_max_rel_err(const float *a, const float *b, size_t n, double floor) {
 int tu_report(const char *name) {
     printf("%s: %d checks, %d failed\n", name, tu_checks, tu_failures);
     return tu_failures ? 1 : 0;
+}
+
+void tu_tiny_model(ModelConfig *m, int in_channels, int out_channels, int sample_size, int layers_per_block) {
+    memset(m, 0, sizeof *m);
+    m->in_channels = in_channels, m->out_channels = out_channels, m->sample_size = sample_size;
+    m->n_blocks = 2;
+    m->block_out_channels[0] = 8, m->block_out_channels[1] = 16;
+    m->layers_per_block = layers_per_block;
+    m->down_cross[0] = 1, m->up_cross[1] = 1, m->mid_cross = 1;
+    m->heads[0] = 2, m->heads[1] = 4;
+    m->transformer_layers[0] = 1, m->transformer_layers[1] = 1;
+    m->cross_attention_dim = 6;
+    m->norm_num_groups = 4;
+    m->norm_eps = 1e-5f;
+    m->flip_sin_to_cos = 1;
+    m->context_length = 3;
 }

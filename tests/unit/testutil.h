@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "model_config.h"
+
 extern int tu_failures;
 extern int tu_checks;
 
@@ -20,6 +22,13 @@ void tu_fill(TuRng *r, float *x, size_t n, float lo, float hi);
 
 // max |a-b| / max(max|b|, floor): relative error against the reference's scale.
 double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
+
+// The small two-stage U-Net the model-level tests share: 8 and 16 channels,
+// cross-attention (2 and 4 heads) in the first down stage, the mid block and the
+// last up stage, 6-wide contexts of 3 tokens, 4 norm groups. Tests adjust fields
+// after the call where they need another shape.
+void tu_tiny_model(ModelConfig *m, int in_channels, int out_channels, int sample_size,
+                   int layers_per_block);
 
 // Prints "name: N checks, M failed" and returns the process exit status.
 int tu_report(const char *name);
