@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # score and plan end to end: every criterion's scores and the plan do not depend
 # on the rank count (1, 2, 3 ranks), /prune/* is complete in run.h5 (read with
-# h5py), the student loads, and bad input fails cleanly.
+# h5py), the student loads, and bad input fails cleanly; scores and plan on the
+# shipped default teacher are rank-count invariant too.
 # Args: BINARY SOURCE_DIR; $INIT_MODEL writes a seeded model.
 set -u
 BIN=$1; SRC=$2
@@ -40,6 +41,29 @@ assert add.shape == (6, 2) and "pearson_r" in add.attrs
 cands = files[0]["/prune/candidates"][:]
 assert cands.dtype.names == ("name", "kind", "stage", "params", "macs"), cands.dtype.names
 print("scores identical across 1/2/3 ranks; plan", plans[0], "pearson_r", round(float(add.attrs["pearson_r"]), 4))
+PY
+# The same on the shipped default teacher (LAPTOP's criterion; fewer calibration samples to keep it quick).
+DEF=(--set prune.calib_samples=8 --set prune.batch=4 --set 'prune.criterion=[output_loss, magnitude]'
+     --set prune.additivity_sets=0)
+for np in 1 2 3; do
+  (cd "$SRC" && mpirun_n $np "$BIN" score jobs/fmnist_laptop.cfg "${DEF[@]}" --set output.dir="$T/def$np" \
+     && mpirun_n $np "$BIN" plan jobs/fmnist_laptop.cfg "${DEF[@]}" --set output.dir="$T/def$np") >"$T/def$np.log" 2>&1 \
+    || bad "default teacher -np $np: $(tail -2 "$T/def$np.log")"
+done
+/usr/bin/python3 - "$T" <<'PY' && ok || bad "default teacher: scores or plan depend on the rank count"
+import sys, h5py, numpy as np
+T = sys.argv[1]
+files = [h5py.File(f"{T}/def{n}/run.h5", "r") for n in (1, 2, 3)]
+assert len(files[0]["/prune/candidates"]) == 29
+for crit in ["output_loss", "magnitude"]:
+    s = [f[f"/prune/scores/{crit}"][:] for f in files]
+    assert np.all(s[0] > 0), crit
+    for k in (1, 2):
+        rel = np.max(np.abs(s[k] - s[0]) / np.abs(s[0]))
+        assert rel <= 1e-6, (crit, k, rel)
+plans = [list(f["/prune/plan"][:]) for f in files]
+assert plans[0] == plans[1] == plans[2] and len(plans[0]) > 0, plans
+print("default teacher: scores identical across 1/2/3 ranks; plan", plans[0])
 PY
 grep -q "plan: student" "$T/plan2.log" && ok || bad "no student written"
 "$BIN" info "$T/np2/student_init.safetensors" >"$T/info.log" 2>&1 && grep -q "already removed" "$T/info.log" && ok || bad "student_init does not describe itself: $(tail -2 "$T/info.log")"
