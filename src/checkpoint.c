@@ -6,6 +6,18 @@
 
 #include "model_json.h"
 
+int tensor_check_shape(const StFile *f, const StTensor *t, const ParamTensor *p, Error *e) {
+    int same = t->ndim == p->ndim;
+    for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
+    if (same) return 0;
+    char want[64] = "", got[96] = "";
+    for (int d = 0; d < p->ndim; d++)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", d ? "," : "", p->shape[d]);
+    for (int d = 0; d < t->ndim; d++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+    return errorf(e, "%s: tensor %s has shape [%s], the model expects [%s]", f->path, t->name, got, want);
+}
+
 int unet_check_weights(const UNet *u, const StFile *f, Error *e) {
     // shapes first: a mismatch names the tensor and both shapes
     for (int i = 0; i < u->pt.n; i++) {
@@ -17,16 +29,7 @@ int unet_check_weights(const UNet *u, const StFile *f, Error *e) {
             return errorf(e, "%s: missing tensor %s (%d tensor%s of the model missing in all)", f->path, p->name,
                           missing, missing == 1 ? "" : "s");
         }
-        int same = t->ndim == p->ndim;
-        for (int d = 0; same && d < p->ndim; d++) same = t->shape[d] == p->shape[d];
-        if (!same) {
-            char want[64] = "", got[96] = "";
-            for (int d = 0; d < p->ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%d", d ? "," : "", p->shape[d]);
-            for (int d = 0; d < t->ndim; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            return errorf(e, "%s: tensor %s has shape [%s], the model expects [%s]", f->path, p->name, got, want);
-        }
+        if (tensor_check_shape(f, t, p, e)) return -1;
     }
     for (int i = 0; i < f->n_tensors; i++)
         if (!params_find(&u->pt, f->tensors[i].name))

@@ -8,6 +8,8 @@
 #include "safetensors.h"
 #include "unet.h"
 
+// 0 when tensor t of f has parameter p's shape, else an error naming both shapes.
+int tensor_check_shape(const StFile *f, const StTensor *t, const ParamTensor *p, Error *e);
 // Checks names and shapes only (no data read): what `info` needs.
 int unet_check_weights(const UNet *u, const StFile *f, Error *e);
 int unet_load_weights(UNet *u, const StFile *f, Error *e);

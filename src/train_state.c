@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "model_json.h"
 #include "numerics.h"
 #include "safetensors.h"
@@ -296,13 +297,6 @@ static int load_meta(const StFile *f, const UNet *u, TrainMeta *meta, Error *e) 
     return 0;
 }
 
-static int shape_matches(const StTensor *t, const ParamTensor *p) {
-    if (t->ndim != p->ndim) return 0;
-    for (int d = 0; d < p->ndim; d++)
-        if (t->shape[d] != p->shape[d]) return 0;
-    return 1;
-}
-
 // The group and parameter a tensor name belongs to (-1 if none).
 static int classify(const UNet *u, const char *name, int *group) {
     for (int g = N_GROUPS - 1; g >= 0; g--) {
@@ -334,8 +328,7 @@ static int check_tensors(const StFile *f, const UNet *u, int *has_ema, Error *e)
             snprintf(name, sizeof name, "%s%s", kGroups[g], p->name);
             const StTensor *t = st_find(f, name);
             if (!t) return errorf(e, "%s: missing tensor %s", f->path, name);
-            if (!shape_matches(t, p))
-                return errorf(e, "%s: tensor %s has another shape than the model's", f->path, name);
+            if (tensor_check_shape(f, t, p, e)) return -1;
             if (t->dtype != ST_F32)
                 return errorf(e, "%s: tensor %s is %s; a training checkpoint is F32 (bit-exact resume)", f->path,
                               name, st_dtype_name(t->dtype));
