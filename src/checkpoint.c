@@ -46,7 +46,7 @@ int unet_load_weights(UNet *u, const StFile *f, Error *e) {
     return 0;
 }
 
-static char *removed_names(const UNet *u) {
+char *unet_removed_names(const UNet *u) {
     size_t cap = 1;
     for (int c = 0; c < u->n_cands; c++) cap += strlen(u->cands[c].name) + 1;
     char *s = xcalloc(cap, 1);
@@ -67,7 +67,7 @@ int unet_save(const UNet *u, const char *path, const char *const *meta, int n_me
         for (int d = 0; d < p->ndim; d++) ts[i].shape[d] = p->shape[d];
         ts[i].data = u->params + p->offset;
     }
-    char *cfg = model_config_to_json(&u->cfg), *rm = removed_names(u);
+    char *cfg = model_config_to_json(&u->cfg), *rm = unet_removed_names(u);
     const char **kv = xcalloc((size_t)2 * (n_meta + 2), sizeof *kv);
     kv[0] = "config", kv[1] = cfg, kv[2] = "removed", kv[3] = rm;
     for (int i = 0; i < 2 * n_meta; i++) kv[4 + i] = meta[i];

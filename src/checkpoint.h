@@ -8,6 +8,9 @@
 #include "safetensors.h"
 #include "unet.h"
 
+// The removed candidates' names, comma-separated ("" for none; caller frees):
+// the "removed" metadata of model files and training checkpoints.
+char *unet_removed_names(const UNet *u);
 // 0 when tensor t of f has parameter p's shape, else an error naming both shapes.
 int tensor_check_shape(const StFile *f, const StTensor *t, const ParamTensor *p, Error *e);
 // Checks names and shapes only (no data read): what `info` needs.

@@ -132,18 +132,6 @@ int train_state_find_latest(const char *dir, char *path, size_t n, Error *e) {
     return rc;
 }
 
-static char *removed_list(const UNet *u) {
-    size_t cap = 1;
-    for (int c = 0; c < u->n_cands; c++) cap += strlen(u->cands[c].name) + 1;
-    char *s = xcalloc(cap, 1);
-    for (int c = 0; c < u->n_cands; c++)
-        if (!u->cands[c].present) {
-            if (*s) strcat(s, ",");
-            strcat(s, u->cands[c].name);
-        }
-    return s;
-}
-
 static void remove_quietly(const char *dir, const char *name) {
     char *p = join(dir, name);
     unlink(p);  // best effort: a leftover file is harmless
@@ -200,7 +188,7 @@ int train_state_save(const char *dir, const UNet *u, const float *m, const float
     snprintf(seed, sizeof seed, "%" PRIu64, meta->seed);
     snprintf(ranks, sizeof ranks, "%d", meta->ranks);
     snprintf(version, sizeof version, "%d", TRAIN_STATE_VERSION);
-    char *cfg = model_config_to_json(&u->cfg), *rm = removed_list(u);
+    char *cfg = model_config_to_json(&u->cfg), *rm = unet_removed_names(u);
     const char *kv[] = {"format", TRAIN_STATE_FORMAT, "format_version", version, "step", step,
                         "samples_seen", seen, "seed", seed, "ranks", ranks,
                         "config_hash", meta->config_hash, "config", cfg, "removed", rm};

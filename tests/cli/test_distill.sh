@@ -11,11 +11,7 @@
 # Args: BINARY SOURCE_DIR; $STDIFF compares tensors, $INIT_MODEL writes a seeded model.
 set -u
 BIN=$1; SRC=$2
-. "$SRC/tests/cli/mpi.sh"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/cli/harness.sh"
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 
 "$INIT_MODEL" "$JOB" "$T/teacher.safetensors" 5 || { echo "init_model failed"; exit 1; }
@@ -142,5 +138,4 @@ with h5py.File(sys.argv[1], "r") as a, h5py.File(sys.argv[2], "r") as b:
 print("resume: /train rows 1..6 once each, /activations/6 rewritten identically")
 PY
 
-echo "test_distill: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_distill

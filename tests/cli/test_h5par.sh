@@ -9,13 +9,9 @@
 # is looked for beside BINARY).
 set -u
 BIN=$1; SRC=$2
-. "$SRC/tests/cli/mpi.sh"
+. "$SRC/tests/cli/harness.sh"
 TOOL=${H5PAR_CHECK:-$(dirname "$BIN")/h5par_check}
 [ -x "$TOOL" ] || { echo "FAIL: $TOOL not built (CMake target h5par_check)"; exit 1; }
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 
 timeout 60 "$TOOL" serial "$T/serial.h5" >"$T/serial.log" 2>&1 && ok || bad "serial write: $(tail -2 "$T/serial.log")"
 for np in 1 2 3; do
@@ -85,5 +81,4 @@ check_fail 3 nodata "nodata3.h5: dataset /activations/000100/a: data is NULL"
 timeout 60 "$TOOL" serial "$T/sbad.h5" bad >"$T/sbad.out" 2>"$T/sbad.err"
 [ $? -eq 1 ] && grep -q "sbad.h5: dataset /blocker/x: /blocker exists and is not a group" "$T/sbad.err" && ok || bad "serial bad path: $(cat "$T/sbad.err")"
 
-echo "test_h5par: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_h5par

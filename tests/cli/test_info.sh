@@ -3,10 +3,7 @@
 # errors (message + nonzero exit) for bad input. Args: BINARY SOURCE_DIR.
 set -u
 BIN=$1; SRC=$2
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/cli/harness.sh"
 
 # expect RC PATTERN -- command...: exit code and a pattern in stdout+stderr
 expect() {
@@ -33,5 +30,4 @@ expect 2 "unknown command" -- "$BIN" frobnicate "$SRC/jobs/sd15.cfg"
 expect 2 "needs a JOB.cfg" -- "$BIN" info
 expect 0 "| model | block_out_channels |" -- "$BIN" config-reference
 
-echo "test_info: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_info

@@ -6,11 +6,7 @@
 # Args: BINARY SOURCE_DIR; $INIT_MODEL writes a seeded model.
 set -u
 BIN=$1; SRC=$2
-. "$SRC/tests/cli/mpi.sh"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/cli/harness.sh"
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 "$INIT_MODEL" "$JOB" "$T/teacher.safetensors" 5 || { echo "init_model failed"; exit 1; }
 COMMON=(--set model.weights="$T/teacher.safetensors" --set prune.calib_samples=12 --set prune.batch=5
@@ -78,5 +74,4 @@ mpirun_n 1 "$BIN" plan "$JOB" "${COMMON[@]}" --set output.dir="$T/none" >"$T/non
 mpirun_n 2 "$BIN" score "$JOB" --set output.dir="$T/x" >"$T/now.log" 2>&1
 [ $? -eq 1 ] && grep -q "model.weights is empty" "$T/now.log" && [ "$(grep -c "model.weights is empty" "$T/now.log")" -eq 1 ] && ok || bad "missing teacher: $(cat "$T/now.log" | tail -3)"
 
-echo "test_prune: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_prune

@@ -9,11 +9,7 @@
 # Args: BINARY SOURCE_DIR; $STDIFF is the tensor comparison tool.
 set -u
 BIN=$1; SRC=$2
-. "$SRC/tests/cli/mpi.sh"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+. "$SRC/tests/cli/harness.sh"
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 
 run() {  # run NAME NP args...: logs to $T/NAME.log, returns the exit code
@@ -83,5 +79,4 @@ pid=$!; sleep 3; kill -USR1 $pid; wait $pid; rc=$?
 mpirun_n 2 "$BIN" train "$JOB" --set output.dir="$T/term" --set train.steps=60 --resume >"$T/term2.log" 2>&1 \
   && grep -q "train step 60/60" "$T/term2.log" && ok || bad "resume after the signal: $(tail -2 "$T/term2.log")"
 
-echo "test_train: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_train
