@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
-      libconfig-dev libopenblas-dev zlib1g-dev libpng-dev libcjson-dev
+      libconfig-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libcjson-dev
       dataset-fashion-mnist
       python3 python3-numpy python3-h5py python3-matplotlib)
 missing=()

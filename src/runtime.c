@@ -3,7 +3,9 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #ifdef LD_HAVE_CUDA_GEMM
@@ -21,6 +23,31 @@ int runtime_set_threads(int threads, int ranks_on_node) {
     // GEMMs are called outside OpenMP regions, so OpenBLAS may use the same count
     openblas_set_num_threads(threads);
     return threads;
+}
+
+const char *runtime_blas_coretype_fix(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return NULL;
+#if defined(__x86_64__) && !defined(LD_HAVE_CUDA_GEMM)
+    const char *core = openblas_get_corename();
+    if (!core) return NULL;
+    // OpenBLAS's names of the kernels that already use AVX2 or AVX-512
+    static const char *const fast512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char *const fast2[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    __builtin_cpu_init();
+    const char *const *fast = NULL;
+    size_t n = 0;
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f"))
+        fast = fast512, n = sizeof fast512 / sizeof *fast512, want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        fast = fast2, n = sizeof fast2 / sizeof *fast2, want = "Haswell";
+    if (!want) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(core, fast[i])) return NULL;
+    return want;
+#else
+    return NULL;
+#endif
 }
 
 int runtime_check_device(const RuntimeConfig *rt, Error *e) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "gemm.h"
@@ -33,6 +34,11 @@ static double sgemm_gflops(void) {
 }
 
 int main(int argc, char **argv) {
+    const char *coretype = runtime_blas_coretype_fix();  // as laptop-diff does: see runtime.h
+    if (coretype) {
+        setenv("OPENBLAS_CORETYPE", coretype, 1);
+        execv("/proc/self/exe", argv);
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]\n");
         return 2;
