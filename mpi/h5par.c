@@ -8,6 +8,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include "h5err.h"
 #include "h5rows.h"
 
 #ifndef H5_HAVE_PARALLEL
@@ -18,11 +19,7 @@ int h5par_write_rows_f32(Comm *c, const char *file, int n, const char *const *pa
                          const long long (*dims)[COMM_MAX_DIMS], long long row0, long long rows,
                          const float *const *data, const char *const *attr_names,
                          const char *const *attr_values, int n_attrs, Error *e) {
-    // HDF5 prints its error stack by default; failures come back through e.
-    H5E_auto2_t fn = NULL;
-    void *fn_data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &fn_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    H5Quiet q = h5err_quiet();  // failures come back through e
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), dxpl = H5Pcreate(H5P_DATASET_XFER);
     if (fapl >= 0 && H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL) < 0) {
         H5Pclose(fapl);
@@ -37,6 +34,6 @@ int h5par_write_rows_f32(Comm *c, const char *file, int n, const char *const *pa
                           n_attrs, e);
     if (dxpl >= 0) H5Pclose(dxpl);
     if (fapl >= 0) H5Pclose(fapl);
-    H5Eset_auto2(H5E_DEFAULT, fn, fn_data);
+    h5err_restore(q);
     return rc;
 }

@@ -8,28 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "h5err.h"
+
 struct H5Data {
     char path[1024];
     char lat_name[96], ctx_name[96], unc_name[96];
     hid_t file, lat, ctx, unc;  // unc < 0: no /uncond_context
     H5Shape s;
 };
-
-// HDF5 prints its error stack on every failed call; our callers get an Error
-// instead, so automatic printing is off while we probe and restored afterwards.
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} Quiet;
-
-static Quiet quiet_begin(void) {
-    Quiet q;
-    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(Quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
 
 static void shape_str(char *buf, size_t cap, const hsize_t *dims, int rank) {
     size_t n = (size_t)snprintf(buf, cap, "[");
@@ -94,9 +80,10 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
                strerror(errno));
         return NULL;
     }
-    Quiet q = quiet_begin();
+    // our callers get an Error instead of HDF5's printed stack
+    H5Quiet q = h5err_quiet();
     if (H5Fis_hdf5(path) <= 0) {
-        quiet_end(q);
+        h5err_restore(q);
         errorf(e, "%s: not an HDF5 file", path);
         return NULL;
     }
@@ -142,10 +129,10 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
         }
         h->s.has_uncond = 1;
     }
-    quiet_end(q);
+    h5err_restore(q);
     return h;
 fail:
-    quiet_end(q);
+    h5err_restore(q);
     h5data_close(h);
     return NULL;
 }
@@ -203,18 +190,18 @@ int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, f
         return errorf(e, "%s: rows [%" PRId64 ", %" PRId64 ") are outside [0, %" PRId64 ")",
                       h->path, start, start + count, h->s.n);
     if (count == 0) return 0;
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = 0;
     if (latents) rc = read_rows(h, h->lat, h->lat_name, 4, start, count, latents, e);
     if (!rc && context) rc = read_rows(h, h->ctx, h->ctx_name, 3, start, count, context, e);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
 int h5data_read_uncond(const H5Data *h, float *ctx, Error *e) {
     if (h->unc < 0) return errorf(e, "%s: no dataset %s", h->path, h->unc_name);
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     herr_t rc = H5Dread(h->unc, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ctx);
-    quiet_end(q);
+    h5err_restore(q);
     return rc < 0 ? errorf(e, "%s: reading %s failed", h->path, h->unc_name) : 0;
 }

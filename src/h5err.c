@@ -29,3 +29,12 @@ void h5err_suffix(char *buf, size_t n) {
     else
         snprintf(buf, n, ": %s (%s)", w.outer, w.inner);
 }
+
+H5Quiet h5err_quiet(void) {
+    H5Quiet q = {NULL, NULL};
+    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    return q;
+}
+
+void h5err_restore(H5Quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }

@@ -40,20 +40,6 @@ struct H5Log {
 // HDF5 prints its error stack by default; we turn that off for the duration of
 // each call and put the stack's outermost and innermost messages into Error.
 
-typedef struct {
-    H5E_auto2_t fn;
-    void *data;
-} Quiet;
-
-static Quiet quiet_begin(void) {
-    Quiet q = {NULL, NULL};
-    H5Eget_auto2(H5E_DEFAULT, &q.fn, &q.data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    return q;
-}
-
-static void quiet_end(Quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
-
 // errorf with the HDF5 error stack appended: "<path>: <what>: <outer> (<inner>)".
 static int h5fail(Error *e, const char *path, const char *what) {
     char stack[400];
@@ -415,14 +401,14 @@ H5Log *h5log_open(const char *path, const char *config_text, H5LogMode mode, lon
         return NULL;
     }
     H5Log *l = log_new(path);
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc;
     struct stat st;
     if (mode == H5LOG_CREATE || (stat(path, &st) != 0 && errno == ENOENT))
         rc = create_file(l, config_text, e);
     else
         rc = open_existing(l, config_text, keep_until_step, e);
-    quiet_end(q);
+    h5err_restore(q);
     if (rc) {
         log_free(l);
         return NULL;
@@ -434,7 +420,7 @@ static int flush_rows(H5Log *l, Error *e);
 
 int h5log_close(H5Log *l, Error *e) {
     if (!l) return 0;
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = flush_rows(l, e);
     for (int i = 0; i < l->n_series; i++) {
         if (l->s[i].dset >= 0 && H5Dclose(l->s[i].dset) < 0 && !rc) rc = h5fail(e, l->path, "cannot close a series");
@@ -442,7 +428,7 @@ int h5log_close(H5Log *l, Error *e) {
     }
     if (l->file >= 0 && H5Fclose(l->file) < 0 && !rc) rc = h5fail(e, l->path, "cannot close the run file");
     l->file = H5I_INVALID_HID;
-    quiet_end(q);
+    h5err_restore(q);
     if (!rc && fsync_path(l->path) != 0)
         rc = errorf(e, "%s: cannot fsync: %s", l->path, strerror(errno));
     log_free(l);
@@ -524,18 +510,18 @@ static int add_series(H5Log *l, const char *name, int width, const char *units, 
 }
 
 int h5log_series(H5Log *l, const char *name, const char *units, const char *description, Error *e) {
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = add_series(l, name, 0, units, description, NULL, e);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
 int h5log_series2d(H5Log *l, const char *name, int width, const char *units,
                    const char *description, const char *const *column_names, Error *e) {
     if (width < 1) return errorf(e, "%s: series %s: width must be >= 1", l->path, name ? name : "(null)");
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = add_series(l, name, width, units, description, column_names, e);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
@@ -584,10 +570,10 @@ static int flush_rows(H5Log *l, Error *e) {
 }
 
 int h5log_flush(H5Log *l, Error *e) {
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = flush_rows(l, e);
     if (!rc && H5Fflush(l->file, H5F_SCOPE_GLOBAL) < 0) rc = h5fail(e, l->path, "cannot flush");
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
@@ -646,9 +632,9 @@ static int write_array(H5Log *l, const char *path, H5LogType type, const void *d
 
 int h5log_write(H5Log *l, const char *path, H5LogType type, const void *data, int ndims,
                 const long long *dims, const char *units, const char *description, Error *e) {
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = write_array(l, path, type, data, ndims, dims, units, description, e);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
@@ -743,9 +729,9 @@ static int write_table(H5Log *l, const char *path, long long n_rows, const H5Log
 
 int h5log_write_table(H5Log *l, const char *path, long long n_rows, const H5LogColumn *cols,
                       int n_cols, const char *description, Error *e) {
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = write_table(l, path, n_rows, cols, n_cols, description, e);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
@@ -754,7 +740,7 @@ typedef enum { ATTR_STR, ATTR_F64, ATTR_I64 } AttrKind;
 static int set_attr(H5Log *l, const char *object, const char *name, AttrKind kind, const void *value,
                     Error *e) {
     if (!object || !name || !*name) return errorf(e, "%s: bad attribute arguments", l->path);
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = 0;
     hid_t o = path_exists(l->file, object) ? H5Oopen(l->file, object, H5P_DEFAULT) : -1;
     if (o < 0) {
@@ -770,7 +756,7 @@ static int set_attr(H5Log *l, const char *object, const char *name, AttrKind kin
         }
         H5Oclose(o);
     }
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }
 
@@ -789,15 +775,15 @@ int h5log_attr_i64(H5Log *l, const char *object, const char *name, long long val
 
 int h5log_exists(H5Log *l, const char *path) {
     if (!path || path[0] != '/') return 0;
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int r = path_exists(l->file, path);
-    quiet_end(q);
+    h5err_restore(q);
     return r;
 }
 
 int h5log_read_f64(H5Log *l, const char *path, double **data, int *ndims, long long *dims, Error *e) {
     *data = NULL;
-    Quiet q = quiet_begin();
+    H5Quiet q = h5err_quiet();
     int rc = 0;
     hid_t d = path_exists(l->file, path) ? H5Dopen2(l->file, path, H5P_DEFAULT) : -1;
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
@@ -822,6 +808,6 @@ int h5log_read_f64(H5Log *l, const char *path, double **data, int *ndims, long l
     }
     if (sp >= 0) H5Sclose(sp);
     if (d >= 0) H5Dclose(d);
-    quiet_end(q);
+    h5err_restore(q);
     return rc;
 }

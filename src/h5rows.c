@@ -266,13 +266,9 @@ int h5rows_write(Comm *c, hid_t fapl, hid_t dxpl, const char *file, int n, const
                  const float *const *data, const char *const *attr_names, const char *const *attr_values,
                  int n_attrs, Error *e) {
     Req r = {file, n, paths, ndims, dims, row0, rows, data, attr_names, attr_values, n_attrs};
-    // HDF5 prints its error stack by default; ours goes into e instead.
-    H5E_auto2_t fn = NULL;
-    void *fn_data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &fn_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    H5Quiet q = h5err_quiet();  // failures come back through e
     int rc = write_all(c, fapl, dxpl, &r, e);
-    H5Eset_auto2(H5E_DEFAULT, fn, fn_data);
+    h5err_restore(q);
     return rc;
 }
 
@@ -280,10 +276,7 @@ int h5rows_write_serial(Comm *c, const char *file, int n, const char *const *pat
                         const long long (*dims)[COMM_MAX_DIMS], long long row0, long long rows,
                         const float *const *data, const char *const *attr_names,
                         const char *const *attr_values, int n_attrs, Error *e) {
-    H5E_auto2_t fn = NULL;
-    void *fn_data = NULL;
-    H5Eget_auto2(H5E_DEFAULT, &fn, &fn_data);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    H5Quiet q = h5err_quiet();
     // No file lock, as for the run file's own writer (h5log.h): readers may
     // watch the file.
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -294,6 +287,6 @@ int h5rows_write_serial(Comm *c, const char *file, int n, const char *const *pat
     int rc = h5rows_write(c, fapl, H5P_DEFAULT, file, n, paths, ndims, dims, row0, rows, data, attr_names,
                           attr_values, n_attrs, e);
     if (fapl >= 0) H5Pclose(fapl);
-    H5Eset_auto2(H5E_DEFAULT, fn, fn_data);
+    h5err_restore(q);
     return rc;
 }

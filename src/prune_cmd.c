@@ -1,6 +1,7 @@
 // prune_cmd.c — see prune_cmd.h.
 #include "prune_cmd.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,8 +9,8 @@
 
 #include "calib.h"
 #include "checkpoint.h"
+#include "h5err.h"
 #include "h5log.h"
-#include <hdf5.h>
 #include "plan.h"
 #include "prune_score.h"
 #include "trainer.h"
@@ -150,8 +151,7 @@ done:
 
 // A whole float64 dataset of n values from a file opened read-only (the
 // file may be another run's: nothing in it is touched).
-static int read_f64(const char *file, const char *path, double *out, size_t n, Error *e) {
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);  // our message instead of HDF5's stack dump
+static int read_f64_quiet(const char *file, const char *path, double *out, size_t n, Error *e) {
     FILE *probe = fopen(file, "rb");
     if (!probe) return errorf(e, "%s: no such file", file);
     fclose(probe);
@@ -177,6 +177,13 @@ static int read_f64(const char *file, const char *path, double *out, size_t n, E
         H5Dclose(d);
     }
     H5Fclose(f);
+    return rc;
+}
+
+static int read_f64(const char *file, const char *path, double *out, size_t n, Error *e) {
+    H5Quiet q = h5err_quiet();  // our message instead of HDF5's stack dump
+    int rc = read_f64_quiet(file, path, out, n, e);
+    h5err_restore(q);
     return rc;
 }
 
