@@ -22,17 +22,6 @@
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/featkd.safetensors"
 #define MAXT (2 * LD_MAX_BLOCKS + 1)
 
-static float *read_tensor(const StFile *f, const char *name, int64_t *shape) {
-    const StTensor *t = st_find(f, name);
-    if (!t) FATAL("%s: fixture tensor %s missing", f->path, name);
-    float *x = xmalloc((size_t)t->numel * sizeof(float));
-    Error e;
-    if (st_read_f32(f, t, x, &e)) FATAL("%s", e.msg);
-    if (shape)
-        for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-    return x;
-}
-
 static double rel(double a, double ref) { return fabs(a - ref) / fmax(fabs(ref), 1e-300); }
 
 // ---- distill_feat_term vs PyTorch -----------------------------------------------------------
@@ -48,17 +37,17 @@ static void check_fixture(void) {
         char name[64];
         int64_t sh[4];
         snprintf(name, sizeof name, "feat.S.%d", l);
-        float *S = read_tensor(&f, name, sh);
+        float *S = tu_read_tensor(&f, name, sh);
         snprintf(name, sizeof name, "feat.T.%d", l);
-        float *T = read_tensor(&f, name, NULL);
+        float *T = tu_read_tensor(&f, name, NULL);
         snprintf(name, sizeof name, "featnorm.%d", l);
-        float *ref_norm = read_tensor(&f, name, NULL);
+        float *ref_norm = tu_read_tensor(&f, name, NULL);
         snprintf(name, sizeof name, "featraw.%d", l);
-        float *ref_raw = read_tensor(&f, name, NULL);
+        float *ref_raw = tu_read_tensor(&f, name, NULL);
         snprintf(name, sizeof name, "featnorm_grad.%d", l);
-        float *ref_gn = read_tensor(&f, name, NULL);
+        float *ref_gn = tu_read_tensor(&f, name, NULL);
         snprintf(name, sizeof name, "featraw_grad.%d", l);
-        float *ref_gr = read_tensor(&f, name, NULL);
+        float *ref_gr = tu_read_tensor(&f, name, NULL);
         int b = (int)sh[0];
         size_t n = (size_t)(sh[1] * sh[2] * sh[3]), all = (size_t)b * n;
         float *g = xcalloc(all, sizeof(float)), *want = xmalloc(all * sizeof(float));

@@ -16,17 +16,6 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
-static float *read_tensor(const StFile *f, const char *name, int64_t *shape) {
-    const StTensor *t = st_find(f, name);
-    if (!t) FATAL("%s: fixture tensor %s missing", f->path, name);
-    float *x = xmalloc((size_t)t->numel * sizeof(float));
-    Error e;
-    if (st_read_f32(f, t, x, &e)) FATAL("%s", e.msg);
-    if (shape)
-        for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
-    return x;
-}
-
 static double max_abs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
@@ -39,11 +28,11 @@ static double max_abs(const float *x, size_t n) {
 static void compare_pass(const char *model, UNet *u, const StFile *io, const char *pfx, const uint8_t *skip,
                          int with_taps) {
     int64_t xs[4], cs[3];
-    float *sample = read_tensor(io, "sample", xs), *t = read_tensor(io, "timesteps", NULL);
-    float *ctx = read_tensor(io, "context", cs), *R = read_tensor(io, "loss_weight", NULL);
+    float *sample = tu_read_tensor(io, "sample", xs), *t = tu_read_tensor(io, "timesteps", NULL);
+    float *ctx = tu_read_tensor(io, "context", cs), *R = tu_read_tensor(io, "loss_weight", NULL);
     char name[256];
     snprintf(name, sizeof name, "%sout", pfx);
-    float *ref = read_tensor(io, name, NULL);
+    float *ref = tu_read_tensor(io, name, NULL);
     int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)cs[1];
     size_t nout = (size_t)B * u->cfg.out_channels * H * W;
     float *out = xmalloc(nout * sizeof(float));
@@ -54,7 +43,7 @@ static void compare_pass(const char *model, UNet *u, const StFile *io, const cha
     EXPECT(err <= 1e-4, "%s %soutput error %.3e > 1e-4", model, pfx, err);
     for (int k = 0; k < u->n_taps; k++) {
         snprintf(name, sizeof name, "%stap.%s", pfx, u->taps[k].name);
-        float *tr = read_tensor(io, name, NULL);
+        float *tr = tu_read_tensor(io, name, NULL);
         size_t n = (size_t)B * u->taps[k].C * u->taps[k].H * u->taps[k].W;
         double te = tu_max_rel_err(u->taps[k].data, tr, n, 0);
         EXPECT(te <= 1e-4, "%s %s error %.3e > 1e-4", model, name, te);
@@ -64,7 +53,7 @@ static void compare_pass(const char *model, UNet *u, const StFile *io, const cha
     if (with_taps)
         for (int k = 0; k < u->n_taps; k++) {
             snprintf(name, sizeof name, "tap_weight.%s", u->taps[k].name);
-            Q[k] = read_tensor(io, name, NULL);
+            Q[k] = tu_read_tensor(io, name, NULL);
         }
     unet_zero_grad(u);
     unet_backward(u, R, with_taps ? (const float *const *)Q : NULL);
@@ -75,7 +64,7 @@ static void compare_pass(const char *model, UNet *u, const StFile *io, const cha
     for (int i = 0; i < u->pt.n; i++) {
         const ParamTensor *p = &u->pt.t[i];
         snprintf(name, sizeof name, "%s%s%s", pfx, gpfx, p->name);
-        float *g = read_tensor(io, name, NULL);
+        float *g = tu_read_tensor(io, name, NULL);
         double m = max_abs(g, p->numel);
         // a bypassed layer's reference gradient is exactly zero, and so must ours be
         double ge = m > 0 ? tu_max_rel_err(u->grads + p->offset, g, p->numel, 0) : max_abs(u->grads + p->offset, p->numel);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common.h"
 #include "model_config.h"
 
 int tu_failures = 0;
@@ -66,4 +67,15 @@ void tu_tiny_model(ModelConfig *m, int in_channels, int out_channels, int sample
     m->norm_eps = 1e-5f;
     m->flip_sin_to_cos = 1;
     m->context_length = 3;
+}
+
+float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape) {
+    const StTensor *t = st_find(f, name);
+    if (!t) FATAL("%s: fixture tensor %s missing", f->path, name);
+    float *x = xmalloc((size_t)t->numel * sizeof(float));
+    Error e;
+    if (st_read_f32(f, t, x, &e)) FATAL("%s", e.msg);
+    if (shape)
+        for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
+    return x;
 }

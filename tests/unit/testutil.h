@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "model_config.h"
+#include "safetensors.h"
 
 extern int tu_failures;
 extern int tu_checks;
@@ -22,6 +23,10 @@ void tu_fill(TuRng *r, float *x, size_t n, float lo, float hi);
 
 // max |a-b| / max(max|b|, floor): relative error against the reference's scale.
 double tu_max_rel_err(const float *a, const float *b, size_t n, double floor);
+
+// A fixture tensor as float32 (caller frees), its shape into shape (if not
+// NULL); a missing tensor or a read error ends the test program.
+float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape);
 
 // The small two-stage U-Net the model-level tests share: 8 and 16 channels,
 // cross-attention (2 and 4 heads) in the first down stage, the mid block and the
