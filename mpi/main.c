@@ -2,9 +2,7 @@
 // sets up the MPI world and dispatches to the stage. Only rank 0 prints.
 #include <mpi.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "comm_mpi.h"
 #include "config.h"
@@ -86,11 +84,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
 
 int main(int argc, char **argv) {
     // Before MPI_Init: a process image that MPI has not touched yet can be replaced.
-    const char *coretype = runtime_blas_coretype_fix();
-    if (coretype) {
-        setenv("OPENBLAS_CORETYPE", coretype, 1);
-        execv("/proc/self/exe", argv);  // returns only on failure: then run with the slow kernels
-    }
+    runtime_fix_blas_kernels(argv);
     MPI_Init(&argc, &argv);
     int rank = 0;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);

@@ -50,6 +50,13 @@ const char *runtime_blas_coretype_fix(void) {
 #endif
 }
 
+void runtime_fix_blas_kernels(char **argv) {
+    const char *coretype = runtime_blas_coretype_fix();
+    if (!coretype) return;
+    setenv("OPENBLAS_CORETYPE", coretype, 1);
+    execv("/proc/self/exe", argv);
+}
+
 int runtime_check_device(const RuntimeConfig *rt, Error *e) {
     if (strcmp(rt->device, "cpu") == 0) return 0;
 #ifdef LD_HAVE_CUDA_GEMM

@@ -16,6 +16,11 @@ int runtime_set_threads(int threads, int ranks_on_node);
 // generic kernels on a CPU that has these, else NULL (also when the user set
 // OPENBLAS_CORETYPE). The variable only takes effect in a new process.
 const char *runtime_blas_coretype_fix(void);
+// Where that returns a core type: sets OPENBLAS_CORETYPE and replaces this
+// process with a fresh run of itself (argv as given to main). Call first thing
+// in main, before MPI_Init. Returns only when nothing needs fixing, or when the
+// restart failed (the run then goes on with the slow kernels).
+void runtime_fix_blas_kernels(char **argv);
 
 // "cuda" on a build or machine without a GPU stops here with a clear message.
 int runtime_check_device(const RuntimeConfig *rt, Error *e);

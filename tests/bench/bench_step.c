@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "config.h"
 #include "gemm.h"
@@ -34,11 +33,7 @@ static double sgemm_gflops(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *coretype = runtime_blas_coretype_fix();  // as laptop-diff does: see runtime.h
-    if (coretype) {
-        setenv("OPENBLAS_CORETYPE", coretype, 1);
-        execv("/proc/self/exe", argv);
-    }
+    runtime_fix_blas_kernels(argv);  // as laptop-diff does: see runtime.h
     if (argc < 3) {
         fprintf(stderr, "usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]\n");
         return 2;
