@@ -72,11 +72,15 @@ ls "$T/nan/checkpoints/" | grep -q 00003 && ok || bad "checkpoint of step 3 miss
 
 # SIGUSR1 to mpirun (forwarded to the ranks, as Slurm's --signal=B:USR1 warning is):
 # every rank stops at the same step, checkpoints, exits 3; --resume then finishes
-# (mpirun itself in the background, not a shell function, so $! is mpirun)
-mpirun --oversubscribe -np 2 "$BIN" train "$JOB" --set output.dir="$T/term" --set train.steps=60 >"$T/term.log" 2>&1 &
-pid=$!; sleep 3; kill -USR1 $pid; wait $pid; rc=$?
+# (mpirun itself in the background, not a shell function, so $! is mpirun). The
+# signal goes out once step 5 is logged, not after a fixed sleep: on a fast
+# machine a fixed sleep can outlast the whole run.
+mpirun --oversubscribe -np 2 "$BIN" train "$JOB" --set output.dir="$T/term" --set train.steps=300 >"$T/term.log" 2>&1 &
+pid=$!
+for _ in $(seq 600); do grep -q "train step 5/300" "$T/term.log" && break; sleep 0.1; done
+kill -USR1 $pid; wait $pid; rc=$?
 [ $rc -eq 3 ] && grep -q "stopped by a signal" "$T/term.log" && ok || bad "SIGUSR1: rc $rc, $(tail -2 "$T/term.log")"
-mpirun_n 2 "$BIN" train "$JOB" --set output.dir="$T/term" --set train.steps=60 --resume >"$T/term2.log" 2>&1 \
-  && grep -q "train step 60/60" "$T/term2.log" && ok || bad "resume after the signal: $(tail -2 "$T/term2.log")"
+mpirun_n 2 "$BIN" train "$JOB" --set output.dir="$T/term" --set train.steps=300 --resume >"$T/term2.log" 2>&1 \
+  && grep -q "train step 300/300" "$T/term2.log" && ok || bad "resume after the signal: $(tail -2 "$T/term2.log")"
 
 finish test_train
