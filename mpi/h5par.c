@@ -8,8 +8,8 @@
 #include <hdf5.h>
 #include <mpi.h>
 
-#include "h5err.h"
-#include "h5rows.h"
+#include "io/h5err.h"
+#include "io/h5rows.h"
 
 #ifndef H5_HAVE_PARALLEL
 #error "h5par.c needs a parallel HDF5 (Debian: libhdf5-openmpi-dev, pkg-config hdf5-openmpi)"

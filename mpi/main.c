@@ -5,15 +5,15 @@
 #include <string.h>
 
 #include "comm_mpi.h"
-#include "config.h"
-#include "info.h"
-#include "distill.h"
-#include "eval.h"
-#include "prune_cmd.h"
-#include "runtime.h"
-#include "sample.h"
-#include "train_diffusion.h"
-#include "trainer.h"
+#include "io/config.h"
+#include "cli/info.h"
+#include "train/distill.h"
+#include "cli/eval.h"
+#include "cli/prune_cmd.h"
+#include "kernels/runtime.h"
+#include "cli/sample.h"
+#include "cli/train_diffusion.h"
+#include "train/trainer.h"
 
 static void usage(FILE *f) {
     fprintf(f,

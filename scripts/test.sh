@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 JOBS=$(nproc)
 # Debian 12's OpenBLAS may not know this CPU and fall back to generic SSE3
 # kernels (several times slower). laptop-diff restarts itself with the right
-# OPENBLAS_CORETYPE (src/runtime.h); the unit-test executables get it here.
+# OPENBLAS_CORETYPE (src/kernels/runtime.h); the unit-test executables get it here.
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
   elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell

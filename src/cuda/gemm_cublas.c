@@ -12,7 +12,7 @@
 #include <cuda_runtime_api.h>
 #include <threads.h>
 
-#include "gemm.h"
+#include "kernels/gemm.h"
 
 struct GpuContext {
     int device;

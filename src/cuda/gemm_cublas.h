@@ -5,7 +5,7 @@
 // It includes no CUDA header, so tests and runtime.c need no CUDA include path.
 #ifndef LD_GEMM_CUBLAS_H
 #define LD_GEMM_CUBLAS_H
-#include "common.h"
+#include "core/common.h"
 
 // A cuBLAS handle, its stream and a growable device workspace on one device.
 typedef struct GpuContext GpuContext;

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "knapsack.h"
+#include "prune/knapsack.h"
 
 static double now(void) {
     struct timespec ts;

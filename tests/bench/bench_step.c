@@ -7,12 +7,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
-#include "gemm.h"
-#include "init.h"
-#include "rng.h"
-#include "runtime.h"
-#include "unet.h"
+#include "io/config.h"
+#include "kernels/gemm.h"
+#include "model/init.h"
+#include "core/rng.h"
+#include "kernels/runtime.h"
+#include "model/unet.h"
 
 static double now(void) {
     struct timespec ts;

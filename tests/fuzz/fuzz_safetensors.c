@@ -10,7 +10,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 // Process-wide scratch (a harness needs it; the library itself has none):
 // the input lives in a memfd reopened by path, round trips go to a temp dir.

@@ -19,9 +19,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "comm.h"
+#include "core/comm.h"
 #include "comm_mpi.h"
-#include "h5log.h"
+#include "io/h5log.h"
 
 enum { N_SETS = 3 };
 

@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "config.h"
-#include "init.h"
+#include "model/checkpoint.h"
+#include "io/config.h"
+#include "model/init.h"
 
 int main(int argc, char **argv) {
     if (argc < 3) {

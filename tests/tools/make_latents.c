@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "rng.h"
+#include "core/common.h"
+#include "core/rng.h"
 
 // One float32 dataset of shape dims, filled with N(0,1) draws of stream `stream`.
 static int write_normal(hid_t file, const char *name, const hsize_t *dims, int rank, uint64_t seed,

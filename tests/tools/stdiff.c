@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 
 int main(int argc, char **argv) {
     if (argc != 4) {

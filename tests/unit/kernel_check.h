@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
+#include "core/common.h"
 #include "testutil.h"
 
 // Forward against the reference and backward against finite differences.

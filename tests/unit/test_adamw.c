@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "adamw.h"
+#include "train/adamw.h"
 #include "testutil.h"
 
 static TrainConfig tcfg(void) {

@@ -9,10 +9,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "model_json.h"
+#include "model/checkpoint.h"
+#include "model/model_json.h"
 #include "testutil.h"
-#include "unet.h"
+#include "model/unet.h"
 
 static char tmpdir[256];
 

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "io/config.h"
 #include "testutil.h"
 
 #define DATA LD_SOURCE_DIR "/tests/unit/data/config/"

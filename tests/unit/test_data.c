@@ -10,11 +10,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "conditioning.h"
-#include "config.h"
-#include "dataset.h"
-#include "fmnist.h"
-#include "h5data.h"
+#include "data/conditioning.h"
+#include "io/config.h"
+#include "data/dataset.h"
+#include "data/fmnist.h"
+#include "data/h5data.h"
 #include "testutil.h"
 
 static char tmpdir[64];

@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ddim.h"
-#include "rng.h"
+#include "diffusion/ddim.h"
+#include "core/rng.h"
 #include "testutil.h"
 
 static Schedule sd_schedule(void) {

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "distill.h"
-#include "init.h"
-#include "plan.h"
-#include "safetensors.h"
+#include "train/distill.h"
+#include "model/init.h"
+#include "prune/plan.h"
+#include "model/safetensors.h"
 #include "testutil.h"
-#include "unet.h"
+#include "model/unet.h"
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/featkd.safetensors"
 #define MAXT (2 * LD_MAX_BLOCKS + 1)

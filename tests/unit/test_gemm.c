@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.h"
-#include "gemm.h"
+#include "core/common.h"
+#include "kernels/gemm.h"
 #include "testutil.h"
 #ifdef LD_HAVE_CUDA_GEMM
 #include "cuda/gemm_cublas.h"

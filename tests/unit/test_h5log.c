@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "h5log.h"
+#include "io/h5log.h"
 #include "testutil.h"
 
 static char g_dir[512];

@@ -3,7 +3,7 @@
 // finite differences of it (self- and cross-attention shapes, several head
 // counts), gradients pre-filled to check accumulation.
 #include "kernel_check.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 typedef struct {
     int B, Nq, Nk, C, nh;

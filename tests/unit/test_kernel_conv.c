@@ -3,7 +3,7 @@
 // strided, unpadded and 1x1 shapes. Gradients are pre-filled to check that
 // backward accumulates.
 #include "kernel_check.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 typedef struct {
     int B, Cin, H, W, Cout, k, s, p, Ho, Wo;

@@ -3,7 +3,7 @@
 // backward against finite differences, gradients pre-filled to check that
 // backward accumulates.
 #include "kernel_check.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 // ---- linear ----
 typedef struct {

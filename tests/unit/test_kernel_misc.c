@@ -6,7 +6,7 @@
 #include <omp.h>
 
 #include "kernel_check.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 typedef enum { OP_UPSAMPLE, OP_CONCAT, OP_TRANS_CN, OP_TRANS_NC, OP_ADD, OP_CHAN_BIAS } Op;
 

@@ -2,7 +2,7 @@
 // mean/rstd) against double loops, backward (dx, dgamma, dbeta) against finite
 // differences of those loops, gradients pre-filled to check accumulation.
 #include "kernel_check.h"
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 // ---- GroupNorm ----
 typedef struct {

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "knapsack.h"
+#include "prune/knapsack.h"
 #include "testutil.h"
 
 // ---- randomness (splitmix64: full 64-bit draws the float helper lacks) -----

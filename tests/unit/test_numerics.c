@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "numerics.h"
+#include "core/numerics.h"
 #include "testutil.h"
 
 static float from_bits(uint32_t b) {

@@ -8,10 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "config.h"
-#include "init.h"
-#include "plan.h"
+#include "model/checkpoint.h"
+#include "io/config.h"
+#include "model/init.h"
+#include "prune/plan.h"
 #include "testutil.h"
 
 static UNet *tiny_teacher(JobConfig *jc) {

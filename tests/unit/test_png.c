@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "png_grid.h"
+#include "io/png_grid.h"
 #include "testutil.h"
 
 #define OUT_DIR LD_BINARY_DIR "/test_png_out"

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "progress.h"
+#include "core/progress.h"
 #include "testutil.h"
 
 static int has(const char *s, const char *part) { return strstr(s, part) != NULL; }

@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "config.h"
-#include "prune_score.h"
+#include "model/checkpoint.h"
+#include "io/config.h"
+#include "prune/prune_score.h"
 #include "testutil.h"
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"

@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "checkpoint.h"
-#include "config.h"
+#include "model/checkpoint.h"
+#include "io/config.h"
 #include "testutil.h"
-#include "unet.h"
+#include "model/unet.h"
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 

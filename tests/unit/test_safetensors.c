@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "safetensors.h"
+#include "model/safetensors.h"
 #include "testutil.h"
 
 typedef struct {

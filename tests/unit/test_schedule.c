@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "rng.h"
-#include "schedule.h"
+#include "core/rng.h"
+#include "diffusion/schedule.h"
 #include "testutil.h"
 
 static DiffusionConfig dcfg(const char *kind, double b0, double b1, int T) {

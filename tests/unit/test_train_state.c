@@ -16,10 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "checkpoint.h"
-#include "safetensors.h"
+#include "model/checkpoint.h"
+#include "model/safetensors.h"
 #include "testutil.h"
-#include "train_state.h"
+#include "train/train_state.h"
 
 static char g_root[512];
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "unet.h"
+#include "model/unet.h"
 
 static void tiny_config(ModelConfig *m, int linear) {
     tu_tiny_model(m, 2, 3, 8, 2);

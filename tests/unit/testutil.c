@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common.h"
-#include "model_config.h"
+#include "core/common.h"
+#include "model/model_config.h"
 
 int tu_failures = 0;
 int tu_checks = 0;

@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model_config.h"
-#include "safetensors.h"
+#include "model/model_config.h"
+#include "model/safetensors.h"
 
 extern int tu_failures;
 extern int tu_checks;

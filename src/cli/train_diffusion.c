@@ -1,0 +1,91 @@
+// train_diffusion.c — see train_diffusion.h.
+#include "cli/train_diffusion.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "data/batch.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "model/init.h"
+#include "kernels/kernels.h"
+#include "diffusion/schedule.h"
+#include "train/trainer.h"
+
+typedef struct {
+    const JobConfig *cfg;
+    Dataset *data;
+    Schedule sched;
+    int64_t N;
+    int C, H, W, L, D;
+    size_t numel;  // per sample
+    Batch bt;
+    float *out, *dout;
+} DiffusionTask;
+
+static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e) {
+    DiffusionTask *d = self;
+    size_t n = (size_t)b * d->numel;
+    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
+    if (unet_forward(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
+    double w = (double)b / B;  // this shard's share of the global mean
+    losses[0] = mse_forward(d->out, d->bt.noise, n) * w;
+    memset(d->dout, 0, n * sizeof(float));
+    mse_backward(d->dout, NULL, d->out, d->bt.noise, n, (float)w);
+    unet_backward(u, d->dout, NULL);
+    return 0;
+}
+
+int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
+    DiffusionTask d = {.cfg = cfg};
+    int rc = -1;
+    UNet *u = NULL;
+    d.data = dataset_open(cfg, "train", e);
+    if (!d.data) return -1;
+    if (schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
+    DatasetShape sh = dataset_shape(d.data);
+    d.N = sh.n, d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D;
+    d.numel = (size_t)d.C * d.H * d.W;
+    if (cfg->train.init[0]) {
+        u = unet_from_file(cfg->train.init, &cfg->model, e);
+        if (!u) goto done;
+    } else {
+        u = unet_create(&cfg->model, NULL, e);
+        if (!u) goto done;
+        unet_init_params(u, (uint64_t)cfg->runtime.seed);
+    }
+    if (u->cfg.in_channels != d.C || u->cfg.out_channels != d.C || u->cfg.cross_attention_dim != d.D) {
+        errorf(e, "the model (%d->%d channels, cross_attention_dim %d) does not fit the data (%d channels, context "
+                  "width %d)",
+               u->cfg.in_channels, u->cfg.out_channels, u->cfg.cross_attention_dim, d.C, d.D);
+        goto done;
+    }
+    long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
+    batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
+    d.out = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
+
+    char run_h5[1100], ckpt[1100], model_out[1100];
+    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
+    snprintf(model_out, sizeof model_out, "%s/model.safetensors", cfg->output.dir);
+    char steps[32];
+    snprintf(steps, sizeof steps, "%d", cfg->train.steps);
+    const char *meta[] = {"laptop_diff.stage", "train", "laptop_diff.steps", steps};
+    TrainTask task = {.n_losses = 1, .loss_names = {"loss"}, .step = diffusion_step, .self = &d};
+    TrainerOptions opt = {.stage = "train", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
+                          .resume = resume, .meta = meta, .n_meta = 2};
+    if (comm->rank == 0) {
+        printf("train: %zu parameters, %lld samples, global batch %ld on %d rank%s, %d steps\n", u->pt.total,
+               (long long)d.N, B, comm->size, comm->size == 1 ? "" : "s", cfg->train.steps);
+        fflush(stdout);
+    }
+    rc = trainer_run(cfg, comm, u, &task, &opt, e);
+done:
+    batch_free(&d.bt);
+    free(d.out), free(d.dout);
+    unet_free(u);
+    schedule_free(&d.sched);
+    dataset_close(d.data);
+    return rc;
+}

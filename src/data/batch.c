@@ -1,0 +1,38 @@
+// batch.c — see batch.h.
+#include "data/batch.h"
+
+#include "data/conditioning.h"
+
+void batch_alloc(Batch *bt, int b, size_t numel, int LD) {
+    bt->b = b, bt->numel = numel, bt->LD = LD;
+    bt->x0 = xmalloc((size_t)b * numel * sizeof(float));
+    bt->xt = xmalloc((size_t)b * numel * sizeof(float));
+    bt->noise = xmalloc((size_t)b * numel * sizeof(float));
+    bt->ctx = xmalloc((size_t)b * LD * sizeof(float));
+    bt->tf = xmalloc((size_t)b * sizeof(float));
+    bt->ti = xmalloc((size_t)b * sizeof(int));
+}
+
+void batch_free(Batch *bt) {
+    free(bt->x0), free(bt->xt), free(bt->noise), free(bt->ctx), free(bt->tf), free(bt->ti);
+    bt->x0 = bt->xt = bt->noise = bt->ctx = bt->tf = NULL;
+    bt->ti = NULL;
+}
+
+void batch_fill(Batch *bt, const JobConfig *cfg, const Dataset *d, const Schedule *s, long step, long g0, int b,
+                int B) {
+    CHECK(b <= bt->b);
+    uint64_t seed = (uint64_t)cfg->runtime.seed;
+    int64_t N = dataset_size(d);
+    for (int i = 0; i < b; i++) {
+        long g = g0 + i, k = step * B + g;  // global sample k of the run
+        int64_t idx = dataset_order(seed, k / N, N, k % N);
+        int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, cfg->data.cfg_drop);
+        dataset_get(d, idx, bt->x0 + i * bt->numel, bt->ctx + (size_t)i * bt->LD, NULL, drop);
+    }
+    schedule_draw_timesteps(bt->ti, b, s->T, seed, (uint64_t)step, (uint64_t)g0);
+    schedule_draw_noise(bt->noise, b, bt->numel, seed, (uint64_t)step, (uint64_t)g0);
+    schedule_q_sample(s, bt->xt, bt->x0, bt->noise, bt->ti, b, bt->numel);
+    for (int i = 0; i < b; i++) bt->tf[i] = (float)bt->ti[i];
+    (void)B;
+}

@@ -1,0 +1,79 @@
+// calib.c — see calib.h.
+#include "data/calib.h"
+
+#include <string.h>
+
+#include "data/dataset.h"
+#include "core/rng.h"
+#include "diffusion/schedule.h"
+
+int calib_build(Calib *cs, const JobConfig *cfg, Error *e) {
+    return calib_build_from(cs, cfg, "train", cfg->prune.calib_samples, e);
+}
+
+int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, Error *e) {
+    memset(cs, 0, sizeof *cs);
+    Dataset *d = dataset_open_shard(cfg, split, 0, 0, e);
+    if (!d) return -1;
+    Schedule s;
+    if (schedule_init(&s, &cfg->diffusion, e)) {
+        dataset_close(d);
+        return -1;
+    }
+    DatasetShape sh = dataset_shape(d);
+    cs->n = n, cs->C = cs->Co = sh.C, cs->H = sh.H, cs->W = sh.W, cs->L = sh.L, cs->D = sh.D;
+    cs->batch = cfg->prune.batch < n ? cfg->prune.batch : n;
+    size_t per = (size_t)sh.C * sh.H * sh.W;
+    cs->xt = xmalloc((size_t)n * per * sizeof(float));
+    cs->noise = xmalloc((size_t)n * per * sizeof(float));
+    cs->teacher = xmalloc((size_t)n * per * sizeof(float));
+    cs->ctx = xmalloc((size_t)n * sh.L * sh.D * sizeof(float));
+    cs->t = xmalloc((size_t)n * sizeof(float));
+    int *ti = xmalloc((size_t)n * sizeof(int));
+    uint64_t seed = (uint64_t)cfg->runtime.seed;
+    for (int i = 0; i < n; i++) {
+        int64_t idx = (int64_t)rng_below(seed, RNG_CALIB, (uint64_t)i, (uint64_t)sh.n);
+        dataset_get(d, idx, cs->xt + i * per, cs->ctx + (size_t)i * sh.L * sh.D, NULL, 0);
+        ti[i] = (int)rng_below(seed, RNG_CALIB, ((uint64_t)1 << 32) + (uint64_t)i, (uint64_t)s.T);
+        cs->t[i] = (float)ti[i];
+        uint64_t key = rng_bits(seed, RNG_CALIB, ((uint64_t)2 << 32) + (uint64_t)i);
+        rng_normal_fill(cs->noise + i * per, per, key, RNG_CALIB, 0);
+    }
+    schedule_q_sample(&s, cs->xt, cs->xt, cs->noise, ti, n, per);  // x_0 -> x_t in place
+    free(ti);
+    schedule_free(&s);
+    dataset_close(d);
+    return 0;
+}
+
+void calib_free(Calib *cs) {
+    free(cs->xt), free(cs->noise), free(cs->teacher), free(cs->ctx), free(cs->t);
+    memset(cs, 0, sizeof *cs);
+}
+
+int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double *mse, Error *e) {
+    size_t per_in = (size_t)cs->C * cs->H * cs->W, per = (size_t)cs->Co * cs->H * cs->W;
+    float *tmp = out ? NULL : xmalloc((size_t)cs->batch * per * sizeof(float));
+    double sum = 0;
+    for (int i = 0; i < cs->n; i += cs->batch) {
+        int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
+        float *o = out ? out + (size_t)i * per : tmp;
+        if (unet_forward(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
+                         cs->W, cs->L, skip, e)) {
+            free(tmp);
+            return -1;
+        }
+        if (mse) {
+            const float *ref = cs->teacher + (size_t)i * per;
+            for (size_t j = 0; j < (size_t)b * per; j++) {
+                double d = (double)o[j] - ref[j];
+                sum += d * d;
+            }
+        }
+    }
+    if (mse) *mse = sum / ((double)cs->n * per);
+    free(tmp);
+    return 0;
+}
+
+int calib_teacher(UNet *teacher, Calib *cs, Error *e) { return calib_run(teacher, cs, NULL, cs->teacher, NULL, e); }

@@ -1,0 +1,177 @@
+// dataset.c — see dataset.h.
+#include "data/dataset.h"
+
+#include <string.h>
+
+#include "data/conditioning.h"
+#include "data/fmnist.h"
+#include "data/h5data.h"
+#include "core/rng.h"
+
+enum { SRC_FMNIST, SRC_HDF5 };
+
+struct Dataset {
+    int source;
+    DatasetShape s;
+    // fashion-mnist
+    Fmnist fm;
+    Conditioner *cond;
+    // hdf5
+    H5Data *h5;
+    int64_t start, count;  // resident rows
+    float *lat, *ctx;      // [count, C*H*W], [count, L*D]
+    float *uncond;         // [L*D]
+};
+
+static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
+    const ModelConfig *m = &cfg->model;
+    int f = 1 << (m->n_blocks - 1);
+    if (m->in_channels != 1) {
+        errorf(e, "data.source \"fashion-mnist\" is 1-channel pixel data [1,%d,%d] but "
+               "model.in_channels is %d", FMNIST_SIDE, FMNIST_SIDE, m->in_channels);
+        return NULL;
+    }
+    if (FMNIST_SIDE % f) {
+        errorf(e, "data.source \"fashion-mnist\" is %dx%d but the model (%d blocks) needs "
+               "sides that are multiples of %d", FMNIST_SIDE, FMNIST_SIDE, m->n_blocks, f);
+        return NULL;
+    }
+    Conditioner *cond = cond_create(m->context_length, m->cross_attention_dim,
+                                    (uint64_t)cfg->data.embed_seed, e);
+    if (!cond) return NULL;
+    Dataset *d = xcalloc(1, sizeof *d);
+    d->source = SRC_FMNIST;
+    d->cond = cond;
+    if (fmnist_load(&d->fm, cfg->data.path, split, e)) {
+        dataset_close(d);
+        return NULL;
+    }
+    d->s = (DatasetShape){d->fm.n, 1, FMNIST_SIDE, FMNIST_SIDE, m->context_length,
+                          m->cross_attention_dim};
+    return d;
+}
+
+static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
+                          Error *e) {
+    const char *group;
+    if (!strcmp(split, "train")) group = "";
+    else if (!strcmp(split, "test")) group = "/test";
+    else {
+        errorf(e, "hdf5 data: split \"%s\"; expected \"train\" or \"test\"", split);
+        return NULL;
+    }
+    H5Data *h = h5data_open(cfg->data.path, group, e);
+    if (!h) return NULL;
+    if (h5data_check_model(h, &cfg->model, e)) {
+        h5data_close(h);
+        return NULL;
+    }
+    H5Shape hs = h5data_shape(h);
+    if (start < 0) start = 0, count = hs.n;  // dataset_open: the whole file
+    if (start > hs.n || count < 0 || count > hs.n - start) {
+        errorf(e, "%s: shard [%lld, %lld) is outside the file's %lld rows", cfg->data.path,
+               (long long)start, (long long)(start + count), (long long)hs.n);
+        h5data_close(h);
+        return NULL;
+    }
+    Dataset *d = xcalloc(1, sizeof *d);
+    d->source = SRC_HDF5;
+    d->h5 = h;
+    d->s = (DatasetShape){hs.n, hs.C, hs.H, hs.W, hs.L, hs.D};
+    size_t xn = (size_t)hs.C * hs.H * hs.W, cn = (size_t)hs.L * hs.D;
+    d->start = start, d->count = count;
+    d->lat = xmalloc((size_t)count * xn * sizeof(float));
+    d->ctx = xmalloc((size_t)count * cn * sizeof(float));
+    d->uncond = xcalloc(cn, sizeof(float));
+    if (h5data_read(h, start, count, d->lat, d->ctx, e) ||
+        (hs.has_uncond && h5data_read_uncond(h, d->uncond, e))) {
+        dataset_close(d);
+        return NULL;
+    }
+    return d;
+}
+
+Dataset *dataset_open_shard(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
+                            Error *e) {
+    if (!strcmp(cfg->data.source, "fashion-mnist")) return open_fmnist(cfg, split, e);
+    if (!strcmp(cfg->data.source, "hdf5")) return open_hdf5(cfg, split, start, count, e);
+    errorf(e, "data.source \"%s\"; expected \"fashion-mnist\" or \"hdf5\"", cfg->data.source);
+    return NULL;
+}
+
+Dataset *dataset_open(const JobConfig *cfg, const char *split, Error *e) {
+    return dataset_open_shard(cfg, split, -1, 0, e);  // start -1: every row resident
+}
+
+void dataset_close(Dataset *d) {
+    if (!d) return;
+    fmnist_free(&d->fm);
+    cond_free(d->cond);
+    h5data_close(d->h5);
+    free(d->lat);
+    free(d->ctx);
+    free(d->uncond);
+    free(d);
+}
+
+int64_t dataset_size(const Dataset *d) { return d->s.n; }
+
+DatasetShape dataset_shape(const Dataset *d) { return d->s; }
+
+void dataset_uncond(const Dataset *d, float *ctx) {
+    if (d->source == SRC_FMNIST) cond_context(d->cond, COND_EMPTY, ctx);
+    else memcpy(ctx, d->uncond, (size_t)d->s.L * d->s.D * sizeof(float));
+}
+
+void dataset_get(const Dataset *d, int64_t index, float *x, float *ctx, int *label,
+                 int drop_caption) {
+    CHECK(index >= 0 && index < d->s.n);
+    if (d->source == SRC_FMNIST) {
+        int cls = d->fm.labels[index];
+        if (x) fmnist_image(&d->fm, (int)index, x);
+        if (ctx) cond_context(d->cond, drop_caption ? COND_EMPTY : cls, ctx);
+        if (label) *label = cls;
+        return;
+    }
+    size_t xn = (size_t)d->s.C * d->s.H * d->s.W, cn = (size_t)d->s.L * d->s.D;
+    if (label) *label = -1;
+    if (index >= d->start && index < d->start + d->count) {
+        size_t r = (size_t)(index - d->start);
+        if (x) memcpy(x, d->lat + r * xn, xn * sizeof(float));
+        if (ctx && !drop_caption) memcpy(ctx, d->ctx + r * cn, cn * sizeof(float));
+    } else {
+        Error e;
+        if (h5data_read(d->h5, index, 1, x, drop_caption ? NULL : ctx, &e)) FATAL("%s", e.msg);
+    }
+    if (ctx && drop_caption) dataset_uncond(d, ctx);
+}
+
+void dataset_shard_range(int64_t n, int rank, int size, int64_t *start, int64_t *count) {
+    CHECK(n >= 0 && size >= 1 && rank >= 0 && rank < size);
+    int64_t q = n / size, r = n % size;
+    *start = rank * q + (rank < r ? rank : r);
+    *count = q + (rank < r);
+}
+
+int64_t dataset_order(uint64_t seed, int64_t epoch, int64_t n, int64_t position) {
+    CHECK(n >= 1 && position >= 0 && position < n && epoch >= 0);
+    if (n == 1) return 0;
+    // balanced Feistel over 2^(2*half) >= n values; cycle-walking (re-encrypt
+    // until the value lands in [0, n)) restricts it to a permutation of [0, n),
+    // and since the domain is < 4n the expected number of walks is < 4
+    int bits = 64 - __builtin_clzll((uint64_t)(n - 1));
+    int half = (bits + 1) / 2;
+    uint64_t mask = ((uint64_t)1 << half) - 1;
+    uint64_t key = rng_bits(seed, RNG_DATA_ORDER, (uint64_t)epoch);
+    uint64_t x = (uint64_t)position;
+    do {
+        uint64_t l = x >> half, r = x & mask;
+        for (uint64_t round = 0; round < 6; round++) {
+            uint64_t t = l ^ (rng_bits(key, round, r) & mask);
+            l = r;
+            r = t;
+        }
+        x = l << half | r;
+    } while (x >= (uint64_t)n);
+    return (int64_t)x;
+}

@@ -1,0 +1,207 @@
+// h5data.c — see h5data.h.
+#include "data/h5data.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/h5err.h"
+
+struct H5Data {
+    char path[1024];
+    char lat_name[96], ctx_name[96], unc_name[96];
+    hid_t file, lat, ctx, unc;  // unc < 0: no /uncond_context
+    H5Shape s;
+};
+
+static void shape_str(char *buf, size_t cap, const hsize_t *dims, int rank) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? "," : "",
+                              (unsigned long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+// Opens dataset name, checks it is floating point of the given rank and
+// returns its dims; -1 with an Error otherwise.
+static hid_t open_float(H5Data *h, const char *name, int want_rank, const char *meaning,
+                        hsize_t *dims, Error *e) {
+    // check each link level: H5Dopen's failure does not say which part is missing
+    char part[96];
+    for (const char *p = strchr(name + 1, '/');; p = strchr(p + 1, '/')) {
+        size_t len = p ? (size_t)(p - name) : strlen(name);
+        snprintf(part, sizeof part, "%.*s", (int)len, name);
+        if (H5Lexists(h->file, part, H5P_DEFAULT) <= 0) {
+            errorf(e, "%s: no dataset %s (expected %s)", h->path, name, meaning);
+            return -1;
+        }
+        if (!p) break;
+    }
+    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
+    if (ds < 0) {
+        errorf(e, "%s: %s is not a dataset (expected %s)", h->path, name, meaning);
+        return -1;
+    }
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+    H5T_class_t cls = H5Tget_class(t);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    hsize_t d[H5S_MAX_RANK];
+    if (rank > 0) H5Sget_simple_extent_dims(sp, d, NULL);
+    H5Tclose(t);
+    H5Sclose(sp);
+    char shape[160];
+    shape_str(shape, sizeof shape, d, rank > 0 ? rank : 0);
+    if (cls != H5T_FLOAT) {
+        errorf(e, "%s: %s %s is not floating point (expected float32 or float64: %s)", h->path,
+               name, shape, meaning);
+    } else if (rank != want_rank) {
+        errorf(e, "%s: %s has shape %s, rank %d; expected rank %d: %s", h->path, name, shape, rank,
+               want_rank, meaning);
+    } else {
+        int ok = 1;
+        for (int i = 0; i < rank; i++) {
+            if (d[i] > INT_MAX || (i > 0 && d[i] == 0)) ok = 0;
+            dims[i] = d[i];
+        }
+        if (ok) return ds;
+        errorf(e, "%s: %s has shape %s; every size must be 1..%d: %s", h->path, name, shape,
+               INT_MAX, meaning);
+    }
+    H5Dclose(ds);
+    return -1;
+}
+
+H5Data *h5data_open(const char *path, const char *group, Error *e) {
+    if (access(path, R_OK) != 0) {
+        errorf(e, "%s: cannot open: %s (set data.path to the HDF5 dataset file)", path,
+               strerror(errno));
+        return NULL;
+    }
+    // our callers get an Error instead of HDF5's printed stack
+    H5Quiet q = h5err_quiet();
+    if (H5Fis_hdf5(path) <= 0) {
+        h5err_restore(q);
+        errorf(e, "%s: not an HDF5 file", path);
+        return NULL;
+    }
+    H5Data *h = xcalloc(1, sizeof *h);
+    h->lat = h->ctx = h->unc = -1;
+    snprintf(h->path, sizeof h->path, "%s", path);
+    snprintf(h->lat_name, sizeof h->lat_name, "%s/latents", group);
+    snprintf(h->ctx_name, sizeof h->ctx_name, "%s/context", group);
+    snprintf(h->unc_name, sizeof h->unc_name, "%s/uncond_context", group);
+    h->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (h->file < 0) {
+        errorf(e, "%s: HDF5 cannot open the file (corrupt, or locked: HDF5_USE_FILE_LOCKING=FALSE "
+               "helps on some parallel file systems)", path);
+        goto fail;
+    }
+    hsize_t ld[4], cd[3], ud[2];
+    h->lat = open_float(h, h->lat_name, 4, "VAE latents [N,C,H,W]", ld, e);
+    if (h->lat < 0) goto fail;
+    h->ctx = open_float(h, h->ctx_name, 3, "text-encoder states [N,L,D]", cd, e);
+    if (h->ctx < 0) goto fail;
+    char ls[160], cs[160];
+    shape_str(ls, sizeof ls, ld, 4);
+    shape_str(cs, sizeof cs, cd, 3);
+    if (ld[0] != cd[0]) {
+        errorf(e, "%s: %s is %s but %s is %s: both need the same number of rows N", path,
+               h->lat_name, ls, h->ctx_name, cs);
+        goto fail;
+    }
+    if (ld[0] == 0) {
+        errorf(e, "%s: %s is %s: no rows", path, h->lat_name, ls);
+        goto fail;
+    }
+    h->s = (H5Shape){(int64_t)ld[0], (int)ld[1], (int)ld[2], (int)ld[3], (int)cd[1], (int)cd[2], 0};
+    if (H5Lexists(h->file, h->unc_name, H5P_DEFAULT) > 0) {
+        h->unc = open_float(h, h->unc_name, 2, "the empty prompt's context [L,D]", ud, e);
+        if (h->unc < 0) goto fail;
+        if (ud[0] != cd[1] || ud[1] != cd[2]) {
+            char us[160];
+            shape_str(us, sizeof us, ud, 2);
+            errorf(e, "%s: %s is %s but %s is %s: expected [%d,%d]", path, h->unc_name, us,
+                   h->ctx_name, cs, h->s.L, h->s.D);
+            goto fail;
+        }
+        h->s.has_uncond = 1;
+    }
+    h5err_restore(q);
+    return h;
+fail:
+    h5err_restore(q);
+    h5data_close(h);
+    return NULL;
+}
+
+void h5data_close(H5Data *h) {
+    if (!h) return;
+    if (h->unc >= 0) H5Dclose(h->unc);
+    if (h->ctx >= 0) H5Dclose(h->ctx);
+    if (h->lat >= 0) H5Dclose(h->lat);
+    if (h->file >= 0) H5Fclose(h->file);
+    free(h);
+}
+
+H5Shape h5data_shape(const H5Data *h) { return h->s; }
+
+int h5data_check_model(const H5Data *h, const ModelConfig *m, Error *e) {
+    const H5Shape *s = &h->s;
+    int f = 1 << (m->n_blocks - 1);
+    if (s->C != m->in_channels)
+        return errorf(e, "%s: %s is [%" PRId64 ",%d,%d,%d] but the model takes %d input channels "
+                      "([N,%d,H,W], model.in_channels)", h->path, h->lat_name, s->n, s->C, s->H,
+                      s->W, m->in_channels, m->in_channels);
+    if (s->H % f || s->W % f)
+        return errorf(e, "%s: %s is [%" PRId64 ",%d,%d,%d] but the model (%d blocks) needs H and "
+                      "W to be multiples of %d", h->path, h->lat_name, s->n, s->C, s->H, s->W,
+                      m->n_blocks, f);
+    if (s->L != m->context_length || s->D != m->cross_attention_dim)
+        return errorf(e, "%s: %s is [%" PRId64 ",%d,%d] but the model expects [N,%d,%d] "
+                      "(model.context_length, model.cross_attention_dim)", h->path, h->ctx_name,
+                      s->n, s->L, s->D, m->context_length, m->cross_attention_dim);
+    return 0;
+}
+
+// Reads rows [start, start+count) of ds (rank-dimensional) as float32.
+static int read_rows(const H5Data *h, hid_t ds, const char *name, int rank, int64_t start,
+                     int64_t count, float *dst, Error *e) {
+    hid_t fs = H5Dget_space(ds);
+    hsize_t off[4] = {(hsize_t)start, 0, 0, 0}, cnt[4];
+    H5Sget_simple_extent_dims(fs, cnt, NULL);
+    cnt[0] = (hsize_t)count;
+    hid_t ms = H5Screate_simple(rank, cnt, NULL);
+    herr_t rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
+    if (rc >= 0) rc = H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    if (rc < 0)
+        return errorf(e, "%s: reading rows %" PRId64 "..%" PRId64 " of %s failed (I/O error or "
+                      "corrupt file)", h->path, start, start + count - 1, name);
+    return 0;
+}
+
+int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, float *context,
+                Error *e) {
+    if (start < 0 || count < 0 || start > h->s.n || count > h->s.n - start)
+        return errorf(e, "%s: rows [%" PRId64 ", %" PRId64 ") are outside [0, %" PRId64 ")",
+                      h->path, start, start + count, h->s.n);
+    if (count == 0) return 0;
+    H5Quiet q = h5err_quiet();
+    int rc = 0;
+    if (latents) rc = read_rows(h, h->lat, h->lat_name, 4, start, count, latents, e);
+    if (!rc && context) rc = read_rows(h, h->ctx, h->ctx_name, 3, start, count, context, e);
+    h5err_restore(q);
+    return rc;
+}
+
+int h5data_read_uncond(const H5Data *h, float *ctx, Error *e) {
+    if (h->unc < 0) return errorf(e, "%s: no dataset %s", h->path, h->unc_name);
+    H5Quiet q = h5err_quiet();
+    herr_t rc = H5Dread(h->unc, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ctx);
+    h5err_restore(q);
+    return rc < 0 ? errorf(e, "%s: reading %s failed", h->path, h->unc_name) : 0;
+}

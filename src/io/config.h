@@ -1,0 +1,111 @@
+// config.h — the job file (libconfig): one section per stage, every key with a
+// documented default, range and meaning, all from a single schema table in
+// config.c. Loading checks the file against that table (unknown sections and
+// keys, types, ranges, array lengths, cross-key rules) and names FILE:LINE and
+// the full key in every error; `--set section.key=value` overrides any key.
+// The same table prints the Markdown reference and the effective config text.
+#ifndef LD_CONFIG_H
+#define LD_CONFIG_H
+#include <stdio.h>
+
+#include "core/common.h"
+#include "model/model_config.h"
+
+typedef struct {
+    int threads;      // 0: all cores (OpenMP's default)
+    long seed;        // 0 .. 2^31-1
+    char device[16];  // "cpu" or "cuda"
+} RuntimeConfig;
+
+typedef struct {
+    char dir[1024];  // run directory: run.h5, models, sample grids
+} OutputConfig;
+
+typedef struct {
+    char source[16];       // "fashion-mnist" or "hdf5"
+    char path[1024];       // IDX directory (fashion-mnist) or the .h5 file (hdf5)
+    double cfg_drop;       // fraction of captions replaced by the empty caption (classifier-free guidance)
+    long embed_seed;       // seed of the fixed token-embedding table (teacher and student must share it)
+} DataConfig;
+
+typedef struct {
+    char schedule[16];     // "scaled_linear" (SD) or "linear"
+    double beta_start, beta_end;
+    int timesteps;
+} DiffusionConfig;
+
+typedef struct {
+    int steps;             // optimizer steps
+    int batch;             // global batch (split across ranks)
+    double lr, weight_decay, beta1, beta2, adam_eps, grad_clip, ema_decay;
+    int warmup_steps;
+    char lr_schedule[16];  // "constant" or "cosine"
+    int log_interval, checkpoint_interval;
+    char init[1024];       // "" = random init (seeded), else a .safetensors to start from
+    double bucket_mb;      // gradient all-reduce bucket size
+} TrainConfig;
+
+typedef struct {
+    char model[1024];      // weights to sample from ("" = OUTPUT/model.safetensors)
+    int steps;             // DDIM steps
+    double eta, guidance;  // DDIM eta; classifier-free guidance scale (1 = off)
+    int per_class;         // samples per class (grid columns)
+    long seed;
+} SampleConfig;
+
+typedef struct {
+    char criterion[256];   // comma-joined criteria; the plan uses the first
+    int calib_samples;     // calibration set size
+    int batch;             // samples per forward while scoring
+    double ratio;          // fraction of the budget to remove
+    char budget[16];       // "params" or "macs"
+    char scores_from[1024];  // run.h5 of an earlier `score` (empty: this run's)
+    char layers[16384];    // comma-joined handcrafted plan (diffusers prefixes); empty: solve
+    int additivity_sets;   // random removal sets for the additivity report (0: skip)
+} PruneConfig;
+
+typedef struct {
+    char student[1024];       // "" = OUTPUT/student_init.safetensors (written by plan)
+    double lambda_task, lambda_out, lambda_feat;
+    char feat_norm[8];        // "l2sq" (LAPTOP) or "none" (BK-SDM's plain MSE)
+    int activation_interval;  // steps between /activations snapshots (0: off)
+    int probe_samples;        // size of the fixed probe batch of the snapshots
+} DistillConfig;
+
+typedef struct {
+    int samples;              // held-out (test split) samples for the loss metrics
+} EvalConfig;
+
+typedef struct {
+    char path[1024];  // the job file it came from ("" for defaults + overrides only)
+    char weights[1024];  // model.weights: the trained U-Net (teacher) the prune/distill stages start from
+    ModelConfig model;
+    DataConfig data;
+    DiffusionConfig diffusion;
+    TrainConfig train;
+    SampleConfig sample;
+    PruneConfig prune;
+    DistillConfig distill;
+    EvalConfig eval;
+    RuntimeConfig runtime;
+    OutputConfig output;
+} JobConfig;
+
+// Every key at its default (SD-1.5's U-Net, CPU, seed 1234).
+void job_config_defaults(JobConfig *jc);
+
+// Loads a job file (path may be NULL: defaults only), then applies the
+// overrides `sets` ("section.key=value", later ones win) and validates.
+// Returns 0, or -1 with e->msg naming file:line (or the override) and the key;
+// *jc is written only on success.
+int job_config_load(JobConfig *jc, const char *path, const char *const *sets, int n_sets,
+                    Error *e);
+
+// The effective config as libconfig text (every key, defaults filled in);
+// loading it gives back the same JobConfig. malloc'd: the caller frees it.
+char *job_config_text(const JobConfig *jc);
+
+// The reference of every key as a Markdown table (section, key, type,
+// default, range, meaning), for the README and `laptop-diff config-reference`.
+void job_config_print_reference(FILE *f);
+#endif

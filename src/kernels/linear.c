@@ -1,0 +1,36 @@
+// linear.c — fully connected layer out[N,OC] = x[N,C] @ w[OC,C]^T + b, as
+// torch.nn.Linear stores its weight, forward and backward through gemm().
+#include "kernels/gemm.h"
+#include "kernels/kernels.h"
+
+void linear_forward(float *out, const float *x, const float *w, const float *b, int N, int C, int OC) {
+    if (b) {
+        // Seed rows with the bias so the GEMM accumulates onto it (beta = 1).
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = b[o];
+    }
+    gemm(0, 1, N, OC, C, 1.0f, x, C, w, C, b ? 1.0f : 0.0f, out, OC);
+}
+
+// Column block for the bias reduction (see layernorm.c for the same pattern).
+#define LIN_COLS 64
+
+void linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
+                     const float *w, int N, int C, int OC) {
+    if (dx) gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dx, C);   // dx += dout @ w
+    if (dw) gemm(1, 0, OC, C, N, 1.0f, dout, OC, x, C, 1.0f, dw, C);   // dw += dout^T @ x
+    if (db) {
+        int nblk = (OC + LIN_COLS - 1) / LIN_COLS;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int o0 = blk * LIN_COLS, o1 = o0 + LIN_COLS < OC ? o0 + LIN_COLS : OC;
+            double s[LIN_COLS] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + (size_t)n * OC;
+                for (int o = o0; o < o1; o++) s[o - o0] += d[o];
+            }
+            for (int o = o0; o < o1; o++) db[o] += (float)s[o - o0];
+        }
+    }
+}

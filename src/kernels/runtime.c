@@ -1,0 +1,72 @@
+// runtime.c — see runtime.h.
+#include "kernels/runtime.h"
+
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifdef LD_HAVE_CUDA_GEMM
+#include "cuda/gemm_cublas.h"
+#endif
+
+int runtime_set_threads(int threads, int ranks_on_node) {
+    if (threads <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        if (cores < 1) cores = 1;
+        threads = (int)(cores / (ranks_on_node > 0 ? ranks_on_node : 1));
+        if (threads < 1) threads = 1;
+    }
+    omp_set_num_threads(threads);
+    // GEMMs are called outside OpenMP regions, so OpenBLAS may use the same count
+    openblas_set_num_threads(threads);
+    return threads;
+}
+
+const char *runtime_blas_coretype_fix(void) {
+    if (getenv("OPENBLAS_CORETYPE")) return NULL;
+#if defined(__x86_64__) && !defined(LD_HAVE_CUDA_GEMM)
+    const char *core = openblas_get_corename();
+    if (!core) return NULL;
+    // OpenBLAS's names of the kernels that already use AVX2 or AVX-512
+    static const char *const fast512[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char *const fast2[] = {"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"};
+    __builtin_cpu_init();
+    const char *const *fast = NULL;
+    size_t n = 0;
+    const char *want = NULL;
+    if (__builtin_cpu_supports("avx512f"))
+        fast = fast512, n = sizeof fast512 / sizeof *fast512, want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        fast = fast2, n = sizeof fast2 / sizeof *fast2, want = "Haswell";
+    if (!want) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!strcasecmp(core, fast[i])) return NULL;
+    return want;
+#else
+    return NULL;
+#endif
+}
+
+void runtime_fix_blas_kernels(char **argv) {
+    const char *coretype = runtime_blas_coretype_fix();
+    if (!coretype) return;
+    setenv("OPENBLAS_CORETYPE", coretype, 1);
+    execv("/proc/self/exe", argv);
+}
+
+int runtime_check_device(const RuntimeConfig *rt, Error *e) {
+    if (strcmp(rt->device, "cpu") == 0) return 0;
+#ifdef LD_HAVE_CUDA_GEMM
+    // An LD_CUDA_GEMM build: GEMMs go to cuBLAS, so a device must be there.
+    if (strcmp(rt->device, "cuda") == 0) {
+        Error ce;
+        if (gpu_device_count(&ce) > 0) return 0;
+        return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s)", ce.msg);
+    }
+#endif
+    return errorf(e, "runtime.device = \"%s\": this build has no GPU backend yet (the CUDA backend is a later "
+                     "step); use runtime.device = \"cpu\"", rt->device);
+}

@@ -1,0 +1,27 @@
+// runtime.h — per-rank compute setup: thread counts for OpenMP and OpenBLAS
+// (two pools that otherwise oversubscribe the cores), and the device check.
+#ifndef LD_RUNTIME_H
+#define LD_RUNTIME_H
+#include "core/common.h"
+#include "io/config.h"
+
+// threads = 0: the cores of this node divided among its ranks (at least 1).
+// Returns the count used.
+int runtime_set_threads(int threads, int ranks_on_node);
+
+// OpenBLAS picks its kernels from the CPU model at load time; a model it does
+// not know (Debian 12's 0.3.21 on newer Xeons) falls back to its SSE3
+// "Prescott" kernels, 4-9x slower SGEMM. Returns the OPENBLAS_CORETYPE to restart
+// with ("SkylakeX" for AVX-512 CPUs, "Haswell" for AVX2+FMA) when OpenBLAS runs
+// generic kernels on a CPU that has these, else NULL (also when the user set
+// OPENBLAS_CORETYPE). The variable only takes effect in a new process.
+const char *runtime_blas_coretype_fix(void);
+// Where that returns a core type: sets OPENBLAS_CORETYPE and replaces this
+// process with a fresh run of itself (argv as given to main). Call first thing
+// in main, before MPI is initialised. Returns only when nothing needs fixing, or when the
+// restart failed (the run then goes on with the slow kernels).
+void runtime_fix_blas_kernels(char **argv);
+
+// "cuda" on a build or machine without a GPU stops here with a clear message.
+int runtime_check_device(const RuntimeConfig *rt, Error *e);
+#endif

@@ -1,0 +1,37 @@
+// checkpoint.h — U-Net weights <-> safetensors with diffusers names. Loading
+// is strict: every tensor of the model must be in the file with its exact
+// shape, and the file may hold nothing else. Our files carry the architecture
+// (__metadata__ "config", diffusers JSON) and the removed layers ("removed",
+// comma-separated diffusers prefixes), so a pruned student loads on its own.
+#ifndef LD_CHECKPOINT_H
+#define LD_CHECKPOINT_H
+#include "model/safetensors.h"
+#include "model/unet.h"
+
+// The removed candidates' names, comma-separated ("" for none; caller frees):
+// the "removed" metadata of model files and training checkpoints.
+char *unet_removed_names(const UNet *u);
+// 0 when tensor t of f has parameter p's shape, else an error naming both shapes.
+int tensor_check_shape(const StFile *f, const StTensor *t, const ParamTensor *p, Error *e);
+// Checks names and shapes only (no data read): what `info` needs.
+int unet_check_weights(const UNet *u, const StFile *f, Error *e);
+int unet_load_weights(UNet *u, const StFile *f, Error *e);
+
+// Writes every parameter; extra metadata pairs (meta[2i], meta[2i+1]) join
+// "config" and "removed". Atomic (safetensors.c).
+int unet_save(const UNet *u, const char *path, const char *const *meta, int n_meta, Error *e);
+
+// The architecture and removed layers a checkpoint describes: its own
+// metadata, else a diffusers config.json beside it, else inferred from shapes
+// (starting from *cfg, e.g. SD-1.5 defaults for head counts).
+// absent: one flag per candidate of the full architecture (caller frees).
+int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Error *e);
+
+// Opens, describes, builds and loads: the whole "give me this model" step.
+UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
+// The same without reading the weights (names and shapes checked; parameters zero).
+UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);
+
+// Marks the candidates named in a comma-separated list; unknown names are errors.
+int candidates_from_names(const UNet *full, const char *names, uint8_t *flags, const char *what, Error *e);
+#endif

@@ -1,0 +1,15 @@
+// layer.h — what every U-Net layer's forward/backward gets: where parameters
+// and gradients live and where to put saved activations and temporaries.
+#ifndef LD_LAYER_H
+#define LD_LAYER_H
+#include "core/arena.h"
+#include "core/params.h"
+
+typedef struct {
+    const float *params;
+    float *grads;
+    Arena *acts;       // saved activations (live from forward to backward)
+    Arena *work;       // backward temporaries (mark/release per layer)
+    Scratch *scratch;  // one layer's im2col / attention work buffer
+} LayerCtx;
+#endif

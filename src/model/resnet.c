@@ -1,0 +1,116 @@
+// resnet.c — see resnet.h.
+#include "model/resnet.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+void resnet_init(Resnet *r, ParamTable *pt, const char *prefix, int cin, int cout, int temb_dim,
+                 int groups, float eps) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+    r->cin = cin;
+    r->cout = cout;
+    r->temb_dim = temb_dim;
+    r->groups = groups;
+    r->eps = eps;
+    r->cand = -1;
+    r->first_tensor = pt->n;
+    // Registration order follows diffusers' module order.
+    r->n1w = params_add(pt, prefix, "norm1.weight", 1, cin, 0, 0, 0);
+    r->n1b = params_add(pt, prefix, "norm1.bias", 1, cin, 0, 0, 0);
+    r->c1w = params_add(pt, prefix, "conv1.weight", 4, cout, cin, 3, 3);
+    r->c1b = params_add(pt, prefix, "conv1.bias", 1, cout, 0, 0, 0);
+    r->tw = params_add(pt, prefix, "time_emb_proj.weight", 2, cout, temb_dim, 0, 0);
+    r->tb = params_add(pt, prefix, "time_emb_proj.bias", 1, cout, 0, 0, 0);
+    r->n2w = params_add(pt, prefix, "norm2.weight", 1, cout, 0, 0, 0);
+    r->n2b = params_add(pt, prefix, "norm2.bias", 1, cout, 0, 0, 0);
+    r->c2w = params_add(pt, prefix, "conv2.weight", 4, cout, cout, 3, 3);
+    r->c2b = params_add(pt, prefix, "conv2.bias", 1, cout, 0, 0, 0);
+    r->has_shortcut = cin != cout;
+    if (r->has_shortcut) {
+        r->sw = params_add(pt, prefix, "conv_shortcut.weight", 4, cout, cin, 1, 1);
+        r->sb = params_add(pt, prefix, "conv_shortcut.bias", 1, cout, 0, 0, 0);
+    }
+    r->end_tensor = pt->n;
+}
+
+void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
+                    const float *silu_temb, int B, int H, int W) {
+    const float *p = c->params;
+    int HW = H * W, ci = r->cin, co = r->cout;
+    size_t nin = (size_t)B * ci * HW, nout = (size_t)B * co * HW;
+    r->B = B, r->H = H, r->W = W;
+    r->x = x;
+    r->silu_temb = silu_temb;
+    r->n1 = arena_alloc(c->acts, nin);
+    r->m1 = arena_alloc(c->acts, (size_t)B * r->groups);
+    r->r1 = arena_alloc(c->acts, (size_t)B * r->groups);
+    r->a1 = arena_alloc(c->acts, nin);
+    r->h = arena_alloc(c->acts, nout);
+    r->n2 = arena_alloc(c->acts, nout);
+    r->m2 = arena_alloc(c->acts, (size_t)B * r->groups);
+    r->r2 = arena_alloc(c->acts, (size_t)B * r->groups);
+    r->a2 = arena_alloc(c->acts, nout);
+
+    groupnorm_forward(r->n1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
+    silu_forward(r->a1, r->n1, nin);
+    float *col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
+    conv2d_forward(r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1, col);
+    // time embedding, projected per sample and broadcast over H, W
+    float *tp = arena_alloc(c->work, (size_t)B * co);
+    linear_forward(tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
+    add_channel_bias_forward(r->h, r->h, tp, B, co, HW);
+    groupnorm_forward(r->n2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
+    silu_forward(r->a2, r->n2, nout);
+    col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
+    conv2d_forward(out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1, col);
+    if (r->has_shortcut) {
+        float *sc = arena_alloc(c->work, nout);
+        conv2d_forward(sc, x, p + r->sw, p + r->sb, B, ci, H, W, co, 1, 1, 0, NULL);
+        add_forward(out, out, sc, nout);
+    } else {
+        add_forward(out, out, x, nout);
+    }
+}
+
+void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
+                     const float *dout) {
+    const float *p = c->params;
+    float *g = c->grads;
+    int B = r->B, H = r->H, W = r->W, HW = H * W, ci = r->cin, co = r->cout;
+    size_t nin = (size_t)B * ci * HW, nout = (size_t)B * co * HW;
+    ArenaMark mark = arena_mark(c->work);
+
+    // shortcut branch
+    if (r->has_shortcut)
+        conv2d_backward(dx, g + r->sw, g + r->sb, dout, r->x, p + r->sw, B, ci, H, W, co, 1, 1, 0, NULL);
+    else
+        accumulate(dx, dout, nout);
+    // main branch, in reverse
+    float *da2 = arena_zeros(c->work, nout);
+    float *col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
+    conv2d_backward(da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1, col);
+    float *dn2 = arena_zeros(c->work, nout);
+    silu_backward(dn2, da2, r->n2, nout);
+    float *dh = arena_zeros(c->work, nout);
+    groupnorm_backward(dh, g + r->n2w, g + r->n2b, dn2, r->h, r->m2, r->r2, p + r->n2w, B, co, HW, r->groups);
+    float *dtp = arena_zeros(c->work, (size_t)B * co);
+    add_channel_bias_backward(NULL, dtp, dh, B, co, HW);
+    linear_backward(dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
+    float *da1 = arena_zeros(c->work, nin);
+    col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
+    conv2d_backward(da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1, col);
+    float *dn1 = arena_zeros(c->work, nin);
+    silu_backward(dn1, da1, r->n1, nin);
+    groupnorm_backward(dx, g + r->n1w, g + r->n1b, dn1, r->x, r->m1, r->r1, p + r->n1w, B, ci, HW, r->groups);
+    arena_release(c->work, mark);
+}
+
+long long resnet_macs(const Resnet *r, int H, int W) {
+    long long HW = (long long)H * W;
+    long long m = HW * r->cout * r->cin * 9 + HW * r->cout * r->cout * 9 + (long long)r->cout * r->temb_dim;
+    if (r->has_shortcut) m += HW * r->cout * r->cin;
+    return m;
+}

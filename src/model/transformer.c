@@ -1,0 +1,242 @@
+// transformer.c — see transformer.h.
+#include "model/transformer.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "kernels/kernels.h"
+
+static const float GN_EPS = 1e-6f;  // Transformer2DModel's GroupNorm
+static const float LN_EPS = 1e-5f;  // BasicTransformerBlock's LayerNorms
+
+void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C, int heads,
+                      int n_layers, int linear_proj, int cross_dim, int groups) {
+    memset(t, 0, sizeof *t);
+    snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
+    t->C = C, t->heads = heads, t->n_layers = n_layers, t->linear_proj = linear_proj;
+    t->cross_dim = cross_dim, t->groups = groups, t->cand = -1;
+    t->first_tensor = pt->n;
+    t->gnw = params_add(pt, prefix, "norm.weight", 1, C, 0, 0, 0);
+    t->gnb = params_add(pt, prefix, "norm.bias", 1, C, 0, 0, 0);
+    if (linear_proj)
+        t->piw = params_add(pt, prefix, "proj_in.weight", 2, C, C, 0, 0);
+    else
+        t->piw = params_add(pt, prefix, "proj_in.weight", 4, C, C, 1, 1);
+    t->pib = params_add(pt, prefix, "proj_in.bias", 1, C, 0, 0, 0);
+    t->blk = xcalloc((size_t)n_layers, sizeof *t->blk);
+    for (int i = 0; i < n_layers; i++) {
+        TBlock *b = &t->blk[i];
+        char p[LD_NAME_MAX];
+        snprintf(p, sizeof p, "%s.transformer_blocks.%d", prefix, i);
+        b->n1w = params_add(pt, p, "norm1.weight", 1, C, 0, 0, 0);
+        b->n1b = params_add(pt, p, "norm1.bias", 1, C, 0, 0, 0);
+        b->q1 = params_add(pt, p, "attn1.to_q.weight", 2, C, C, 0, 0);
+        b->k1 = params_add(pt, p, "attn1.to_k.weight", 2, C, C, 0, 0);
+        b->v1 = params_add(pt, p, "attn1.to_v.weight", 2, C, C, 0, 0);
+        b->o1w = params_add(pt, p, "attn1.to_out.0.weight", 2, C, C, 0, 0);
+        b->o1b = params_add(pt, p, "attn1.to_out.0.bias", 1, C, 0, 0, 0);
+        b->n2w = params_add(pt, p, "norm2.weight", 1, C, 0, 0, 0);
+        b->n2b = params_add(pt, p, "norm2.bias", 1, C, 0, 0, 0);
+        b->q2 = params_add(pt, p, "attn2.to_q.weight", 2, C, C, 0, 0);
+        b->k2 = params_add(pt, p, "attn2.to_k.weight", 2, C, cross_dim, 0, 0);
+        b->v2 = params_add(pt, p, "attn2.to_v.weight", 2, C, cross_dim, 0, 0);
+        b->o2w = params_add(pt, p, "attn2.to_out.0.weight", 2, C, C, 0, 0);
+        b->o2b = params_add(pt, p, "attn2.to_out.0.bias", 1, C, 0, 0, 0);
+        b->n3w = params_add(pt, p, "norm3.weight", 1, C, 0, 0, 0);
+        b->n3b = params_add(pt, p, "norm3.bias", 1, C, 0, 0, 0);
+        b->f0w = params_add(pt, p, "ff.net.0.proj.weight", 2, 8 * C, C, 0, 0);
+        b->f0b = params_add(pt, p, "ff.net.0.proj.bias", 1, 8 * C, 0, 0, 0);
+        b->f2w = params_add(pt, p, "ff.net.2.weight", 2, C, 4 * C, 0, 0);
+        b->f2b = params_add(pt, p, "ff.net.2.bias", 1, C, 0, 0, 0);
+    }
+    if (linear_proj)
+        t->pow = params_add(pt, prefix, "proj_out.weight", 2, C, C, 0, 0);
+    else
+        t->pow = params_add(pt, prefix, "proj_out.weight", 4, C, C, 1, 1);
+    t->pob = params_add(pt, prefix, "proj_out.bias", 1, C, 0, 0, 0);
+    t->end_tensor = pt->n;
+}
+
+void transformer_free(Transformer *t) {
+    free(t->blk);
+    t->blk = NULL;
+}
+
+// One BasicTransformerBlock on tokens x [B,S,C] -> out [B,S,C].
+static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, float *out,
+                           const float *x, int B, int S, int L) {
+    const float *p = c->params;
+    int C = t->C, N = B * S, nh = t->heads;
+    size_t n = (size_t)N * C;
+    Arena *a = c->acts;
+    b->t = x;
+    // self-attention
+    b->l1 = arena_alloc(a, n), b->m1 = arena_alloc(a, N), b->r1 = arena_alloc(a, N);
+    layernorm_forward(b->l1, b->m1, b->r1, x, p + b->n1w, p + b->n1b, N, C, LN_EPS);
+    b->q = arena_alloc(a, n), b->k = arena_alloc(a, n), b->v = arena_alloc(a, n);
+    linear_forward(b->q, b->l1, p + b->q1, NULL, N, C, C);
+    linear_forward(b->k, b->l1, p + b->k1, NULL, N, C, C);
+    linear_forward(b->v, b->l1, p + b->v1, NULL, N, C, C);
+    b->p1 = arena_alloc(a, (size_t)B * nh * S * S);
+    b->a1 = arena_alloc(a, n);
+    attention_forward(b->a1, b->p1, b->q, b->k, b->v, B, S, S, C, nh);
+    b->t1 = arena_alloc(a, n);
+    linear_forward(b->t1, b->a1, p + b->o1w, p + b->o1b, N, C, C);
+    add_forward(b->t1, b->t1, x, n);
+    // cross-attention on the context
+    b->l2 = arena_alloc(a, n), b->m2 = arena_alloc(a, N), b->r2 = arena_alloc(a, N);
+    layernorm_forward(b->l2, b->m2, b->r2, b->t1, p + b->n2w, p + b->n2b, N, C, LN_EPS);
+    size_t nc = (size_t)B * L * C;
+    b->qc = arena_alloc(a, n), b->kc = arena_alloc(a, nc), b->vc = arena_alloc(a, nc);
+    linear_forward(b->qc, b->l2, p + b->q2, NULL, N, C, C);
+    linear_forward(b->kc, t->ctx, p + b->k2, NULL, B * L, t->cross_dim, C);
+    linear_forward(b->vc, t->ctx, p + b->v2, NULL, B * L, t->cross_dim, C);
+    b->p2 = arena_alloc(a, (size_t)B * nh * S * L);
+    b->a2 = arena_alloc(a, n);
+    attention_forward(b->a2, b->p2, b->qc, b->kc, b->vc, B, S, L, C, nh);
+    b->t2 = arena_alloc(a, n);
+    linear_forward(b->t2, b->a2, p + b->o2w, p + b->o2b, N, C, C);
+    add_forward(b->t2, b->t2, b->t1, n);
+    // GEGLU feed-forward
+    b->l3 = arena_alloc(a, n), b->m3 = arena_alloc(a, N), b->r3 = arena_alloc(a, N);
+    layernorm_forward(b->l3, b->m3, b->r3, b->t2, p + b->n3w, p + b->n3b, N, C, LN_EPS);
+    b->f0 = arena_alloc(a, 8 * n);
+    linear_forward(b->f0, b->l3, p + b->f0w, p + b->f0b, N, C, 8 * C);
+    b->gg = arena_alloc(a, 4 * n);
+    geglu_forward(b->gg, b->f0, N, 4 * C);
+    linear_forward(out, b->gg, p + b->f2w, p + b->f2b, N, 4 * C, C);
+    add_forward(out, out, b->t2, n);
+}
+
+static void tblock_backward(const Transformer *t, TBlock *b, const LayerCtx *c, float *dx,
+                            const float *dout) {
+    const float *p = c->params;
+    float *g = c->grads;
+    int C = t->C, B = t->B, S = t->H * t->W, L = t->L, N = B * S, nh = t->heads;
+    size_t n = (size_t)N * C, nc = (size_t)B * L * C;
+    Arena *w = c->work;
+    ArenaMark mark = arena_mark(w);
+    // feed-forward branch; dt2 is the residual stream's gradient at t2
+    float *dt2 = arena_alloc(w, n);
+    memcpy(dt2, dout, n * sizeof(float));
+    float *dgg = arena_zeros(w, 4 * n);
+    linear_backward(dgg, g + b->f2w, g + b->f2b, dout, b->gg, p + b->f2w, N, 4 * C, C);
+    float *df0 = arena_zeros(w, 8 * n);
+    geglu_backward(df0, dgg, b->f0, N, 4 * C);
+    float *dl = arena_zeros(w, n);
+    linear_backward(dl, g + b->f0w, g + b->f0b, df0, b->l3, p + b->f0w, N, C, 8 * C);
+    layernorm_backward(dt2, g + b->n3w, g + b->n3b, dl, b->t2, b->m3, b->r3, p + b->n3w, N, C);
+    // cross-attention branch
+    float *dt1 = arena_alloc(w, n);
+    memcpy(dt1, dt2, n * sizeof(float));
+    float *da = arena_zeros(w, n);
+    linear_backward(da, g + b->o2w, g + b->o2b, dt2, b->a2, p + b->o2w, N, C, C);
+    float *dq = arena_zeros(w, n), *dkc = arena_zeros(w, nc), *dvc = arena_zeros(w, nc);
+    float *sc = scratch_get(c->scratch, attention_scratch_floats(S, L));
+    attention_backward(dq, dkc, dvc, da, b->qc, b->kc, b->vc, b->p2, B, S, L, C, nh, sc);
+    memset(dl, 0, n * sizeof(float));
+    linear_backward(dl, g + b->q2, NULL, dq, b->l2, p + b->q2, N, C, C);
+    linear_backward(NULL, g + b->k2, NULL, dkc, t->ctx, p + b->k2, B * L, t->cross_dim, C);
+    linear_backward(NULL, g + b->v2, NULL, dvc, t->ctx, p + b->v2, B * L, t->cross_dim, C);
+    layernorm_backward(dt1, g + b->n2w, g + b->n2b, dl, b->t1, b->m2, b->r2, p + b->n2w, N, C);
+    // self-attention branch
+    accumulate(dx, dt1, n);
+    memset(da, 0, n * sizeof(float));
+    linear_backward(da, g + b->o1w, g + b->o1b, dt1, b->a1, p + b->o1w, N, C, C);
+    float *dk = arena_zeros(w, n), *dv = arena_zeros(w, n);
+    memset(dq, 0, n * sizeof(float));
+    sc = scratch_get(c->scratch, attention_scratch_floats(S, S));
+    attention_backward(dq, dk, dv, da, b->q, b->k, b->v, b->p1, B, S, S, C, nh, sc);
+    memset(dl, 0, n * sizeof(float));
+    linear_backward(dl, g + b->q1, NULL, dq, b->l1, p + b->q1, N, C, C);
+    linear_backward(dl, g + b->k1, NULL, dk, b->l1, p + b->k1, N, C, C);
+    linear_backward(dl, g + b->v1, NULL, dv, b->l1, p + b->v1, N, C, C);
+    layernorm_backward(dx, g + b->n1w, g + b->n1b, dl, b->t, b->m1, b->r1, p + b->n1w, N, C);
+    arena_release(w, mark);
+}
+
+void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const float *x,
+                         const float *ctx, int B, int H, int W, int L) {
+    const float *p = c->params;
+    int C = t->C, S = H * W;
+    size_t n = (size_t)B * C * S;
+    Arena *a = c->acts;
+    t->B = B, t->H = H, t->W = W, t->L = L;
+    t->x = x, t->ctx = ctx;
+    t->gn = arena_alloc(a, n);
+    t->gm = arena_alloc(a, (size_t)B * t->groups);
+    t->gr = arena_alloc(a, (size_t)B * t->groups);
+    groupnorm_forward(t->gn, t->gm, t->gr, x, p + t->gnw, p + t->gnb, B, C, S, t->groups, GN_EPS);
+    float *tok = arena_alloc(a, n);
+    if (t->linear_proj) {
+        t->tin = arena_alloc(a, n);
+        transpose_cn_forward(t->tin, t->gn, B, C, S);
+        linear_forward(tok, t->tin, p + t->piw, p + t->pib, B * S, C, C);
+    } else {
+        float *pin = arena_alloc(c->work, n);
+        conv2d_forward(pin, t->gn, p + t->piw, p + t->pib, B, C, H, W, C, 1, 1, 0, NULL);
+        transpose_cn_forward(tok, pin, B, C, S);
+    }
+    for (int i = 0; i < t->n_layers; i++) {
+        float *next = arena_alloc(a, n);
+        tblock_forward(t, &t->blk[i], c, next, tok, B, S, L);
+        tok = next;
+    }
+    if (t->linear_proj) {
+        t->tok_last = tok;
+        float *lo = arena_alloc(c->work, n);
+        linear_forward(lo, tok, p + t->pow, p + t->pob, B * S, C, C);
+        transpose_nc_forward(out, lo, B, S, C);
+    } else {
+        t->tok_last = arena_alloc(a, n);  // [B,C,S], proj_out's input
+        transpose_nc_forward(t->tok_last, tok, B, S, C);
+        conv2d_forward(out, t->tok_last, p + t->pow, p + t->pob, B, C, H, W, C, 1, 1, 0, NULL);
+    }
+    add_forward(out, out, x, n);
+}
+
+void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const float *dout) {
+    const float *p = c->params;
+    float *g = c->grads;
+    int B = t->B, H = t->H, W = t->W, C = t->C, S = H * W;
+    size_t n = (size_t)B * C * S;
+    Arena *w = c->work;
+    ArenaMark mark = arena_mark(w);
+    accumulate(dx, dout, n);  // residual
+    float *dtok = arena_zeros(w, n);  // [B,S,C]
+    if (t->linear_proj) {
+        float *dlo = arena_zeros(w, n);
+        transpose_nc_backward(dlo, dout, B, S, C);
+        linear_backward(dtok, g + t->pow, g + t->pob, dlo, t->tok_last, p + t->pow, B * S, C, C);
+    } else {
+        float *dpo = arena_zeros(w, n);
+        conv2d_backward(dpo, g + t->pow, g + t->pob, dout, t->tok_last, p + t->pow, B, C, H, W, C, 1, 1, 0, NULL);
+        transpose_nc_backward(dtok, dpo, B, S, C);
+    }
+    for (int i = t->n_layers - 1; i >= 0; i--) {
+        float *dprev = arena_zeros(w, n);
+        tblock_backward(t, &t->blk[i], c, dprev, dtok);
+        dtok = dprev;
+    }
+    float *dgn = arena_zeros(w, n);
+    if (t->linear_proj) {
+        float *dtin = arena_zeros(w, n);
+        linear_backward(dtin, g + t->piw, g + t->pib, dtok, t->tin, p + t->piw, B * S, C, C);
+        transpose_cn_backward(dgn, dtin, B, C, S);
+    } else {
+        float *dpin = arena_zeros(w, n);
+        transpose_cn_backward(dpin, dtok, B, C, S);
+        conv2d_backward(dgn, g + t->piw, g + t->pib, dpin, t->gn, p + t->piw, B, C, H, W, C, 1, 1, 0, NULL);
+    }
+    groupnorm_backward(dx, g + t->gnw, g + t->gnb, dgn, t->x, t->gm, t->gr, p + t->gnw, B, C, S, t->groups);
+    arena_release(w, mark);
+}
+
+long long transformer_macs(const Transformer *t, int H, int W, int L) {
+    long long S = (long long)H * W, C = t->C;
+    long long blk = 4 * S * C * C + 2 * S * S * C            // self-attention
+                    + 2 * S * C * C + 2 * (long long)L * t->cross_dim * C + 2 * S * L * C  // cross
+                    + 12 * S * C * C;                         // GEGLU feed-forward
+    return 2 * S * C * C + t->n_layers * blk;
+}

@@ -1,0 +1,42 @@
+// transformer.h — diffusers' Transformer2DModel (GroupNorm eps 1e-6, proj_in as
+// 1x1 conv or linear, N BasicTransformerBlocks, proj_out, + input) and its
+// BasicTransformerBlock (LN -> self-attention, LN -> cross-attention on the
+// context, LN -> GEGLU feed-forward; each added to the residual stream).
+#ifndef LD_TRANSFORMER_H
+#define LD_TRANSFORMER_H
+#include "model/layer.h"
+
+typedef struct {
+    size_t n1w, n1b, q1, k1, v1, o1w, o1b;
+    size_t n2w, n2b, q2, k2, v2, o2w, o2b;
+    size_t n3w, n3b, f0w, f0b, f2w, f2b;
+    // saved by forward ([N = B*S, ...] token-major)
+    const float *t;
+    float *l1, *m1, *r1, *q, *k, *v, *p1, *a1, *t1;
+    float *l2, *m2, *r2, *qc, *kc, *vc, *p2, *a2, *t2;
+    float *l3, *m3, *r3, *f0, *gg;
+} TBlock;
+
+typedef struct Transformer {
+    char prefix[LD_NAME_MAX];
+    int C, heads, n_layers, linear_proj, cross_dim, groups;
+    int first_tensor, end_tensor;
+    size_t gnw, gnb, piw, pib, pow, pob;
+    TBlock *blk;
+    int cand;
+    // saved by forward
+    int B, H, W, L;
+    const float *x, *ctx;
+    float *gn, *gm, *gr, *tin, *tok_last;  // tin: proj_in input (linear); tok_last: proj_out input
+} Transformer;
+
+void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C, int heads,
+                      int n_layers, int linear_proj, int cross_dim, int groups);
+void transformer_free(Transformer *t);
+// x [B,C,H,W] (kept by pointer until backward), ctx [B,L,cross_dim].
+void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const float *x,
+                         const float *ctx, int B, int H, int W, int L);
+// Accumulates into dx [B,C,H,W] and the gradients (the context gets none: it is an input).
+void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const float *dout);
+long long transformer_macs(const Transformer *t, int H, int W, int L);
+#endif

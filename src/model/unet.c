@@ -1,0 +1,581 @@
+// unet.c — see unet.h. Builds the block tree from the config and runs the
+// whole network forward and backward, including the skip connections that
+// tie down blocks to up blocks and the removal semantics of DESIGN §3.
+#include "model/unet.h"
+
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+// ---------------------------------------------------------------- building
+
+typedef struct {
+    UNet *u;
+    const uint8_t *absent;
+} Builder;
+
+static int validate(const ModelConfig *m, Error *e) {
+    if (m->n_blocks < 1 || m->n_blocks > LD_MAX_BLOCKS)
+        return errorf(e, "model: %d blocks; expected 1..%d", m->n_blocks, LD_MAX_BLOCKS);
+    if (m->layers_per_block < 1) return errorf(e, "model.layers_per_block must be >= 1");
+    if (m->in_channels < 1 || m->out_channels < 1) return errorf(e, "model: in/out channels must be >= 1");
+    if (m->norm_num_groups < 1) return errorf(e, "model.norm_num_groups must be >= 1");
+    if (!m->mid_cross) return errorf(e, "model.mid_block_type: only UNetMidBlock2DCrossAttn is supported");
+    for (int i = 0; i < m->n_blocks; i++) {
+        int c = m->block_out_channels[i];
+        if (c < 1 || c % m->norm_num_groups)
+            return errorf(e, "model.block_out_channels[%d] = %d is not a positive multiple of norm_num_groups = %d",
+                          i, c, m->norm_num_groups);
+        if (m->heads[i] < 1 || c % m->heads[i])
+            return errorf(e, "model.attention_head_dim[%d] = %d heads does not divide %d channels", i,
+                          m->heads[i], c);
+        if (m->transformer_layers[i] < 1)
+            return errorf(e, "model.transformer_layers_per_block[%d] must be >= 1", i);
+        if (m->down_cross[i] != m->up_cross[m->n_blocks - 1 - i])
+            return errorf(e, "model: up block %d must mirror down block %d (cross-attention or not)",
+                          m->n_blocks - 1 - i, i);
+    }
+    if (m->cross_attention_dim < 1) return errorf(e, "model.cross_attention_dim must be >= 1");
+    return 0;
+}
+
+// Registers a candidate and reports whether its layer is built.
+static int add_candidate(Builder *b, const char *name, CandKind kind, StageKind stage, int block) {
+    UNet *u = b->u;
+    u->cands = xrealloc(u->cands, (size_t)(u->n_cands + 1) * sizeof *u->cands);
+    Candidate *c = &u->cands[u->n_cands];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->kind = kind, c->stage = stage, c->block = block;
+    c->present = !(b->absent && b->absent[u->n_cands]);
+    u->n_cands++;
+    return c->present;
+}
+
+// A resnet: candidate when removal keeps shapes (see DESIGN §3).
+static void build_resnet(Builder *b, Resnet *r, const char *prefix, int cin, int cout,
+                         int hidden_ch, StageKind stage, int block) {
+    UNet *u = b->u;
+    const ModelConfig *m = &u->cfg;
+    int removable = stage == STAGE_UP ? hidden_ch == cout : cin == cout;
+    int present = 1, cand = -1;
+    if (removable) {
+        cand = u->n_cands;
+        present = add_candidate(b, prefix, CAND_RESNET, stage, block);
+    }
+    if (present) {
+        resnet_init(r, &u->pt, prefix, cin, cout, u->temb_dim, m->norm_num_groups, m->norm_eps);
+    } else {  // shape only: no parameters, never run
+        memset(r, 0, sizeof *r);
+        snprintf(r->prefix, sizeof r->prefix, "%s", prefix);
+        r->cin = cin, r->cout = cout, r->temb_dim = u->temb_dim;
+        r->has_shortcut = cin != cout;
+    }
+    r->cand = cand;
+    r->hidden_ch = stage == STAGE_UP ? hidden_ch : 0;
+    if (cand >= 0) {
+        u->cands[cand].res = r;
+        u->cands[cand].params =
+            present ? (long long)params_count_range(&u->pt, r->first_tensor, r->end_tensor) : 0;
+    }
+}
+
+static void build_attn(Builder *b, Transformer *t, const char *prefix, int C, int heads,
+                       int layers, StageKind stage, int block) {
+    UNet *u = b->u;
+    const ModelConfig *m = &u->cfg;
+    int cand = u->n_cands;
+    int present = add_candidate(b, prefix, CAND_ATTENTION, stage, block);
+    if (present) {
+        transformer_init(t, &u->pt, prefix, C, heads, layers, m->use_linear_projection,
+                         m->cross_attention_dim, m->norm_num_groups);
+    } else {
+        memset(t, 0, sizeof *t);
+        snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
+        t->C = C, t->heads = heads, t->n_layers = layers, t->cross_dim = m->cross_attention_dim;
+        t->linear_proj = m->use_linear_projection;
+    }
+    t->cand = cand;
+    u->cands[cand].attn = t;
+    u->cands[cand].params =
+        present ? (long long)params_count_range(&u->pt, t->first_tensor, t->end_tensor) : 0;
+}
+
+
+UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
+    if (validate(cfg, e)) return NULL;
+    UNet *u = xcalloc(1, sizeof *u);
+    u->cfg = *cfg;
+    const ModelConfig *m = &u->cfg;
+    Builder b = {u, absent};
+    int n = m->n_blocks, L = m->layers_per_block;
+    const int *ch = m->block_out_channels;
+    char p[LD_NAME_MAX];
+    u->temb_dim = 4 * ch[0];
+
+    u->conv_in_w = params_add(&u->pt, "conv_in", "weight", 4, ch[0], m->in_channels, 3, 3);
+    u->conv_in_b = params_add(&u->pt, "conv_in", "bias", 1, ch[0], 0, 0, 0);
+    u->t1_w = params_add(&u->pt, "time_embedding.linear_1", "weight", 2, u->temb_dim, ch[0], 0, 0);
+    u->t1_b = params_add(&u->pt, "time_embedding.linear_1", "bias", 1, u->temb_dim, 0, 0, 0);
+    u->t2_w = params_add(&u->pt, "time_embedding.linear_2", "weight", 2, u->temb_dim, u->temb_dim, 0, 0);
+    u->t2_b = params_add(&u->pt, "time_embedding.linear_2", "bias", 1, u->temb_dim, 0, 0, 0);
+
+    // down blocks
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->down[i];
+        blk->cin = i == 0 ? ch[0] : ch[i - 1];
+        blk->cout = ch[i];
+        blk->n_layers = L;
+        blk->res = xcalloc((size_t)L, sizeof *blk->res);
+        if (m->down_cross[i]) blk->attn = xcalloc((size_t)L, sizeof *blk->attn);
+        blk->layer_in = xcalloc((size_t)2 * L, sizeof *blk->layer_in);
+        for (int j = 0; j < L; j++) {
+            snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
+            build_resnet(&b, &blk->res[j], p, j == 0 ? blk->cin : blk->cout, blk->cout, 0, STAGE_DOWN, i);
+            if (blk->attn) {
+                snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
+                build_attn(&b, &blk->attn[j], p, blk->cout, m->heads[i], m->transformer_layers[i], STAGE_DOWN, i);
+            }
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) {
+            snprintf(p, sizeof p, "down_blocks.%d.downsamplers.0.conv", i);
+            blk->samp_w = params_add(&u->pt, p, "weight", 4, blk->cout, blk->cout, 3, 3);
+            blk->samp_b = params_add(&u->pt, p, "bias", 1, blk->cout, 0, 0, 0);
+        }
+    }
+    // mid block: resnet, attention, resnet at the innermost width
+    int cm = ch[n - 1];
+    build_resnet(&b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, 0, STAGE_MID, 0);
+    build_attn(&b, &u->mid_attn, "mid_block.attentions.0", cm, m->heads[n - 1],
+               m->transformer_layers[n - 1], STAGE_MID, 0);
+    build_resnet(&b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, 0, STAGE_MID, 0);
+    // up blocks, widths reversed; each resnet takes cat([hidden, skip])
+    int prev = ch[n - 1];
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->up[i];
+        int rev = n - 1 - i;
+        int out = ch[rev], in = ch[rev - 1 >= 0 ? rev - 1 : 0];
+        blk->cin = prev;
+        blk->cout = out;
+        blk->n_layers = L + 1;
+        blk->res = xcalloc((size_t)L + 1, sizeof *blk->res);
+        if (m->up_cross[i]) blk->attn = xcalloc((size_t)L + 1, sizeof *blk->attn);
+        blk->layer_in = xcalloc((size_t)2 * (L + 1), sizeof *blk->layer_in);
+        for (int j = 0; j <= L; j++) {
+            int skip_ch = j == L ? in : out;
+            int hidden = j == 0 ? prev : out;
+            snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
+            build_resnet(&b, &blk->res[j], p, hidden + skip_ch, out, hidden, STAGE_UP, i);
+            if (blk->attn) {
+                snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
+                build_attn(&b, &blk->attn[j], p, out, m->heads[rev], m->transformer_layers[rev], STAGE_UP, i);
+            }
+        }
+        blk->has_sampler = i < n - 1;
+        if (blk->has_sampler) {
+            snprintf(p, sizeof p, "up_blocks.%d.upsamplers.0.conv", i);
+            blk->samp_w = params_add(&u->pt, p, "weight", 4, out, out, 3, 3);
+            blk->samp_b = params_add(&u->pt, p, "bias", 1, out, 0, 0, 0);
+        }
+        prev = out;
+    }
+    u->norm_out_w = params_add(&u->pt, "conv_norm_out", "weight", 1, ch[0], 0, 0, 0);
+    u->norm_out_b = params_add(&u->pt, "conv_norm_out", "bias", 1, ch[0], 0, 0, 0);
+    u->conv_out_w = params_add(&u->pt, "conv_out", "weight", 4, m->out_channels, ch[0], 3, 3);
+    u->conv_out_b = params_add(&u->pt, "conv_out", "bias", 1, m->out_channels, 0, 0, 0);
+
+    u->params = xcalloc(u->pt.total, sizeof(float));
+    u->grads = xcalloc(u->pt.total, sizeof(float));
+    u->bypass = xcalloc((size_t)u->n_cands + 1, 1);
+    u->max_skips = 1 + n * (L + 1);
+    u->skip_data = xcalloc((size_t)u->max_skips, sizeof *u->skip_data);
+    u->skip_C = xcalloc((size_t)u->max_skips, sizeof *u->skip_C);
+    u->skip_HW = xcalloc((size_t)u->max_skips, sizeof *u->skip_HW);
+
+    // MACs of each candidate at the configured sample size, batch 1
+    for (int c = 0; c < u->n_cands; c++) {
+        Candidate *cd = &u->cands[c];
+        int s = m->sample_size >> (cd->stage == STAGE_DOWN ? cd->block
+                                   : cd->stage == STAGE_MID ? n - 1
+                                                            : n - 1 - cd->block);
+        cd->macs = cd->res ? resnet_macs(cd->res, s, s) : transformer_macs(cd->attn, s, s, m->context_length);
+    }
+    // taps: every down block, the mid block, every up block
+    for (int i = 0; i < n; i++) snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "down.%d", i);
+    snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "mid");
+    for (int i = 0; i < n; i++) snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "up.%d", i);
+    return u;
+}
+
+static void free_block(Block *b) {
+    if (b->attn)
+        for (int j = 0; j < b->n_layers; j++) transformer_free(&b->attn[j]);
+    free(b->res);
+    free(b->attn);
+    free(b->layer_in);
+}
+
+void unet_free(UNet *u) {
+    if (!u) return;
+    for (int i = 0; i < u->cfg.n_blocks; i++) {
+        free_block(&u->down[i]);
+        free_block(&u->up[i]);
+    }
+    transformer_free(&u->mid_attn);
+    params_free(&u->pt);
+    free(u->params);
+    free(u->grads);
+    free(u->cands);
+    free(u->bypass);
+    free(u->skip_data);
+    free(u->skip_C);
+    free(u->skip_HW);
+    arena_free(&u->acts);
+    arena_free(&u->work);
+    scratch_free(&u->scratch);
+    free(u);
+}
+
+void unet_zero_grad(UNet *u) { memset(u->grads, 0, u->pt.total * sizeof(float)); }
+
+long long unet_total_macs(const UNet *u) {
+    const ModelConfig *m = &u->cfg;
+    int n = m->n_blocks, s0 = m->sample_size;
+    long long tot = (long long)s0 * s0 * m->block_out_channels[0] * (m->in_channels + m->out_channels) * 9;
+    tot += (long long)u->temb_dim * (m->block_out_channels[0] + u->temb_dim);
+    for (int c = 0; c < u->n_cands; c++)
+        if (u->cands[c].present) tot += u->cands[c].macs;
+    // non-candidate resnets and the samplers
+    for (int i = 0; i < n; i++) {
+        const Block *d = &u->down[i], *up = &u->up[i];
+        int sd = s0 >> i, su = s0 >> (n - 1 - i);
+        for (int j = 0; j < d->n_layers; j++)
+            if (d->res[j].cand < 0) tot += resnet_macs(&d->res[j], sd, sd);
+        for (int j = 0; j < up->n_layers; j++)
+            if (up->res[j].cand < 0) tot += resnet_macs(&up->res[j], su, su);
+        if (d->has_sampler) tot += (long long)(sd / 2) * (sd / 2) * d->cout * d->cout * 9;
+        if (up->has_sampler) tot += (long long)(2 * su) * (2 * su) * up->cout * up->cout * 9;
+    }
+    return tot;
+}
+
+// ---------------------------------------------------------------- forward
+
+static LayerCtx ctx_of(UNet *u) {
+    LayerCtx c = {u->params, u->grads, &u->acts, &u->work, &u->scratch};
+    return c;
+}
+
+static void push_skip(UNet *u, int *top, float *h, int C, int HW) {
+    CHECK(*top < u->max_skips);
+    u->skip_data[*top] = h, u->skip_C[*top] = C, u->skip_HW[*top] = HW;
+    (*top)++;
+    if (*top > u->n_skips) u->n_skips = *top;
+}
+
+static void note_io(UNet *u, int cand, const float *in, const float *out, int C, int H, int W) {
+    if (cand < 0) return;
+    Candidate *cd = &u->cands[cand];
+    cd->in = in, cd->out = out, cd->C = C, cd->H = H, cd->W = W;
+}
+
+static int runs(const UNet *u, int cand) { return cand < 0 || !u->bypass[cand]; }
+
+int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
+                 const float *context, int B, int H, int W, int L, const uint8_t *skip, Error *e) {
+    const ModelConfig *m = &u->cfg;
+    int n = m->n_blocks, f = 1 << (n - 1);
+    if (B < 1 || H < f || W < f || H % f || W % f)
+        return errorf(e, "U-Net input %dx%d: height and width must be positive multiples of %d", H, W, f);
+    if (L < 1 || !context) return errorf(e, "U-Net input: a context of at least one token is required");
+    arena_reset(&u->acts);
+    arena_reset(&u->work);
+    LayerCtx c = ctx_of(u);
+    const float *p = u->params;
+    u->B = B, u->H = H, u->W = W, u->L = L;
+    for (int i = 0; i < u->n_cands; i++) {
+        u->bypass[i] = !u->cands[i].present || (skip && skip[i]);
+        u->cands[i].in = u->cands[i].out = NULL;
+    }
+    // the context and sample are copied: backward must not depend on caller buffers
+    u->context = arena_alloc(&u->acts, (size_t)B * L * m->cross_attention_dim);
+    memcpy((float *)u->context, context, (size_t)B * L * m->cross_attention_dim * sizeof(float));
+    u->sample = arena_alloc(&u->acts, (size_t)B * m->in_channels * H * W);
+    memcpy(u->sample, sample, (size_t)B * m->in_channels * H * W * sizeof(float));
+
+    // time embedding; SiLU(temb) is shared by every resnet's time_emb_proj
+    int c0 = m->block_out_channels[0], td = u->temb_dim;
+    u->t_emb0 = arena_alloc(&u->acts, (size_t)B * c0);
+    timestep_embedding(u->t_emb0, timesteps, B, c0, m->flip_sin_to_cos, m->freq_shift);
+    u->t_h1 = arena_alloc(&u->acts, (size_t)B * td);
+    linear_forward(u->t_h1, u->t_emb0, p + u->t1_w, p + u->t1_b, B, c0, td);
+    u->t_a1 = arena_alloc(&u->acts, (size_t)B * td);
+    silu_forward(u->t_a1, u->t_h1, (size_t)B * td);
+    u->temb = arena_alloc(&u->acts, (size_t)B * td);
+    linear_forward(u->temb, u->t_a1, p + u->t2_w, p + u->t2_b, B, td, td);
+    u->silu_temb = arena_alloc(&u->acts, (size_t)B * td);
+    silu_forward(u->silu_temb, u->temb, (size_t)B * td);
+
+    int top = 0;  // skip stack depth; entries stay recorded for backward
+    u->n_skips = 0;
+    float *h = arena_alloc(&u->acts, (size_t)B * c0 * H * W);
+    conv2d_forward(h, u->sample, p + u->conv_in_w, p + u->conv_in_b, B, m->in_channels, H, W, c0, 3, 1, 1,
+                   scratch_get(&u->scratch, conv2d_scratch_floats(m->in_channels, H, W, 3, 1, 1)));
+    u->h0 = h;
+    int hh = H, ww = W, tap = 0;
+    push_skip(u, &top, h, c0, hh * ww);
+
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->down[i];
+        blk->H = hh, blk->W = ww;
+        for (int j = 0; j < blk->n_layers; j++) {
+            Resnet *r = &blk->res[j];
+            blk->layer_in[2 * j] = h;
+            if (runs(u, r->cand)) {
+                float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hh * ww);
+                resnet_forward(r, &c, o, h, u->silu_temb, B, hh, ww);
+                note_io(u, r->cand, h, o, r->cout, hh, ww);
+                h = o;
+            }
+            if (blk->attn) {
+                Transformer *t = &blk->attn[j];
+                blk->layer_in[2 * j + 1] = h;
+                if (runs(u, t->cand)) {
+                    float *o = arena_alloc(&u->acts, (size_t)B * t->C * hh * ww);
+                    transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
+                    note_io(u, t->cand, h, o, t->C, hh, ww);
+                    h = o;
+                }
+            }
+            push_skip(u, &top, h, blk->cout, hh * ww);
+        }
+        if (blk->has_sampler) {
+            blk->samp_in = h;
+            float *o = arena_alloc(&u->acts, (size_t)B * blk->cout * (hh / 2) * (ww / 2));
+            conv2d_forward(o, h, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww, blk->cout, 3, 2, 1,
+                           scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 2, 1)));
+            h = o, hh /= 2, ww /= 2;
+            push_skip(u, &top, h, blk->cout, hh * ww);
+        }
+        u->taps[tap++] = (Tap){.C = blk->cout, .H = hh, .W = ww, .data = h};
+        snprintf(u->taps[tap - 1].name, sizeof u->taps[0].name, "down.%d", i);
+    }
+
+    int cm = m->block_out_channels[n - 1];
+    size_t nm = (size_t)B * cm * hh * ww;
+    u->mid_in[0] = h;
+    if (runs(u, u->mid_res[0].cand)) {
+        float *o = arena_alloc(&u->acts, nm);
+        resnet_forward(&u->mid_res[0], &c, o, h, u->silu_temb, B, hh, ww);
+        note_io(u, u->mid_res[0].cand, h, o, cm, hh, ww);
+        h = o;
+    }
+    u->mid_in[1] = h;
+    if (runs(u, u->mid_attn.cand)) {
+        float *o = arena_alloc(&u->acts, nm);
+        transformer_forward(&u->mid_attn, &c, o, h, u->context, B, hh, ww, L);
+        note_io(u, u->mid_attn.cand, h, o, cm, hh, ww);
+        h = o;
+    }
+    u->mid_in[2] = h;
+    if (runs(u, u->mid_res[1].cand)) {
+        float *o = arena_alloc(&u->acts, nm);
+        resnet_forward(&u->mid_res[1], &c, o, h, u->silu_temb, B, hh, ww);
+        note_io(u, u->mid_res[1].cand, h, o, cm, hh, ww);
+        h = o;
+    }
+    u->taps[tap++] = (Tap){.name = "mid", .C = cm, .H = hh, .W = ww, .data = h};
+
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->up[i];
+        blk->H = hh, blk->W = ww;
+        size_t hw = (size_t)hh * ww;
+        for (int j = 0; j < blk->n_layers; j++) {
+            Resnet *r = &blk->res[j];
+            --top;
+            float *sk = u->skip_data[top];
+            int skc = u->skip_C[top];
+            blk->layer_in[2 * j] = h;
+            if (runs(u, r->cand)) {
+                float *cat = arena_alloc(&u->acts, (size_t)B * (r->hidden_ch + skc) * hw);
+                concat_channels_forward(cat, h, sk, B, r->hidden_ch, skc, (int)hw);
+                float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hw);
+                resnet_forward(r, &c, o, cat, u->silu_temb, B, hh, ww);
+                note_io(u, r->cand, h, o, r->cout, hh, ww);
+                h = o;
+            }  // removed: the hidden state passes through, the popped skip is dropped
+            if (blk->attn) {
+                Transformer *t = &blk->attn[j];
+                blk->layer_in[2 * j + 1] = h;
+                if (runs(u, t->cand)) {
+                    float *o = arena_alloc(&u->acts, (size_t)B * t->C * hw);
+                    transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
+                    note_io(u, t->cand, h, o, t->C, hh, ww);
+                    h = o;
+                }
+            }
+        }
+        if (blk->has_sampler) {
+            blk->samp_in = arena_alloc(&u->acts, (size_t)B * blk->cout * hw * 4);
+            upsample2x_forward(blk->samp_in, h, B, blk->cout, hh, ww);
+            hh *= 2, ww *= 2;
+            float *o = arena_alloc(&u->acts, (size_t)B * blk->cout * hh * ww);
+            conv2d_forward(o, blk->samp_in, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww, blk->cout,
+                           3, 1, 1, scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 1, 1)));
+            h = o;
+        }
+        u->taps[tap++] = (Tap){.C = blk->cout, .H = hh, .W = ww, .data = h};
+        snprintf(u->taps[tap - 1].name, sizeof u->taps[0].name, "up.%d", i);
+    }
+    CHECK(top == 0);
+
+    // output head: GroupNorm, SiLU, conv_out
+    size_t n0 = (size_t)B * c0 * H * W;
+    u->no_in = h;
+    u->no_norm = arena_alloc(&u->acts, n0);
+    u->no_mean = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
+    u->no_rstd = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
+    groupnorm_forward(u->no_norm, u->no_mean, u->no_rstd, h, p + u->norm_out_w, p + u->norm_out_b, B, c0,
+                      H * W, m->norm_num_groups, m->norm_eps);
+    u->no_act = arena_alloc(&u->acts, n0);
+    silu_forward(u->no_act, u->no_norm, n0);
+    conv2d_forward(out, u->no_act, p + u->conv_out_w, p + u->conv_out_b, B, c0, H, W, m->out_channels, 3, 1,
+                   1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
+    u->have_forward = 1;
+    return 0;
+}
+
+// ---------------------------------------------------------------- backward
+
+static void add_tap_grad(float *dh, const float *const *dtaps, int t, size_t n) {
+    if (dtaps && dtaps[t]) accumulate(dh, dtaps[t], n);
+}
+
+// Gradient buffer of skip entry k, created on first use.
+static float *dskip(UNet *u, float **ds, int k, int B) {
+    if (!ds[k]) ds[k] = arena_zeros(&u->work, (size_t)B * u->skip_C[k] * u->skip_HW[k]);
+    return ds[k];
+}
+
+void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
+    CHECK(u->have_forward);
+    const ModelConfig *m = &u->cfg;
+    const float *p = u->params;
+    float *g = u->grads;
+    int n = m->n_blocks, B = u->B, H = u->H, W = u->W, c0 = m->block_out_channels[0], td = u->temb_dim;
+    arena_reset(&u->work);
+    LayerCtx c = ctx_of(u);
+    float **ds = xcalloc((size_t)u->n_skips, sizeof *ds);  // gradients at the skip entries
+    float *dstemb = arena_zeros(&u->work, (size_t)B * td);
+
+    // output head
+    size_t n0 = (size_t)B * c0 * H * W;
+    float *dact = arena_zeros(&u->work, n0);
+    conv2d_backward(dact, g + u->conv_out_w, g + u->conv_out_b, dout, u->no_act, p + u->conv_out_w, B, c0, H, W,
+                    m->out_channels, 3, 1, 1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
+    float *dnorm = arena_zeros(&u->work, n0);
+    silu_backward(dnorm, dact, u->no_norm, n0);
+    float *dh = arena_zeros(&u->work, n0);
+    groupnorm_backward(dh, g + u->norm_out_w, g + u->norm_out_b, dnorm, u->no_in, u->no_mean, u->no_rstd,
+                       p + u->norm_out_w, B, c0, H * W, m->norm_num_groups);
+
+    // up blocks, last first; skips were popped top-down, so walk their indices upwards
+    int k = 0, tap = u->n_taps - 1, hh = H, ww = W;
+    for (int i = n - 1; i >= 0; i--) {
+        Block *blk = &u->up[i];
+        add_tap_grad(dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
+        if (blk->has_sampler) {
+            float *dup = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww);
+            conv2d_backward(dup, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B, blk->cout,
+                            hh, ww, blk->cout, 3, 1, 1,
+                            scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 1, 1)));
+            hh /= 2, ww /= 2;
+            dh = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww);
+            upsample2x_backward(dh, dup, B, blk->cout, hh, ww);
+        }
+        size_t hw = (size_t)hh * ww;
+        for (int j = blk->n_layers - 1; j >= 0; j--, k++) {
+            if (blk->attn && runs(u, blk->attn[j].cand)) {
+                float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hw);
+                transformer_backward(&blk->attn[j], &c, d, dh);
+                dh = d;
+            }
+            Resnet *r = &blk->res[j];
+            if (runs(u, r->cand)) {
+                int skc = u->skip_C[k];
+                float *dcat = arena_zeros(&u->work, (size_t)B * (r->hidden_ch + skc) * hw);
+                resnet_backward(r, &c, dcat, dstemb, dh);
+                dh = arena_zeros(&u->work, (size_t)B * r->hidden_ch * hw);
+                concat_channels_backward(dh, dskip(u, ds, k, B), dcat, B, r->hidden_ch, skc, (int)hw);
+            }
+        }
+    }
+
+    // mid block
+    int cm = m->block_out_channels[n - 1];
+    size_t nm = (size_t)B * cm * hh * ww;
+    add_tap_grad(dh, dtaps, tap--, nm);
+    if (runs(u, u->mid_res[1].cand)) {
+        float *d = arena_zeros(&u->work, nm);
+        resnet_backward(&u->mid_res[1], &c, d, dstemb, dh);
+        dh = d;
+    }
+    if (runs(u, u->mid_attn.cand)) {
+        float *d = arena_zeros(&u->work, nm);
+        transformer_backward(&u->mid_attn, &c, d, dh);
+        dh = d;
+    }
+    if (runs(u, u->mid_res[0].cand)) {
+        float *d = arena_zeros(&u->work, nm);
+        resnet_backward(&u->mid_res[0], &c, d, dstemb, dh);
+        dh = d;
+    }
+
+    // down blocks, last first; skip entries were pushed bottom-up, so walk them down
+    k = u->n_skips - 1;
+    for (int i = n - 1; i >= 0; i--) {
+        Block *blk = &u->down[i];
+        add_tap_grad(dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
+        if (blk->has_sampler) {
+            if (ds[k]) accumulate(dh, ds[k], (size_t)B * blk->cout * hh * ww);
+            k--;
+            float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww * 4);
+            conv2d_backward(d, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B, blk->cout,
+                            2 * hh, 2 * ww, blk->cout, 3, 2, 1,
+                            scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, 2 * hh, 2 * ww, 3, 2, 1)));
+            dh = d, hh *= 2, ww *= 2;
+        }
+        size_t hw = (size_t)hh * ww;
+        for (int j = blk->n_layers - 1; j >= 0; j--) {
+            if (ds[k]) accumulate(dh, ds[k], (size_t)B * blk->cout * hw);
+            k--;
+            if (blk->attn && runs(u, blk->attn[j].cand)) {
+                float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hw);
+                transformer_backward(&blk->attn[j], &c, d, dh);
+                dh = d;
+            }
+            Resnet *r = &blk->res[j];
+            if (runs(u, r->cand)) {
+                float *d = arena_zeros(&u->work, (size_t)B * r->cin * hw);
+                resnet_backward(r, &c, d, dstemb, dh);
+                dh = d;
+            }
+        }
+    }
+    CHECK(k == 0 && tap == -1);
+    if (ds[0]) accumulate(dh, ds[0], n0);
+    conv2d_backward(NULL, g + u->conv_in_w, g + u->conv_in_b, dh, u->sample, p + u->conv_in_w, B, m->in_channels,
+                    H, W, c0, 3, 1, 1,
+                    scratch_get(&u->scratch, conv2d_scratch_floats(m->in_channels, H, W, 3, 1, 1)));
+
+    // time embedding: every resnet's projection fed back into SiLU(temb)
+    float *dtemb = arena_zeros(&u->work, (size_t)B * td);
+    silu_backward(dtemb, dstemb, u->temb, (size_t)B * td);
+    float *da1 = arena_zeros(&u->work, (size_t)B * td);
+    linear_backward(da1, g + u->t2_w, g + u->t2_b, dtemb, u->t_a1, p + u->t2_w, B, td, td);
+    float *dh1 = arena_zeros(&u->work, (size_t)B * td);
+    silu_backward(dh1, da1, u->t_h1, (size_t)B * td);
+    linear_backward(NULL, g + u->t1_w, g + u->t1_b, dh1, u->t_emb0, p + u->t1_w, B, c0, td);
+    free(ds);
+}

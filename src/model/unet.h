@@ -1,0 +1,116 @@
+// unet.h — diffusers' UNet2DConditionModel, built from a ModelConfig as a small
+// tree of plain structs. Parameters live in one contiguous buffer (and their
+// gradients in another of the same layout), each tensor under its diffusers
+// name, so a checkpoint maps 1:1 and one all-reduce covers every gradient.
+//
+// Candidates are the removable layers (DESIGN §3): ResnetBlock2Ds whose removal
+// keeps shapes, and every Transformer2DModel. A U-Net is built either whole or
+// *pruned* (given layers absent: no parameters, no compute); candidate indices
+// always refer to the full architecture, so a student and its teacher agree.
+#ifndef LD_UNET_H
+#define LD_UNET_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/arena.h"
+#include "core/common.h"
+#include "model/model_config.h"
+#include "core/params.h"
+#include "model/resnet.h"
+#include "model/transformer.h"
+
+typedef enum { CAND_RESNET = 0, CAND_ATTENTION = 1 } CandKind;
+typedef enum { STAGE_DOWN = 0, STAGE_MID = 1, STAGE_UP = 2 } StageKind;
+
+typedef struct {
+    char name[LD_NAME_MAX];  // diffusers prefix, e.g. "up_blocks.1.attentions.2"
+    CandKind kind;
+    StageKind stage;
+    int block;               // index of the down/up block (0 for mid)
+    long long params;        // parameters of the layer
+    long long macs;          // multiply-accumulates at cfg.sample_size, batch 1
+    int present;             // 0 when this U-Net was built without it
+    Resnet *res;             // the layer (one of the two is set when present)
+    Transformer *attn;
+    // Last forward, when the layer ran: what it received (for an up-block
+    // resnet, the hidden state before the skip concat: what removal passes on)
+    // and what it produced; [B, C, H, W] with C = the layer's output width.
+    const float *in, *out;
+    int C, H, W;
+} Candidate;
+
+// One feature tap: the output of a down block, the mid block or an up block.
+typedef struct {
+    char name[16];  // "down.0", "mid", "up.2"
+    int C, H, W;    // per-sample shape of the last forward
+    float *data;    // [B,C,H,W], valid until the next forward
+} Tap;
+
+// A down or up block: resnets, optional attentions after each, optional sampler.
+typedef struct {
+    int n_layers;       // resnets (down: layers_per_block, up: +1)
+    Resnet *res;        // [n_layers]
+    Transformer *attn;  // [n_layers] or NULL (DownBlock2D / UpBlock2D)
+    int has_sampler;
+    size_t samp_w, samp_b;
+    int cin, cout;      // channels entering and leaving the block
+    // saved by forward
+    int H, W;           // spatial size inside the block (before its sampler)
+    float *samp_in;     // sampler's input (up: after the nearest x2)
+    float **layer_in;   // [2*n_layers] inputs of each resnet / attention
+} Block;
+
+typedef struct {
+    ModelConfig cfg;
+    ParamTable pt;
+    float *params, *grads;  // pt.total floats each
+
+    int temb_dim;  // 4 * block_out_channels[0]
+    size_t conv_in_w, conv_in_b, t1_w, t1_b, t2_w, t2_b, norm_out_w, norm_out_b, conv_out_w,
+        conv_out_b;
+    Block down[LD_MAX_BLOCKS], up[LD_MAX_BLOCKS];
+    Resnet mid_res[2];
+    Transformer mid_attn;
+    float *mid_in[3];
+    // skip connections of the last forward, in push order
+    float **skip_data;
+    int *skip_C, *skip_HW, n_skips, max_skips;
+
+    Candidate *cands;
+    int n_cands;
+
+    Tap taps[2 * LD_MAX_BLOCKS + 1];
+    int n_taps;
+
+    // forward state kept for backward
+    Arena acts, work;
+    Scratch scratch;
+    int B, H, W, L;
+    uint8_t *bypass;  // per candidate, 1 = not run in the last forward (removed or absent)
+    const float *context;
+    float *t_emb0, *t_h1, *t_a1, *temb, *silu_temb;
+    float *sample, *h0, *no_in, *no_norm, *no_mean, *no_rstd, *no_act;
+    int have_forward;
+} UNet;
+
+// Builds the architecture. `absent` (one flag per candidate of the full
+// architecture, or NULL) lists layers this network does not have at all.
+// Parameters are zero; load or initialise them. NULL + e on a bad config.
+UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e);
+void unet_free(UNet *u);
+
+void unet_zero_grad(UNet *u);
+long long unet_total_macs(const UNet *u);
+
+// Forward. sample [B,in,H,W], timesteps [B], context [B,L,cross_dim], out
+// [B,out,H,W]. skip (one flag per candidate, or NULL): layers bypassed for this
+// pass only, with DESIGN §3's removal semantics. Fills u->taps. H and W must be
+// divisible by 2^(n_blocks-1). Returns -1 + e on a shape error.
+int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
+                 const float *context, int B, int H, int W, int L, const uint8_t *skip, Error *e);
+
+// Backward of the last forward: dout [B,out,H,W]; dtaps (u->n_taps entries,
+// each [B,C,H,W] or NULL; the array may be NULL) are extra gradients arriving at
+// the taps (feature distillation). Accumulates into u->grads.
+void unet_backward(UNet *u, const float *dout, const float *const *dtaps);
+#endif

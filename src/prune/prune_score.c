@@ -1,0 +1,206 @@
+// prune_score.c — see prune_score.h.
+#include "prune/prune_score.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "core/rng.h"
+
+static const char *NAMES[CRIT_COUNT] = {"output_loss", "random", "magnitude", "feature_loss", "taylor"};
+
+const char *criterion_name(Criterion c) { return NAMES[c]; }
+
+int criterion_parse(const char *name, Criterion *c) {
+    for (int i = 0; i < CRIT_COUNT; i++)
+        if (!strcmp(name, NAMES[i])) {
+            *c = (Criterion)i;
+            return 0;
+        }
+    return -1;
+}
+
+void score_partition(const UNet *u, int ranks, int *owner) {
+    int n = u->n_cands;
+    long long total = unet_total_macs(u);
+    int *order = xmalloc((size_t)n * sizeof(int));
+    long long *cost = xmalloc((size_t)n * sizeof(long long)), *load = xcalloc((size_t)ranks, sizeof(long long));
+    for (int i = 0; i < n; i++) {
+        order[i] = i;
+        cost[i] = u->cands[i].present ? total - u->cands[i].macs : 0;
+    }
+    // insertion sort by cost descending, index ascending: n is small (tens to hundreds)
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && (cost[order[j]] > cost[order[j - 1]] ||
+                                  (cost[order[j]] == cost[order[j - 1]] && order[j] < order[j - 1]));
+             j--) {
+            int t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    for (int k = 0; k < n; k++) {
+        int best = 0;
+        for (int r = 1; r < ranks; r++)
+            if (load[r] < load[best]) best = r;
+        owner[order[k]] = best;
+        load[best] += cost[order[k]];
+    }
+    free(order), free(cost), free(load);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static int layer_tensors(const Candidate *c, int *first, int *end) {
+    if (!c->present) return 0;
+    *first = c->res ? c->res->first_tensor : c->attn->first_tensor;
+    *end = c->res ? c->res->end_tensor : c->attn->end_tensor;
+    return 1;
+}
+
+// LAPTOP's criterion, split across ranks and gathered.
+static int output_loss(UNet *u, Calib *cs, Comm *comm, double *scores, int progress, Error *e) {
+    int n = u->n_cands, mine = 0, done = 0;
+    int *owner = xmalloc((size_t)n * sizeof(int));
+    score_partition(u, comm->size, owner);
+    for (int i = 0; i < n; i++) mine += owner[i] == comm->rank && u->cands[i].present;
+    double *send = xcalloc((size_t)2 * (mine ? mine : 1), sizeof(double));
+    uint8_t *skip = xcalloc((size_t)n, 1);
+    double t0 = now_s();
+    int k = 0, rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        if (owner[i] != comm->rank || !u->cands[i].present) continue;
+        skip[i] = 1;
+        double loss = 0;
+        rc = calib_run(u, cs, skip, NULL, &loss, e);
+        skip[i] = 0;
+        send[2 * k] = i, send[2 * k + 1] = loss;
+        k++, done++;
+        if (progress && comm->rank == 0) {
+            double el = now_s() - t0;
+            printf("score output_loss: rank 0 candidate %d/%d (%s) = %.6g  ETA %.0fs\n", done, mine, u->cands[i].name,
+                   loss, el / done * (mine - done));
+            fflush(stdout);
+        }
+    }
+    int bad = rc != 0;
+    comm->max_i32(comm, &bad, 1);
+    if (bad) {
+        if (!rc) errorf(e, "stopped because another rank failed (see its message)");
+        free(owner), free(send), free(skip);
+        return -1;
+    }
+    int *counts = xcalloc((size_t)comm->size, sizeof(int));
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        if (u->cands[i].present) counts[owner[i]] += 2, total += 2;
+    double *all = xcalloc((size_t)(total ? total : 1), sizeof(double));
+    comm->gatherv_f64(comm, send, 2 * mine, all, counts, 0);
+    for (int i = 0; i < n; i++) scores[i] = NAN;
+    if (comm->rank == 0)
+        for (int j = 0; j < total; j += 2) scores[(int)all[j]] = all[j + 1];
+    comm->bcast(comm, scores, (size_t)n * sizeof(double), 0);  // every rank plans and reports alike
+    free(owner), free(send), free(skip), free(counts), free(all);
+    return 0;
+}
+
+// How much removing a layer changes its own output, relative:
+// mean over samples of ||out - passed_on||^2 / ||out||^2, from one full pass.
+static int feature_loss(UNet *u, Calib *cs, double *scores, Error *e) {
+    int n = u->n_cands;
+    double *acc = xcalloc((size_t)n, sizeof(double));
+    size_t per = (size_t)cs->C * cs->H * cs->W;
+    float *tmp = xmalloc((size_t)cs->batch * cs->Co * cs->H * cs->W * sizeof(float));
+    for (int i = 0; i < cs->n; i += cs->batch) {
+        int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
+        if (unet_forward(u, tmp, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
+                         cs->W, cs->L, NULL, e)) {
+            free(acc), free(tmp);
+            return -1;
+        }
+        for (int c = 0; c < n; c++) {
+            const Candidate *cd = &u->cands[c];
+            if (!cd->out) continue;
+            size_t m = (size_t)cd->C * cd->H * cd->W;
+            for (int s = 0; s < b; s++) {
+                double num = 0, den = 0;
+                for (size_t j = 0; j < m; j++) {
+                    double o = cd->out[s * m + j], d = o - cd->in[s * m + j];
+                    num += d * d, den += o * o;
+                }
+                acc[c] += den > 0 ? num / den : 0;
+            }
+        }
+    }
+    for (int c = 0; c < n; c++) scores[c] = u->cands[c].present ? acc[c] / cs->n : NAN;
+    free(acc), free(tmp);
+    return 0;
+}
+
+// First-order Taylor estimate |sum grad * w| of the task loss (MSE to the noise).
+static int taylor(UNet *u, Calib *cs, double *scores, Error *e) {
+    size_t per = (size_t)cs->C * cs->H * cs->W, per_out = (size_t)cs->Co * cs->H * cs->W;
+    CHECK(per == per_out);  // the task loss compares the output with the noise
+    float *out = xmalloc((size_t)cs->batch * per * sizeof(float)), *dout = xmalloc((size_t)cs->batch * per * sizeof(float));
+    unet_zero_grad(u);
+    for (int i = 0; i < cs->n; i += cs->batch) {
+        int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
+        if (unet_forward(u, out, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
+                         cs->W, cs->L, NULL, e)) {
+            free(out), free(dout);
+            return -1;
+        }
+        memset(dout, 0, (size_t)b * per * sizeof(float));
+        // gradient of the mean over the whole set: this chunk's share b/n
+        mse_backward(dout, NULL, out, cs->noise + (size_t)i * per, (size_t)b * per, (float)b / cs->n);
+        unet_backward(u, dout, NULL);
+    }
+    for (int c = 0; c < u->n_cands; c++) {
+        int first, end;
+        if (!layer_tensors(&u->cands[c], &first, &end)) {
+            scores[c] = NAN;
+            continue;
+        }
+        double s = 0;
+        for (int t = first; t < end; t++) {
+            const ParamTensor *p = &u->pt.t[t];
+            for (size_t j = 0; j < p->numel; j++) s += (double)u->grads[p->offset + j] * u->params[p->offset + j];
+        }
+        scores[c] = fabs(s);
+    }
+    unet_zero_grad(u);
+    free(out), free(dout);
+    return 0;
+}
+
+int score_criterion(UNet *u, Calib *cs, Criterion c, uint64_t seed, Comm *comm, double *scores, int progress,
+                    Error *e) {
+    int n = u->n_cands;
+    switch (c) {
+    case CRIT_OUTPUT_LOSS: return output_loss(u, cs, comm, scores, progress, e);
+    case CRIT_RANDOM:
+        for (int i = 0; i < n; i++) scores[i] = u->cands[i].present ? rng_uniform(seed, RNG_MISC, (uint64_t)i) : NAN;
+        return 0;
+    case CRIT_MAGNITUDE:
+        for (int i = 0; i < n; i++) {
+            int first, end;
+            if (!layer_tensors(&u->cands[i], &first, &end)) {
+                scores[i] = NAN;
+                continue;
+            }
+            double s = 0;
+            size_t cnt = 0;
+            for (int t = first; t < end; t++)
+                for (size_t j = 0; j < u->pt.t[t].numel; j++) s += fabs(u->params[u->pt.t[t].offset + j]), cnt++;
+            scores[i] = s / (double)cnt;
+        }
+        return 0;
+    case CRIT_FEATURE_LOSS: return feature_loss(u, cs, scores, e);
+    case CRIT_TAYLOR: return taylor(u, cs, scores, e);
+    default: return errorf(e, "unknown criterion %d", (int)c);
+    }
+}

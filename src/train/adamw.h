@@ -1,0 +1,52 @@
+// adamw.h — AdamW over the flat parameter buffer (torch.optim.AdamW semantics),
+// its learning-rate schedule, global gradient-norm clipping and an optional
+// EMA of the weights. Weight decay applies to every parameter (norm weights and
+// biases included): simple, and the same on every rank.
+//
+// Learning rate at 0-based optimizer step s, with k = s + 1 (the 1-based update
+// number), peak lr, w = warmup_steps, N = steps:
+//   k <= w             : lr * k / w                  (first update: lr / w)
+//   k >  w, "constant" : lr
+//   k >  w, "cosine"   : lr * 0.5 * (1 + cos(pi * (k - w) / (N - w))) for k < N,
+//                        0 for k >= N                 (the last update has lr 0)
+#ifndef LD_ADAMW_H
+#define LD_ADAMW_H
+#include <stddef.h>
+
+#include "io/config.h"
+
+typedef struct {
+    size_t n;               // parameters
+    float *m, *v;           // first and second moments [n] (checkpointed)
+    float *ema;             // EMA of the weights [n], NULL when off (checkpointed)
+    long step;              // updates applied so far (torch's state["step"])
+    double beta1, beta2, eps, weight_decay, ema_decay;
+} AdamW;
+
+// Zero moments, step 0; hyperparameters from cfg. EMA stays off until
+// adamw_ema_init (and is only kept when cfg->ema_decay > 0).
+AdamW *adamw_create(size_t n, const TrainConfig *cfg);
+void adamw_free(AdamW *a);
+
+// lr for the 0-based step `step` (formula above).
+double adamw_lr(const TrainConfig *cfg, long step);
+
+// sqrt(sum g^2), accumulated in double over fixed 64K-element chunks summed in
+// chunk order: the same bits whatever the thread count.
+double adamw_grad_norm(const float *g, size_t n);
+
+// torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6); when coef < 1 the
+// gradients are multiplied by (float)coef. max_norm <= 0: no clipping.
+// Returns the norm before clipping.
+double adamw_clip(float *g, size_t n, double max_norm);
+
+// One update (step += 1), as torch.optim.AdamW in float32:
+//   p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+//   p -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps)
+void adamw_step(AdamW *a, float *params, const float *grads, double lr);
+
+// Starts the EMA at the current weights (no-op when ema_decay == 0).
+void adamw_ema_init(AdamW *a, const float *params);
+// ema = d * ema + (1 - d) * params (no-op when the EMA is off).
+void adamw_ema_update(AdamW *a, const float *params);
+#endif

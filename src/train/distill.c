@@ -1,0 +1,280 @@
+// distill.c — see distill.h.
+#include "train/distill.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "data/batch.h"
+#include "model/checkpoint.h"
+#include "data/dataset.h"
+#include "io/h5log.h"
+#include "kernels/kernels.h"
+#include "core/rng.h"
+#include "diffusion/schedule.h"
+#include "train/trainer.h"
+
+#define MAX_TAPS (2 * LD_MAX_BLOCKS + 1)
+
+void distill_feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
+                       double *raw, double *norm, float *dS) {
+    double sq_all = 0, nsum = 0;
+    for (int s = 0; s < b; s++) {
+        const float *x = S + (size_t)s * n, *y = T + (size_t)s * n;
+        double sq = 0, tn = 0;
+        for (size_t j = 0; j < n; j++) {
+            double d = (double)x[j] - y[j];
+            sq += d * d, tn += (double)y[j] * y[j];
+        }
+        tn = tn > 0 ? tn : 1.0;  // an all-zero teacher feature: the term is the plain squared error
+        sq_all += sq, nsum += sq / tn;
+        if (dS) {
+            // d/dS of (1/denom) * ||S-T||^2 / ||T||^2 (teacher norm constant), or of the raw MSE's share
+            float c = normalized ? (float)(scale * 2.0 / (denom * tn)) : (float)(scale * 2.0 / (denom * (double)n));
+            float *g = dS + (size_t)s * n;
+            for (size_t j = 0; j < n; j++) g[j] += c * (x[j] - y[j]);
+        }
+    }
+    *raw = sq_all / ((double)b * n);
+    *norm = nsum / denom;
+}
+
+typedef struct {
+    const JobConfig *cfg;
+    Comm *comm;
+    Dataset *data;
+    Schedule sched;
+    UNet *teacher;
+    int C, H, W, L, D, n_taps;
+    size_t numel;
+    Batch bt;
+    float *outS, *outT, *dout;
+    float *dtaps[MAX_TAPS];
+    int id_raw, id_norm;
+    // the fixed probe batch of the snapshots (this rank's rows)
+    long probe_first, probe_rows;
+    float *probe_xt, *probe_ctx, *probe_t, *probe_out;
+    char run_h5[1100];
+} DistillTask;
+
+int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
+                 const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
+                 float *const *dtaps, double *v, Error *e) {
+    size_t n = (size_t)b * u->cfg.out_channels * H * W;
+    int normalized = !strcmp(dc->feat_norm, "l2sq"), n_taps = teacher->n_taps;
+    if (unet_forward(teacher, outT, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
+    if (unet_forward(u, outS, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
+    double w = (double)b / B;
+    double task = mse_forward(outS, noise, n), out = mse_forward(outS, outT, n), feat = 0;
+    memset(dout, 0, n * sizeof(float));
+    mse_backward(dout, NULL, outS, noise, n, (float)(dc->lambda_task * w));
+    mse_backward(dout, NULL, outS, outT, n, (float)(dc->lambda_out * w));
+    for (int t = 0; t < n_taps; t++) {
+        const Tap *ts = &u->taps[t], *tt = &teacher->taps[t];
+        CHECK(ts->C == tt->C && ts->H == tt->H && ts->W == tt->W);
+        size_t m = (size_t)ts->C * ts->H * ts->W;
+        memset(dtaps[t], 0, (size_t)b * m * sizeof(float));
+        double raw, nrm;
+        distill_feat_term(ts->data, tt->data, b, m, normalized, (double)B, (float)dc->lambda_feat, &raw, &nrm,
+                          dtaps[t]);
+        v[4 + t] = raw * w;
+        v[4 + n_taps + t] = nrm;  // already divided by the global batch
+        feat += normalized ? nrm : raw * w;
+    }
+    v[1] = task * w, v[2] = out * w, v[3] = feat;
+    v[0] = dc->lambda_task * v[1] + dc->lambda_out * v[2] + dc->lambda_feat * v[3];
+    unet_backward(u, dout, (const float *const *)dtaps);
+    return 0;
+}
+
+// values: loss, loss_task, loss_out, loss_feat, then feat_raw[n_taps], feat_norm[n_taps]
+static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
+    DistillTask *d = self;
+    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
+    return distill_loss(d->teacher, u, &d->cfg->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
+                        d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
+}
+
+static int distill_log(void *self, H5Log *log, long step, const double *v, Error *e) {
+    DistillTask *d = self;
+    if (step < 0) {
+        const char *cols[MAX_TAPS];
+        for (int t = 0; t < d->n_taps; t++) cols[t] = d->teacher->taps[t].name;
+        d->id_raw = h5log_series2d(log, "feat_raw", d->n_taps, "1",
+                                   "per tap: mean over elements of (F_S - F_T)^2 (BK-SDM's term)", cols, e);
+        d->id_norm = h5log_series2d(log, "feat_norm", d->n_taps, "1",
+                                    "per tap: mean over samples of ||F_S - F_T||^2 / ||F_T||^2 (LAPTOP's term)", cols, e);
+        return d->id_raw < 0 || d->id_norm < 0 ? -1 : 0;
+    }
+    if (h5log_append(log, d->id_raw, v + 4, e)) return -1;
+    return h5log_append(log, d->id_norm, v + 4 + d->n_taps, e);
+}
+
+// Teacher and student taps on the fixed probe batch: one collective write.
+static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
+    DistillTask *d = self;
+    long rows = d->probe_rows, total = d->cfg->distill.probe_samples;
+    const char *paths[2 * MAX_TAPS];
+    char names[2 * MAX_TAPS][96];
+    int ndims[2 * MAX_TAPS];
+    long long dims[2 * MAX_TAPS][8];
+    const float *data[2 * MAX_TAPS];
+    float *copies[MAX_TAPS] = {0};
+    int rc = 0;
+    if (rows > 0 && unet_forward(d->teacher, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, (int)rows, d->H, d->W,
+                                 d->L, NULL, e))
+        rc = -1;
+    // the teacher's taps live until its next forward; copy them before the student runs
+    for (int t = 0; t < d->n_taps && !rc; t++) {
+        const Tap *tt = &d->teacher->taps[t];
+        size_t m = (size_t)tt->C * tt->H * tt->W;
+        copies[t] = xmalloc((size_t)(rows ? rows : 1) * m * sizeof(float));
+        if (rows) memcpy(copies[t], tt->data, (size_t)rows * m * sizeof(float));
+    }
+    if (!rc && rows > 0 &&
+        unet_forward(u, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, (int)rows, d->H, d->W, d->L, NULL, e))
+        rc = -1;
+    for (int t = 0; t < d->n_taps && !rc; t++) {
+        const Tap *tt = &d->teacher->taps[t];
+        for (int k = 0; k < 2; k++) {
+            int i = 2 * t + k;
+            snprintf(names[i], sizeof names[i], "/activations/%ld/%s/%s", step, tt->name, k ? "student" : "teacher");
+            paths[i] = names[i];
+            ndims[i] = 4;
+            dims[i][0] = total, dims[i][1] = tt->C, dims[i][2] = tt->H, dims[i][3] = tt->W;
+            data[i] = k ? u->taps[t].data : copies[t];
+        }
+    }
+    // every rank must enter the collective; a local failure is reported through it
+    int bad = rc != 0;
+    d->comm->max_i32(d->comm, &bad, 1);
+    if (!bad) {
+        const char *an[] = {"description", "units"};
+        const char *av[] = {"feature map of this tap on the fixed probe batch (rows: probe samples)", "1"};
+        rc = d->comm->write_rows_f32(d->comm, d->run_h5, 2 * d->n_taps, paths, ndims, (const long long(*)[8])dims,
+                                     d->probe_first, rows, data, an, av, 2, e);
+    } else if (!rc) {
+        rc = errorf(e, "%s", TRAINER_OTHER_RANK);
+    }
+    for (int t = 0; t < d->n_taps; t++) free(copies[t]);
+    return rc;
+}
+
+int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
+    DistillTask d = {.cfg = cfg, .comm = comm};
+    const DistillConfig *dc = &cfg->distill;
+    int rc = -1;
+    UNet *s = NULL;
+    char student[1100];
+    if (dc->student[0])
+        snprintf(student, sizeof student, "%s", dc->student);
+    else
+        snprintf(student, sizeof student, "%s/student_init.safetensors", cfg->output.dir);
+    if (!cfg->weights[0]) return errorf(e, "model.weights is empty: distill needs the teacher's weights");
+    d.teacher = unet_from_file(cfg->weights, &cfg->model, e);
+    if (!d.teacher) return -1;
+    s = unet_from_file(student, &cfg->model, e);
+    if (!s) {
+        char inner[sizeof e->msg];
+        snprintf(inner, sizeof inner, "%s", e->msg);
+        errorf(e, "%s (the student comes from `laptop-diff plan`, or set distill.student)", inner);
+        goto done;
+    }
+    d.data = dataset_open(cfg, "train", e);
+    if (!d.data || schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
+    DatasetShape sh = dataset_shape(d.data);
+    d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D, d.numel = (size_t)sh.C * sh.H * sh.W;
+    d.n_taps = d.teacher->n_taps;
+    // the files carry their own architecture: both must fit the data and each other
+    const UNet *both[2] = {d.teacher, s};
+    const char *paths[2] = {cfg->weights, student};
+    for (int k = 0; k < 2; k++) {
+        const ModelConfig *m = &both[k]->cfg;
+        if (m->in_channels != d.C || m->out_channels != d.C || m->cross_attention_dim != d.D) {
+            errorf(e, "%s: a U-Net with %d->%d channels and cross_attention_dim %d does not fit the job's data "
+                      "(%d channels, %dx%d, context %dx%d)",
+                   paths[k], m->in_channels, m->out_channels, m->cross_attention_dim, d.C, d.H, d.W, d.L, d.D);
+            goto done;
+        }
+    }
+    int same = s->n_taps == d.n_taps && s->cfg.n_blocks == d.teacher->cfg.n_blocks;
+    for (int i = 0; same && i < s->cfg.n_blocks; i++)
+        same = s->cfg.block_out_channels[i] == d.teacher->cfg.block_out_channels[i];
+    if (!same) {
+        errorf(e, "%s: the student's stages (blocks and widths) do not match the teacher's (%s): feature KD needs "
+                  "the same taps",
+               student, cfg->weights);
+        goto done;
+    }
+    long B = cfg->train.batch, b = B / comm->size + 1;
+    batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
+    d.outS = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.outT = xmalloc((size_t)b * d.numel * sizeof(float));
+    d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
+    // tap sizes from one probe forward of the teacher (taps depend on H, W only)
+    {
+        float *x = xcalloc(d.numel, sizeof(float)), *c = xcalloc((size_t)d.L * d.D, sizeof(float)), t = 0;
+        float *o = xmalloc(d.numel * sizeof(float));
+        int frc = unet_forward(d.teacher, o, x, &t, c, 1, d.H, d.W, d.L, NULL, e);
+        free(x), free(c), free(o);
+        if (frc) goto done;
+        for (int t2 = 0; t2 < d.n_taps; t2++) {
+            const Tap *tp = &d.teacher->taps[t2];
+            d.dtaps[t2] = xmalloc((size_t)b * tp->C * tp->H * tp->W * sizeof(float));
+        }
+    }
+    // the probe batch: fixed samples from the test split, this rank's rows
+    snprintf(d.run_h5, sizeof d.run_h5, "%s/run.h5", cfg->output.dir);
+    if (dc->activation_interval > 0) {
+        comm_shard(dc->probe_samples, comm->rank, comm->size, &d.probe_first, &d.probe_rows);
+        Dataset *test = dataset_open(cfg, "test", e);
+        if (!test) goto done;
+        long r = d.probe_rows ? d.probe_rows : 1;
+        d.probe_xt = xmalloc((size_t)r * d.numel * sizeof(float));
+        d.probe_ctx = xmalloc((size_t)r * d.L * d.D * sizeof(float));
+        d.probe_t = xmalloc((size_t)r * sizeof(float));
+        d.probe_out = xmalloc((size_t)r * d.numel * sizeof(float));
+        int *ti = xmalloc((size_t)r * sizeof(int));
+        float *noise = xmalloc((size_t)r * d.numel * sizeof(float));
+        uint64_t seed = (uint64_t)cfg->runtime.seed;
+        for (long i = 0; i < d.probe_rows; i++) {
+            uint64_t g = (uint64_t)(d.probe_first + i);
+            dataset_get(test, (int64_t)rng_below(seed, RNG_MISC, (7ULL << 32) + g, (uint64_t)dataset_size(test)),
+                        d.probe_xt + i * d.numel, d.probe_ctx + (size_t)i * d.L * d.D, NULL, 0);
+            ti[i] = (int)rng_below(seed, RNG_MISC, (8ULL << 32) + g, (uint64_t)d.sched.T);
+            d.probe_t[i] = (float)ti[i];
+            rng_normal_fill(noise + i * d.numel, d.numel, rng_bits(seed, RNG_MISC, (9ULL << 32) + g), RNG_MISC, 0);
+        }
+        schedule_q_sample(&d.sched, d.probe_xt, d.probe_xt, noise, ti, (int)d.probe_rows, d.numel);
+        free(ti), free(noise);
+        dataset_close(test);
+    }
+    char run_h5[1100], ckpt[1100], model_out[1100];
+    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
+    snprintf(model_out, sizeof model_out, "%s/student.safetensors", cfg->output.dir);
+    const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", dc->feat_norm};
+    TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
+                      .step = distill_step, .log_extra = distill_log, .self = &d};
+    if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
+    TrainerOptions opt = {.stage = "distill", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
+                          .resume = resume, .meta = meta, .n_meta = 2};
+    if (comm->rank == 0) {
+        printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
+               "%d steps\n",
+               s->pt.total, d.teacher->pt.total, dc->feat_norm, d.n_taps, B, comm->size, comm->size == 1 ? "" : "s",
+               cfg->train.steps);
+        fflush(stdout);
+    }
+    rc = trainer_run(cfg, comm, s, &task, &opt, e);
+done:
+    batch_free(&d.bt);
+    free(d.outS), free(d.outT), free(d.dout);
+    for (int t = 0; t < MAX_TAPS; t++) free(d.dtaps[t]);
+    free(d.probe_xt), free(d.probe_ctx), free(d.probe_t), free(d.probe_out);
+    if (d.data) schedule_free(&d.sched);
+    dataset_close(d.data);
+    unet_free(s);
+    unet_free(d.teacher);
+    return rc;
+}

@@ -1,0 +1,35 @@
+// distill.h — `laptop-diff distill` (DESIGN §5): the pruned student retrained
+// against the frozen teacher with L = lambda_task*MSE(eps_S, eps) +
+// lambda_out*MSE(eps_S, eps_T) + lambda_feat * sum over taps of T_l, where T_l
+// is LAPTOP's normalized term mean_b ||F_S,b - F_T,b||^2 / ||F_T,b||^2
+// (feat_norm "l2sq", teacher norm held constant) or BK-SDM's per-element MSE
+// ("none"). Both variants of every tap are logged (/train/feat_raw,
+// /train/feat_norm) whichever drives training. The optimizer, checkpoints and
+// resume are the shared trainer's.
+#ifndef LD_DISTILL_H
+#define LD_DISTILL_H
+#include "core/comm.h"
+#include "io/config.h"
+#include "model/unet.h"
+
+int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e);
+
+// The feature terms of one tap for b samples of n elements each:
+// raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of
+// ||S_s - T_s||^2 / ||T_s||^2 divided by `denom` (the global batch).
+// dS (may be NULL) receives += scale * d(term)/dS, the term being the
+// normalized one when normalized, else raw * b / denom (its global-mean share).
+void distill_feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
+                       double *raw, double *norm, float *dS);
+
+// One rank's share of one distillation step (what distill_step does after
+// drawing its batch; exported so tests differentiate the real loss): the
+// teacher and student u run forward on b samples (xt [b,C,H,W], tf [b], ctx
+// [b,L,D]) of a global batch of B; noise is the task target. Writes v = {loss,
+// loss_task, loss_out, loss_feat, feat_raw[n_taps], feat_norm[n_taps]}, each
+// weighted as its share of the global mean, and accumulates the gradient of
+// v[0] into u->grads. Scratch: outS, outT, dout [b*C*H*W]; dtaps[t] [b x tap t].
+int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
+                 const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
+                 float *const *dtaps, double *v, Error *e);
+#endif

@@ -1,0 +1,255 @@
+// trainer.c — see trainer.h.
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "train/adamw.h"
+#include "model/checkpoint.h"
+#include "io/h5log.h"
+#include "core/numerics.h"
+#include "train/train_state.h"
+
+// The one piece of process-wide state: a signal handler cannot take a context.
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+void trainer_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+static void fmt_duration(double s, char *buf, size_t n) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else
+        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+}
+
+// Sum of every rank's gradient contribution, bucket by bucket over the one buffer.
+static void allreduce_grads(Comm *c, float *g, size_t n, double bucket_mb) {
+    if (c->size == 1) return;
+    size_t bucket = (size_t)(bucket_mb * 1024 * 1024 / sizeof(float));
+    if (bucket < 1) bucket = 1;
+    for (size_t off = 0; off < n; off += bucket) c->sum_f32(c, g + off, n - off < bucket ? n - off : bucket);
+}
+
+// Rank 0 did something that may fail (a file write); every rank learns the outcome.
+static int agree(Comm *c, int rc, Error *e) {
+    int bad = rc != 0;
+    c->max_i32(c, &bad, 1);
+    if (bad && rc == 0) errorf(e, "%s", TRAINER_OTHER_RANK);
+    return bad ? -1 : 0;
+}
+
+static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *opt_state, long step, long B,
+                           long seed, const char *hash, Error *e) {
+    int rc = 0;
+    if (c->rank == 0) {
+        TrainMeta meta = {.step = step, .samples_seen = step * B, .seed = (uint64_t)seed, .ranks = c->size};
+        snprintf(meta.config_hash, sizeof meta.config_hash, "%s", hash);
+        rc = train_state_save(opt->ckpt_dir, u, opt_state->m, opt_state->v, opt_state->ema, &meta, 2, e);
+    }
+    return agree(c, rc, e);
+}
+
+// The /train series of a run, registered on every (re)open of the run file.
+typedef struct {
+    int step, loss[TRAINER_MAX_LOSSES], gnorm, lr, sps;
+} Series;
+
+static int register_series(H5Log *log, TrainTask *task, Series *s, Error *e) {
+    if ((s->step = h5log_series(log, "step", "1", "optimizer steps completed", e)) < 0) return -1;
+    for (int i = 0; i < task->n_losses; i++)
+        if ((s->loss[i] = h5log_series(log, task->loss_names[i], "1", "mean over the global batch", e)) < 0) return -1;
+    if ((s->gnorm = h5log_series(log, "grad_norm", "1", "global L2 norm of the gradient before clipping", e)) < 0) return -1;
+    if ((s->lr = h5log_series(log, "lr", "1", "learning rate of the step", e)) < 0) return -1;
+    if ((s->sps = h5log_series(log, "samples_per_s", "samples/s", "throughput over the last log interval, all ranks", e)) < 0)
+        return -1;
+    return task->log_extra ? task->log_extra(task->self, log, -1, NULL, e) : 0;
+}
+
+int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt, Error *e) {
+    const TrainConfig *tc = &cfg->train;
+    const long B = tc->batch, steps = tc->steps, seed = cfg->runtime.seed;
+    if (B % comm->size)
+        return errorf(e, "train.batch = %ld is not divisible by the %d ranks", B, comm->size);
+    long g0, b;
+    comm_shard(B, comm->rank, comm->size, &g0, &b);
+    size_t n = u->pt.total;
+    AdamW *ad = adamw_create(n, tc);
+    adamw_ema_init(ad, u->params);
+    long start = 0;
+    int rc = 0;
+    H5Log *log = NULL;
+    char *cfg_text = NULL, hash[17] = "";
+
+    if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
+    if (agree(comm, rc, e)) goto fail;
+    cfg_text = job_config_text(cfg);
+    train_state_hash(cfg_text, hash);
+    if (opt->resume) {
+        char path[1200];
+        int found = train_state_find_latest(opt->ckpt_dir, path, sizeof path, e);
+        if (found != 0) {
+            if (found > 0) errorf(e, "--resume: no checkpoint in %s", opt->ckpt_dir);
+            goto fail;
+        }
+        TrainMeta meta;
+        if (train_state_load(path, u, ad->m, ad->v, ad->ema, &meta, e)) goto fail;
+        if (meta.seed != (uint64_t)seed) {
+            errorf(e, "%s: written with runtime.seed = %llu, this job has %ld", path, (unsigned long long)meta.seed, seed);
+            goto fail;
+        }
+        if (meta.samples_seen != meta.step * B) {
+            errorf(e, "%s: %ld samples after %ld steps does not match train.batch = %ld", path, meta.samples_seen,
+                   meta.step, B);
+            goto fail;
+        }
+        start = meta.step;
+        ad->step = meta.step;
+        if (comm->rank == 0) {
+            printf("%s: resumed from %s at step %ld/%ld\n", opt->stage, path, start, steps);
+            if (meta.ranks != comm->size)
+                printf("%s: note: the checkpoint was written by %d ranks, this run has %d: it continues the same "
+                       "global batches, equal to float tolerance but not bit for bit\n", opt->stage, meta.ranks, comm->size);
+        }
+    }
+    if (comm->rank == 0) {
+        // run.h5 may already hold /prune from score and plan: keep it, restart /train (or trim it on resume)
+        log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, opt->resume ? start : -1, e);
+        if (!log) rc = -1;
+    }
+    if (agree(comm, rc, e)) goto fail;
+    Series ids;
+    if (comm->rank == 0) {
+        h5log_set_rows_hint(log, steps / tc->log_interval + 2);
+        rc = register_series(log, task, &ids, e);
+    }
+    if (agree(comm, rc, e)) goto fail;
+    // fault injection for the tests: LAPTOP_DIFF_FAULT=nan@N makes step N's loss NaN
+    long fault_nan_step = -1;
+    const char *fault = getenv("LAPTOP_DIFF_FAULT");
+    if (fault && !strncmp(fault, "nan@", 4)) fault_nan_step = atol(fault + 4);
+    double t_last = now_s(), t_begin = t_last;
+    long last_logged = start;
+    double losses[TRAINER_MAX_VALUES];
+    int n_values = task->n_losses + task->n_extra;
+    CHECK(task->n_losses <= TRAINER_MAX_LOSSES && n_values <= TRAINER_MAX_VALUES);
+    for (long s = start; s < steps; s++) {
+        unet_zero_grad(u);
+        memset(losses, 0, sizeof losses);
+        // a failing shard (bad data) must stop every rank, not leave them in the all-reduce
+        if (agree(comm, task->step(task->self, u, s, g0, (int)b, (int)B, losses, e), e)) goto fail;
+        allreduce_grads(comm, u->grads, n, tc->bucket_mb);
+        comm->sum_f64(comm, losses, (size_t)n_values);
+        if (fault_nan_step == s + 1) losses[0] = NAN;
+        // every rank holds the same reduced values, so all stop together
+        if (!isfinite(losses[0]) || !all_finite(u->grads, n)) {
+            if (comm->rank) {  // every rank sees it; one message is enough
+                errorf(e, "%s", TRAINER_OTHER_RANK);
+                goto fail;
+            }
+            errorf(e, "%s stopped at step %ld: %s is not finite (NaN or Inf); the last checkpoint in %s is intact",
+                   opt->stage, s + 1, isfinite(losses[0]) ? "the gradient" : "the loss", opt->ckpt_dir);
+            goto fail;
+        }
+        double gnorm = adamw_clip(u->grads, n, tc->grad_clip);
+        double lr = adamw_lr(tc, s);
+        adamw_step(ad, u->params, u->grads, lr);
+        adamw_ema_update(ad, u->params);
+        long done = s + 1;
+
+        if (comm->rank == 0 && (done % tc->log_interval == 0 || done == steps)) {
+            double t = now_s(), sps = (double)(done - last_logged) * B / (t - t_last);
+            double vals = (double)done;
+            rc |= h5log_append(log, ids.step, &vals, e);
+            for (int i = 0; i < task->n_losses; i++) rc |= h5log_append(log, ids.loss[i], &losses[i], e);
+            rc |= h5log_append(log, ids.gnorm, &gnorm, e);
+            rc |= h5log_append(log, ids.lr, &lr, e);
+            rc |= h5log_append(log, ids.sps, &sps, e);
+            if (task->log_extra) rc |= task->log_extra(task->self, log, done, losses, e);
+            if (!rc) rc = h5log_flush(log, e);
+            char eta[32];
+            fmt_duration((double)(steps - done) * (t - t_begin) / (double)(done - start), eta, sizeof eta);
+            printf("%s step %ld/%ld  %s %.5f", opt->stage, done, steps, task->loss_names[0], losses[0]);
+            for (int i = 1; i < task->n_losses; i++) printf("  %s %.5f", task->loss_names[i], losses[i]);
+            printf("  lr %.2e  grad_norm %.3f  %.1f samples/s  ETA %s\n", lr, gnorm, sps, eta);
+            fflush(stdout);
+            t_last = t, last_logged = done;
+        }
+        if (agree(comm, rc, e)) goto fail;
+        if (task->snapshot && task->snapshot_interval > 0 && (done % task->snapshot_interval == 0 || done == steps)) {
+            // the run file has one writer at a time: rank 0 lets go of it for the collective write
+            if (comm->rank == 0) rc = h5log_close(log, e), log = NULL;
+            if (agree(comm, rc, e)) goto fail;
+            if (agree(comm, task->snapshot(task->self, u, done, e), e)) goto fail;
+            if (comm->rank == 0) {
+                log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+                rc = log ? register_series(log, task, &ids, e) : -1;
+            }
+            if (agree(comm, rc, e)) goto fail;
+        }
+        int stop = stop_signal != 0;
+        comm->max_i32(comm, &stop, 1);
+        if ((tc->checkpoint_interval > 0 && done % tc->checkpoint_interval == 0) || done == steps || stop) {
+            if (save_checkpoint(comm, opt, u, ad, done, B, seed, hash, e)) goto fail;
+        }
+        if (stop) {
+            if (comm->rank == 0)
+                printf("%s: stopped by a signal after step %ld; checkpoint written, continue with --resume\n",
+                       opt->stage, done);
+            Error ce;
+            h5log_close(log, &ce);
+            adamw_free(ad);
+            free(cfg_text);
+            return 1;
+        }
+    }
+    if (comm->rank == 0) {
+        rc = unet_save(u, opt->model_out, opt->meta, opt->n_meta, e);
+        if (!rc && ad->ema) {
+            char path[1200];
+            snprintf(path, sizeof path, "%.*s_ema.safetensors", (int)(strlen(opt->model_out) - strlen(".safetensors")),
+                     opt->model_out);
+            float *keep = u->params;
+            u->params = ad->ema;  // write the EMA weights through the same writer
+            rc = unet_save(u, path, opt->meta, opt->n_meta, e);
+            u->params = keep;
+        }
+    }
+    if (agree(comm, rc, e)) goto fail;
+    rc = log ? h5log_close(log, e) : 0;
+    log = NULL;
+    if (agree(comm, rc, e)) goto fail;
+    adamw_free(ad);
+    free(cfg_text);
+    return 0;
+fail:
+    if (log) {
+        Error ce;
+        h5log_close(log, &ce);
+    }
+    adamw_free(ad);
+    free(cfg_text);
+    return -1;
+}
