@@ -42,7 +42,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     JobConfig jc;
     Error e = {{0}};
     int rc = 0;
-    if (job_config_load(&jc, target, sets, n_sets, &e) || runtime_check_device(&jc.runtime, &e)) {
+    if (job_config_load(&jc, target, sets, n_sets, &e) || runtime_check_device(jc.runtime.device, &e)) {
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
     }

@@ -44,7 +44,7 @@ typedef struct {
 static const EnumName DOWN_TYPES[] = {{"DownBlock2D", 0}, {"CrossAttnDownBlock2D", 1}, {NULL, 0}};
 static const EnumName UP_TYPES[] = {{"UpBlock2D", 0}, {"CrossAttnUpBlock2D", 1}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
-static const EnumName DEVICES[] = {{"cpu", 0}, {"cuda", 1}, {NULL, 0}};
+static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", 0}, {"hdf5", 1}, {NULL, 0}};
 static const EnumName SCHEDULES[] = {{"scaled_linear", 0}, {"linear", 1}, {NULL, 0}};
 static const EnumName CRITERIA[] = {{"output_loss", 0}, {"random", 1}, {"magnitude", 2}, {"feature_loss", 3}, {"taylor", 4}, {NULL, 0}};
@@ -123,7 +123,7 @@ static const KeySpec KEYS[] = {
     {"eval", "samples", T_INT, "256", 1, NOMAX, AT(eval.samples), .doc = "Held-out (test split) samples for the evaluation's task loss and output MSE to the teacher."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
-    {"runtime", "device", T_STRING, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (one GPU per rank)."},
+    {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (one GPU per rank)."},
     {"output", "dir", T_STRING, "\"runs/default\"", AT(output.dir), .doc = "Run directory: run.h5, models, checkpoints and sample grids go here."},
 };
 // clang-format on

@@ -9,12 +9,13 @@
 #include <stdio.h>
 
 #include "core/common.h"
+#include "kernels/runtime.h"
 #include "model/model_config.h"
 
 typedef struct {
     int threads;      // 0: all cores (OpenMP's default)
     long seed;        // 0 .. 2^31-1
-    char device[16];  // "cpu" or "cuda"
+    Device device;    // runtime.device: "cpu" or "cuda"
 } RuntimeConfig;
 
 typedef struct {

@@ -57,16 +57,16 @@ void runtime_fix_blas_kernels(char **argv) {
     execv("/proc/self/exe", argv);
 }
 
-int runtime_check_device(const RuntimeConfig *rt, Error *e) {
-    if (strcmp(rt->device, "cpu") == 0) return 0;
+int runtime_check_device(Device device, Error *e) {
+    if (device == DEVICE_CPU) return 0;
 #ifdef LD_HAVE_CUDA_GEMM
     // An LD_CUDA_GEMM build: GEMMs go to cuBLAS, so a device must be there.
-    if (strcmp(rt->device, "cuda") == 0) {
+    if (device == DEVICE_CUDA) {
         Error ce;
         if (gpu_device_count(&ce) > 0) return 0;
         return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s)", ce.msg);
     }
 #endif
-    return errorf(e, "runtime.device = \"%s\": this build has no GPU backend yet (the CUDA backend is a later "
-                     "step); use runtime.device = \"cpu\"", rt->device);
+    return errorf(e, "runtime.device = \"cuda\": this build has no GPU backend (configure with -DLD_CUDA_GEMM=ON "
+                     "where the CUDA toolkit is); use runtime.device = \"cpu\"");
 }

@@ -3,7 +3,6 @@
 #ifndef LD_RUNTIME_H
 #define LD_RUNTIME_H
 #include "core/common.h"
-#include "io/config.h"
 
 // threads = 0: the cores of this node divided among its ranks (at least 1).
 // Returns the count used.
@@ -22,6 +21,9 @@ const char *runtime_blas_coretype_fix(void);
 // restart failed (the run then goes on with the slow kernels).
 void runtime_fix_blas_kernels(char **argv);
 
-// "cuda" on a build or machine without a GPU stops here with a clear message.
-int runtime_check_device(const RuntimeConfig *rt, Error *e);
+// The compute backend of a rank (runtime.device in the job file).
+typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } Device;
+
+// DEVICE_CUDA on a build or machine without a GPU stops here with a clear message.
+int runtime_check_device(Device device, Error *e);
 #endif

@@ -18,7 +18,7 @@ static int same_config(const JobConfig *a, const JobConfig *b) {
     // ModelConfig is all ints and floats (no padding), and loads zero its unused tails.
     return memcmp(&a->model, &b->model, sizeof a->model) == 0 &&
            a->runtime.threads == b->runtime.threads && a->runtime.seed == b->runtime.seed &&
-           strcmp(a->runtime.device, b->runtime.device) == 0 &&
+           a->runtime.device == b->runtime.device &&
            strcmp(a->output.dir, b->output.dir) == 0;
 }
 
@@ -30,7 +30,7 @@ static void test_defaults(void) {
     EXPECT(memcmp(&jc.model, &sd, sizeof sd) == 0, "defaults differ from model_config_sd15");
     EXPECT(jc.runtime.threads == 0 && jc.runtime.seed == 1234, "threads %d seed %ld",
            jc.runtime.threads, jc.runtime.seed);
-    EXPECT(strcmp(jc.runtime.device, "cpu") == 0, "device %s", jc.runtime.device);
+    EXPECT(jc.runtime.device == DEVICE_CPU, "device %d", (int)jc.runtime.device);
     EXPECT(strcmp(jc.output.dir, "runs/default") == 0, "dir %s", jc.output.dir);
     EXPECT(jc.path[0] == 0, "path %s", jc.path);
     // Spot checks of the SD-1.5 facts themselves, not just agreement of two sources.
@@ -167,9 +167,9 @@ static void test_overrides(void) {
         EXPECT(jc.model.norm_num_groups == 16 && jc.model.norm_eps == 1e-6f &&
                    jc.model.freq_shift == 1.0f && jc.model.use_linear_projection == 1,
                "model scalar overrides");
-        EXPECT(strcmp(jc.runtime.device, "cuda") == 0 && strcmp(jc.output.dir, "runs/x y") == 0 &&
+        EXPECT(jc.runtime.device == DEVICE_CUDA && strcmp(jc.output.dir, "runs/x y") == 0 &&
                    jc.runtime.seed == 2147483647,
-               "runtime/output overrides: %s %s %ld", jc.runtime.device, jc.output.dir,
+               "runtime/output overrides: %d %s %ld", (int)jc.runtime.device, jc.output.dir,
                jc.runtime.seed);
         EXPECT(jc.model.n_blocks == 2 && jc.model.cross_attention_dim == 16, "file values kept");
     }
