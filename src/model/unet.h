@@ -63,7 +63,7 @@ typedef struct {
 typedef struct {
     ModelConfig cfg;
     ParamTable pt;
-    float *params, *grads;  // pt.total floats each
+    float *params, *grads;  // pt.total floats each; grads NULL until the first zero_grad/backward
 
     int temb_dim;  // 4 * block_out_channels[0]
     size_t conv_in_w, conv_in_b, t1_w, t1_b, t2_w, t2_b, norm_out_w, norm_out_b, conv_out_w,
@@ -99,6 +99,7 @@ typedef struct {
 UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e);
 void unet_free(UNet *u);
 
+// Zeroes u->grads, allocating it on first use.
 void unet_zero_grad(UNet *u);
 long long unet_total_macs(const UNet *u);
 
