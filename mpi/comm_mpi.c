@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "h5par.h"
 
 #define MPI_CHECK(call)                                                                  \
     do {                                                                                 \
@@ -53,14 +52,31 @@ static void bcast(Comm *c, void *buf, size_t bytes, int root) {
     }
 }
 
-static void gatherv_f64(Comm *c, const double *send, int count, double *recv, const int *counts, int root) {
-    int *displs = NULL;
-    if (c->rank == root) {
-        displs = calloc((size_t)c->size, sizeof *displs);
-        for (int r = 1; r < c->size; r++) displs[r] = displs[r - 1] + counts[r - 1];
+// MPI's counts are ints: a gather over 2 GiB per rank would need derived
+// types, which nothing here sends; stop loudly rather than truncate.
+static int int_count(size_t n) {
+    if (n > INT_MAX) {
+        fprintf(stderr, "laptop-diff: %s:%d: gather of %zu bytes from one rank exceeds MPI's int count\n", __FILE__,
+                __LINE__, n);
+        MPI_Abort(MPI_COMM_WORLD, 1);
     }
-    MPI_CHECK(MPI_Gatherv(send, count, MPI_DOUBLE, recv, counts, displs, MPI_DOUBLE, root, MPI_COMM_WORLD));
-    free(displs);
+    return (int)n;
+}
+
+static void gatherv_bytes(Comm *c, const void *send, size_t bytes, void *recv, const size_t *counts, int root) {
+    int *icounts = NULL, *displs = NULL;
+    if (c->rank == root) {
+        icounts = calloc((size_t)c->size, sizeof *icounts);
+        displs = calloc((size_t)c->size, sizeof *displs);
+        size_t off = 0;
+        for (int r = 0; r < c->size; r++) {
+            icounts[r] = int_count(counts[r]);
+            displs[r] = int_count(off);
+            off += counts[r];
+        }
+    }
+    MPI_CHECK(MPI_Gatherv(send, int_count(bytes), MPI_BYTE, recv, icounts, displs, MPI_BYTE, root, MPI_COMM_WORLD));
+    free(icounts), free(displs);
 }
 
 static void barrier(Comm *c) {
@@ -77,7 +93,7 @@ Comm comm_mpi_world(void) {
     MPI_CHECK(MPI_Comm_size(node, &c.local_size));
     MPI_CHECK(MPI_Comm_free(&node));
     c.sum_f32 = sum_f32, c.sum_f64 = sum_f64, c.max_i32 = max_i32, c.bcast = bcast;
-    c.gatherv_f64 = gatherv_f64, c.barrier = barrier, c.write_rows_f32 = h5par_write_rows_f32;
+    c.gatherv_bytes = gatherv_bytes, c.barrier = barrier;
     return c;
 }
 

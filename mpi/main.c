@@ -4,15 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "comm_mpi.h"
+#include "h5par.h"
 #include "io/config.h"
-#include "cli/info.h"
-#include "train/distill.h"
-#include "cli/eval.h"
-#include "cli/prune_cmd.h"
 #include "kernels/runtime.h"
-#include "cli/sample.h"
-#include "cli/train_diffusion.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -40,7 +36,7 @@ static void usage(FILE *f) {
 static int run_stage(const char *cmd, const char *target, const char *const *sets, int n_sets, int resume) {
     Comm comm = comm_mpi_world();
     JobConfig jc;
-    Error e = {{0}};
+    Error e = {0};
     int rc = 0;
     if (job_config_load(&jc, target, sets, n_sets, &e) || runtime_check_device(jc.runtime.device, &e)) {
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
@@ -53,27 +49,36 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         fflush(stdout);
     }
     trainer_install_signal_handlers();
+    H5Access h5 = h5par_access();
+    RunCtx r;
+    rc = run_ctx_init(&r, &jc, &comm, &h5, &e);
+    if (rc) {
+        if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        comm_mpi_free(&comm);
+        return 1;
+    }
     if (!strcmp(cmd, "train"))
-        rc = train_main(&jc, &comm, resume, &e);
+        rc = train_main(&r, resume, &e);
     else if (!strcmp(cmd, "sample"))
-        rc = sample_main(&jc, &comm, &e);
+        rc = sample_main(&r, &e);
     else if (!strcmp(cmd, "score"))
-        rc = score_main(&jc, &comm, &e);
+        rc = score_main(&r, &e);
     else if (!strcmp(cmd, "plan"))
-        rc = plan_main(&jc, &comm, &e);
+        rc = plan_main(&r, &e);
     else if (!strcmp(cmd, "distill"))
-        rc = distill_main(&jc, &comm, resume, &e);
+        rc = distill_main(&r, resume, &e);
     else if (!strcmp(cmd, "eval"))
-        rc = eval_main(&jc, &comm, &e);
+        rc = eval_main(&r, &e);
     else
-        rc = run_main(&jc, &comm, resume, &e);
+        rc = run_main(&r, resume, &e);
+    run_ctx_free(&r);
     if (rc < 0) {
         // Ranks usually fail together with the same message: rank 0 speaks for
-        // all, unless it only knows that another rank failed.
-        int r0_knows = comm.rank == 0 && strcmp(e.msg, TRAINER_OTHER_RANK) != 0;
+        // all, unless it only knows that another rank failed; then each rank
+        // that failed itself speaks.
+        int r0_knows = comm.rank == 0 && !e.other_rank;
         comm.bcast(&comm, &r0_knows, sizeof r0_knows, 0);
-        int mine = strcmp(e.msg, TRAINER_OTHER_RANK) != 0;
-        if (r0_knows ? comm.rank == 0 : mine) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        if (r0_knows ? comm.rank == 0 : !e.other_rank) fprintf(stderr, "laptop-diff: %s\n", e.msg);
         rc = 1;
     } else if (rc == 1) {
         rc = 3;  // stopped by a signal after checkpointing: distinct for requeue scripts
@@ -133,7 +138,7 @@ int main(int argc, char **argv) {
         rc = 2;
     }
     if (!rc) {
-        Error e = {{0}};
+        Error e = {0};
         if (!strcmp(cmd, "info")) {
             if (rank == 0 && info_run(stdout, target, sets, n_sets, &e)) {
                 fprintf(stderr, "laptop-diff: %s\n", e.msg);

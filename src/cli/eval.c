@@ -1,26 +1,20 @@
-// eval.c — see eval.h.
-#include "cli/eval.h"
-
+// eval.c — the `eval` command: teacher and student on held-out data (the
+// test split: eval.samples noisy inputs built like the calibration set): task
+// loss (MSE to the true noise), output MSE to the teacher, parameters, MACs
+// and seconds per sample; /eval/<model>/* in run.h5, a table on stdout, and a
+// PNG with teacher and student samples side by side for the same seeds and
+// classes. See commands.h.
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
-#include "data/calib.h"
-#include "model/checkpoint.h"
-#include "data/conditioning.h"
-#include "train/distill.h"
-#include "io/h5log.h"
-#include "kernels/kernels.h"
-#include "io/png_grid.h"
-#include "cli/prune_cmd.h"
+#include "cli/commands.h"
 #include "cli/sample.h"
-#include "train/trainer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
+#include "data/calib.h"
+#include "data/conditioning.h"
+#include "io/h5log.h"
+#include "io/png_grid.h"
+#include "kernels/kernels.h"
+#include "model/checkpoint.h"
 
 typedef struct {
     double task_loss, output_mse, params, macs, seconds_per_sample;
@@ -39,13 +33,6 @@ static int measure(UNet *u, Calib *cs, Metrics *m, Error *e) {
     return rc;
 }
 
-static int agree(Comm *c, int rc, Error *e) {
-    int bad = rc != 0;
-    c->max_i32(c, &bad, 1);
-    if (bad && !rc) errorf(e, "%s", TRAINER_OTHER_RANK);
-    return bad ? -1 : 0;
-}
-
 static int write_metrics(H5Log *log, const char *who, const Metrics *m, Error *e) {
     const struct { const char *name; double v; const char *units, *desc; } rows[] = {
         {"task_loss", m->task_loss, "1", "held-out MSE of the predicted to the true noise"},
@@ -62,15 +49,15 @@ static int write_metrics(H5Log *log, const char *who, const Metrics *m, Error *e
     return 0;
 }
 
-int eval_main(const JobConfig *cfg, Comm *comm, Error *e) {
-    char spath[1100], run_h5[1100], png[1100];
-    snprintf(spath, sizeof spath, "%s/student.safetensors", cfg->output.dir);
-    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
-    snprintf(png, sizeof png, "%s/teacher_vs_student.png", cfg->output.dir);
-    if (!cfg->weights[0]) return errorf(e, "model.weights is empty: eval compares the student with the teacher");
-    UNet *t = unet_from_file(cfg->weights, &cfg->model, e), *s = t ? unet_from_file(spath, &cfg->model, e) : NULL;
+int eval_main(RunCtx *r, Error *e) {
+    const JobConfig *cfg = r->cfg;
+    Comm *comm = r->comm;
+    const char *run_h5 = r->dir.run_h5, *png = r->dir.eval_png;
+    UNet *t = run_teacher(r, e), *s = NULL;
+    if (!t) return -1;
+    s = unet_from_file(r->dir.student, &cfg->model, e);
     int rc = s ? 0 : -1;
-    if (agree(comm, rc, e)) goto done;
+    if (comm_agree(comm, rc, e)) goto done;
     Metrics mt = {0}, ms = {0};
     if (comm->rank == 0) {
         Calib cs;
@@ -96,12 +83,19 @@ int eval_main(const JobConfig *cfg, Comm *comm, Error *e) {
             if (log && h5log_close(log, e)) rc = -1;
         }
     }
-    if (agree(comm, rc, e)) goto done;
+    if (comm_agree(comm, rc, e)) goto done;
+    int C = t->cfg.out_channels;
+    if (C != 1 && C != 3) {
+        // latents (SD's 4 channels) are no picture until a VAE decodes them
+        if (comm->rank == 0)
+            printf("eval: no %s: the model's %d output channels are latents, not gray or RGB pixels\n", png, C);
+        goto done;
+    }
     // samples side by side: the same seeds and classes for both
     float *xt = sample_all(t, cfg, comm, e), *xs = xt ? sample_all(s, cfg, comm, e) : NULL;
     rc = xs ? 0 : -1;
     if (!rc && comm->rank == 0) {
-        int pc = cfg->sample.per_class, C = t->cfg.out_channels, H = t->cfg.sample_size;
+        int pc = cfg->sample.per_class, H = t->cfg.sample_size;
         size_t per = (size_t)C * H * H;
         float *grid = xmalloc((size_t)COND_CLASSES * 2 * pc * per * sizeof(float));
         for (int c = 0; c < COND_CLASSES; c++)
@@ -117,28 +111,8 @@ int eval_main(const JobConfig *cfg, Comm *comm, Error *e) {
         free(grid);
     }
     free(xt), free(xs);
-    rc = agree(comm, rc, e);
+    rc = comm_agree(comm, rc, e);
 done:
-    unet_free(t), unet_free(s);
+    unet_free(s);
     return rc;
-}
-
-int run_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
-    double t0 = now_s();
-    const char *names[4] = {"score", "plan", "distill", "eval"};
-    for (int k = 0; k < 4; k++) {
-        // a resumed run skips the finished pruning stages: its student is on disk
-        if (resume && k < 2) continue;
-        if (comm->rank == 0) {
-            printf("== run: %s (%.0f s so far)\n", names[k], now_s() - t0);
-            fflush(stdout);
-        }
-        int rc = k == 0 ? score_main(cfg, comm, e)
-                 : k == 1 ? plan_main(cfg, comm, e)
-                 : k == 2 ? distill_main(cfg, comm, resume, e)
-                          : eval_main(cfg, comm, e);
-        if (rc) return rc;
-    }
-    if (comm->rank == 0) printf("== run: done in %.0f s; results in %s\n", now_s() - t0, cfg->output.dir);
-    return 0;
 }

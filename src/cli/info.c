@@ -1,5 +1,7 @@
-// info.c — see info.h.
-#include "cli/info.h"
+// info.c — the `info` command (commands.h): the architecture as a table
+// (block, layers, params), the candidate layers (index, diffusers name, kind,
+// params, MACs) and totals, for a job file's model or a checkpoint.
+#include "cli/commands.h"
 
 #include <string.h>
 

@@ -1,11 +1,13 @@
-// prune_cmd.c — see prune_cmd.h.
-#include "cli/prune_cmd.h"
+// prune.c — the `score` and `plan` commands (DESIGN §1, §4, §7): every rank
+// uses the run's teacher (model.weights) and the same calibration set
+// (cli/run.h); rank 0 writes /prune/* into run.h5 and the student's initial
+// weights. See commands.h.
+#include "cli/commands.h"
 
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "data/calib.h"
 #include "model/checkpoint.h"
@@ -13,32 +15,16 @@
 #include "io/h5log.h"
 #include "prune/plan.h"
 #include "prune/prune_score.h"
-#include "train/trainer.h"
 
-static const char *OTHER = TRAINER_OTHER_RANK;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
+// Rank 0: run.h5, created with the run directory if need be, keeping what
+// earlier stages wrote.
+static H5Log *open_run_h5(const RunCtx *r, Error *e) {
+    if (rundir_make(&r->dir, e)) return NULL;
+    char *text = job_config_text(r->cfg);
+    H5Log *log = h5log_open(r->dir.run_h5, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+    free(text);
+    return log;
 }
-
-// Every rank learns whether any failed; the ones that did not get OTHER.
-static int agree(Comm *c, int rc, Error *e) {
-    int bad = rc != 0;
-    c->max_i32(c, &bad, 1);
-    if (bad && !rc) errorf(e, "%s", OTHER);
-    return bad ? -1 : 0;
-}
-
-static UNet *load_teacher(const JobConfig *cfg, Error *e) {
-    if (!cfg->weights[0])
-        return errorf(e, "model.weights is empty: score, plan and distill need the teacher's weights (.safetensors)"),
-               NULL;
-    return unet_from_file(cfg->weights, &cfg->model, e);
-}
-
-static void run_h5_path(const JobConfig *cfg, char *buf, size_t n) { snprintf(buf, n, "%s/run.h5", cfg->output.dir); }
 
 // /prune/candidates: a compound table h5py reads as a structured array.
 static int write_candidates(H5Log *log, const UNet *u, Error *e) {
@@ -72,27 +58,19 @@ static const char *DESCRIPTIONS[CRIT_COUNT] = {
     "|sum over the layer's parameters of grad * w| of the task loss on the calibration set",
 };
 
-int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
-    UNet *u = load_teacher(cfg, e);
-    if (agree(comm, u ? 0 : -1, e)) {
-        unet_free(u);
-        return -1;
-    }
-    Calib cs;
-    int rc = calib_build(&cs, cfg, e);
-    if (!rc) rc = calib_teacher(u, &cs, e);
-    if (agree(comm, rc, e)) {
-        calib_free(&cs);
-        unet_free(u);
-        return -1;
-    }
+int score_main(RunCtx *r, Error *e) {
+    const JobConfig *cfg = r->cfg;
+    Comm *comm = r->comm;
+    UNet *u = run_teacher(r, e);
+    Calib *cs = u ? run_calib(r, e) : NULL;
+    if (!cs) return -1;
+    int rc = 0;
     if (comm->rank == 0) {
-        printf("score: %d candidates, %d calibration samples, criteria %s, %d rank%s\n", u->n_cands, cs.n,
+        printf("score: %d candidates, %d calibration samples, criteria %s, %d rank%s\n", u->n_cands, cs->n,
                cfg->prune.criterion, comm->size, comm->size == 1 ? "" : "s");
         fflush(stdout);
     }
-    char path[1100];
-    run_h5_path(cfg, path, sizeof path);
+    const char *path = r->dir.run_h5;
     int n = u->n_cands, nc = 0;
     Criterion crit[CRIT_COUNT];
     double *scores[CRIT_COUNT] = {0}, secs[CRIT_COUNT];
@@ -104,12 +82,12 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
         }
         scores[nc] = xmalloc((size_t)n * sizeof(double));
         double t0 = now_s();
-        rc = score_criterion(u, &cs, crit[nc], (uint64_t)cfg->runtime.seed, comm, scores[nc], 1, e);
+        rc = score_criterion(u, cs, crit[nc], (uint64_t)cfg->runtime.seed, comm, scores[nc], 1, e);
         secs[nc] = now_s() - t0;
         nc++;
     }
     free(list);
-    if (agree(comm, rc, e)) goto done;
+    if (comm_agree(comm, rc, e)) goto done;
     if (comm->rank == 0) {
         printf("  %4s  %-32s %-10s %12s", "idx", "name", "kind", "params");
         for (int k = 0; k < nc; k++) printf(" %14s", criterion_name(crit[k]));
@@ -121,10 +99,7 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
             printf("\n");
         }
         for (int k = 0; k < nc; k++) printf("score: %s took %.1f s\n", criterion_name(crit[k]), secs[k]);
-        rc = make_dirs(cfg->output.dir, e);
-        char *text = job_config_text(cfg);
-        H5Log *log = rc ? NULL : h5log_open(path, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
-        free(text);
+        H5Log *log = open_run_h5(r, e);
         if (!log) rc = -1;
         if (!rc) rc = write_candidates(log, u, e);
         for (int k = 0; k < nc && !rc; k++) {
@@ -133,7 +108,7 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
             long long dims[1] = {n};
             rc = h5log_write_f64(log, ds, scores[k], 1, dims, crit[k] == CRIT_OUTPUT_LOSS ? "1 (squared output units)" : "1",
                                  DESCRIPTIONS[crit[k]], e);
-            if (!rc) rc = h5log_attr_i64(log, ds, "calib_samples", cs.n, e);
+            if (!rc) rc = h5log_attr_i64(log, ds, "calib_samples", cs->n, e);
             if (!rc) rc = h5log_attr_i64(log, ds, "seed", cfg->runtime.seed, e);
             if (!rc) rc = h5log_attr_i64(log, ds, "ranks", comm->size, e);
             if (!rc) rc = h5log_attr_f64(log, ds, "seconds", secs[k], e);
@@ -141,11 +116,9 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
         if (log && h5log_close(log, e)) rc = -1;
         if (!rc) printf("score: wrote /prune/candidates and /prune/scores/* to %s\n", path);
     }
-    rc = agree(comm, rc, e);
+    rc = comm_agree(comm, rc, e);
 done:
     for (int k = 0; k < nc; k++) free(scores[k]);
-    calib_free(&cs);
-    unet_free(u);
     return rc;
 }
 
@@ -188,12 +161,9 @@ static int read_f64(const char *file, const char *path, double *out, size_t n, E
 }
 
 // Scores for the plan: prune.scores_from, or this run's file.
-static int read_scores(const JobConfig *cfg, const UNet *u, const char *crit, double *scores, Error *e) {
-    char path[1100], ds[128];
-    if (cfg->prune.scores_from[0])
-        snprintf(path, sizeof path, "%s", cfg->prune.scores_from);
-    else
-        run_h5_path(cfg, path, sizeof path);
+static int read_scores(const RunCtx *r, const UNet *u, const char *crit, double *scores, Error *e) {
+    const char *path = r->cfg->prune.scores_from[0] ? r->cfg->prune.scores_from : r->dir.run_h5;
+    char ds[128];
     snprintf(ds, sizeof ds, "/prune/scores/%s", crit);
     if (read_f64(path, ds, scores, (size_t)u->n_cands, e)) {
         char inner[sizeof e->msg];
@@ -203,69 +173,106 @@ static int read_scores(const JobConfig *cfg, const UNet *u, const char *crit, do
     return 0;
 }
 
-int plan_main(const JobConfig *cfg, Comm *comm, Error *e) {
-    UNet *u = load_teacher(cfg, e);
-    if (agree(comm, u ? 0 : -1, e)) {
-        unet_free(u);
-        return -1;
-    }
+// One additivity job: the measured output loss of removal set j (sets[j], or
+// the plan itself for j = K).
+typedef struct {
+    UNet *u;
+    const Calib *cs;
+    const uint8_t *sets, *plan;
+    int K, n;
+} AddJobs;
+
+static int additivity_job(void *ctx, int j, double *out, Error *e) {
+    const AddJobs *a = ctx;
+    return calib_run(a->u, a->cs, j < a->K ? a->sets + (size_t)j * a->n : a->plan, NULL, out, e);
+}
+
+// Rank 0: /prune/plan with its attributes, /prune/additivity.
+static int write_plan(H5Log *log, const Plan *p, int have_scores, int K, const double *pairs, double r, Error *e) {
+    int n = p->n_cands;
+    long long *idx = xcalloc((size_t)(p->n_removed ? p->n_removed : 1), sizeof(long long));
+    for (int i = 0, m = 0; i < n; i++)
+        if (p->removed[i]) idx[m++] = i;
+    long long d1[1] = {p->n_removed}, d2[2] = {K, 2};
+    int rc = h5log_write_i64(log, "/prune/plan", idx, 1, d1, "1",
+                             "indices (into /prune/candidates) of the candidates the plan removes", e);
+    free(idx);
+    if (!rc) rc = h5log_attr_str(log, "/prune/plan", "criterion", p->criterion, e);
+    if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "ratio", p->ratio, e);
+    if (!rc) rc = h5log_attr_str(log, "/prune/plan", "budget", p->budget_macs ? "macs" : "params", e);
+    if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "total", p->total, e);
+    if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "required", p->required, e);
+    if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "removed", p->removed_cost, e);
+    if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "predicted_loss", have_scores ? p->predicted : NAN, e);
+    if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "actual_loss", p->actual, e);
+    if (!rc && K)
+        rc = h5log_write_f64(log, "/prune/additivity", pairs, 2, d2, "1",
+                             "rows: random removal sets; columns: predicted (sum of single-layer scores), actual "
+                             "output loss on the calibration set",
+                             e);
+    if (!rc && K) rc = h5log_attr_f64(log, "/prune/additivity", "pearson_r", r, e);
+    return rc;
+}
+
+// Rank 0: the pruned student with the plan in its metadata.
+static int write_student(const RunCtx *r, const UNet *u, const Plan *p, Error *e) {
+    UNet *s = plan_student(u, p->removed, e);
+    if (!s) return -1;
+    char ratio[32], loss[32];
+    snprintf(ratio, sizeof ratio, "%.17g", p->ratio);
+    snprintf(loss, sizeof loss, "%.17g", p->actual);
+    const char *meta[] = {"laptop_diff.criterion", p->criterion, "laptop_diff.ratio", ratio,
+                          "laptop_diff.budget", p->budget_macs ? "macs" : "params", "laptop_diff.actual_loss", loss};
+    int rc = unet_save(s, r->dir.student_init, meta, 4, e);
+    if (!rc)
+        printf("plan: student %zu parameters (teacher %zu, %.1f%% removed) -> %s\n", s->pt.total, u->pt.total,
+               100.0 * (1.0 - (double)s->pt.total / (double)u->pt.total), r->dir.student_init);
+    unet_free(s);
+    return rc;
+}
+
+int plan_main(RunCtx *r, Error *e) {
+    const JobConfig *cfg = r->cfg;
+    Comm *comm = r->comm;
+    UNet *u = run_teacher(r, e);
+    if (!u) return -1;
     int n = u->n_cands, rc = 0;
     char crit[64];
     snprintf(crit, sizeof crit, "%.*s", (int)strcspn(cfg->prune.criterion, ","), cfg->prune.criterion);
     double *scores = xmalloc((size_t)n * sizeof(double));
     int have_scores = 0;
     if (comm->rank == 0) {
-        rc = read_scores(cfg, u, crit, scores, e);
+        rc = read_scores(r, u, crit, scores, e);
         have_scores = rc == 0;
         if (rc && cfg->prune.layers[0]) rc = 0;  // a handcrafted plan needs no scores (it reports them if present)
     }
-    if (agree(comm, rc, e)) goto out;
+    if (comm_agree(comm, rc, e)) {
+        free(scores);
+        return -1;
+    }
     comm->bcast(comm, &have_scores, sizeof have_scores, 0);
     if (!have_scores)
         for (int i = 0; i < n; i++) scores[i] = NAN;
     comm->bcast(comm, scores, (size_t)n * sizeof(double), 0);
     Plan p;
     rc = plan_make(u, have_scores ? scores : NULL, crit, &cfg->prune, &p, e);
-    if (agree(comm, rc, e)) goto out;
-    // measure: the plan's actual output loss and the additivity sets, split across ranks
-    Calib cs;
-    rc = calib_build(&cs, cfg, e);
-    if (!rc) rc = calib_teacher(u, &cs, e);
-    if (agree(comm, rc, e)) {
-        calib_free(&cs);
-        plan_free(&p);
-        goto out;
+    if (comm_agree(comm, rc, e)) {
+        free(scores);
+        return -1;
     }
+    // measure: the plan's actual output loss and the additivity sets, split across ranks
+    Calib *cs = run_calib(r, e);
     int K = have_scores ? cfg->prune.additivity_sets : 0;
     double achievable = 0;
     for (int i = 0; i < n; i++)
         if (u->cands[i].present) achievable += (double)(p.budget_macs ? u->cands[i].macs : u->cands[i].params);
     achievable /= (double)p.total;
     double max_ratio = fmin(fmax(2 * cfg->prune.ratio, 0.1), 0.95 * achievable);
-    uint8_t *sets = K ? additivity_sets(u, K, max_ratio, p.budget_macs, (uint64_t)cfg->runtime.seed) : NULL;
-    // job j < K is set j; job K is the plan itself
-    int jobs = K + 1, mine = 0;
-    for (int j = 0; j < jobs; j++) mine += j % comm->size == comm->rank;
-    double *send = xcalloc((size_t)2 * (mine ? mine : 1), sizeof(double));
-    int k = 0;
-    for (int j = 0; j < jobs && !rc; j++) {
-        if (j % comm->size != comm->rank) continue;
-        double loss = 0;
-        rc = calib_run(u, &cs, j < K ? sets + (size_t)j * n : p.removed, NULL, &loss, e);
-        send[2 * k] = j, send[2 * k + 1] = loss, k++;
-    }
-    if (agree(comm, rc, e)) {
-        free(send), free(sets);
-        calib_free(&cs);
-        plan_free(&p);
-        goto out;
-    }
-    int *counts = xcalloc((size_t)comm->size, sizeof(int));
-    for (int j = 0; j < jobs; j++) counts[j % comm->size] += 2;
-    double *all = xcalloc((size_t)2 * jobs, sizeof(double)), *actual = xcalloc((size_t)jobs, sizeof(double));
-    comm->gatherv_f64(comm, send, 2 * mine, all, counts, 0);
-    if (comm->rank == 0) {
-        for (int j = 0; j < jobs; j++) actual[(int)all[2 * j]] = all[2 * j + 1];
+    uint8_t *sets = cs && K ? additivity_sets(u, K, max_ratio, p.budget_macs, (uint64_t)cfg->runtime.seed) : NULL;
+    double *actual = xcalloc((size_t)K + 1, sizeof(double));
+    AddJobs jobs = {u, cs, sets, p.removed, K, n};
+    rc = cs ? comm_run_jobs(comm, K + 1, NULL, 1, additivity_job, &jobs, actual, e) : -1;
+    if (!rc && comm->rank == 0) {
         p.actual = actual[K];
         plan_print(stdout, u, have_scores ? scores : NULL, &p);
         double *pred = xcalloc((size_t)(K ? K : 1), sizeof(double)), *pairs = xcalloc((size_t)2 * (K ? K : 1), sizeof(double));
@@ -274,64 +281,18 @@ int plan_main(const JobConfig *cfg, Comm *comm, Error *e) {
                 if (sets[(size_t)j * n + i]) pred[j] += scores[i];
             pairs[2 * j] = pred[j], pairs[2 * j + 1] = actual[j];
         }
-        double r = K >= 2 ? pearson(pred, actual, K) : NAN;
+        double pr = K >= 2 ? pearson(pred, actual, K) : NAN;
         if (K) printf("additivity: %d random removal sets (up to %.0f%% of the %s): Pearson r(sum of scores, actual output loss) = %.4f\n",
-                      K, 100 * max_ratio, p.budget_macs ? "MACs" : "parameters", r);
-        // the file
-        char path[1100], stud[1100];
-        run_h5_path(cfg, path, sizeof path);
-        rc = make_dirs(cfg->output.dir, e);
-        char *text = job_config_text(cfg);
-        H5Log *log = rc ? NULL : h5log_open(path, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
-        free(text);
-        if (!log) rc = -1;
-        long long *idx = xcalloc((size_t)(p.n_removed ? p.n_removed : 1), sizeof(long long));
-        for (int i = 0, m = 0; i < n; i++)
-            if (p.removed[i]) idx[m++] = i;
-        long long d1[1] = {p.n_removed}, d2[2] = {K, 2};
-        if (!rc) rc = write_candidates(log, u, e);
-        if (!rc)
-            rc = h5log_write_i64(log, "/prune/plan", idx, 1, d1, "1",
-                                 "indices (into /prune/candidates) of the candidates the plan removes", e);
-        if (!rc) rc = h5log_attr_str(log, "/prune/plan", "criterion", p.criterion, e);
-        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "ratio", p.ratio, e);
-        if (!rc) rc = h5log_attr_str(log, "/prune/plan", "budget", p.budget_macs ? "macs" : "params", e);
-        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "total", p.total, e);
-        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "required", p.required, e);
-        if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "removed", p.removed_cost, e);
-        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "predicted_loss", have_scores ? p.predicted : NAN, e);
-        if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "actual_loss", p.actual, e);
-        if (!rc && K)
-            rc = h5log_write_f64(log, "/prune/additivity", pairs, 2, d2, "1",
-                                 "rows: random removal sets; columns: predicted (sum of single-layer scores), actual "
-                                 "output loss on the calibration set",
-                                 e);
-        if (!rc && K) rc = h5log_attr_f64(log, "/prune/additivity", "pearson_r", r, e);
+                      K, 100 * max_ratio, p.budget_macs ? "MACs" : "parameters", pr);
+        H5Log *log = open_run_h5(r, e);
+        rc = log ? write_candidates(log, u, e) : -1;
+        if (!rc) rc = write_plan(log, &p, have_scores, K, pairs, pr, e);
         if (log && h5log_close(log, e)) rc = -1;
-        free(idx), free(pred), free(pairs);
-        // the student
-        if (!rc) {
-            UNet *s = plan_student(u, p.removed, e);
-            if (!s) rc = -1;
-            snprintf(stud, sizeof stud, "%s/student_init.safetensors", cfg->output.dir);
-            char ratio[32], loss[32];
-            snprintf(ratio, sizeof ratio, "%.17g", p.ratio);
-            snprintf(loss, sizeof loss, "%.17g", p.actual);
-            const char *meta[] = {"laptop_diff.criterion", p.criterion, "laptop_diff.ratio", ratio,
-                                  "laptop_diff.budget", p.budget_macs ? "macs" : "params", "laptop_diff.actual_loss", loss};
-            if (!rc) rc = unet_save(s, stud, meta, 4, e);
-            if (!rc)
-                printf("plan: student %zu parameters (teacher %zu, %.1f%% removed) -> %s\n", s->pt.total, u->pt.total,
-                       100.0 * (1.0 - (double)s->pt.total / (double)u->pt.total), stud);
-            unet_free(s);
-        }
+        free(pred), free(pairs);
+        if (!rc) rc = write_student(r, u, &p, e);
     }
-    rc = agree(comm, rc, e);
-    free(counts), free(all), free(actual), free(send), free(sets);
-    calib_free(&cs);
+    if (cs) rc = comm_agree(comm, rc, e);
+    free(actual), free(sets), free(scores);
     plan_free(&p);
-out:
-    free(scores);
-    unet_free(u);
     return rc;
 }

@@ -1,4 +1,5 @@
-// sample.c — see sample.h.
+// sample.c — the `sample` command (commands.h) and the sampling it shares
+// with eval (sample.h).
 #include "cli/sample.h"
 
 #include <hdf5.h>
@@ -10,7 +11,7 @@
 #include "diffusion/ddim.h"
 #include "io/png_grid.h"
 #include "diffusion/schedule.h"
-#include "train/trainer.h"
+#include "cli/commands.h"
 
 int sample_classes(UNet *u, const JobConfig *cfg, long first, long count, float *out, Error *e) {
     const ModelConfig *m = &u->cfg;
@@ -88,39 +89,32 @@ float *sample_all(UNet *u, const JobConfig *cfg, Comm *comm, Error *e) {
     size_t per = (size_t)C * H * H;
     float *mine = xmalloc((size_t)(count ? count : 1) * per * sizeof(float));
     int rc = sample_classes(u, cfg, first, count, mine, e);
-    int bad = rc != 0;
-    comm->max_i32(comm, &bad, 1);
-    if (bad) {
-        if (!rc) errorf(e, "%s", TRAINER_OTHER_RANK);
+    if (comm_agree(comm, rc, e)) {
         free(mine);
         return NULL;
     }
-    // gather to rank 0 (as doubles: the one gather the Comm interface has)
-    int *counts = xcalloc((size_t)comm->size, sizeof(int));
+    // rank 0 gathers the ranks' contiguous blocks, in rank (= sample) order
+    size_t *counts = xcalloc((size_t)comm->size, sizeof *counts);
     for (int r = 0; r < comm->size; r++) {
         long f, c;
         comm_shard(n, r, comm->size, &f, &c);
-        counts[r] = (int)(c * (long)per);
+        counts[r] = (size_t)c * per * sizeof(float);
     }
-    double *send = xmalloc((size_t)(count ? count : 1) * per * sizeof(double));
-    for (size_t i = 0; i < (size_t)count * per; i++) send[i] = mine[i];
-    double *all = comm->rank == 0 ? xmalloc((size_t)n * per * sizeof(double)) : NULL;
-    comm->gatherv_f64(comm, send, (int)(count * (long)per), all, counts, 0);
     float *x = xmalloc((size_t)(comm->rank == 0 ? n : 1) * per * sizeof(float));
-    if (comm->rank == 0)
-        for (size_t i = 0; i < (size_t)n * per; i++) x[i] = (float)all[i];
-    free(all), free(send), free(counts), free(mine);
+    comm->gatherv_bytes(comm, mine, (size_t)count * per * sizeof(float), x, counts, 0);
+    free(counts), free(mine);
     return x;
 }
 
-int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
-    char model[1100];
-    if (cfg->sample.model[0])
-        snprintf(model, sizeof model, "%s", cfg->sample.model);
-    else
-        snprintf(model, sizeof model, "%s/model.safetensors", cfg->output.dir);
+int sample_main(RunCtx *r, Error *e) {
+    const JobConfig *cfg = r->cfg;
+    Comm *comm = r->comm;
+    const char *model = cfg->sample.model[0] ? cfg->sample.model : r->dir.model;
     UNet *u = unet_from_file(model, &cfg->model, e);
-    if (!u) return -1;
+    if (comm_agree(comm, u ? 0 : -1, e)) {
+        unet_free(u);
+        return -1;
+    }
     int C = u->cfg.out_channels, H = u->cfg.sample_size;
     long n = (long)COND_CLASSES * cfg->sample.per_class;
     float *x = sample_all(u, cfg, comm, e);
@@ -130,10 +124,8 @@ int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
     }
     int rc = 0;
     if (comm->rank == 0) {
-        char png[1100], h5[1100];
-        snprintf(png, sizeof png, "%s/samples.png", cfg->output.dir);
-        snprintf(h5, sizeof h5, "%s/samples.h5", cfg->output.dir);
-        rc = make_dirs(cfg->output.dir, e);
+        const char *png = r->dir.samples_png, *h5 = r->dir.samples_h5;
+        rc = rundir_make(&r->dir, e);
         if (!rc) rc = png_write_grid(png, x, (int)n, C, H, H, COND_CLASSES, cfg->sample.per_class, 2, e);
         if (!rc) rc = write_samples_h5(h5, x, n, C, H, cfg->sample.per_class, model, e);
         if (!rc) {
@@ -144,10 +136,8 @@ int sample_main(const JobConfig *cfg, Comm *comm, Error *e) {
             printf("\n");
         }
     }
-    int fail = rc != 0;
-    comm->max_i32(comm, &fail, 1);
-    if (fail && !rc) errorf(e, "%s", TRAINER_OTHER_RANK);
+    rc = comm_agree(comm, rc, e);
     free(x);
     unet_free(u);
-    return fail ? -1 : 0;
+    return rc;
 }

@@ -1,14 +1,13 @@
-// sample.h — `laptop-diff sample`: DDIM samples with classifier-free guidance,
-// sample.per_class for each class, split across the ranks; rank 0 writes a PNG
-// grid (one row per class, in class order 0..9, see conditioning.h) and the
-// samples to HDF5.
+// sample.h — class-conditioned DDIM samples with classifier-free guidance,
+// sample.per_class for each class, split across the ranks: what the `sample`
+// command (commands.h) writes as a PNG grid (one row per class, in class order
+// 0..9, see conditioning.h) and HDF5, and what `eval` draws side by side.
 #ifndef LD_SAMPLE_H
 #define LD_SAMPLE_H
 #include "core/comm.h"
 #include "io/config.h"
 #include "model/unet.h"
 
-int sample_main(const JobConfig *cfg, Comm *comm, Error *e);
 
 // All 10 * per_class samples of u, computed across the ranks and gathered:
 // rank 0 gets the [n,C,H,W] images (class-major), others a dummy; free it. NULL + e on failure.

@@ -1,5 +1,7 @@
-// train_diffusion.c — see train_diffusion.h.
-#include "cli/train_diffusion.h"
+// train.c — the `train` command (commands.h): the denoising task (epsilon
+// prediction, MSE) on the configured data, run by the shared trainer, from
+// train.init or a seeded initialisation.
+#include "cli/commands.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -36,7 +38,9 @@ static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B,
     return 0;
 }
 
-int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
+int train_main(RunCtx *r, int resume, Error *e) {
+    const JobConfig *cfg = r->cfg;
+    Comm *comm = r->comm;
     DiffusionTask d = {.cfg = cfg};
     int rc = -1;
     UNet *u = NULL;
@@ -65,16 +69,13 @@ int train_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     d.out = xmalloc((size_t)b * d.numel * sizeof(float));
     d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
 
-    char run_h5[1100], ckpt[1100], model_out[1100];
-    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
-    snprintf(model_out, sizeof model_out, "%s/model.safetensors", cfg->output.dir);
     char steps[32];
     snprintf(steps, sizeof steps, "%d", cfg->train.steps);
     const char *meta[] = {"laptop_diff.stage", "train", "laptop_diff.steps", steps};
     TrainTask task = {.n_losses = 1, .loss_names = {"loss"}, .step = diffusion_step, .self = &d};
-    TrainerOptions opt = {.stage = "train", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
-                          .resume = resume, .meta = meta, .n_meta = 2};
+    TrainerOptions opt = {.stage = "train", .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
+                          .model_out = r->dir.model, .ema_out = r->dir.model_ema, .resume = resume, .meta = meta,
+                          .n_meta = 2};
     if (comm->rank == 0) {
         printf("train: %zu parameters, %lld samples, global batch %ld on %d rank%s, %d steps\n", u->pt.total,
                (long long)d.N, B, comm->size, comm->size == 1 ? "" : "s", cfg->train.steps);

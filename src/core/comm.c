@@ -1,25 +1,23 @@
-// comm.c — the serial communicator and sharding arithmetic; see comm.h.
+// comm.c — the serial communicator, sharding arithmetic and the shared
+// collectives; see comm.h.
 #include "core/comm.h"
 
 #include <string.h>
-
-#include "io/h5rows.h"
 
 static void serial_sum_f32(Comm *c, float *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_sum_f64(Comm *c, double *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_max_i32(Comm *c, int *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_bcast(Comm *c, void *buf, size_t bytes, int root) { (void)c, (void)buf, (void)bytes, (void)root; }
-static void serial_gatherv(Comm *c, const double *send, int count, double *recv, const int *counts, int root) {
+static void serial_gatherv(Comm *c, const void *send, size_t bytes, void *recv, const size_t *counts, int root) {
     (void)c, (void)counts, (void)root;
-    if (recv != send) memmove(recv, send, (size_t)count * sizeof(double));
+    if (recv != send && bytes) memmove(recv, send, bytes);
 }
 static void serial_barrier(Comm *c) { (void)c; }
 
 Comm comm_serial(void) {
     Comm c = {.rank = 0, .size = 1, .local_size = 1, .impl = NULL, .sum_f32 = serial_sum_f32,
               .sum_f64 = serial_sum_f64, .max_i32 = serial_max_i32, .bcast = serial_bcast,
-              .gatherv_f64 = serial_gatherv, .barrier = serial_barrier,
-              .write_rows_f32 = h5rows_write_serial};
+              .gatherv_bytes = serial_gatherv, .barrier = serial_barrier};
     return c;
 }
 
@@ -27,4 +25,45 @@ void comm_shard(long n, int rank, int size, long *start, long *count) {
     long base = n / size, extra = n % size;
     *start = rank * base + (rank < extra ? rank : extra);
     *count = base + (rank < extra ? 1 : 0);
+}
+
+int comm_agree(Comm *c, int rc, Error *e) {
+    int bad = rc != 0;
+    c->max_i32(c, &bad, 1);
+    if (!bad) return 0;
+    if (rc == 0) {
+        errorf(e, "%s", COMM_OTHER_RANK);
+        if (e) e->other_rank = 1;
+    }
+    return -1;
+}
+
+static int owner_of(const int *owner, int j, int size) { return owner ? owner[j] : j % size; }
+
+int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn, void *ctx, double *out, Error *e) {
+    int mine = 0;
+    for (int j = 0; j < n_jobs; j++) mine += owner_of(owner, j, c->size) == c->rank;
+    // each record: the job index, then its values
+    size_t rec = (size_t)(width + 1);
+    double *send = xcalloc(rec * (size_t)(mine ? mine : 1), sizeof(double));
+    int rc = 0, k = 0;
+    for (int j = 0; j < n_jobs && !rc; j++) {
+        if (owner_of(owner, j, c->size) != c->rank) continue;
+        send[rec * k] = j;
+        rc = fn(ctx, j, send + rec * k + 1, e);
+        k++;
+    }
+    if (comm_agree(c, rc, e)) {
+        free(send);
+        return -1;
+    }
+    size_t *counts = xcalloc((size_t)c->size, sizeof *counts);
+    for (int j = 0; j < n_jobs; j++) counts[owner_of(owner, j, c->size)] += rec * sizeof(double);
+    double *all = xcalloc(rec * (size_t)(n_jobs ? n_jobs : 1), sizeof(double));
+    c->gatherv_bytes(c, send, (size_t)mine * rec * sizeof(double), all, counts, 0);
+    if (c->rank == 0)
+        for (int r = 0; r < n_jobs; r++) memcpy(out + (size_t)all[rec * r] * width, all + rec * r + 1, (size_t)width * sizeof(double));
+    c->bcast(c, out, (size_t)n_jobs * width * sizeof(double), 0);
+    free(send), free(counts), free(all);
+    return 0;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 int errorf(Error *e, const char *fmt, ...) {
     if (e) {
@@ -12,6 +13,7 @@ int errorf(Error *e, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(e->msg, sizeof e->msg, fmt, ap);
         va_end(ap);
+        e->other_rank = 0;
     }
     return -1;
 }
@@ -65,4 +67,10 @@ int make_dirs(const char *dir, Error *e) {
         }
     }
     return 0;
+}
+
+double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -9,11 +9,15 @@
 #include <stdlib.h>
 
 // A recoverable error: a message that names file, line, key and expectation.
+// other_rank: this rank only stopped because another rank failed (comm_agree);
+// the failing rank holds the message worth printing.
 typedef struct {
     char msg[1024];
+    int other_rank;
 } Error;
 
-// Sets e->msg (printf-style) and returns -1 so `return errorf(e, ...)` reads well.
+// Sets e->msg (printf-style), clears other_rank, and returns -1 so
+// `return errorf(e, ...)` reads well.
 int errorf(Error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 // Fatal: prints "file:line: message" and exits 1. For programmer errors and
@@ -33,6 +37,9 @@ void *xrealloc_at(void *p, size_t n, const char *file, int line);
 #define xcalloc(n, s) xcalloc_at((n), (s), __FILE__, __LINE__)
 #define xrealloc(p, n) xrealloc_at((p), (n), __FILE__, __LINE__)
 char *xstrdup(const char *s);
+
+// Seconds on the monotonic clock (for durations: rates, ETAs, stage times).
+double now_s(void);
 
 // mkdir -p; an Error names the directory that could not be made.
 int make_dirs(const char *dir, Error *e);

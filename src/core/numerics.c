@@ -29,12 +29,11 @@ size_t first_nonfinite(const float *x, size_t n) {
 
 int check_step_finite(long step, double loss, const float *grads, size_t n, Error *e) {
     if (!isfinite(loss))
-        return errorf(e, "step %ld: the loss is %s; stopping (the last checkpoint is untouched)", step,
-                      isnan(loss) ? "NaN" : "infinite");
+        return errorf(e, "step %ld: the loss is not finite (%s)", step, isnan(loss) ? "NaN" : "infinite");
     if (grads && !all_finite(grads, n)) {
         size_t i = first_nonfinite(grads, n);
-        return errorf(e, "step %ld: gradient element %zu of %zu is %s; stopping (the last checkpoint is untouched)",
-                      step, i, n, isnan(grads[i]) ? "NaN" : "infinite");
+        return errorf(e, "step %ld: the gradient is not finite (element %zu of %zu is %s)", step, i, n,
+                      isnan(grads[i]) ? "NaN" : "infinite");
     }
     return 0;
 }

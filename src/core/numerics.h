@@ -12,9 +12,9 @@ int all_finite(const float *x, size_t n);
 // Index of the first non-finite element, or n if there is none.
 size_t first_nonfinite(const float *x, size_t n);
 
-// The per-step guard of the training loop: -1 + e naming the step (and the
-// first bad gradient element) when the loss or any gradient is NaN/Inf, so the
-// run stops before the optimizer step and the last checkpoint stays good.
-// grads may be NULL (loss only).
+// The per-step guard of the training loop: -1 + e ("step N: the loss is not
+// finite (NaN)", or naming the first bad gradient element) when the loss or
+// any gradient is NaN/Inf, so the run stops before the optimizer step and the
+// last checkpoint stays good. grads may be NULL (loss only).
 int check_step_finite(long step, double loss, const float *grads, size_t n, Error *e);
 #endif

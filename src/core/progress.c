@@ -27,7 +27,11 @@ void progress_format(char *buf, size_t n, const Progress *p) {
     char eta[32];
     format_duration(p->eta_s, eta, sizeof eta);
     double pct = p->total > 0 ? 100.0 * (double)p->step / (double)p->total : 0;
-    snprintf(buf, n, "%s step %ld/%ld (%.1f%%) | loss %.4e | lr %.2e | grad %.3e | %.1f samples/s | ETA %s",
-             p->stage ? p->stage : "train", p->step, p->total, pct, p->loss, p->lr, p->grad_norm,
-             p->samples_per_s, eta);
+    size_t k = 0;
+    // each piece appends at k; snprintf's return past the end just stops the rest
+#define PUT(...) (k += k < n ? (size_t)snprintf(buf + k, n - k, __VA_ARGS__) : 0)
+    PUT("%s step %ld/%ld (%.1f%%) | loss %.4e", p->stage ? p->stage : "train", p->step, p->total, pct, p->loss);
+    for (int i = 0; i < p->n_terms; i++) PUT(" | %s %.4e", p->term_names[i], p->terms[i]);
+    PUT(" | lr %.2e | grad %.3e | %.1f samples/s | ETA %s", p->lr, p->grad_norm, p->samples_per_s, eta);
+#undef PUT
 }

@@ -14,7 +14,7 @@ typedef struct {
     int n;
     const char *const *paths;
     const int *ndims;
-    const long long (*dims)[COMM_MAX_DIMS];
+    const long long (*dims)[H5ROWS_MAX_DIMS];
     long long row0, rows;
     const float *const *data;
     const char *const *attr_names, *const *attr_values;
@@ -71,8 +71,8 @@ static int check_args(const Req *r, Error *e) {
     for (int k = 0; k < r->n; k++) {
         const char *p = r->paths[k] ? r->paths[k] : "(null)";
         if (!valid_abs_path(r->paths[k])) return errorf(e, "%s: dataset %s: not an absolute path", file, p);
-        if (r->ndims[k] < 1 || r->ndims[k] > COMM_MAX_DIMS)
-            return errorf(e, "%s: dataset %s: %d dimensions (1..%d)", file, p, r->ndims[k], COMM_MAX_DIMS);
+        if (r->ndims[k] < 1 || r->ndims[k] > H5ROWS_MAX_DIMS)
+            return errorf(e, "%s: dataset %s: %d dimensions (1..%d)", file, p, r->ndims[k], H5ROWS_MAX_DIMS);
         for (int i = 0; i < r->ndims[k]; i++)
             if (r->dims[k][i] < 0) return errorf(e, "%s: dataset %s: negative dimension", file, p);
         if (r->dims[k][0] != r->dims[0][0])
@@ -192,7 +192,7 @@ static int target_open(hid_t f, const Req *r, int k, Target *t, Error *e) {
     const char *path = r->paths[k];
     *t = (Target){-1, -1, -1};
     if (prepare_path(f, r->file, path, e)) return -1;
-    hsize_t hd[COMM_MAX_DIMS], start[COMM_MAX_DIMS] = {0}, count[COMM_MAX_DIMS];
+    hsize_t hd[H5ROWS_MAX_DIMS], start[H5ROWS_MAX_DIMS] = {0}, count[H5ROWS_MAX_DIMS];
     for (int i = 0; i < r->ndims[k]; i++) hd[i] = count[i] = (hsize_t)r->dims[k][i];
     start[0] = (hsize_t)r->row0, count[0] = (hsize_t)r->rows;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
@@ -261,32 +261,28 @@ static int write_all(Comm *c, hid_t fapl, hid_t dxpl, const Req *r, Error *e) {
     return rc ? rc : closed;
 }
 
-int h5rows_write(Comm *c, hid_t fapl, hid_t dxpl, const char *file, int n, const char *const *paths,
-                 const int *ndims, const long long (*dims)[COMM_MAX_DIMS], long long row0, long long rows,
-                 const float *const *data, const char *const *attr_names, const char *const *attr_values,
-                 int n_attrs, Error *e) {
+int h5rows_write(Comm *c, const H5Access *a, const char *file, int n, const char *const *paths, const int *ndims,
+                 const long long (*dims)[H5ROWS_MAX_DIMS], long long row0, long long rows, const float *const *data,
+                 const char *const *attr_names, const char *const *attr_values, int n_attrs, Error *e) {
     Req r = {file, n, paths, ndims, dims, row0, rows, data, attr_names, attr_values, n_attrs};
     H5Quiet q = h5err_quiet();  // failures come back through e
+    hid_t fapl = -1, dxpl = -1;
+    a->props(a, &fapl, &dxpl);  // a failure here is one rank's; write_all reports it to all of them
     int rc = write_all(c, fapl, dxpl, &r, e);
-    h5err_restore(q);
-    return rc;
-}
-
-int h5rows_write_serial(Comm *c, const char *file, int n, const char *const *paths, const int *ndims,
-                        const long long (*dims)[COMM_MAX_DIMS], long long row0, long long rows,
-                        const float *const *data, const char *const *attr_names,
-                        const char *const *attr_values, int n_attrs, Error *e) {
-    H5Quiet q = h5err_quiet();
-    // No file lock, as for the run file's own writer (h5log.h): readers may
-    // watch the file.
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0 && H5Pset_file_locking(fapl, 0, 1) < 0) {
-        H5Pclose(fapl);
-        fapl = -1;
-    }
-    int rc = h5rows_write(c, fapl, H5P_DEFAULT, file, n, paths, ndims, dims, row0, rows, data, attr_names,
-                          attr_values, n_attrs, e);
+    if (dxpl >= 0) H5Pclose(dxpl);
     if (fapl >= 0) H5Pclose(fapl);
     h5err_restore(q);
     return rc;
 }
+
+static void serial_props(const H5Access *a, hid_t *fapl, hid_t *dxpl) {
+    (void)a;
+    *fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (*fapl >= 0 && H5Pset_file_locking(*fapl, 0, 1) < 0) {
+        H5Pclose(*fapl);
+        *fapl = -1;
+    }
+    *dxpl = H5Pcreate(H5P_DATASET_XFER);
+}
+
+H5Access h5rows_serial_access(void) { return (H5Access){.props = serial_props, .impl = NULL}; }

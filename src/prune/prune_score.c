@@ -4,7 +4,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "kernels/kernels.h"
 #include "core/rng.h"
@@ -49,12 +48,6 @@ void score_partition(const UNet *u, int ranks, int *owner) {
     free(order), free(cost), free(load);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static int layer_tensors(const Candidate *c, int *first, int *end) {
     if (!c->present) return 0;
     *first = c->res ? c->res->first_tensor : c->attn->first_tensor;
@@ -62,50 +55,45 @@ static int layer_tensors(const Candidate *c, int *first, int *end) {
     return 1;
 }
 
-// LAPTOP's criterion, split across ranks and gathered.
+// LAPTOP's criterion: one job per candidate (comm_run_jobs), the candidate
+// bypassed for one pass over the calibration set.
+typedef struct {
+    UNet *u;
+    Calib *cs;
+    uint8_t *skip;
+    int progress, rank, mine, done;
+    double t0;
+} OutputLossJobs;
+
+static int output_loss_job(void *ctx, int i, double *out, Error *e) {
+    OutputLossJobs *o = ctx;
+    if (!o->u->cands[i].present) {
+        *out = NAN;
+        return 0;
+    }
+    o->skip[i] = 1;
+    int rc = calib_run(o->u, o->cs, o->skip, NULL, out, e);
+    o->skip[i] = 0;
+    o->done++;
+    if (o->progress && o->rank == 0) {
+        double el = now_s() - o->t0;
+        printf("score output_loss: rank 0 candidate %d/%d (%s) = %.6g  ETA %.0fs\n", o->done, o->mine,
+               o->u->cands[i].name, *out, el / o->done * (o->mine - o->done));
+        fflush(stdout);
+    }
+    return rc;
+}
+
 static int output_loss(UNet *u, Calib *cs, Comm *comm, double *scores, int progress, Error *e) {
-    int n = u->n_cands, mine = 0, done = 0;
+    int n = u->n_cands;
     int *owner = xmalloc((size_t)n * sizeof(int));
     score_partition(u, comm->size, owner);
-    for (int i = 0; i < n; i++) mine += owner[i] == comm->rank && u->cands[i].present;
-    double *send = xcalloc((size_t)2 * (mine ? mine : 1), sizeof(double));
-    uint8_t *skip = xcalloc((size_t)n, 1);
-    double t0 = now_s();
-    int k = 0, rc = 0;
-    for (int i = 0; i < n && !rc; i++) {
-        if (owner[i] != comm->rank || !u->cands[i].present) continue;
-        skip[i] = 1;
-        double loss = 0;
-        rc = calib_run(u, cs, skip, NULL, &loss, e);
-        skip[i] = 0;
-        send[2 * k] = i, send[2 * k + 1] = loss;
-        k++, done++;
-        if (progress && comm->rank == 0) {
-            double el = now_s() - t0;
-            printf("score output_loss: rank 0 candidate %d/%d (%s) = %.6g  ETA %.0fs\n", done, mine, u->cands[i].name,
-                   loss, el / done * (mine - done));
-            fflush(stdout);
-        }
-    }
-    int bad = rc != 0;
-    comm->max_i32(comm, &bad, 1);
-    if (bad) {
-        if (!rc) errorf(e, "stopped because another rank failed (see its message)");
-        free(owner), free(send), free(skip);
-        return -1;
-    }
-    int *counts = xcalloc((size_t)comm->size, sizeof(int));
-    int total = 0;
-    for (int i = 0; i < n; i++)
-        if (u->cands[i].present) counts[owner[i]] += 2, total += 2;
-    double *all = xcalloc((size_t)(total ? total : 1), sizeof(double));
-    comm->gatherv_f64(comm, send, 2 * mine, all, counts, 0);
-    for (int i = 0; i < n; i++) scores[i] = NAN;
-    if (comm->rank == 0)
-        for (int j = 0; j < total; j += 2) scores[(int)all[j]] = all[j + 1];
-    comm->bcast(comm, scores, (size_t)n * sizeof(double), 0);  // every rank plans and reports alike
-    free(owner), free(send), free(skip), free(counts), free(all);
-    return 0;
+    OutputLossJobs o = {u, cs, xcalloc((size_t)n, 1), progress, comm->rank, 0, 0, now_s()};
+    for (int i = 0; i < n; i++) o.mine += owner[i] == comm->rank && u->cands[i].present;
+    // every rank gets every score: all plan and report alike
+    int rc = comm_run_jobs(comm, n, owner, 1, output_loss_job, &o, scores, e);
+    free(owner), free(o.skip);
+    return rc;
 }
 
 // How much removing a layer changes its own output, relative:

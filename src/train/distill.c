@@ -12,6 +12,7 @@
 #include "kernels/kernels.h"
 #include "core/rng.h"
 #include "diffusion/schedule.h"
+#include "io/h5rows.h"
 #include "train/trainer.h"
 
 #define MAX_TAPS (2 * LD_MAX_BLOCKS + 1)
@@ -54,7 +55,7 @@ typedef struct {
     // the fixed probe batch of the snapshots (this rank's rows)
     long probe_first, probe_rows;
     float *probe_xt, *probe_ctx, *probe_t, *probe_out;
-    char run_h5[1100];
+    const DistillOptions *opt;
 } DistillTask;
 
 int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
@@ -117,7 +118,7 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     const char *paths[2 * MAX_TAPS];
     char names[2 * MAX_TAPS][96];
     int ndims[2 * MAX_TAPS];
-    long long dims[2 * MAX_TAPS][8];
+    long long dims[2 * MAX_TAPS][H5ROWS_MAX_DIMS];
     const float *data[2 * MAX_TAPS];
     float *copies[MAX_TAPS] = {0};
     int rc = 0;
@@ -145,41 +146,23 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
             data[i] = k ? u->taps[t].data : copies[t];
         }
     }
-    // every rank must enter the collective; a local failure is reported through it
-    int bad = rc != 0;
-    d->comm->max_i32(d->comm, &bad, 1);
-    if (!bad) {
+    // every rank must enter the collective, or none: a local failure is agreed first
+    if (!comm_agree(d->comm, rc, e)) {
         const char *an[] = {"description", "units"};
         const char *av[] = {"feature map of this tap on the fixed probe batch (rows: probe samples)", "1"};
-        rc = d->comm->write_rows_f32(d->comm, d->run_h5, 2 * d->n_taps, paths, ndims, (const long long(*)[8])dims,
-                                     d->probe_first, rows, data, an, av, 2, e);
-    } else if (!rc) {
-        rc = errorf(e, "%s", TRAINER_OTHER_RANK);
+        rc = h5rows_write(d->comm, d->opt->h5, d->opt->run_h5, 2 * d->n_taps, paths, ndims,
+                          (const long long(*)[H5ROWS_MAX_DIMS])dims, d->probe_first, rows, data, an, av, 2, e);
+    } else {
+        rc = -1;
     }
     for (int t = 0; t < d->n_taps; t++) free(copies[t]);
     return rc;
 }
 
-int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
-    DistillTask d = {.cfg = cfg, .comm = comm};
+int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, const DistillOptions *o, Error *e) {
+    DistillTask d = {.cfg = cfg, .comm = comm, .teacher = teacher, .opt = o};
     const DistillConfig *dc = &cfg->distill;
     int rc = -1;
-    UNet *s = NULL;
-    char student[1100];
-    if (dc->student[0])
-        snprintf(student, sizeof student, "%s", dc->student);
-    else
-        snprintf(student, sizeof student, "%s/student_init.safetensors", cfg->output.dir);
-    if (!cfg->weights[0]) return errorf(e, "model.weights is empty: distill needs the teacher's weights");
-    d.teacher = unet_from_file(cfg->weights, &cfg->model, e);
-    if (!d.teacher) return -1;
-    s = unet_from_file(student, &cfg->model, e);
-    if (!s) {
-        char inner[sizeof e->msg];
-        snprintf(inner, sizeof inner, "%s", e->msg);
-        errorf(e, "%s (the student comes from `laptop-diff plan`, or set distill.student)", inner);
-        goto done;
-    }
     d.data = dataset_open(cfg, "train", e);
     if (!d.data || schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
     DatasetShape sh = dataset_shape(d.data);
@@ -187,7 +170,7 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     d.n_taps = d.teacher->n_taps;
     // the files carry their own architecture: both must fit the data and each other
     const UNet *both[2] = {d.teacher, s};
-    const char *paths[2] = {cfg->weights, student};
+    const char *paths[2] = {o->teacher_path, o->student_path};
     for (int k = 0; k < 2; k++) {
         const ModelConfig *m = &both[k]->cfg;
         if (m->in_channels != d.C || m->out_channels != d.C || m->cross_attention_dim != d.D) {
@@ -203,7 +186,7 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     if (!same) {
         errorf(e, "%s: the student's stages (blocks and widths) do not match the teacher's (%s): feature KD needs "
                   "the same taps",
-               student, cfg->weights);
+               o->student_path, o->teacher_path);
         goto done;
     }
     long B = cfg->train.batch, b = B / comm->size + 1;
@@ -224,7 +207,6 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         }
     }
     // the probe batch: fixed samples from the test split, this rank's rows
-    snprintf(d.run_h5, sizeof d.run_h5, "%s/run.h5", cfg->output.dir);
     if (dc->activation_interval > 0) {
         comm_shard(dc->probe_samples, comm->rank, comm->size, &d.probe_first, &d.probe_rows);
         Dataset *test = dataset_open(cfg, "test", e);
@@ -249,16 +231,13 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         free(ti), free(noise);
         dataset_close(test);
     }
-    char run_h5[1100], ckpt[1100], model_out[1100];
-    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
-    snprintf(model_out, sizeof model_out, "%s/student.safetensors", cfg->output.dir);
     const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", dc->feat_norm};
     TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
                       .step = distill_step, .log_extra = distill_log, .self = &d};
     if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
-    TrainerOptions opt = {.stage = "distill", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
-                          .resume = resume, .meta = meta, .n_meta = 2};
+    TrainerOptions opt = {.stage = "distill", .run_h5 = o->run_h5, .ckpt_dir = o->ckpt_dir,
+                          .model_out = o->model_out, .ema_out = o->ema_out, .resume = o->resume, .meta = meta,
+                          .n_meta = 2};
     if (comm->rank == 0) {
         printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
                "%d steps\n",
@@ -274,7 +253,5 @@ done:
     free(d.probe_xt), free(d.probe_ctx), free(d.probe_t), free(d.probe_out);
     if (d.data) schedule_free(&d.sched);
     dataset_close(d.data);
-    unet_free(s);
-    unet_free(d.teacher);
     return rc;
 }

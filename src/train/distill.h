@@ -1,4 +1,4 @@
-// distill.h — `laptop-diff distill` (DESIGN §5): the pruned student retrained
+// distill.h — distillation (DESIGN §5): the pruned student retrained
 // against the frozen teacher with L = lambda_task*MSE(eps_S, eps) +
 // lambda_out*MSE(eps_S, eps_T) + lambda_feat * sum over taps of T_l, where T_l
 // is LAPTOP's normalized term mean_b ||F_S,b - F_T,b||^2 / ||F_T,b||^2
@@ -10,9 +10,22 @@
 #define LD_DISTILL_H
 #include "core/comm.h"
 #include "io/config.h"
+#include "io/h5rows.h"
 #include "model/unet.h"
 
-int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e);
+// Where distill_train writes, and what its messages call the two models.
+typedef struct {
+    const char *run_h5, *ckpt_dir, *model_out, *ema_out;
+    const char *teacher_path, *student_path;
+    const H5Access *h5;  // the /activations snapshots' collective writes
+    int resume;          // continue from the newest checkpoint in ckpt_dir
+} DistillOptions;
+
+// Retrains `student` (the same stages as `teacher`, which stays frozen) for
+// train.steps steps on the job's data, data-parallel over comm. Checks that
+// both fit the data and each other. 0, 1 (stopped by a signal after
+// checkpointing) or -1 + e.
+int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *student, const DistillOptions *o, Error *e);
 
 // The feature terms of one tap for b samples of n elements each:
 // raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "train/adamw.h"
 #include "model/checkpoint.h"
 #include "io/h5log.h"
 #include "core/numerics.h"
+#include "core/progress.h"
 #include "train/train_state.h"
 
 // The one piece of process-wide state: a signal handler cannot take a context.
@@ -31,34 +31,12 @@ void trainer_install_signal_handlers(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static void fmt_duration(double s, char *buf, size_t n) {
-    long t = (long)(s + 0.5);
-    if (t >= 3600)
-        snprintf(buf, n, "%ldh%02ldm", t / 3600, t / 60 % 60);
-    else
-        snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
-}
-
 // Sum of every rank's gradient contribution, bucket by bucket over the one buffer.
 static void allreduce_grads(Comm *c, float *g, size_t n, double bucket_mb) {
     if (c->size == 1) return;
     size_t bucket = (size_t)(bucket_mb * 1024 * 1024 / sizeof(float));
     if (bucket < 1) bucket = 1;
     for (size_t off = 0; off < n; off += bucket) c->sum_f32(c, g + off, n - off < bucket ? n - off : bucket);
-}
-
-// Rank 0 did something that may fail (a file write); every rank learns the outcome.
-static int agree(Comm *c, int rc, Error *e) {
-    int bad = rc != 0;
-    c->max_i32(c, &bad, 1);
-    if (bad && rc == 0) errorf(e, "%s", TRAINER_OTHER_RANK);
-    return bad ? -1 : 0;
 }
 
 static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *opt_state, long step, long B,
@@ -69,7 +47,7 @@ static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *o
         snprintf(meta.config_hash, sizeof meta.config_hash, "%s", hash);
         rc = train_state_save(opt->ckpt_dir, u, opt_state->m, opt_state->v, opt_state->ema, &meta, 2, e);
     }
-    return agree(c, rc, e);
+    return comm_agree(c, rc, e);
 }
 
 // The /train series of a run, registered on every (re)open of the run file.
@@ -104,7 +82,7 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
     char *cfg_text = NULL, hash[17] = "";
 
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
-    if (agree(comm, rc, e)) goto fail;
+    if (comm_agree(comm, rc, e)) goto fail;
     cfg_text = job_config_text(cfg);
     train_state_hash(cfg_text, hash);
     if (opt->resume) {
@@ -139,13 +117,13 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
         log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, opt->resume ? start : -1, e);
         if (!log) rc = -1;
     }
-    if (agree(comm, rc, e)) goto fail;
+    if (comm_agree(comm, rc, e)) goto fail;
     Series ids;
     if (comm->rank == 0) {
         h5log_set_rows_hint(log, steps / tc->log_interval + 2);
         rc = register_series(log, task, &ids, e);
     }
-    if (agree(comm, rc, e)) goto fail;
+    if (comm_agree(comm, rc, e)) goto fail;
     // fault injection for the tests: LAPTOP_DIFF_FAULT=nan@N makes step N's loss NaN
     long fault_nan_step = -1;
     const char *fault = getenv("LAPTOP_DIFF_FAULT");
@@ -159,18 +137,20 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
         unet_zero_grad(u);
         memset(losses, 0, sizeof losses);
         // a failing shard (bad data) must stop every rank, not leave them in the all-reduce
-        if (agree(comm, task->step(task->self, u, s, g0, (int)b, (int)B, losses, e), e)) goto fail;
+        if (comm_agree(comm, task->step(task->self, u, s, g0, (int)b, (int)B, losses, e), e)) goto fail;
         allreduce_grads(comm, u->grads, n, tc->bucket_mb);
         comm->sum_f64(comm, losses, (size_t)n_values);
         if (fault_nan_step == s + 1) losses[0] = NAN;
         // every rank holds the same reduced values, so all stop together
-        if (!isfinite(losses[0]) || !all_finite(u->grads, n)) {
+        if (check_step_finite(s + 1, losses[0], u->grads, n, e)) {
+            char why[sizeof e->msg];
+            snprintf(why, sizeof why, "%s", e->msg);
             if (comm->rank) {  // every rank sees it; one message is enough
-                errorf(e, "%s", TRAINER_OTHER_RANK);
-                goto fail;
+                errorf(e, "%s", COMM_OTHER_RANK);
+                e->other_rank = 1;
+            } else {
+                errorf(e, "%s stopped at %s; the last checkpoint in %s is intact", opt->stage, why, opt->ckpt_dir);
             }
-            errorf(e, "%s stopped at step %ld: %s is not finite (NaN or Inf); the last checkpoint in %s is intact",
-                   opt->stage, s + 1, isfinite(losses[0]) ? "the gradient" : "the loss", opt->ckpt_dir);
             goto fail;
         }
         double gnorm = adamw_clip(u->grads, n, tc->grad_clip);
@@ -189,25 +169,27 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
             rc |= h5log_append(log, ids.sps, &sps, e);
             if (task->log_extra) rc |= task->log_extra(task->self, log, done, losses, e);
             if (!rc) rc = h5log_flush(log, e);
-            char eta[32];
-            fmt_duration((double)(steps - done) * (t - t_begin) / (double)(done - start), eta, sizeof eta);
-            printf("%s step %ld/%ld  %s %.5f", opt->stage, done, steps, task->loss_names[0], losses[0]);
-            for (int i = 1; i < task->n_losses; i++) printf("  %s %.5f", task->loss_names[i], losses[i]);
-            printf("  lr %.2e  grad_norm %.3f  %.1f samples/s  ETA %s\n", lr, gnorm, sps, eta);
+            char line[512];
+            Progress p = {.stage = opt->stage, .step = done, .total = steps, .loss = losses[0], .lr = lr,
+                          .grad_norm = gnorm, .samples_per_s = sps,
+                          .eta_s = progress_eta(done, start, steps, t - t_begin), .n_terms = task->n_losses - 1,
+                          .term_names = task->loss_names + 1, .terms = losses + 1};
+            progress_format(line, sizeof line, &p);
+            printf("%s\n", line);
             fflush(stdout);
             t_last = t, last_logged = done;
         }
-        if (agree(comm, rc, e)) goto fail;
+        if (comm_agree(comm, rc, e)) goto fail;
         if (task->snapshot && task->snapshot_interval > 0 && (done % task->snapshot_interval == 0 || done == steps)) {
             // the run file has one writer at a time: rank 0 lets go of it for the collective write
             if (comm->rank == 0) rc = h5log_close(log, e), log = NULL;
-            if (agree(comm, rc, e)) goto fail;
-            if (agree(comm, task->snapshot(task->self, u, done, e), e)) goto fail;
+            if (comm_agree(comm, rc, e)) goto fail;
+            if (comm_agree(comm, task->snapshot(task->self, u, done, e), e)) goto fail;
             if (comm->rank == 0) {
                 log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
                 rc = log ? register_series(log, task, &ids, e) : -1;
             }
-            if (agree(comm, rc, e)) goto fail;
+            if (comm_agree(comm, rc, e)) goto fail;
         }
         int stop = stop_signal != 0;
         comm->max_i32(comm, &stop, 1);
@@ -228,19 +210,16 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
     if (comm->rank == 0) {
         rc = unet_save(u, opt->model_out, opt->meta, opt->n_meta, e);
         if (!rc && ad->ema) {
-            char path[1200];
-            snprintf(path, sizeof path, "%.*s_ema.safetensors", (int)(strlen(opt->model_out) - strlen(".safetensors")),
-                     opt->model_out);
             float *keep = u->params;
             u->params = ad->ema;  // write the EMA weights through the same writer
-            rc = unet_save(u, path, opt->meta, opt->n_meta, e);
+            rc = unet_save(u, opt->ema_out, opt->meta, opt->n_meta, e);
             u->params = keep;
         }
     }
-    if (agree(comm, rc, e)) goto fail;
+    if (comm_agree(comm, rc, e)) goto fail;
     rc = log ? h5log_close(log, e) : 0;
     log = NULL;
-    if (agree(comm, rc, e)) goto fail;
+    if (comm_agree(comm, rc, e)) goto fail;
     adamw_free(ad);
     free(cfg_text);
     return 0;

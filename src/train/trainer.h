@@ -14,8 +14,6 @@ typedef struct H5Log H5Log;
 
 #define TRAINER_MAX_LOSSES 8
 #define TRAINER_MAX_VALUES 64
-// The message of a rank that stops because another rank failed (it printed why).
-#define TRAINER_OTHER_RANK "stopped because another rank failed (see its message)"
 
 typedef struct {
     // Names of the loss terms the task reports, [0] being the total; logged as /train/<name>.
@@ -46,7 +44,8 @@ typedef struct {
     const char *stage;        // "train" or "distill": progress lines and file names
     const char *run_h5;       // path of run.h5 (rank 0 writes it)
     const char *ckpt_dir;     // checkpoints
-    const char *model_out;    // final weights (.safetensors); EMA next to it as *_ema
+    const char *model_out;    // final weights (.safetensors)
+    const char *ema_out;      // their EMA (written when train.ema_decay > 0)
     int resume;               // continue from the newest checkpoint in ckpt_dir
     const char *const *meta;  // extra metadata for the saved model (pairs)
     int n_meta;

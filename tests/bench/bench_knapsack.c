@@ -12,13 +12,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "core/common.h"
 #include "prune/knapsack.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
 
 static uint64_t next_u64(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -79,12 +74,12 @@ int main(int argc, char **argv) {
                 int64_t required = (int64_t)ceil(ratios[r] * (double)all);
                 KnapsackPlan p;
                 Error e;
-                double t0 = now();
+                double t0 = now_s();
                 if (knapsack_min_cover(score, cost, n, required, "parameters", all, &p, &e)) {
                     fprintf(stderr, "%s\n", e.msg);
                     return 1;
                 }
-                double dt = now() - t0;
+                double dt = now_s() - t0;
                 t_sum += dt, t_max = dt > t_max ? dt : t_max, removed += p.n_removed;
                 nodes_sum += p.nodes, nodes_max = p.nodes > nodes_max ? p.nodes : nodes_max;
                 knapsack_plan_free(&p);

@@ -14,20 +14,14 @@
 #include "kernels/runtime.h"
 #include "model/unet.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
 static double sgemm_gflops(void) {
     int n = 1024;
     float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
     gemm(0, 0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t0 = now();
+    double t0 = now_s();
     int reps = 5;
     for (int i = 0; i < reps; i++) gemm(0, 0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double dt = now() - t0;
+    double dt = now_s() - t0;
     free(a), free(b), free(c);
     return 2.0 * n * n * (double)n * reps / dt / 1e9;
 }
@@ -65,12 +59,12 @@ int main(int argc, char **argv) {
     for (int i = 0; i < B; i++) t[i] = (float)(37 * i % 1000);
     double best_f = 1e30, best_b = 1e30;
     for (int r = 0; r < reps + 1; r++) {  // first round warms up
-        double t0 = now();
+        double t0 = now_s();
         if (unet_forward(u, out, x, t, ctx, B, H, H, L, NULL, &e)) return 1;
-        double t1 = now();
+        double t1 = now_s();
         unet_zero_grad(u);
         unet_backward(u, out, NULL);
-        double t2 = now();
+        double t2 = now_s();
         if (r) {
             if (t1 - t0 < best_f) best_f = t1 - t0;
             if (t2 - t1 < best_b) best_b = t2 - t1;

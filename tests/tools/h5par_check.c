@@ -1,6 +1,7 @@
-// h5par_check.c — drives Comm.write_rows_f32 for tests/cli/test_h5par.sh.
+// h5par_check.c — drives h5rows_write (io/h5rows.h) for tests/cli/test_h5par.sh.
 // usage: h5par_check serial|mpi FILE [ok|bad|mismatch|nodata|missing]
-// serial: comm_serial() without MPI; mpi: comm_mpi_world() (parallel HDF5).
+// serial: comm_serial() and plain HDF5, without MPI; mpi: comm_mpi_world() and
+// h5par_access() (parallel HDF5).
 // Rank 0 creates FILE with the run file's serial writer (h5log) and closes it,
 // as a run does before a collective snapshot; then every rank writes its
 // comm_shard() rows of three "activation" datasets of different shapes:
@@ -21,22 +22,24 @@
 
 #include "core/comm.h"
 #include "comm_mpi.h"
+#include "h5par.h"
 #include "io/h5log.h"
+#include "io/h5rows.h"
 
 enum { N_SETS = 3 };
 
 typedef struct {
     const char *paths[N_SETS];
     int ndims[N_SETS];
-    long long dims[N_SETS][COMM_MAX_DIMS];  // dims[k][0] is set from the batch
+    long long dims[N_SETS][H5ROWS_MAX_DIMS];  // dims[k][0] is set from the batch
     int null_data_rank;                     // this rank passes NULL for dataset 0 (-1: none)
 } Layout;
 
-static int write_set(Comm *c, const char *file, const Layout *lay, long long batch, int set, const char *model,
+static int write_set(Comm *c, const H5Access *a, const char *file, const Layout *lay, long long batch, int set, const char *model,
                      Error *e) {
     long start, count;
     comm_shard((long)batch, c->rank, c->size, &start, &count);
-    long long dims[N_SETS][COMM_MAX_DIMS];
+    long long dims[N_SETS][H5ROWS_MAX_DIMS];
     float *buf[N_SETS];
     const float *data[N_SETS];
     for (int k = 0; k < N_SETS; k++) {
@@ -52,8 +55,8 @@ static int write_set(Comm *c, const char *file, const Layout *lay, long long bat
     }
     if (c->rank == lay->null_data_rank) data[0] = NULL;
     const char *names[] = {"model", "units"}, *values[] = {model, "1"};
-    int rc = c->write_rows_f32(c, file, N_SETS, lay->paths, lay->ndims, (const long long (*)[COMM_MAX_DIMS])dims,
-                               start, count, data, names, values, 2, e);
+    int rc = h5rows_write(c, a, file, N_SETS, lay->paths, lay->ndims, (const long long (*)[H5ROWS_MAX_DIMS])dims, start,
+                          count, data, names, values, 2, e);
     for (int k = 0; k < N_SETS; k++) free(buf[k]);
     return rc;
 }
@@ -75,7 +78,7 @@ static int make_file(Comm *c, const char *file, int blocker, Error *e) {
     return failed ? -1 : 0;
 }
 
-static int run(Comm *c, const char *file, const char *what, Error *e) {
+static int run(Comm *c, const H5Access *a, const char *file, const char *what, Error *e) {
     if (strcmp(what, "missing") && make_file(c, file, !strcmp(what, "bad"), e)) return -1;
     Layout fin = {{"/activations/000100/a", "/activations/000100/b", "/activations/000100/c"},
                   {4, 2, 3},
@@ -89,13 +92,13 @@ static int run(Comm *c, const char *file, const char *what, Error *e) {
                       {2, 4, 1},
                       {{0, 2}, {0, 1, 1, 1}, {0}},
                       -1};
-        if (write_set(c, file, &pre, 5, 0, "pre", e)) return -1;
+        if (write_set(c, a, file, &pre, 5, 0, "pre", e)) return -1;
     }
-    if (write_set(c, file, &fin, 5, 1, "teacher", e)) return -1;
+    if (write_set(c, a, file, &fin, 5, 1, "teacher", e)) return -1;
     Layout later = fin;
     later.paths[0] = "/activations/000200/a", later.paths[1] = "/activations/000200/b";
     later.paths[2] = "/activations/000200/c";
-    return write_set(c, file, &later, 2, 2, "student", e);
+    return write_set(c, a, file, &later, 2, 2, "student", e);
 }
 
 int main(int argc, char **argv) {
@@ -107,8 +110,9 @@ int main(int argc, char **argv) {
     const char *what = argc == 4 ? argv[3] : "ok";
     if (mpi) MPI_Init(&argc, &argv);
     Comm c = mpi ? comm_mpi_world() : comm_serial();
-    Error e = {{0}};
-    int rc = run(&c, argv[2], what, &e);
+    H5Access a = mpi ? h5par_access() : h5rows_serial_access();
+    Error e = {0};
+    int rc = run(&c, &a, argv[2], what, &e);
     printf("rank %d: %s\n", c.rank, rc ? "failed" : "ok");
     fflush(stdout);
     if (rc && c.rank == 0) fprintf(stderr, "h5par_check: %s\n", e.msg);

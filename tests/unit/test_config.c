@@ -43,7 +43,7 @@ static void test_defaults(void) {
 static void test_job_files(void) {
     JobConfig jc;
     ModelConfig sd;
-    Error e = {{0}};
+    Error e = {0};
     model_config_sd15(&sd);
     int rc = job_config_load(&jc, JOBS "sd15.cfg", NULL, 0, &e);
     EXPECT(rc == 0, "sd15.cfg: %s", e.msg);
@@ -86,7 +86,7 @@ static void test_job_files(void) {
 static void bad_file(const char *name, const char *file_in_msg, int line, const char *key,
                      const char *detail) {
     JobConfig jc, before;
-    Error e = {{0}};
+    Error e = {0};
     char path[1024], at[1100];
     snprintf(path, sizeof path, DATA "%s", name);
     memset(&jc, 0x5a, sizeof jc);
@@ -128,7 +128,7 @@ static void test_bad_files(void) {
              "expected an integer >= 1, got 0");
 
     JobConfig jc;
-    Error e = {{0}};
+    Error e = {0};
     EXPECT(job_config_load(&jc, DATA "no_such_file.cfg", NULL, 0, &e) == -1 &&
                has(e.msg, DATA "no_such_file.cfg: cannot read"),
            "missing file: %s", e.msg);
@@ -141,7 +141,7 @@ static int load_tiny(JobConfig *jc, Error *e, int n, const char *const *sets) {
 
 static void bad_set(const char *set, const char *detail) {
     JobConfig jc;
-    Error e = {{0}};
+    Error e = {0};
     char prefix[600];
     const char *sets[] = {set};
     EXPECT(load_tiny(&jc, &e, 1, sets) == -1, "--set %s: expected failure", set);
@@ -153,7 +153,7 @@ static void bad_set(const char *set, const char *detail) {
 
 static void test_overrides(void) {
     JobConfig jc;
-    Error e = {{0}};
+    Error e = {0};
     {
         const char *sets[] = {"model.norm_num_groups=16",        // int
                               "model.norm_eps = 1e-6",           // float, spaces
@@ -233,7 +233,7 @@ static void roundtrip(const char *what, const JobConfig *jc) {
     fputs(text, f);
     fclose(f);
     JobConfig back;
-    Error e = {{0}};
+    Error e = {0};
     int rc = job_config_load(&back, path, NULL, 0, &e);
     EXPECT(rc == 0, "%s: the text does not load: %s\n%s", what, e.msg, text);
     if (rc == 0) EXPECT(same_config(jc, &back), "%s: round trip differs:\n%s", what, text);
@@ -245,7 +245,7 @@ static void roundtrip(const char *what, const JobConfig *jc) {
 
 static void test_text_roundtrip(void) {
     JobConfig jc;
-    Error e = {{0}};
+    Error e = {0};
     job_config_defaults(&jc);
     roundtrip("defaults", &jc);
     EXPECT(job_config_load(&jc, JOBS "sd15.cfg", NULL, 0, &e) == 0, "%s", e.msg);

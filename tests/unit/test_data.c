@@ -43,7 +43,7 @@ static uint64_t fnv1a(uint64_t h, const uint8_t *p, size_t n) {
 
 static void check_real_split(const char *split, int want_n, uint64_t want_hash, double want_sum) {
     Fmnist f;
-    Error e = {{0}};
+    Error e = {0};
     if (fmnist_load(&f, FMNIST_DEFAULT_DIR, split, &e)) {
         EXPECT(0, "load %s: %s", split, e.msg);
         return;
@@ -153,7 +153,7 @@ static void write_good(void) {
 
 static void expect_load_fail(const char *want, const char *file, const char *what) {
     Fmnist f;
-    Error e = {{0}};
+    Error e = {0};
     int rc = fmnist_load(&f, tmpdir, "train", &e);
     EXPECT(rc == -1, "%s: load should fail", what);
     expect_err(e.msg, want, what);
@@ -164,7 +164,7 @@ static void expect_load_fail(const char *want, const char *file, const char *wha
 
 static void test_made_idx(void) {
     Fmnist f;
-    Error e = {{0}};
+    Error e = {0};
     size_t n;
     write_good();
     EXPECT(fmnist_load(&f, tmpdir, "train", &e) == 0, "good file: %s", e.msg);
@@ -247,7 +247,7 @@ static void test_made_idx(void) {
 
 static void test_conditioning(void) {
     enum { L = 8, D = 16 };
-    Error e = {{0}};
+    Error e = {0};
     Conditioner *a = cond_create(L, D, 7, &e), *b = cond_create(L, D, 7, &e),
                 *o = cond_create(L, D, 8, &e);
     if (!a || !b || !o) {
@@ -459,7 +459,7 @@ static void model_for_h5(ModelConfig *m) {
 }
 
 static void expect_h5_fail(const char *path, const char *want, const char *what) {
-    Error e = {{0}};
+    Error e = {0};
     H5Data *h = h5data_open(path, "", &e);
     EXPECT(h == NULL, "%s: open should fail", what);
     expect_err(e.msg, want, what);
@@ -468,7 +468,7 @@ static void expect_h5_fail(const char *path, const char *want, const char *what)
 }
 
 static void expect_model_fail(H5Data *h, const ModelConfig *m, const char *want, const char *what) {
-    Error e = {{0}};
+    Error e = {0};
     EXPECT(h5data_check_model(h, m, &e) == -1, "%s: check should fail", what);
     expect_err(e.msg, want, what);
 }
@@ -477,7 +477,7 @@ static void test_h5(void) {
     const size_t xn = HC * HH * HW, cn = HL * HD;
     char good[512], full[512];  // tmp() reuses its buffers
     snprintf(good, sizeof good, "%s", make_h5("good.h5", HN, HN, 3, H_LAT | H_CTX));
-    Error e = {{0}};
+    Error e = {0};
     H5Data *h = h5data_open(good, "", &e);
     if (!h) {
         EXPECT(0, "open good.h5: %s", e.msg);
@@ -615,7 +615,7 @@ static void test_h5(void) {
 static void test_dataset_fmnist(void) {
     JobConfig jc;
     job_config_defaults(&jc);  // SD-1.5: 4 latent channels, not Fashion-MNIST's 1
-    Error e = {{0}};
+    Error e = {0};
     EXPECT(dataset_open(&jc, "test", &e) == NULL, "fashion-mnist with in_channels 4");
     expect_err(e.msg, "model.in_channels is 4", "in_channels");
     jc.model.in_channels = jc.model.out_channels = 1;

@@ -204,7 +204,7 @@ static const char *kConfig = "model = { sample_size = 8; };\ntrain = { steps = 2
 static void test_write_read(void) {
     char path[600];
     path_in_dir(path, sizeof path, "basic.h5");
-    Error e = {""};
+    Error e = {0};
     H5Log *l = h5log_open(path, kConfig, H5LOG_CREATE, 0, &e);
     EXPECT(l != NULL, "open: %s", e.msg);
     if (!l) return;
@@ -272,7 +272,7 @@ static void test_write_read(void) {
 static void test_resume_trim(void) {
     char path[600];
     path_in_dir(path, sizeof path, "resume.h5");
-    Error e = {""};
+    Error e = {0};
     H5Log *l = h5log_open(path, kConfig, H5LOG_CREATE, 0, &e);
     EXPECT(l != NULL, "open: %s", e.msg);
     if (!l) return;
@@ -330,7 +330,7 @@ static void test_resume_trim(void) {
 static void test_helpers(void) {
     char path[600];
     path_in_dir(path, sizeof path, "helpers.h5");
-    Error e = {""};
+    Error e = {0};
     H5Log *l = h5log_open(path, kConfig, H5LOG_CREATE, 0, &e);
     EXPECT(l != NULL, "open: %s", e.msg);
     if (!l) return;
@@ -415,7 +415,7 @@ static void test_errors(void) {
     char path[600], junk[600];
     path_in_dir(path, sizeof path, "errors.h5");
     path_in_dir(junk, sizeof junk, "not_hdf5.h5");
-    Error e = {""};
+    Error e = {0};
     FILE *fp = fopen(junk, "w");
     fputs("this is not an HDF5 file\n", fp);
     fclose(fp);
@@ -451,7 +451,7 @@ static void test_errors(void) {
 static void test_create_replaces(void) {
     char path[600];
     path_in_dir(path, sizeof path, "replace.h5");
-    Error e = {""};
+    Error e = {0};
     H5Log *l = h5log_open(path, "first", H5LOG_CREATE, 0, &e);
     double v = 1;
     long long n = 1;
@@ -472,7 +472,7 @@ static void test_create_replaces(void) {
 static void test_many_rows(void) {
     char path[600];
     path_in_dir(path, sizeof path, "many.h5");
-    Error e = {""};
+    Error e = {0};
     H5Log *l = h5log_open(path, NULL, H5LOG_CREATE, 0, &e);
     h5log_set_rows_hint(l, 1);  // smallest chunks
     Ids ids;

@@ -172,7 +172,7 @@ static void check_against_brute_force(void) {
         int64_t want = brute_force(score, cost, n, required);
 
         KnapsackPlan p;
-        Error e = {{0}};
+        Error e = {0};
         int rc = knapsack_min_cover(score, cost, n, required, "parameters", all + all / 7, &p, &e);
         if (want < 0) {
             infeasible++;

@@ -39,7 +39,7 @@ int main(void) {
     }
     EXPECT(all_finite(NULL, 0), "empty is finite");
 
-    Error e = {""};
+    Error e = {0};
     float g[4] = {1, 2, 3, 4};
     EXPECT(check_step_finite(12, 0.5, g, 4, &e) == 0, "finite step flagged");
     EXPECT(check_step_finite(12, NAN, g, 4, &e) == -1 && strstr(e.msg, "step 12") && strstr(e.msg, "NaN"),

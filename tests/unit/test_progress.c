@@ -25,12 +25,25 @@ int main(void) {
     EXPECT(progress_eta(10000, 0, 10000, 5) == 0, "nothing left at the end");
 
     char line[256];
-    Progress p = {"distill", 1200, 10000, 0.0123456, 1e-4, 0.5321, 123.44, 3725};
+    Progress p = {.stage = "distill", .step = 1200, .total = 10000, .loss = 0.0123456, .lr = 1e-4, .grad_norm = 0.5321,
+                  .samples_per_s = 123.44, .eta_s = 3725};
     progress_format(line, sizeof line, &p);
     EXPECT(has(line, "distill") && has(line, "1200/10000") && has(line, "12.0%") && has(line, "1.2346e-02") &&
                has(line, "1.00e-04") && has(line, "5.321e-01") && has(line, "123.4 samples/s") &&
                has(line, "ETA 1h02m") && !strchr(line, '\n'),
            "progress line: %s", line);
+    // the loss terms follow the loss, in order; a short buffer cuts, never overflows
+    const char *names[] = {"loss_task", "loss_feat"};
+    double terms[] = {0.01, 2.5e-3};
+    p.n_terms = 2, p.term_names = names, p.terms = terms;
+    progress_format(line, sizeof line, &p);
+    const char *lt = strstr(line, "loss_task 1.0000e-02"), *lf = strstr(line, "loss_feat 2.5000e-03");
+    EXPECT(lt && lf && lt < lf && strstr(line, "1.2346e-02") < lt && lf < strstr(line, "lr 1.00e-04"),
+           "loss terms: %s", line);
+    char tiny[24];
+    progress_format(tiny, sizeof tiny, &p);
+    EXPECT(strlen(tiny) == sizeof tiny - 1 && !strncmp(tiny, line, sizeof tiny - 1), "cut line: %s", tiny);
+    p.n_terms = 0;
     p.eta_s = -1;
     progress_format(line, sizeof line, &p);
     EXPECT(has(line, "ETA ?"), "unknown ETA: %s", line);

@@ -58,7 +58,7 @@ static uint32_t bits_of(float f) {
 // st_open must fail, name the file and say `want`.
 static void expect_open_fail(const char *path, const char *want, const char *what) {
     StFile f;
-    Error e = {{0}};
+    Error e = {0};
     int rc = st_open(&f, path, &e);
     EXPECT(rc == -1, "%s: st_open should fail", what);
 #ifdef ST_TEST_VERBOSE
@@ -72,7 +72,7 @@ static void expect_open_fail(const char *path, const char *want, const char *wha
 
 static void expect_open_ok(const char *path, const char *what) {
     StFile f;
-    Error e = {{0}};
+    Error e = {0};
     int rc = st_open(&f, path, &e);
     EXPECT(rc == 0, "%s: st_open failed: %s", what, e.msg);
     if (rc == 0) st_close(&f);
@@ -100,7 +100,7 @@ static void test_round_trip(const Tmp *tmp) {
         {"blocks.0.\"odd\\name\"", 3, {5, 7, 3}, big},
     };
     const char *meta[4] = {"format", "pt", "note", "line1\nline2 \"quoted\" caf\xc3\xa9"};
-    Error e = {{0}};
+    Error e = {0};
     EXPECT(st_write(path, outs, 5, meta, 2, &e) == 0, "st_write: %s", e.msg);
 
     char tmpname[1024];
@@ -229,7 +229,7 @@ static void test_half_formats(const Tmp *tmp) {
              "\"b\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[18,26]}}",
              data, sizeof data, 0);
     StFile f;
-    Error e = {{0}};
+    Error e = {0};
     if (st_open(&f, path, &e) != 0) {
         EXPECT(0, "open half file: %s", e.msg);
         return;
@@ -290,7 +290,7 @@ static void test_half_formats(const Tmp *tmp) {
 static void test_python_fixture(void) {
     const char *path = LD_SOURCE_DIR "/tests/unit/data/py_small.safetensors";
     StFile f;
-    Error e = {{0}};
+    Error e = {0};
     if (st_open(&f, path, &e) != 0) {
         EXPECT(0, "open Python fixture: %s", e.msg);
         return;
@@ -485,7 +485,7 @@ static void test_malformed(const Tmp *tmp) {
     tmp_path(tmp, "trunc.safetensors", path, sizeof path);
     write_st(path, "{" T("a", "F32", "[4]", "[0,16]") "}", NULL, 16, 0);
     StFile f;
-    Error e = {{0}};
+    Error e = {0};
     if (st_open(&f, path, &e) == 0) {
         EXPECT(truncate(path, 20) == 0, "truncate: %s", strerror(errno));
         float v[4];

@@ -129,7 +129,7 @@ static void test_round_trip(void) {
     a.u->params[0] = -0.0f, a.u->params[1] = 1e-40f, a.u->params[2] = FLT_MAX, a.m[3] = -FLT_MIN;
     TrainMeta tm = meta_of(1234), got;
     tm.seed = UINT64_MAX;
-    Error e = {""};
+    Error e = {0};
     EXPECT(train_state_save(dir, a.u, a.m, a.v, a.ema, &tm, 2, &e) == 0, "save: %s", e.msg);
     EXPECT(train_state_find_latest(dir, path, sizeof path, &e) == 0, "find_latest");
     EXPECT(strstr(path, "ckpt_00001234.safetensors") != NULL, "file name %s", path);
@@ -169,7 +169,7 @@ static void test_keep_and_latest(void) {
     char dir[600], path[700], missing[700];
     make_dir(dir, sizeof dir, "keep");
     snprintf(missing, sizeof missing, "%s/does-not-exist", g_root);
-    Error e = {""};
+    Error e = {0};
     EXPECT(train_state_find_latest(missing, path, sizeof path, &e) == 1, "no directory: none");
     EXPECT(train_state_find_latest(dir, path, sizeof path, &e) == 1, "empty directory: none");
     State s = state_new(8);
@@ -274,7 +274,7 @@ static int patched_copy(const char *src, const char *dst, const char *from, cons
 }
 
 static void expect_rejected(const char *path, State *s, const char *needle, const char *what) {
-    Error e = {""};
+    Error e = {0};
     TrainMeta got;
     int rc = train_state_load(path, s->u, s->m, s->v, NULL, &got, &e);
     EXPECT(rc == -1, "%s: accepted", what);
@@ -289,7 +289,7 @@ static void test_bad_files(void) {
     if (!s.u) return;
     state_fill(&s, 10);
     TrainMeta tm = meta_of(10);
-    Error e = {""};
+    Error e = {0};
     EXPECT(train_state_save(dir, s.u, s.m, s.v, s.ema, &tm, 2, &e) == 0, "save: %s", e.msg);
     train_state_path(dir, 10, good, sizeof good);
     snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
@@ -390,12 +390,6 @@ static void test_bad_files(void) {
 
 // ---- SIGKILL during saves ------------------------------------------------------
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
@@ -405,7 +399,7 @@ static void sleep_s(double s) {
 // wrote; returns its step (-1 on failure).
 static long check_latest(const char *dir, State *chk, State *want, int iter) {
     char path[700];
-    Error e = {""};
+    Error e = {0};
     if (train_state_find_latest(dir, path, sizeof path, &e) != 0) {
         EXPECT(0, "kill %d: no checkpoint found", iter);
         return -1;
@@ -427,7 +421,7 @@ static void test_kill_during_save(void) {
     make_dir(dir, sizeof dir, "killed");
     State s = state_new(40), chk = state_new(40), want = state_new(40);
     if (!s.u || !chk.u || !want.u) return;
-    Error e = {""};
+    Error e = {0};
     state_fill(&s, 1);
     TrainMeta tm = meta_of(1);
     EXPECT(train_state_save(dir, s.u, s.m, s.v, s.ema, &tm, 2, &e) == 0, "first save: %s", e.msg);

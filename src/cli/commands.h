@@ -1,0 +1,38 @@
+// commands.h — the laptop-diff commands (README "Commands"), each in its own
+// file of src/cli/: every one runs on all ranks in a RunCtx (cli/run.h) and
+// returns 0, 1 (train and distill: stopped by a signal after checkpointing)
+// or -1 + e. mpi/main.c parses the command line and dispatches here.
+#ifndef LD_CLI_COMMANDS_H
+#define LD_CLI_COMMANDS_H
+#include <stdio.h>
+
+#include "cli/run.h"
+
+// info: the architecture table, candidate layers and totals of a job file's
+// model or a checkpoint (one process: needs no context).
+int info_run(FILE *out, const char *target, const char *const *sets, int n_sets, Error *e);
+
+// train: the denoising task (epsilon prediction) from train.init or a seeded
+// initialisation -> model.safetensors, run.h5 /train/*, checkpoints/.
+int train_main(RunCtx *r, int resume, Error *e);
+
+// sample: DDIM + classifier-free guidance, sample.per_class per class, split
+// across the ranks -> samples.png (a row per class) and samples.h5.
+int sample_main(RunCtx *r, Error *e);
+
+// score: every candidate layer of the teacher under each prune.criterion ->
+// /prune/candidates, /prune/scores/<criterion>.
+int score_main(RunCtx *r, Error *e);
+
+// plan: the exact knapsack (or prune.layers), the additivity report ->
+// /prune/plan, /prune/additivity, student_init.safetensors.
+int plan_main(RunCtx *r, Error *e);
+
+// distill: the student retrained against the teacher -> student.safetensors,
+// /train/*, /activations/*, checkpoints/.
+int distill_main(RunCtx *r, int resume, Error *e);
+
+// eval: teacher vs student on held-out data -> /eval/<model>/*,
+// teacher_vs_student.png.
+int eval_main(RunCtx *r, Error *e);
+#endif

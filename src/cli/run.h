@@ -1,0 +1,43 @@
+// run.h — the run layer: the context every command works in, and `run`.
+// A RunCtx holds the job, the ranks, the collective-HDF5 access, the run
+// directory (io/rundir.h), and what stages share: the teacher (model.weights),
+// loaded on first use, and the pruning calibration set with the teacher's
+// outputs on it, built on first use. A single command fills only what it
+// needs; `run` hands one context from score to plan to distill to eval, so the
+// teacher is read and the calibration set built once per job, not per stage.
+// This context is the one piece of mutable state a job has.
+#ifndef LD_CLI_RUN_H
+#define LD_CLI_RUN_H
+#include "core/comm.h"
+#include "data/calib.h"
+#include "io/config.h"
+#include "io/h5rows.h"
+#include "io/rundir.h"
+#include "model/unet.h"
+
+typedef struct {
+    const JobConfig *cfg;
+    Comm *comm;
+    const H5Access *h5;  // how the ranks write one HDF5 file together (parallel under MPI)
+    RunDir dir;
+    UNet *teacher;       // NULL until run_teacher
+    Calib calib;         // valid once have_calib
+    int have_calib;
+} RunCtx;
+
+// Checks output.dir (io/rundir.h); loads nothing. Every rank calls it.
+int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5, Error *e);
+void run_ctx_free(RunCtx *r);
+
+// The teacher (model.weights), loaded by every rank on first use; all ranks
+// agree on the outcome. NULL + e (on every rank) on failure.
+UNet *run_teacher(RunCtx *r, Error *e);
+
+// The calibration set (prune.*, data.*, runtime.seed) with the teacher's
+// outputs, built on first use (loads the teacher if needed). NULL + e.
+Calib *run_calib(RunCtx *r, Error *e);
+
+// score -> plan -> distill -> eval on one context. With resume, the pruning
+// stages are skipped (their student is on disk) and distill resumes.
+int run_main(RunCtx *r, int resume, Error *e);
+#endif

@@ -1,0 +1,33 @@
+// rundir.h — the run directory (output.dir): the one definition of every file
+// a command reads or writes there (DESIGN §7, README "Outputs"), so no stage
+// spells a file name of its own.
+#ifndef LD_RUNDIR_H
+#define LD_RUNDIR_H
+#include "core/common.h"
+
+// Longest output.dir accepted, and room for the longest file name below it.
+#define RUNDIR_MAX 1023
+#define RUNDIR_PATH (RUNDIR_MAX + 64)
+
+typedef struct {
+    char dir[RUNDIR_MAX + 1];
+    char run_h5[RUNDIR_PATH];        // run.h5: every stage's results
+    char checkpoints[RUNDIR_PATH];   // checkpoints/: train and distill
+    char model[RUNDIR_PATH];         // model.safetensors: train
+    char model_ema[RUNDIR_PATH];     // model_ema.safetensors: train with train.ema_decay > 0
+    char student_init[RUNDIR_PATH];  // student_init.safetensors: plan
+    char student[RUNDIR_PATH];       // student.safetensors: distill
+    char student_ema[RUNDIR_PATH];   // student_ema.safetensors: distill with train.ema_decay > 0
+    char samples_png[RUNDIR_PATH];   // samples.png: sample
+    char samples_h5[RUNDIR_PATH];    // samples.h5: sample
+    char eval_png[RUNDIR_PATH];      // teacher_vs_student.png: eval
+} RunDir;
+
+// Fills d for output.dir `dir`. An empty or over-long dir is an error naming
+// output.dir (an empty one would put a run's files into the current or root
+// directory). Nothing is created on disk.
+int rundir_init(RunDir *d, const char *dir, Error *e);
+
+// mkdir -p the run directory.
+int rundir_make(const RunDir *d, Error *e);
+#endif
