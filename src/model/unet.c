@@ -328,7 +328,6 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
     float *h = arena_alloc(&u->acts, (size_t)B * c0 * H * W);
     conv2d_forward(h, u->sample, p + u->conv_in_w, p + u->conv_in_b, B, m->in_channels, H, W, c0, 3, 1, 1,
                    scratch_get(&u->scratch, conv2d_scratch_floats(m->in_channels, H, W, 3, 1, 1)));
-    u->h0 = h;
     int hh = H, ww = W, tap = 0;
     push_skip(u, &top, h, c0, hh * ww);
 
@@ -370,21 +369,18 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
 
     int cm = m->block_out_channels[n - 1];
     size_t nm = (size_t)B * cm * hh * ww;
-    u->mid_in[0] = h;
     if (runs(u, u->mid_res[0].cand)) {
         float *o = arena_alloc(&u->acts, nm);
         resnet_forward(&u->mid_res[0], &c, o, h, u->silu_temb, B, hh, ww);
         note_io(u, u->mid_res[0].cand, h, o, cm, hh, ww);
         h = o;
     }
-    u->mid_in[1] = h;
     if (runs(u, u->mid_attn.cand)) {
         float *o = arena_alloc(&u->acts, nm);
         transformer_forward(&u->mid_attn, &c, o, h, u->context, B, hh, ww, L);
         note_io(u, u->mid_attn.cand, h, o, cm, hh, ww);
         h = o;
     }
-    u->mid_in[2] = h;
     if (runs(u, u->mid_res[1].cand)) {
         float *o = arena_alloc(&u->acts, nm);
         resnet_forward(&u->mid_res[1], &c, o, h, u->silu_temb, B, hh, ww);

@@ -71,7 +71,6 @@ typedef struct {
     Block down[LD_MAX_BLOCKS], up[LD_MAX_BLOCKS];
     Resnet mid_res[2];
     Transformer mid_attn;
-    float *mid_in[3];
     // skip connections of the last forward, in push order
     float **skip_data;
     int *skip_C, *skip_HW, n_skips, max_skips;
@@ -89,7 +88,7 @@ typedef struct {
     uint8_t *bypass;  // per candidate, 1 = not run in the last forward (removed or absent)
     const float *context;
     float *t_emb0, *t_h1, *t_a1, *temb, *silu_temb;
-    float *sample, *h0, *no_in, *no_norm, *no_mean, *no_rstd, *no_act;
+    float *sample, *no_in, *no_norm, *no_mean, *no_rstd, *no_act;
     int have_forward;
 } UNet;
 
