@@ -38,6 +38,15 @@ int comm_agree(Comm *c, int rc, Error *e) {
     return -1;
 }
 
+int comm_agree_share(Comm *c, int rc, Error *e) {
+    int v = rc != 0 ? c->size - c->rank : 0;  // the max picks the lowest failing rank
+    c->max_i32(c, &v, 1);
+    if (v == 0) return 0;
+    c->bcast(c, e->msg, sizeof e->msg, c->size - v);
+    e->other_rank = 0;
+    return -1;
+}
+
 static int owner_of(const int *owner, int j, int size) { return owner ? owner[j] : j % size; }
 
 int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn, void *ctx, double *out, Error *e) {

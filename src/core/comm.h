@@ -42,6 +42,11 @@ void comm_shard(long n, int rank, int size, long *start, long *count);
 // failing ranks hold a message worth printing. Every rank must call it.
 int comm_agree(Comm *c, int rc, Error *e);
 
+// Like comm_agree, but every rank ends up with the message of the lowest
+// failing rank (for collectives whose failure every rank reports alike, such
+// as a parallel file write).
+int comm_agree_share(Comm *c, int rc, Error *e);
+
 // One job of comm_run_jobs: computes `width` doubles for job j into out.
 typedef int (*CommJobFn)(void *ctx, int j, double *out, Error *e);
 

@@ -113,16 +113,13 @@ static int args_hash(const Req *r) {
 }
 
 // Every rank learns whether any rank failed: then all get the message of the
-// lowest failing rank and return -1 together. hash (0 after the first call)
-// catches ranks that passed different arguments.
+// lowest failing rank and return -1 together (comm_agree_share). hash (0 after
+// the first call) catches ranks that passed different arguments.
 static int agree(Comm *c, int failed, int hash, const char *file, Error *e) {
-    int v[3] = {failed ? c->size - c->rank : 0, hash, -hash};
-    c->max_i32(c, v, 3);
-    if (v[0] > 0) {
-        c->bcast(c, e->msg, sizeof e->msg, c->size - v[0]);
-        return -1;
-    }
-    if (v[1] != -v[2])
+    if (comm_agree_share(c, failed, e)) return -1;
+    int v[2] = {hash, -hash};
+    c->max_i32(c, v, 2);
+    if (v[0] != -v[1])
         return errorf(e, "%s: write_rows_f32: the ranks passed different datasets, shapes or attributes", file);
     return 0;
 }
