@@ -8,10 +8,8 @@
 #include "data/h5data.h"
 #include "core/rng.h"
 
-enum { SRC_FMNIST, SRC_HDF5 };
-
 struct Dataset {
-    int source;
+    DataSource source;
     DatasetShape s;
     // fashion-mnist
     Fmnist fm;
@@ -40,7 +38,7 @@ static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
                                     (uint64_t)cfg->data.embed_seed, e);
     if (!cond) return NULL;
     Dataset *d = xcalloc(1, sizeof *d);
-    d->source = SRC_FMNIST;
+    d->source = DATA_FASHION_MNIST;
     d->cond = cond;
     if (fmnist_load(&d->fm, cfg->data.path, split, e)) {
         dataset_close(d);
@@ -75,7 +73,7 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
         return NULL;
     }
     Dataset *d = xcalloc(1, sizeof *d);
-    d->source = SRC_HDF5;
+    d->source = DATA_HDF5;
     d->h5 = h;
     d->s = (DatasetShape){hs.n, hs.C, hs.H, hs.W, hs.L, hs.D};
     size_t xn = (size_t)hs.C * hs.H * hs.W, cn = (size_t)hs.L * hs.D;
@@ -93,9 +91,9 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
 
 Dataset *dataset_open_shard(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
                             Error *e) {
-    if (!strcmp(cfg->data.source, "fashion-mnist")) return open_fmnist(cfg, split, e);
-    if (!strcmp(cfg->data.source, "hdf5")) return open_hdf5(cfg, split, start, count, e);
-    errorf(e, "data.source \"%s\"; expected \"fashion-mnist\" or \"hdf5\"", cfg->data.source);
+    if (cfg->data.source == DATA_FASHION_MNIST) return open_fmnist(cfg, split, e);
+    if (cfg->data.source == DATA_HDF5) return open_hdf5(cfg, split, start, count, e);
+    errorf(e, "data.source: value %d; expected \"fashion-mnist\" or \"hdf5\"", (int)cfg->data.source);
     return NULL;
 }
 
@@ -119,14 +117,14 @@ int64_t dataset_size(const Dataset *d) { return d->s.n; }
 DatasetShape dataset_shape(const Dataset *d) { return d->s; }
 
 void dataset_uncond(const Dataset *d, float *ctx) {
-    if (d->source == SRC_FMNIST) cond_context(d->cond, COND_EMPTY, ctx);
+    if (d->source == DATA_FASHION_MNIST) cond_context(d->cond, COND_EMPTY, ctx);
     else memcpy(ctx, d->uncond, (size_t)d->s.L * d->s.D * sizeof(float));
 }
 
 void dataset_get(const Dataset *d, int64_t index, float *x, float *ctx, int *label,
                  int drop_caption) {
     CHECK(index >= 0 && index < d->s.n);
-    if (d->source == SRC_FMNIST) {
+    if (d->source == DATA_FASHION_MNIST) {
         int cls = d->fm.labels[index];
         if (x) fmnist_image(&d->fm, (int)index, x);
         if (ctx) cond_context(d->cond, drop_caption ? COND_EMPTY : cls, ctx);

@@ -61,7 +61,7 @@ int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *x
                  const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
                  float *const *dtaps, double *v, Error *e) {
     size_t n = (size_t)b * u->cfg.out_channels * H * W;
-    int normalized = !strcmp(dc->feat_norm, "l2sq"), n_taps = teacher->n_taps;
+    int normalized = dc->feat_norm == FEAT_NORM_L2SQ, n_taps = teacher->n_taps;
     if (unet_forward(teacher, outT, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
     if (unet_forward(u, outS, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
     double w = (double)b / B;
@@ -253,7 +253,7 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
     snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
     snprintf(model_out, sizeof model_out, "%s/student.safetensors", cfg->output.dir);
-    const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", dc->feat_norm};
+    const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", feat_norm_name(dc->feat_norm)};
     TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
                       .step = distill_step, .log_extra = distill_log, .self = &d};
     if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
@@ -262,8 +262,8 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     if (comm->rank == 0) {
         printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
                "%d steps\n",
-               s->pt.total, d.teacher->pt.total, dc->feat_norm, d.n_taps, B, comm->size, comm->size == 1 ? "" : "s",
-               cfg->train.steps);
+               s->pt.total, d.teacher->pt.total, feat_norm_name(dc->feat_norm), d.n_taps, B, comm->size,
+               comm->size == 1 ? "" : "s", cfg->train.steps);
         fflush(stdout);
     }
     rc = trainer_run(cfg, comm, s, &task, &opt, e);

@@ -559,7 +559,7 @@ static void test_h5(void) {
     JobConfig jc;
     job_config_defaults(&jc);
     jc.model = m;
-    snprintf(jc.data.source, sizeof jc.data.source, "hdf5");
+    jc.data.source = DATA_HDF5;
     snprintf(jc.data.path, sizeof jc.data.path, "%s", full);
     Dataset *all = dataset_open(&jc, "train", &e);
     Dataset *sh = all ? dataset_open_shard(&jc, "train", 3, 4, &e) : NULL;
