@@ -7,7 +7,7 @@
 #include "comm_mpi.h"
 #include "io/config.h"
 #include "cli/info.h"
-#include "train/distill.h"
+#include "cli/distill_cmd.h"
 #include "cli/eval.h"
 #include "cli/prune_cmd.h"
 #include "kernels/runtime.h"
@@ -62,7 +62,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     else if (!strcmp(cmd, "plan"))
         rc = plan_main(&jc, &comm, &e);
     else if (!strcmp(cmd, "distill"))
-        rc = distill_main(&jc, &comm, resume, &e);
+        rc = distill_cmd(&jc, &comm, resume, &e);
     else if (!strcmp(cmd, "eval"))
         rc = eval_main(&jc, &comm, &e);
     else

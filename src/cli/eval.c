@@ -8,7 +8,7 @@
 #include "data/calib.h"
 #include "model/checkpoint.h"
 #include "data/conditioning.h"
-#include "train/distill.h"
+#include "cli/distill_cmd.h"
 #include "io/h5log.h"
 #include "kernels/kernels.h"
 #include "io/png_grid.h"
@@ -74,7 +74,8 @@ int eval_main(const JobConfig *cfg, Comm *comm, Error *e) {
     Metrics mt = {0}, ms = {0};
     if (comm->rank == 0) {
         Calib cs;
-        rc = calib_build_from(&cs, cfg, "test", cfg->eval.samples, e);
+        rc = calib_build_from(&cs, &cfg->data, &cfg->diffusion, &cfg->model, cfg->runtime.seed, "test",
+                              cfg->eval.samples, cfg->prune.batch, e);
         if (!rc) rc = calib_teacher(t, &cs, e);
         if (!rc) rc = measure(t, &cs, &mt, e);
         if (!rc) rc = measure(s, &cs, &ms, e);
@@ -135,7 +136,7 @@ int run_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         }
         int rc = k == 0 ? score_main(cfg, comm, e)
                  : k == 1 ? plan_main(cfg, comm, e)
-                 : k == 2 ? distill_main(cfg, comm, resume, e)
+                 : k == 2 ? distill_cmd(cfg, comm, resume, e)
                           : eval_main(cfg, comm, e);
         if (rc) return rc;
     }

@@ -79,7 +79,7 @@ int score_main(const JobConfig *cfg, Comm *comm, Error *e) {
         return -1;
     }
     Calib cs;
-    int rc = calib_build(&cs, cfg, e);
+    int rc = calib_build(&cs, &cfg->prune, &cfg->data, &cfg->diffusion, &cfg->model, cfg->runtime.seed, e);
     if (!rc) rc = calib_teacher(u, &cs, e);
     if (agree(comm, rc, e)) {
         calib_free(&cs);
@@ -224,7 +224,7 @@ int plan_main(const JobConfig *cfg, Comm *comm, Error *e) {
     if (agree(comm, rc, e)) goto out;
     // measure: the plan's actual output loss and the additivity sets, split across ranks
     Calib cs;
-    rc = calib_build(&cs, cfg, e);
+    rc = calib_build(&cs, &cfg->prune, &cfg->data, &cfg->diffusion, &cfg->model, cfg->runtime.seed, e);
     if (!rc) rc = calib_teacher(u, &cs, e);
     if (agree(comm, rc, e)) {
         calib_free(&cs);

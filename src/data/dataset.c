@@ -21,8 +21,7 @@ struct Dataset {
     float *uncond;         // [L*D]
 };
 
-static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
-    const ModelConfig *m = &cfg->model;
+static Dataset *open_fmnist(const DataConfig *dc, const ModelConfig *m, const char *split, Error *e) {
     int f = 1 << (m->n_blocks - 1);
     if (m->in_channels != 1) {
         errorf(e, "data.source \"fashion-mnist\" is 1-channel pixel data [1,%d,%d] but "
@@ -35,12 +34,12 @@ static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
         return NULL;
     }
     Conditioner *cond = cond_create(m->context_length, m->cross_attention_dim,
-                                    (uint64_t)cfg->data.embed_seed, e);
+                                    (uint64_t)dc->embed_seed, e);
     if (!cond) return NULL;
     Dataset *d = xcalloc(1, sizeof *d);
     d->source = DATA_FASHION_MNIST;
     d->cond = cond;
-    if (fmnist_load(&d->fm, cfg->data.path, split, e)) {
+    if (fmnist_load(&d->fm, dc->path, split, e)) {
         dataset_close(d);
         return NULL;
     }
@@ -49,8 +48,8 @@ static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
     return d;
 }
 
-static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
-                          Error *e) {
+static Dataset *open_hdf5(const DataConfig *dc, const ModelConfig *m, const char *split, int64_t start,
+                          int64_t count, Error *e) {
     const char *group;
     if (!strcmp(split, "train")) group = "";
     else if (!strcmp(split, "test")) group = "/test";
@@ -58,16 +57,16 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
         errorf(e, "hdf5 data: split \"%s\"; expected \"train\" or \"test\"", split);
         return NULL;
     }
-    H5Data *h = h5data_open(cfg->data.path, group, e);
+    H5Data *h = h5data_open(dc->path, group, e);
     if (!h) return NULL;
-    if (h5data_check_model(h, &cfg->model, e)) {
+    if (h5data_check_model(h, m, e)) {
         h5data_close(h);
         return NULL;
     }
     H5Shape hs = h5data_shape(h);
     if (start < 0) start = 0, count = hs.n;  // dataset_open: the whole file
     if (start > hs.n || count < 0 || count > hs.n - start) {
-        errorf(e, "%s: shard [%lld, %lld) is outside the file's %lld rows", cfg->data.path,
+        errorf(e, "%s: shard [%lld, %lld) is outside the file's %lld rows", dc->path,
                (long long)start, (long long)(start + count), (long long)hs.n);
         h5data_close(h);
         return NULL;
@@ -89,16 +88,16 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
     return d;
 }
 
-Dataset *dataset_open_shard(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
-                            Error *e) {
-    if (cfg->data.source == DATA_FASHION_MNIST) return open_fmnist(cfg, split, e);
-    if (cfg->data.source == DATA_HDF5) return open_hdf5(cfg, split, start, count, e);
-    errorf(e, "data.source: value %d; expected \"fashion-mnist\" or \"hdf5\"", (int)cfg->data.source);
+Dataset *dataset_open_shard(const DataConfig *dc, const ModelConfig *m, const char *split, int64_t start,
+                            int64_t count, Error *e) {
+    if (dc->source == DATA_FASHION_MNIST) return open_fmnist(dc, m, split, e);
+    if (dc->source == DATA_HDF5) return open_hdf5(dc, m, split, start, count, e);
+    errorf(e, "data.source: value %d; expected \"fashion-mnist\" or \"hdf5\"", (int)dc->source);
     return NULL;
 }
 
-Dataset *dataset_open(const JobConfig *cfg, const char *split, Error *e) {
-    return dataset_open_shard(cfg, split, -1, 0, e);  // start -1: every row resident
+Dataset *dataset_open(const DataConfig *dc, const ModelConfig *m, const char *split, Error *e) {
+    return dataset_open_shard(dc, m, split, -1, 0, e);  // start -1: every row resident
 }
 
 void dataset_close(Dataset *d) {

@@ -40,7 +40,7 @@ void distill_feat_term(const float *S, const float *T, int b, size_t n, int norm
 }
 
 typedef struct {
-    const JobConfig *cfg;
+    const DistillJob *job;
     Comm *comm;
     Dataset *data;
     Schedule sched;
@@ -90,8 +90,8 @@ int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *x
 // values: loss, loss_task, loss_out, loss_feat, then feat_raw[n_taps], feat_norm[n_taps]
 static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
     DistillTask *d = self;
-    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
-    return distill_loss(d->teacher, u, &d->cfg->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
+    batch_fill(&d->bt, d->job->data, d->job->seed, d->data, &d->sched, step, g0, b, B);
+    return distill_loss(d->teacher, u, d->job->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
                         d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
 }
 
@@ -113,7 +113,7 @@ static int distill_log(void *self, H5Log *log, long step, const double *v, Error
 // Teacher and student taps on the fixed probe batch: one collective write.
 static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     DistillTask *d = self;
-    long rows = d->probe_rows, total = d->cfg->distill.probe_samples;
+    long rows = d->probe_rows, total = d->job->distill->probe_samples;
     const char *paths[2 * MAX_TAPS];
     char names[2 * MAX_TAPS][96];
     int ndims[2 * MAX_TAPS];
@@ -160,34 +160,34 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     return rc;
 }
 
-int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
-    DistillTask d = {.cfg = cfg, .comm = comm};
-    const DistillConfig *dc = &cfg->distill;
+int distill_main(const DistillJob *job, Comm *comm, int resume, Error *e) {
+    DistillTask d = {.job = job, .comm = comm};
+    const DistillConfig *dc = job->distill;
     int rc = -1;
     UNet *s = NULL;
     char student[1100];
     if (dc->student[0])
         snprintf(student, sizeof student, "%s", dc->student);
     else
-        snprintf(student, sizeof student, "%s/student_init.safetensors", cfg->output.dir);
-    if (!cfg->weights[0]) return errorf(e, "model.weights is empty: distill needs the teacher's weights");
-    d.teacher = unet_from_file(cfg->weights, &cfg->model, e);
+        snprintf(student, sizeof student, "%s/student_init.safetensors", job->output_dir);
+    if (!job->teacher[0]) return errorf(e, "model.weights is empty: distill needs the teacher's weights");
+    d.teacher = unet_from_file(job->teacher, job->model, e);
     if (!d.teacher) return -1;
-    s = unet_from_file(student, &cfg->model, e);
+    s = unet_from_file(student, job->model, e);
     if (!s) {
         char inner[sizeof e->msg];
         snprintf(inner, sizeof inner, "%s", e->msg);
         errorf(e, "%s (the student comes from `laptop-diff plan`, or set distill.student)", inner);
         goto done;
     }
-    d.data = dataset_open(cfg, "train", e);
-    if (!d.data || schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
+    d.data = dataset_open(job->data, job->model, "train", e);
+    if (!d.data || schedule_init(&d.sched, job->diffusion, e)) goto done;
     DatasetShape sh = dataset_shape(d.data);
     d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D, d.numel = (size_t)sh.C * sh.H * sh.W;
     d.n_taps = d.teacher->n_taps;
     // the files carry their own architecture: both must fit the data and each other
     const UNet *both[2] = {d.teacher, s};
-    const char *paths[2] = {cfg->weights, student};
+    const char *paths[2] = {job->teacher, student};
     for (int k = 0; k < 2; k++) {
         const ModelConfig *m = &both[k]->cfg;
         if (m->in_channels != d.C || m->out_channels != d.C || m->cross_attention_dim != d.D) {
@@ -203,10 +203,10 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
     if (!same) {
         errorf(e, "%s: the student's stages (blocks and widths) do not match the teacher's (%s): feature KD needs "
                   "the same taps",
-               student, cfg->weights);
+               student, job->teacher);
         goto done;
     }
-    long B = cfg->train.batch, b = B / comm->size + 1;
+    long B = job->train->batch, b = B / comm->size + 1;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
     d.outS = xmalloc((size_t)b * d.numel * sizeof(float));
     d.outT = xmalloc((size_t)b * d.numel * sizeof(float));
@@ -224,10 +224,10 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         }
     }
     // the probe batch: fixed samples from the test split, this rank's rows
-    snprintf(d.run_h5, sizeof d.run_h5, "%s/run.h5", cfg->output.dir);
+    snprintf(d.run_h5, sizeof d.run_h5, "%s/run.h5", job->output_dir);
     if (dc->activation_interval > 0) {
         comm_shard(dc->probe_samples, comm->rank, comm->size, &d.probe_first, &d.probe_rows);
-        Dataset *test = dataset_open(cfg, "test", e);
+        Dataset *test = dataset_open(job->data, job->model, "test", e);
         if (!test) goto done;
         long r = d.probe_rows ? d.probe_rows : 1;
         d.probe_xt = xmalloc((size_t)r * d.numel * sizeof(float));
@@ -236,7 +236,7 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         d.probe_out = xmalloc((size_t)r * d.numel * sizeof(float));
         int *ti = xmalloc((size_t)r * sizeof(int));
         float *noise = xmalloc((size_t)r * d.numel * sizeof(float));
-        uint64_t seed = (uint64_t)cfg->runtime.seed;
+        uint64_t seed = (uint64_t)job->seed;
         for (long i = 0; i < d.probe_rows; i++) {
             uint64_t g = (uint64_t)(d.probe_first + i);
             dataset_get(test, (int64_t)rng_below(seed, RNG_MISC, (7ULL << 32) + g, (uint64_t)dataset_size(test)),
@@ -250,23 +250,23 @@ int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e) {
         dataset_close(test);
     }
     char run_h5[1100], ckpt[1100], model_out[1100];
-    snprintf(run_h5, sizeof run_h5, "%s/run.h5", cfg->output.dir);
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", cfg->output.dir);
-    snprintf(model_out, sizeof model_out, "%s/student.safetensors", cfg->output.dir);
+    snprintf(run_h5, sizeof run_h5, "%s/run.h5", job->output_dir);
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoints", job->output_dir);
+    snprintf(model_out, sizeof model_out, "%s/student.safetensors", job->output_dir);
     const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", feat_norm_name(dc->feat_norm)};
     TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
                       .step = distill_step, .log_extra = distill_log, .self = &d};
     if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
     TrainerOptions opt = {.stage = "distill", .run_h5 = run_h5, .ckpt_dir = ckpt, .model_out = model_out,
-                          .resume = resume, .meta = meta, .n_meta = 2};
+                          .resume = resume, .meta = meta, .n_meta = 2, .config_text = job->config_text};
     if (comm->rank == 0) {
         printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
                "%d steps\n",
                s->pt.total, d.teacher->pt.total, feat_norm_name(dc->feat_norm), d.n_taps, B, comm->size,
-               comm->size == 1 ? "" : "s", cfg->train.steps);
+               comm->size == 1 ? "" : "s", job->train->steps);
         fflush(stdout);
     }
-    rc = trainer_run(cfg, comm, s, &task, &opt, e);
+    rc = trainer_run(job->train, job->seed, comm, s, &task, &opt, e);
 done:
     batch_free(&d.bt);
     free(d.outS), free(d.outT), free(d.dout);

@@ -12,7 +12,20 @@
 #include "io/config.h"
 #include "model/unet.h"
 
-int distill_main(const JobConfig *cfg, Comm *comm, int resume, Error *e);
+// What distill reads from the job (cli/distill_cmd.c fills it from the job config).
+typedef struct {
+    const DistillConfig *distill;
+    const TrainConfig *train;          // optimizer, steps, batch
+    const DataConfig *data;
+    const DiffusionConfig *diffusion;
+    const ModelConfig *model;          // architecture of weight files that do not carry their own
+    const char *teacher;               // model.weights
+    const char *output_dir;            // the run directory
+    long seed;                         // runtime.seed
+    const char *config_text;           // the effective job config (run.h5, checkpoint hash)
+} DistillJob;
+
+int distill_main(const DistillJob *job, Comm *comm, int resume, Error *e);
 
 // The feature terms of one tap for b samples of n elements each:
 // raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of
