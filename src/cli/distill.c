@@ -20,10 +20,14 @@ int distill_main(RunCtx *r, int resume, Error *e) {
         unet_free(s);
         return -1;
     }
-    DistillOptions o = {.run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints, .model_out = r->dir.student,
-                        .ema_out = r->dir.student_ema, .teacher_path = cfg->weights, .student_path = student,
-                        .h5 = r->h5, .resume = resume};
-    int rc = distill_train(cfg, r->comm, t, s, &o, e);
+    char *text = job_config_text(cfg);
+    DistillJob job = {.distill = &cfg->distill, .train = &cfg->train, .data = &cfg->data,
+                      .diffusion = &cfg->diffusion, .model = &cfg->model, .seed = cfg->runtime.seed,
+                      .config_text = text, .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
+                      .model_out = r->dir.student, .ema_out = r->dir.student_ema, .teacher_path = cfg->weights,
+                      .student_path = student, .h5 = r->h5, .resume = resume};
+    int rc = distill_train(&job, r->comm, t, s, e);
+    free(text);
     unet_free(s);
     return rc;
 }

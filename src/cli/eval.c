@@ -61,7 +61,8 @@ int eval_main(RunCtx *r, Error *e) {
     Metrics mt = {0}, ms = {0};
     if (comm->rank == 0) {
         Calib cs;
-        rc = calib_build_from(&cs, cfg, "test", cfg->eval.samples, e);
+        rc = calib_build_from(&cs, &cfg->data, &cfg->diffusion, &cfg->model, cfg->runtime.seed, "test",
+                              cfg->eval.samples, cfg->prune.batch, e);
         if (!rc) rc = calib_teacher(t, &cs, e);
         if (!rc) rc = measure(t, &cs, &mt, e);
         if (!rc) rc = measure(s, &cs, &ms, e);

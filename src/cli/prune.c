@@ -66,27 +66,22 @@ int score_main(RunCtx *r, Error *e) {
     if (!cs) return -1;
     int rc = 0;
     if (comm->rank == 0) {
-        printf("score: %d candidates, %d calibration samples, criteria %s, %d rank%s\n", u->n_cands, cs->n,
-               cfg->prune.criterion, comm->size, comm->size == 1 ? "" : "s");
+        printf("score: %d candidates, %d calibration samples, criteria ", u->n_cands, cs->n);
+        for (int k = 0; k < cfg->prune.n_criteria; k++)
+            printf("%s%s", k ? "," : "", criterion_name(cfg->prune.criterion[k]));
+        printf(", %d rank%s\n", comm->size, comm->size == 1 ? "" : "s");
         fflush(stdout);
     }
     const char *path = r->dir.run_h5;
     int n = u->n_cands, nc = 0;
-    Criterion crit[CRIT_COUNT];
+    const Criterion *crit = cfg->prune.criterion;
     double *scores[CRIT_COUNT] = {0}, secs[CRIT_COUNT];
-    char *list = xstrdup(cfg->prune.criterion), *save = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok && !rc && nc < CRIT_COUNT; tok = strtok_r(NULL, ",", &save)) {
-        if (criterion_parse(tok, &crit[nc])) {
-            rc = errorf(e, "prune.criterion: unknown criterion \"%s\"", tok);
-            break;
-        }
+    for (; nc < cfg->prune.n_criteria && !rc; nc++) {
         scores[nc] = xmalloc((size_t)n * sizeof(double));
         double t0 = now_s();
         rc = score_criterion(u, cs, crit[nc], (uint64_t)cfg->runtime.seed, comm, scores[nc], 1, e);
         secs[nc] = now_s() - t0;
-        nc++;
     }
-    free(list);
     if (comm_agree(comm, rc, e)) goto done;
     if (comm->rank == 0) {
         printf("  %4s  %-32s %-10s %12s", "idx", "name", "kind", "params");
@@ -161,14 +156,15 @@ static int read_f64(const char *file, const char *path, double *out, size_t n, E
 }
 
 // Scores for the plan: prune.scores_from, or this run's file.
-static int read_scores(const RunCtx *r, const UNet *u, const char *crit, double *scores, Error *e) {
+static int read_scores(const RunCtx *r, const UNet *u, Criterion crit, double *scores, Error *e) {
     const char *path = r->cfg->prune.scores_from[0] ? r->cfg->prune.scores_from : r->dir.run_h5;
     char ds[128];
-    snprintf(ds, sizeof ds, "/prune/scores/%s", crit);
+    snprintf(ds, sizeof ds, "/prune/scores/%s", criterion_name(crit));
     if (read_f64(path, ds, scores, (size_t)u->n_cands, e)) {
         char inner[sizeof e->msg];
         snprintf(inner, sizeof inner, "%s", e->msg);
-        return errorf(e, "plan needs %s scores: %s (run `laptop-diff score` first, or set prune.scores_from)", crit, inner);
+        return errorf(e, "plan needs %s scores: %s (run `laptop-diff score` first, or set prune.scores_from)",
+                      criterion_name(crit), inner);
     }
     return 0;
 }
@@ -237,14 +233,13 @@ int plan_main(RunCtx *r, Error *e) {
     UNet *u = run_teacher(r, e);
     if (!u) return -1;
     int n = u->n_cands, rc = 0;
-    char crit[64];
-    snprintf(crit, sizeof crit, "%.*s", (int)strcspn(cfg->prune.criterion, ","), cfg->prune.criterion);
+    const Criterion crit = cfg->prune.criterion[0];  // the plan uses the first
     double *scores = xmalloc((size_t)n * sizeof(double));
     int have_scores = 0;
     if (comm->rank == 0) {
         rc = read_scores(r, u, crit, scores, e);
         have_scores = rc == 0;
-        if (rc && cfg->prune.layers[0]) rc = 0;  // a handcrafted plan needs no scores (it reports them if present)
+        if (rc && cfg->prune.n_layers) rc = 0;  // a handcrafted plan needs no scores (it reports them if present)
     }
     if (comm_agree(comm, rc, e)) {
         free(scores);

@@ -37,7 +37,8 @@ Calib *run_calib(RunCtx *r, Error *e) {
     if (r->have_calib) return &r->calib;
     UNet *t = run_teacher(r, e);
     if (!t) return NULL;
-    int rc = calib_build(&r->calib, r->cfg, e);
+    const JobConfig *c = r->cfg;
+    int rc = calib_build(&r->calib, &c->prune, &c->data, &c->diffusion, &c->model, c->runtime.seed, e);
     if (!rc) rc = calib_teacher(t, &r->calib, e);
     if (comm_agree(r->comm, rc, e)) {
         calib_free(&r->calib);

@@ -15,7 +15,8 @@
 #include "train/trainer.h"
 
 typedef struct {
-    const JobConfig *cfg;
+    const DataConfig *data_cfg;
+    long seed;
     Dataset *data;
     Schedule sched;
     int64_t N;
@@ -28,7 +29,7 @@ typedef struct {
 static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e) {
     DiffusionTask *d = self;
     size_t n = (size_t)b * d->numel;
-    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
+    batch_fill(&d->bt, d->data_cfg, d->seed, d->data, &d->sched, step, g0, b, B);
     if (unet_forward(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
     double w = (double)b / B;  // this shard's share of the global mean
     losses[0] = mse_forward(d->out, d->bt.noise, n) * w;
@@ -41,10 +42,10 @@ static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B,
 int train_main(RunCtx *r, int resume, Error *e) {
     const JobConfig *cfg = r->cfg;
     Comm *comm = r->comm;
-    DiffusionTask d = {.cfg = cfg};
+    DiffusionTask d = {.data_cfg = &cfg->data, .seed = cfg->runtime.seed};
     int rc = -1;
     UNet *u = NULL;
-    d.data = dataset_open(cfg, "train", e);
+    d.data = dataset_open(&cfg->data, &cfg->model, "train", e);
     if (!d.data) return -1;
     if (schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
     DatasetShape sh = dataset_shape(d.data);
@@ -73,15 +74,17 @@ int train_main(RunCtx *r, int resume, Error *e) {
     snprintf(steps, sizeof steps, "%d", cfg->train.steps);
     const char *meta[] = {"laptop_diff.stage", "train", "laptop_diff.steps", steps};
     TrainTask task = {.n_losses = 1, .loss_names = {"loss"}, .step = diffusion_step, .self = &d};
+    char *text = job_config_text(cfg);
     TrainerOptions opt = {.stage = "train", .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
                           .model_out = r->dir.model, .ema_out = r->dir.model_ema, .resume = resume, .meta = meta,
-                          .n_meta = 2};
+                          .n_meta = 2, .config_text = text};
     if (comm->rank == 0) {
         printf("train: %zu parameters, %lld samples, global batch %ld on %d rank%s, %d steps\n", u->pt.total,
                (long long)d.N, B, comm->size, comm->size == 1 ? "" : "s", cfg->train.steps);
         fflush(stdout);
     }
-    rc = trainer_run(cfg, comm, u, &task, &opt, e);
+    rc = trainer_run(&cfg->train, cfg->runtime.seed, comm, u, &task, &opt, e);
+    free(text);
 done:
     batch_free(&d.bt);
     free(d.out), free(d.dout);

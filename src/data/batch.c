@@ -19,15 +19,15 @@ void batch_free(Batch *bt) {
     bt->ti = NULL;
 }
 
-void batch_fill(Batch *bt, const JobConfig *cfg, const Dataset *d, const Schedule *s, long step, long g0, int b,
-                int B) {
+void batch_fill(Batch *bt, const DataConfig *dc, long run_seed, const Dataset *d, const Schedule *s, long step, long g0,
+                int b, int B) {
     CHECK(b <= bt->b);
-    uint64_t seed = (uint64_t)cfg->runtime.seed;
+    const uint64_t seed = (uint64_t)run_seed;
     int64_t N = dataset_size(d);
     for (int i = 0; i < b; i++) {
         long g = g0 + i, k = step * B + g;  // global sample k of the run
         int64_t idx = dataset_order(seed, k / N, N, k % N);
-        int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, cfg->data.cfg_drop);
+        int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, dc->cfg_drop);
         dataset_get(d, idx, bt->x0 + i * bt->numel, bt->ctx + (size_t)i * bt->LD, NULL, drop);
     }
     schedule_draw_timesteps(bt->ti, b, s->T, seed, (uint64_t)step, (uint64_t)g0);

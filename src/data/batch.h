@@ -18,7 +18,8 @@ typedef struct {
 
 void batch_alloc(Batch *bt, int b, size_t numel, int LD);
 void batch_free(Batch *bt);
-// Fills positions [g0, g0 + b) of step `step`'s global batch of B.
-void batch_fill(Batch *bt, const JobConfig *cfg, const Dataset *d, const Schedule *s, long step, long g0, int b,
-                int B);
+// Fills positions [g0, g0 + b) of step `step`'s global batch of B, drawn from
+// seed (runtime.seed), dropping captions at dc->cfg_drop.
+void batch_fill(Batch *bt, const DataConfig *dc, long seed, const Dataset *d, const Schedule *s, long step, long g0,
+                int b, int B);
 #endif

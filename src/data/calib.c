@@ -7,22 +7,24 @@
 #include "core/rng.h"
 #include "diffusion/schedule.h"
 
-int calib_build(Calib *cs, const JobConfig *cfg, Error *e) {
-    return calib_build_from(cs, cfg, "train", cfg->prune.calib_samples, e);
+int calib_build(Calib *cs, const PruneConfig *pc, const DataConfig *dc, const DiffusionConfig *diff,
+                const ModelConfig *m, long seed, Error *e) {
+    return calib_build_from(cs, dc, diff, m, seed, "train", pc->calib_samples, pc->batch, e);
 }
 
-int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, Error *e) {
+int calib_build_from(Calib *cs, const DataConfig *dc, const DiffusionConfig *diff, const ModelConfig *m, long seed,
+                     const char *split, int n, int batch, Error *e) {
     memset(cs, 0, sizeof *cs);
-    Dataset *d = dataset_open_shard(cfg, split, 0, 0, e);
+    Dataset *d = dataset_open_shard(dc, m, split, 0, 0, e);
     if (!d) return -1;
     Schedule s;
-    if (schedule_init(&s, &cfg->diffusion, e)) {
+    if (schedule_init(&s, diff, e)) {
         dataset_close(d);
         return -1;
     }
     DatasetShape sh = dataset_shape(d);
     cs->n = n, cs->C = cs->Co = sh.C, cs->H = sh.H, cs->W = sh.W, cs->L = sh.L, cs->D = sh.D;
-    cs->batch = cfg->prune.batch < n ? cfg->prune.batch : n;
+    cs->batch = batch < n ? batch : n;
     size_t per = (size_t)sh.C * sh.H * sh.W;
     cs->xt = xmalloc((size_t)n * per * sizeof(float));
     cs->noise = xmalloc((size_t)n * per * sizeof(float));
@@ -30,13 +32,13 @@ int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, 
     cs->ctx = xmalloc((size_t)n * sh.L * sh.D * sizeof(float));
     cs->t = xmalloc((size_t)n * sizeof(float));
     int *ti = xmalloc((size_t)n * sizeof(int));
-    uint64_t seed = (uint64_t)cfg->runtime.seed;
+    const uint64_t useed = (uint64_t)seed;
     for (int i = 0; i < n; i++) {
-        int64_t idx = (int64_t)rng_below(seed, RNG_CALIB, (uint64_t)i, (uint64_t)sh.n);
+        int64_t idx = (int64_t)rng_below(useed, RNG_CALIB, (uint64_t)i, (uint64_t)sh.n);
         dataset_get(d, idx, cs->xt + i * per, cs->ctx + (size_t)i * sh.L * sh.D, NULL, 0);
-        ti[i] = (int)rng_below(seed, RNG_CALIB, ((uint64_t)1 << 32) + (uint64_t)i, (uint64_t)s.T);
+        ti[i] = (int)rng_below(useed, RNG_CALIB, ((uint64_t)1 << 32) + (uint64_t)i, (uint64_t)s.T);
         cs->t[i] = (float)ti[i];
-        uint64_t key = rng_bits(seed, RNG_CALIB, ((uint64_t)2 << 32) + (uint64_t)i);
+        uint64_t key = rng_bits(useed, RNG_CALIB, ((uint64_t)2 << 32) + (uint64_t)i);
         rng_normal_fill(cs->noise + i * per, per, key, RNG_CALIB, 0);
     }
     schedule_q_sample(&s, cs->xt, cs->xt, cs->noise, ti, n, per);  // x_0 -> x_t in place

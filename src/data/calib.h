@@ -21,9 +21,13 @@ typedef struct {
     float *teacher;   // [n, Co, H, W]: the teacher's output, filled by calib_teacher
 } Calib;
 
-int calib_build(Calib *cs, const JobConfig *cfg, Error *e);
+// prune.calib_samples samples of the training split, prune.batch per forward;
+// the model m is what the data is checked against; seed = runtime.seed.
+int calib_build(Calib *cs, const PruneConfig *pc, const DataConfig *dc, const DiffusionConfig *diff,
+                const ModelConfig *m, long seed, Error *e);
 // The same construction on another split and size (evaluation: "test", eval.samples).
-int calib_build_from(Calib *cs, const JobConfig *cfg, const char *split, int n, Error *e);
+int calib_build_from(Calib *cs, const DataConfig *dc, const DiffusionConfig *diff, const ModelConfig *m, long seed,
+                     const char *split, int n, int batch, Error *e);
 void calib_free(Calib *cs);
 
 // Runs u on the whole set (chunks of cs->batch) with `skip` bypassed.

@@ -8,10 +8,8 @@
 #include "data/h5data.h"
 #include "core/rng.h"
 
-enum { SRC_FMNIST, SRC_HDF5 };
-
 struct Dataset {
-    int source;
+    DataSource source;
     DatasetShape s;
     // fashion-mnist
     Fmnist fm;
@@ -23,8 +21,7 @@ struct Dataset {
     float *uncond;         // [L*D]
 };
 
-static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
-    const ModelConfig *m = &cfg->model;
+static Dataset *open_fmnist(const DataConfig *dc, const ModelConfig *m, const char *split, Error *e) {
     int f = 1 << (m->n_blocks - 1);
     if (m->in_channels != 1) {
         errorf(e, "data.source \"fashion-mnist\" is 1-channel pixel data [1,%d,%d] but "
@@ -37,12 +34,12 @@ static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
         return NULL;
     }
     Conditioner *cond = cond_create(m->context_length, m->cross_attention_dim,
-                                    (uint64_t)cfg->data.embed_seed, e);
+                                    (uint64_t)dc->embed_seed, e);
     if (!cond) return NULL;
     Dataset *d = xcalloc(1, sizeof *d);
-    d->source = SRC_FMNIST;
+    d->source = DATA_FASHION_MNIST;
     d->cond = cond;
-    if (fmnist_load(&d->fm, cfg->data.path, split, e)) {
+    if (fmnist_load(&d->fm, dc->path, split, e)) {
         dataset_close(d);
         return NULL;
     }
@@ -51,8 +48,8 @@ static Dataset *open_fmnist(const JobConfig *cfg, const char *split, Error *e) {
     return d;
 }
 
-static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
-                          Error *e) {
+static Dataset *open_hdf5(const DataConfig *dc, const ModelConfig *m, const char *split, int64_t start,
+                          int64_t count, Error *e) {
     const char *group;
     if (!strcmp(split, "train")) group = "";
     else if (!strcmp(split, "test")) group = "/test";
@@ -60,22 +57,22 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
         errorf(e, "hdf5 data: split \"%s\"; expected \"train\" or \"test\"", split);
         return NULL;
     }
-    H5Data *h = h5data_open(cfg->data.path, group, e);
+    H5Data *h = h5data_open(dc->path, group, e);
     if (!h) return NULL;
-    if (h5data_check_model(h, &cfg->model, e)) {
+    if (h5data_check_model(h, m, e)) {
         h5data_close(h);
         return NULL;
     }
     H5Shape hs = h5data_shape(h);
     if (start < 0) start = 0, count = hs.n;  // dataset_open: the whole file
     if (start > hs.n || count < 0 || count > hs.n - start) {
-        errorf(e, "%s: shard [%lld, %lld) is outside the file's %lld rows", cfg->data.path,
+        errorf(e, "%s: shard [%lld, %lld) is outside the file's %lld rows", dc->path,
                (long long)start, (long long)(start + count), (long long)hs.n);
         h5data_close(h);
         return NULL;
     }
     Dataset *d = xcalloc(1, sizeof *d);
-    d->source = SRC_HDF5;
+    d->source = DATA_HDF5;
     d->h5 = h;
     d->s = (DatasetShape){hs.n, hs.C, hs.H, hs.W, hs.L, hs.D};
     size_t xn = (size_t)hs.C * hs.H * hs.W, cn = (size_t)hs.L * hs.D;
@@ -91,16 +88,16 @@ static Dataset *open_hdf5(const JobConfig *cfg, const char *split, int64_t start
     return d;
 }
 
-Dataset *dataset_open_shard(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
-                            Error *e) {
-    if (!strcmp(cfg->data.source, "fashion-mnist")) return open_fmnist(cfg, split, e);
-    if (!strcmp(cfg->data.source, "hdf5")) return open_hdf5(cfg, split, start, count, e);
-    errorf(e, "data.source \"%s\"; expected \"fashion-mnist\" or \"hdf5\"", cfg->data.source);
+Dataset *dataset_open_shard(const DataConfig *dc, const ModelConfig *m, const char *split, int64_t start,
+                            int64_t count, Error *e) {
+    if (dc->source == DATA_FASHION_MNIST) return open_fmnist(dc, m, split, e);
+    if (dc->source == DATA_HDF5) return open_hdf5(dc, m, split, start, count, e);
+    errorf(e, "data.source: value %d; expected \"fashion-mnist\" or \"hdf5\"", (int)dc->source);
     return NULL;
 }
 
-Dataset *dataset_open(const JobConfig *cfg, const char *split, Error *e) {
-    return dataset_open_shard(cfg, split, -1, 0, e);  // start -1: every row resident
+Dataset *dataset_open(const DataConfig *dc, const ModelConfig *m, const char *split, Error *e) {
+    return dataset_open_shard(dc, m, split, -1, 0, e);  // start -1: every row resident
 }
 
 void dataset_close(Dataset *d) {
@@ -119,14 +116,14 @@ int64_t dataset_size(const Dataset *d) { return d->s.n; }
 DatasetShape dataset_shape(const Dataset *d) { return d->s; }
 
 void dataset_uncond(const Dataset *d, float *ctx) {
-    if (d->source == SRC_FMNIST) cond_context(d->cond, COND_EMPTY, ctx);
+    if (d->source == DATA_FASHION_MNIST) cond_context(d->cond, COND_EMPTY, ctx);
     else memcpy(ctx, d->uncond, (size_t)d->s.L * d->s.D * sizeof(float));
 }
 
 void dataset_get(const Dataset *d, int64_t index, float *x, float *ctx, int *label,
                  int drop_caption) {
     CHECK(index >= 0 && index < d->s.n);
-    if (d->source == SRC_FMNIST) {
+    if (d->source == DATA_FASHION_MNIST) {
         int cls = d->fm.labels[index];
         if (x) fmnist_image(&d->fm, (int)index, x);
         if (ctx) cond_context(d->cond, drop_caption ? COND_EMPTY : cls, ctx);

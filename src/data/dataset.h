@@ -30,13 +30,13 @@ typedef struct {
 } DatasetShape;
 
 // The whole split in memory. split: "train" or "test" (hdf5: "test" reads
-// /test/latents and /test/context). Checks the data against cfg->model (C,
+// /test/latents and /test/context). Checks the data against the model m (C,
 // H and W against the U-Net, L = context_length, D = cross_attention_dim).
-Dataset *dataset_open(const JobConfig *cfg, const char *split, Error *e);
+Dataset *dataset_open(const DataConfig *dc, const ModelConfig *m, const char *split, Error *e);
 // Same, but an hdf5 source keeps only rows [start, start+count) resident
 // (count 0: none). Fashion-MNIST ignores the shard: it is small.
-Dataset *dataset_open_shard(const JobConfig *cfg, const char *split, int64_t start, int64_t count,
-                            Error *e);
+Dataset *dataset_open_shard(const DataConfig *dc, const ModelConfig *m, const char *split, int64_t start,
+                            int64_t count, Error *e);
 void dataset_close(Dataset *d);
 
 int64_t dataset_size(const Dataset *d);

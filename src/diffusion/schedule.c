@@ -20,14 +20,11 @@ int schedule_init(Schedule *s, const DiffusionConfig *dc, Error *e) {
     if (!(dc->beta_start > 0 && dc->beta_end < 1 && dc->beta_start <= dc->beta_end))
         return errorf(e, "diffusion: need 0 < beta_start <= beta_end < 1, got %g and %g",
                       dc->beta_start, dc->beta_end);
-    int scaled;
-    if (!strcmp(dc->schedule, "scaled_linear"))
-        scaled = 1;
-    else if (!strcmp(dc->schedule, "linear"))
-        scaled = 0;
-    else
-        return errorf(e, "diffusion.schedule: expected \"scaled_linear\" or \"linear\", got \"%s\"",
-                      dc->schedule);
+    // The config only stores these two; a hand-built DiffusionConfig may hold anything.
+    if (dc->schedule != BETA_SCALED_LINEAR && dc->schedule != BETA_LINEAR)
+        return errorf(e, "diffusion.schedule: expected \"scaled_linear\" or \"linear\", got value %d",
+                      (int)dc->schedule);
+    const int scaled = dc->schedule == BETA_SCALED_LINEAR;
     s->T = T;
     s->betas = xmalloc((size_t)T * sizeof(double));
     s->alphas_cumprod = xmalloc((size_t)T * sizeof(double));

@@ -15,12 +15,13 @@ typedef enum {
     T_INT,         // int or long member
     T_FLOAT,       // float or double member
     T_BOOL,        // int member: 0 / 1
-    T_STRING,      // char[] member; `names`, if given, lists the allowed values
-    T_ENUM,        // a string stored as an int member (names[i].value)
+    T_STRING,      // char[] member
+    T_ENUM,        // a string stored as an int (or enum) member: names[i].value
     T_INT_ARRAY,   // int[] member; its length goes to the int member at count_off
     T_INTS,        // an int or one int per entry of `len_of`, stored as int[] (scalar broadcast)
     T_ENUM_ARRAY,  // one string per entry of `len_of`, stored as int[] of names[i].value
-    T_STRINGS,     // a string or an array of strings, stored comma-joined in a char[] member
+    T_ENUM_LIST,   // a string or an array of distinct strings, stored as int[] of names[i].value; count at count_off
+    T_STRING_LIST, // a string or an array of strings, stored as char[][elem]; count at count_off
 } KeyType;
 
 typedef struct {
@@ -37,7 +38,8 @@ typedef struct {
     const EnumName *names;  // allowed strings, NULL-terminated
     const char *len_of;     // arrays whose length is another key's (same section)
     size_t off, size;       // the JobConfig member written
-    size_t count_off;       // T_INT_ARRAY: the int member that receives the length
+    size_t count_off;       // T_INT_ARRAY and the lists: the int member that receives the length
+    size_t elem;            // T_STRING_LIST: bytes per name (the longest is elem - 1)
     const char *doc;
 } KeySpec;
 
@@ -45,15 +47,18 @@ static const EnumName DOWN_TYPES[] = {{"DownBlock2D", 0}, {"CrossAttnDownBlock2D
 static const EnumName UP_TYPES[] = {{"UpBlock2D", 0}, {"CrossAttnUpBlock2D", 1}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
-static const EnumName SOURCES[] = {{"fashion-mnist", 0}, {"hdf5", 1}, {NULL, 0}};
-static const EnumName SCHEDULES[] = {{"scaled_linear", 0}, {"linear", 1}, {NULL, 0}};
-static const EnumName CRITERIA[] = {{"output_loss", 0}, {"random", 1}, {"magnitude", 2}, {"feature_loss", 3}, {"taylor", 4}, {NULL, 0}};
-static const EnumName BUDGETS[] = {{"params", 0}, {"macs", 1}, {NULL, 0}};
-static const EnumName FEAT_NORMS[] = {{"l2sq", 0}, {"none", 1}, {NULL, 0}};
-static const EnumName LR_SCHEDULES[] = {{"constant", 0}, {"cosine", 1}, {NULL, 0}};
+static const EnumName SOURCES[] = {{"fashion-mnist", DATA_FASHION_MNIST}, {"hdf5", DATA_HDF5}, {NULL, 0}};
+static const EnumName SCHEDULES[] = {{"scaled_linear", BETA_SCALED_LINEAR}, {"linear", BETA_LINEAR}, {NULL, 0}};
+static const EnumName CRITERIA[] = {{"output_loss", CRIT_OUTPUT_LOSS}, {"random", CRIT_RANDOM},
+                                    {"magnitude", CRIT_MAGNITUDE}, {"feature_loss", CRIT_FEATURE_LOSS},
+                                    {"taylor", CRIT_TAYLOR}, {NULL, 0}};
+static const EnumName BUDGETS[] = {{"params", BUDGET_PARAMS}, {"macs", BUDGET_MACS}, {NULL, 0}};
+static const EnumName FEAT_NORMS[] = {{"l2sq", FEAT_NORM_L2SQ}, {"none", FEAT_NORM_NONE}, {NULL, 0}};
+static const EnumName LR_SCHEDULES[] = {{"constant", LR_CONSTANT}, {"cosine", LR_COSINE}, {NULL, 0}};
 
 #define AT(m) .off = offsetof(JobConfig, m), .size = sizeof(((JobConfig *)0)->m)
 #define COUNT(m) .count_off = offsetof(JobConfig, m)
+#define ELEM(m) .elem = sizeof(((JobConfig *)0)->m[0])
 #define NOMAX INFINITY
 
 // clang-format off
@@ -76,11 +81,11 @@ static const KeySpec KEYS[] = {
     {"model", "freq_shift", T_FLOAT, "0", 0, NOMAX, AT(model.freq_shift), .doc = "Timestep-embedding frequencies exp(-ln(10000) j / (half - freq_shift)); must be < block_out_channels[0] / 2."},
     {"model", "context_length", T_INT, "77", 1, NOMAX, AT(model.context_length), .doc = "Tokens in the conditioning context (77: CLIP); for MAC counts and shape checks (not a diffusers key)."},
     {"model", "weights", T_STRING, "\"\"", AT(weights), .doc = "The trained U-Net (.safetensors, diffusers names) that score, plan and distill start from: the teacher. Its own metadata or config.json, when present, describes the architecture instead of this section."},
-    {"data", "source", T_STRING, "\"fashion-mnist\"", .names = SOURCES, AT(data.source), .doc = "Training data: \"fashion-mnist\" (Debian's dataset-fashion-mnist, pixel space, class captions) or \"hdf5\" (precomputed /latents and /context)."},
+    {"data", "source", T_ENUM, "\"fashion-mnist\"", .names = SOURCES, AT(data.source), .doc = "Training data: \"fashion-mnist\" (Debian's dataset-fashion-mnist, pixel space, class captions) or \"hdf5\" (precomputed /latents and /context)."},
     {"data", "path", T_STRING, "\"/usr/share/datasets/fashion-mnist\"", AT(data.path), .doc = "Directory of the Fashion-MNIST IDX files, or the HDF5 file with /latents [N,C,H,W] and /context [N,L,D]."},
     {"data", "cfg_drop", T_FLOAT, "0.1", 0, 1, AT(data.cfg_drop), .doc = "Fraction of training captions replaced by the empty caption, so the model also learns the unconditional output (classifier-free guidance)."},
     {"data", "embed_seed", T_INT, "2024", 0, 2147483647, AT(data.embed_seed), .doc = "Seed of the fixed token-embedding table that turns captions into contexts; teacher and student must use the same."},
-    {"diffusion", "schedule", T_STRING, "\"scaled_linear\"", .names = SCHEDULES, AT(diffusion.schedule), .doc = "Beta schedule: \"scaled_linear\" (SD: sqrt-linear) or \"linear\"."},
+    {"diffusion", "schedule", T_ENUM, "\"scaled_linear\"", .names = SCHEDULES, AT(diffusion.schedule), .doc = "Beta schedule: \"scaled_linear\" (SD: sqrt-linear) or \"linear\"."},
     {"diffusion", "beta_start", T_FLOAT, "0.00085", .min = 0, .max = 1, .min_open = 1, AT(diffusion.beta_start), .doc = "First beta of the schedule."},
     {"diffusion", "beta_end", T_FLOAT, "0.012", .min = 0, .max = 1, .min_open = 1, AT(diffusion.beta_end), .doc = "Last beta of the schedule."},
     {"diffusion", "timesteps", T_INT, "1000", 2, 100000, AT(diffusion.timesteps), .doc = "Training timesteps T (t is drawn uniformly from 0..T-1)."},
@@ -88,7 +93,7 @@ static const KeySpec KEYS[] = {
     {"train", "batch", T_INT, "64", 1, NOMAX, AT(train.batch), .doc = "Global batch per step, split across ranks (must be divisible by the rank count)."},
     {"train", "lr", T_FLOAT, "1e-3", .min = 0, .max = 1, .min_open = 1, AT(train.lr), .doc = "Peak learning rate (AdamW)."},
     {"train", "warmup_steps", T_INT, "100", 0, NOMAX, AT(train.warmup_steps), .doc = "Linear warmup from 0 to lr over this many steps."},
-    {"train", "lr_schedule", T_STRING, "\"cosine\"", .names = LR_SCHEDULES, AT(train.lr_schedule), .doc = "After warmup: \"constant\" or \"cosine\" decay to 0 at the last step."},
+    {"train", "lr_schedule", T_ENUM, "\"cosine\"", .names = LR_SCHEDULES, AT(train.lr_schedule), .doc = "After warmup: \"constant\" or \"cosine\" decay to 0 at the last step."},
     {"train", "weight_decay", T_FLOAT, "0.01", 0, 1, AT(train.weight_decay), .doc = "AdamW decoupled weight decay."},
     {"train", "beta1", T_FLOAT, "0.9", 0, 1, AT(train.beta1), .doc = "AdamW first-moment decay."},
     {"train", "beta2", T_FLOAT, "0.999", 0, 1, AT(train.beta2), .doc = "AdamW second-moment decay."},
@@ -105,19 +110,19 @@ static const KeySpec KEYS[] = {
     {"sample", "guidance", T_FLOAT, "3.0", 0, NOMAX, AT(sample.guidance), .doc = "Classifier-free guidance scale (1: off)."},
     {"sample", "per_class", T_INT, "8", 1, 1000, AT(sample.per_class), .doc = "Samples per class: the columns of the PNG grid (one row per class)."},
     {"sample", "seed", T_INT, "7", 0, 2147483647, AT(sample.seed), .doc = "Seed of the initial noise of the samples."},
-    {"prune", "criterion", T_STRINGS, "[\"output_loss\"]", .names = CRITERIA, AT(prune.criterion), .doc = "Scores to compute, one or a list: \"output_loss\" (LAPTOP: output MSE with only that layer removed), \"random\", \"magnitude\" (mean |w|), \"feature_loss\" (relative change of the layer's own output), \"taylor\" (|sum grad*w| of the task loss). The plan uses the first."},
+    {"prune", "criterion", T_ENUM_LIST, "[\"output_loss\"]", .names = CRITERIA, AT(prune.criterion), COUNT(prune.n_criteria), .doc = "Scores to compute, one or a list: \"output_loss\" (LAPTOP: output MSE with only that layer removed), \"random\", \"magnitude\" (mean |w|), \"feature_loss\" (relative change of the layer's own output), \"taylor\" (|sum grad*w| of the task loss). The plan uses the first."},
     {"prune", "calib_samples", T_INT, "64", 1, NOMAX, AT(prune.calib_samples), .doc = "Calibration samples (x_0 from the training data, t uniform, noise, captions), the same on every rank."},
     {"prune", "batch", T_INT, "16", 1, NOMAX, AT(prune.batch), .doc = "Calibration samples per forward pass while scoring (memory vs speed)."},
     {"prune", "ratio", T_FLOAT, "0.25", .min = 0, .max = 1, .min_open = 1, AT(prune.ratio), .doc = "Fraction of the U-Net's budget (parameters or MACs) the plan must remove at least."},
-    {"prune", "budget", T_STRING, "\"params\"", .names = BUDGETS, AT(prune.budget), .doc = "What prune.ratio counts: \"params\" or \"macs\" (at model.sample_size)."},
+    {"prune", "budget", T_ENUM, "\"params\"", .names = BUDGETS, AT(prune.budget), .doc = "What prune.ratio counts: \"params\" or \"macs\" (at model.sample_size)."},
     {"prune", "scores_from", T_STRING, "\"\"", AT(prune.scores_from), .doc = "run.h5 of an earlier `score` to plan from (empty: this run's OUTPUT/run.h5)."},
-    {"prune", "layers", T_STRINGS, "[]", AT(prune.layers), .doc = "A handcrafted plan (BK-SDM style): the diffusers names of the layers to remove; empty: solve the knapsack."},
+    {"prune", "layers", T_STRING_LIST, "[]", AT(prune.layers), COUNT(prune.n_layers), ELEM(prune.layers), .doc = "A handcrafted plan (BK-SDM style): the diffusers names of the layers to remove; empty: solve the knapsack."},
     {"prune", "additivity_sets", T_INT, "24", 0, NOMAX, AT(prune.additivity_sets), .doc = "Random removal sets (sizes spread over the ratio range) whose actual output loss is compared with the sum of their scores (0: skip)."},
     {"distill", "student", T_STRING, "\"\"", AT(distill.student), .doc = "The pruned student to retrain (.safetensors); empty: OUTPUT_DIR/student_init.safetensors from `plan`. The optimizer, steps and batch come from the train section."},
     {"distill", "lambda_task", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_task), .doc = "Weight of the task loss MSE(eps_student, eps)."},
     {"distill", "lambda_out", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_out), .doc = "Weight of the output KD loss MSE(eps_student, eps_teacher)."},
     {"distill", "lambda_feat", T_FLOAT, "1.0", 0, NOMAX, AT(distill.lambda_feat), .doc = "Weight of the feature KD loss, summed over the taps (every down block, the mid block, every up block)."},
-    {"distill", "feat_norm", T_STRING, "\"l2sq\"", .names = FEAT_NORMS, AT(distill.feat_norm), .doc = "Per-tap feature term: \"l2sq\" (LAPTOP: mean over samples of ||F_S - F_T||^2 / ||F_T||^2, teacher norm held constant) or \"none\" (BK-SDM: per-element MSE)."},
+    {"distill", "feat_norm", T_ENUM, "\"l2sq\"", .names = FEAT_NORMS, AT(distill.feat_norm), .doc = "Per-tap feature term: \"l2sq\" (LAPTOP: mean over samples of ||F_S - F_T||^2 / ||F_T||^2, teacher norm held constant) or \"none\" (BK-SDM: per-element MSE)."},
     {"distill", "activation_interval", T_INT, "0", 0, NOMAX, AT(distill.activation_interval), .doc = "Steps between activation snapshots (teacher and student taps on a fixed probe batch) in /activations/<step>/<tap>; 0: none."},
     {"distill", "probe_samples", T_INT, "8", 1, NOMAX, AT(distill.probe_samples), .doc = "Samples in the fixed probe batch of the activation snapshots (split across ranks)."},
     {"eval", "samples", T_INT, "256", 1, NOMAX, AT(eval.samples), .doc = "Held-out (test split) samples for the evaluation's task loss and output MSE to the teacher."},
@@ -164,7 +169,9 @@ static const void *cmember(const JobConfig *jc, int k) { return (const char *)jc
 // Entries of an array key as stored (1 for scalars).
 static int key_count(const JobConfig *jc, int k) {
     if (KEYS[k].len_of) return key_count(jc, len_of_key(k));
-    if (KEYS[k].type == T_INT_ARRAY) return *(const int *)((const char *)jc + KEYS[k].count_off);
+    KeyType t = KEYS[k].type;
+    if (t == T_INT_ARRAY || t == T_ENUM_LIST || t == T_STRING_LIST)
+        return *(const int *)((const char *)jc + KEYS[k].count_off);
     return 1;
 }
 
@@ -178,6 +185,24 @@ static const EnumName *enum_find(const EnumName *names, const char *s) {
     for (const EnumName *n = names; n->name; n++)
         if (strcmp(n->name, s) == 0) return n;
     return NULL;
+}
+
+const char *criterion_name(Criterion c) {
+    const char *n = enum_name(CRITERIA, (int)c);
+    CHECK(n);
+    return n;
+}
+
+const char *budget_name(Budget b) {
+    const char *n = enum_name(BUDGETS, (int)b);
+    CHECK(n);
+    return n;
+}
+
+const char *feat_norm_name(FeatNorm f) {
+    const char *n = enum_name(FEAT_NORMS, (int)f);
+    CHECK(n);
+    return n;
 }
 
 // Levenshtein distance, for "did you mean"; names are short.
@@ -249,7 +274,10 @@ typedef struct {
 
 static void where(const Src *src, char *buf, size_t n) {
     const char *slash = src->job ? strrchr(src->job, '/') : NULL;
-    if (src->set)
+    if (src->set && strlen(src->set) > 200)
+        // A long override (hundreds of layer names) is cut so that the key and the message still fit.
+        snprintf(buf, n, "--set %.160s... (%zu characters)", src->set, strlen(src->set));
+    else if (src->set)
         snprintf(buf, n, "--set %s", src->set);
     else if (src->file && slash && src->file[0] != '/' && strcmp(src->file, src->job) != 0)
         // libconfig names an @included file as written; it was found next to the job file.
@@ -302,8 +330,9 @@ static void range_text(int k, int md, char *buf, size_t n) {
         snprintf(buf, n, md ? "`true`, `false`" : "true or false");
     } else if (ks->type == T_STRING) {
         snprintf(buf, n, "up to %zu characters", ks->size - 1);
-    } else if (ks->type == T_STRINGS) {
-        snprintf(buf, n, "names without commas, up to %zu characters in all", ks->size - 1);
+    } else if (ks->type == T_STRING_LIST) {
+        snprintf(buf, n, "up to %zu names without commas, each up to %zu characters", ks->size / ks->elem,
+                 ks->elem - 1);
     } else {
         // %.10g: every int bound (up to 2^31-1) prints as an integer.
         if (isinf(ks->max))
@@ -323,6 +352,8 @@ static void describe_scalar(int k, char *buf, size_t n) {
         snprintf(buf, n, "%s", r);
     else if (ks->type == T_STRING)
         snprintf(buf, n, "a string");
+    else if (ks->type == T_STRING_LIST)
+        snprintf(buf, n, "a non-empty name without commas");
     else
         snprintf(buf, n, "%s %s", ks->type == T_FLOAT ? "a number" : "an integer", r);
 }
@@ -344,7 +375,8 @@ static void describe_key(int k, char *buf, size_t n) {
         snprintf(buf, n, "an array of strings (one per %s.%s entry), each %s", ks->section,
                  ks->len_of, r);
         break;
-    case T_STRINGS:
+    case T_ENUM_LIST:
+    case T_STRING_LIST:
         snprintf(buf, n, "a string or an array of strings (%s)", r);
         break;
     default: describe_scalar(k, buf, n);
@@ -449,7 +481,6 @@ static int store(JobConfig *jc, int k, const config_setting_t *s, const Src *src
     case T_STRING: {
         if (config_setting_type(s) != CONFIG_TYPE_STRING) return expect_error(e, src, k, -1, s);
         const char *v = config_setting_get_string(s);
-        if (ks->names && !enum_find(ks->names, v)) return expect_error(e, src, k, -1, s);
         if (strlen(v) >= ks->size)
             return key_error(e, src, k, -1, "longer than %zu characters", ks->size - 1);
         memset(dst, 0, ks->size);
@@ -457,6 +488,7 @@ static int store(JobConfig *jc, int k, const config_setting_t *s, const Src *src
         return 0;
     }
     case T_ENUM:
+        CHECK(ks->size == sizeof(int));  // enums are int-sized (C11 6.7.2.2 and the ABI)
         if (get_enum(k, s, src, -1, &ev, e)) return -1;
         *(int *)dst = ev;
         return 0;
@@ -489,24 +521,35 @@ static int store(JobConfig *jc, int k, const config_setting_t *s, const Src *src
         }
         return 0;
     }
-    case T_STRINGS: {
+    case T_ENUM_LIST:
+    case T_STRING_LIST: {
         int n = is_seq(s) ? config_setting_length(s) : 1;
         if (!is_seq(s) && config_setting_type(s) != CONFIG_TYPE_STRING) return expect_error(e, src, k, -1, s);
-        char joined[4096] = "";
-        size_t used = 0;
+        const int list = ks->type == T_ENUM_LIST;
+        const size_t elem = list ? sizeof(int) : ks->elem;
+        const int cap = (int)(ks->size / elem);
+        if (list && n < 1) return expect_error(e, src, k, -1, s);  // the plan needs a criterion
+        if (n > cap) return key_error(e, src, k, -1, "more than %d entries (%d given)", cap, n);
+        memset(dst, 0, ks->size);
         for (int i = 0; i < n; i++) {
             const config_setting_t *el = is_seq(s) ? config_setting_get_elem(s, (unsigned)i) : s;
             Src es = src_of(el, src);
-            if (config_setting_type(el) != CONFIG_TYPE_STRING) return expect_error(e, &es, k, is_seq(s) ? i : -1, el);
+            const int idx = is_seq(s) ? i : -1;
+            if (config_setting_type(el) != CONFIG_TYPE_STRING) return expect_error(e, &es, k, idx, el);
             const char *v = config_setting_get_string(el);
-            if ((ks->names && !enum_find(ks->names, v)) || strchr(v, ',') || !*v)
-                return expect_error(e, &es, k, is_seq(s) ? i : -1, el);
-            used += (size_t)snprintf(joined + used, sizeof joined - used, "%s%s", i ? "," : "", v);
-            if (used >= ks->size || used >= sizeof joined)
-                return key_error(e, src, k, -1, "longer than %zu characters", ks->size - 1);
+            if (list) {
+                if (get_enum(k, el, &es, idx, &ev, e)) return -1;
+                for (int j = 0; j < i; j++)
+                    if (((const int *)dst)[j] == ev) return key_error(e, &es, k, idx, "\"%s\" is listed twice", v);
+                ((int *)dst)[i] = ev;
+                continue;
+            }
+            // No commas: the names go comma-joined into the student's "removed" metadata.
+            if (strchr(v, ',') || !*v) return expect_error(e, &es, k, idx, el);
+            if (strlen(v) >= elem) return key_error(e, &es, k, idx, "longer than %zu characters", elem - 1);
+            memcpy((char *)dst + (size_t)i * elem, v, strlen(v));
         }
-        memset(dst, 0, ks->size);
-        memcpy(dst, joined, used);
+        *(int *)((char *)jc + ks->count_off) = n;
         return 0;
     }
     case T_ENUM_ARRAY: {
@@ -696,7 +739,8 @@ static int parse_override(config_t *cf, const char *set, int *key_out, config_se
     config_setting_t *root = config_root_setting(cf);
     int ok = 0;
     const KeyType t = KEYS[k].type;
-    if ((t == T_STRING || t == T_ENUM || (t == T_STRINGS && value[0] != '[')) && value[0] != '"') {
+    const int str_list = t == T_ENUM_LIST || t == T_STRING_LIST;
+    if ((t == T_STRING || t == T_ENUM || (str_list && value[0] != '[')) && value[0] != '"') {
         // Bare strings are taken as written (no libconfig syntax to trip over).
         config_setting_set_string(config_setting_add(root, "v", CONFIG_TYPE_STRING), value);
         ok = 1;
@@ -714,7 +758,7 @@ static int parse_override(config_t *cf, const char *set, int *key_out, config_se
         ok = config_read_string(cf, text) && config_setting_length(config_root_setting(cf)) == 1 &&
              config_lookup(cf, "v");
         free(text);
-        if (!ok && (t == T_ENUM_ARRAY || t == T_STRINGS)) {
+        if (!ok && (t == T_ENUM_ARRAY || str_list)) {
             config_destroy(cf);
             config_init(cf);
             ok = parse_bare_strings(cf, value);
@@ -861,18 +905,18 @@ static void put_value(FILE *f, const JobConfig *jc, int k) {
     }
     case T_BOOL: fprintf(f, "%s", *ints ? "true" : "false"); break;
     case T_STRING: put_string(f, src); break;
-    case T_STRINGS: {
-        char *copy = xstrdup(src), *save = NULL;
+    case T_ENUM_LIST:
+    case T_STRING_LIST:
         fputc('[', f);
-        int i = 0;
-        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (i++) fputs(", ", f);
-            put_string(f, tok);
+        for (int i = 0; i < n; i++) {
+            if (i) fputs(", ", f);
+            if (ks->type == T_STRING_LIST)
+                put_string(f, (const char *)src + (size_t)i * ks->elem);
+            else
+                put_string(f, enum_name(ks->names, ints[i]));
         }
         fputc(']', f);
-        free(copy);
         break;
-    }
     case T_ENUM: put_string(f, enum_name(ks->names, *ints)); break;
     case T_INTS:
     case T_INT_ARRAY: {
@@ -932,7 +976,8 @@ static const char *type_name(KeyType t) {
     case T_INT_ARRAY: return "int array";
     case T_INTS: return "int or int array";
     case T_ENUM_ARRAY: return "string array";
-    case T_STRINGS: return "string or string array";
+    case T_ENUM_LIST:
+    case T_STRING_LIST: return "string or string array";
     }
     return "?";
 }

@@ -12,6 +12,28 @@
 #include "kernels/runtime.h"
 #include "model/model_config.h"
 
+// The enumerated keys, each parsed once at load into its enum (the names
+// live in config.c's schema table, the only place that spells them). They are
+// defined here, below the stages that use them, so config.h needs nothing
+// from diffusion/, data/, prune/ or train/.
+typedef enum { DATA_FASHION_MNIST = 0, DATA_HDF5 } DataSource;              // data.source
+typedef enum { BETA_SCALED_LINEAR = 0, BETA_LINEAR } BetaSchedule;            // diffusion.schedule
+typedef enum { LR_CONSTANT = 0, LR_COSINE } LrSchedule;                      // train.lr_schedule
+typedef enum { BUDGET_PARAMS = 0, BUDGET_MACS } Budget;                      // prune.budget
+typedef enum { FEAT_NORM_L2SQ = 0, FEAT_NORM_NONE } FeatNorm;                // distill.feat_norm
+typedef enum {                                                               // prune.criterion
+    CRIT_OUTPUT_LOSS = 0, CRIT_RANDOM, CRIT_MAGNITUDE, CRIT_FEATURE_LOSS, CRIT_TAYLOR, CRIT_COUNT
+} Criterion;
+
+// The job-file spelling of a value ("output_loss", "macs", "l2sq", ...).
+const char *criterion_name(Criterion c);
+const char *budget_name(Budget b);
+const char *feat_norm_name(FeatNorm f);
+
+// prune.layers: at most this many names, each shorter than PRUNE_LAYER_NAME.
+#define PRUNE_MAX_LAYERS 256
+#define PRUNE_LAYER_NAME 128
+
 typedef struct {
     int threads;      // 0: all cores (OpenMP's default)
     long seed;        // 0 .. 2^31-1
@@ -23,14 +45,14 @@ typedef struct {
 } OutputConfig;
 
 typedef struct {
-    char source[16];       // "fashion-mnist" or "hdf5"
+    DataSource source;
     char path[1024];       // IDX directory (fashion-mnist) or the .h5 file (hdf5)
     double cfg_drop;       // fraction of captions replaced by the empty caption (classifier-free guidance)
     long embed_seed;       // seed of the fixed token-embedding table (teacher and student must share it)
 } DataConfig;
 
 typedef struct {
-    char schedule[16];     // "scaled_linear" (SD) or "linear"
+    BetaSchedule schedule; // scaled_linear (SD) or linear
     double beta_start, beta_end;
     int timesteps;
 } DiffusionConfig;
@@ -40,7 +62,7 @@ typedef struct {
     int batch;             // global batch (split across ranks)
     double lr, weight_decay, beta1, beta2, adam_eps, grad_clip, ema_decay;
     int warmup_steps;
-    char lr_schedule[16];  // "constant" or "cosine"
+    LrSchedule lr_schedule;
     int log_interval, checkpoint_interval;
     char init[1024];       // "" = random init (seeded), else a .safetensors to start from
     double bucket_mb;      // gradient all-reduce bucket size
@@ -55,20 +77,22 @@ typedef struct {
 } SampleConfig;
 
 typedef struct {
-    char criterion[256];   // comma-joined criteria; the plan uses the first
+    Criterion criterion[CRIT_COUNT];  // the scores to compute, each at most once; the plan uses the first
+    int n_criteria;                   // >= 1
     int calib_samples;     // calibration set size
     int batch;             // samples per forward while scoring
     double ratio;          // fraction of the budget to remove
-    char budget[16];       // "params" or "macs"
+    Budget budget;         // what ratio counts: parameters or MACs
     char scores_from[1024];  // run.h5 of an earlier `score` (empty: this run's)
-    char layers[16384];    // comma-joined handcrafted plan (diffusers prefixes); empty: solve
+    char layers[PRUNE_MAX_LAYERS][PRUNE_LAYER_NAME];  // handcrafted plan (diffusers prefixes)
+    int n_layers;                                     // 0: solve the knapsack
     int additivity_sets;   // random removal sets for the additivity report (0: skip)
 } PruneConfig;
 
 typedef struct {
     char student[1024];       // "" = OUTPUT/student_init.safetensors (written by plan)
     double lambda_task, lambda_out, lambda_feat;
-    char feat_norm[8];        // "l2sq" (LAPTOP) or "none" (BK-SDM's plain MSE)
+    FeatNorm feat_norm;       // l2sq (LAPTOP) or none (BK-SDM's plain MSE)
     int activation_interval;  // steps between /activations snapshots (0: off)
     int probe_samples;        // size of the fixed probe batch of the snapshots
 } DistillConfig;

@@ -79,20 +79,21 @@ int unet_save(const UNet *u, const char *path, const char *const *meta, int n_me
     return rc;
 }
 
+int candidate_mark(const UNet *full, const char *name, uint8_t *flags, const char *what, Error *e) {
+    for (int c = 0; c < full->n_cands; c++)
+        if (!strcmp(full->cands[c].name, name)) {
+            flags[c] = 1;
+            return 0;
+        }
+    return errorf(e, "%s: \"%s\" is not a removable layer of this architecture", what, name);
+}
+
 int candidates_from_names(const UNet *full, const char *names, uint8_t *flags, const char *what, Error *e) {
     char *s = xstrdup(names), *save = NULL;
     int rc = 0;
-    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *tok = strtok_r(s, ",", &save); tok && !rc; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
-        if (!*tok) continue;
-        int found = -1;
-        for (int c = 0; c < full->n_cands; c++)
-            if (!strcmp(full->cands[c].name, tok)) found = c;
-        if (found < 0) {
-            rc = errorf(e, "%s: \"%s\" is not a removable layer of this architecture", what, tok);
-            break;
-        }
-        flags[found] = 1;
+        if (*tok) rc = candidate_mark(full, tok, flags, what, e);
     }
     free(s);
     return rc;

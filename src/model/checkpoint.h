@@ -32,6 +32,8 @@ UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
 // The same without reading the weights (names and shapes checked; parameters zero).
 UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);
 
-// Marks the candidates named in a comma-separated list; unknown names are errors.
+// Marks the candidate called `name`; an unknown name is an error ("what: ...").
+int candidate_mark(const UNet *full, const char *name, uint8_t *flags, const char *what, Error *e);
+// The same for each name of a comma-separated list (the "removed" metadata).
 int candidates_from_names(const UNet *full, const char *names, uint8_t *flags, const char *what, Error *e);
 #endif

@@ -12,18 +12,19 @@ static long long cand_cost(const Candidate *c, int macs) { return macs ? c->macs
 
 static long long budget_total(const UNet *u, int macs) { return macs ? unet_total_macs(u) : (long long)u->pt.total; }
 
-int plan_make(const UNet *teacher, const double *scores, const char *criterion, const PruneConfig *pc, Plan *p,
+int plan_make(const UNet *teacher, const double *scores, Criterion criterion, const PruneConfig *pc, Plan *p,
               Error *e) {
     memset(p, 0, sizeof *p);
     int n = teacher->n_cands;
     p->n_cands = n;
     p->removed = xcalloc((size_t)n, 1);
-    p->budget_macs = !strcmp(pc->budget, "macs");
+    p->budget_macs = pc->budget == BUDGET_MACS;
     p->total = budget_total(teacher, p->budget_macs);
     p->ratio = pc->ratio;
     p->actual = NAN;
-    if (pc->layers[0]) {
-        if (candidates_from_names(teacher, pc->layers, p->removed, "prune.layers", e)) return -1;
+    if (pc->n_layers) {
+        for (int i = 0; i < pc->n_layers; i++)
+            if (candidate_mark(teacher, pc->layers[i], p->removed, "prune.layers", e)) return -1;
         snprintf(p->criterion, sizeof p->criterion, "handcrafted");
     } else {
         int m = 0;
@@ -34,7 +35,7 @@ int plan_make(const UNet *teacher, const double *scores, const char *criterion, 
             if (!teacher->cands[i].present) continue;
             if (!isfinite(scores[i]) || scores[i] < 0) {
                 free(idx), free(s), free(c);
-                return errorf(e, "the %s score of %s is %g: scores must be finite and >= 0", criterion,
+                return errorf(e, "the %s score of %s is %g: scores must be finite and >= 0", criterion_name(criterion),
                               teacher->cands[i].name, scores[i]);
             }
             idx[m] = i, s[m] = scores[i], c[m] = cand_cost(&teacher->cands[i], p->budget_macs), m++;
@@ -47,14 +48,14 @@ int plan_make(const UNet *teacher, const double *scores, const char *criterion, 
         if (rc) {
             char inner[sizeof e->msg];
             snprintf(inner, sizeof inner, "%s", e->msg);
-            errorf(e, "prune.ratio = %g (prune.budget = \"%s\"): %s", pc->ratio, pc->budget, inner);
+            errorf(e, "prune.ratio = %g (prune.budget = \"%s\"): %s", pc->ratio, budget_name(pc->budget), inner);
         } else {
             for (int k = 0; k < kp.n_removed; k++) p->removed[idx[kp.removed[k]]] = 1;
             knapsack_plan_free(&kp);
         }
         free(idx), free(s), free(c);
         if (rc) return -1;
-        snprintf(p->criterion, sizeof p->criterion, "%s", criterion);
+        snprintf(p->criterion, sizeof p->criterion, "%s", criterion_name(criterion));
     }
     for (int i = 0; i < n; i++)
         if (p->removed[i]) {

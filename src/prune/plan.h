@@ -24,8 +24,8 @@ typedef struct {
 } Plan;
 
 // Exact optimum for prune.ratio/prune.budget, or prune.layers when given.
-// scores: one per candidate (NaN for none). Errors name the key.
-int plan_make(const UNet *teacher, const double *scores, const char *criterion, const PruneConfig *pc, Plan *p,
+// scores: one per candidate (NaN for none), of `criterion`. Errors name the key.
+int plan_make(const UNet *teacher, const double *scores, Criterion criterion, const PruneConfig *pc, Plan *p,
               Error *e);
 void plan_free(Plan *p);
 // The table: layer, kind, params, MACs, score, running ratio.

@@ -8,19 +8,6 @@
 #include "kernels/kernels.h"
 #include "core/rng.h"
 
-static const char *NAMES[CRIT_COUNT] = {"output_loss", "random", "magnitude", "feature_loss", "taylor"};
-
-const char *criterion_name(Criterion c) { return NAMES[c]; }
-
-int criterion_parse(const char *name, Criterion *c) {
-    for (int i = 0; i < CRIT_COUNT; i++)
-        if (!strcmp(name, NAMES[i])) {
-            *c = (Criterion)i;
-            return 0;
-        }
-    return -1;
-}
-
 void score_partition(const UNet *u, int ranks, int *owner) {
     int n = u->n_cands;
     long long total = unet_total_macs(u);

@@ -6,13 +6,9 @@
 // the calibration set and the seed only, never on the rank count.
 #ifndef LD_PRUNE_SCORE_H
 #define LD_PRUNE_SCORE_H
-#include "data/calib.h"
 #include "core/comm.h"
-
-typedef enum { CRIT_OUTPUT_LOSS = 0, CRIT_RANDOM, CRIT_MAGNITUDE, CRIT_FEATURE_LOSS, CRIT_TAYLOR, CRIT_COUNT } Criterion;
-
-const char *criterion_name(Criterion c);
-int criterion_parse(const char *name, Criterion *c);
+#include "data/calib.h"
+#include "io/config.h"  // Criterion and criterion_name: prune.criterion is parsed there
 
 // Candidate -> rank, longest-processing-time first on the estimated cost (the
 // MACs of a forward without that layer), ties by index: the same on every rank.

@@ -30,7 +30,7 @@ void adamw_free(AdamW *a) {
 double adamw_lr(const TrainConfig *cfg, long step) {
     double k = (double)step + 1.0, w = cfg->warmup_steps, N = cfg->steps;
     if (k <= w) return cfg->lr * k / w;
-    if (!strcmp(cfg->lr_schedule, "constant")) return cfg->lr;
+    if (cfg->lr_schedule == LR_CONSTANT) return cfg->lr;
     if (k >= N) return 0.0;
     return cfg->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (k - w) / (N - w)));
 }

@@ -41,7 +41,7 @@ void distill_feat_term(const float *S, const float *T, int b, size_t n, int norm
 }
 
 typedef struct {
-    const JobConfig *cfg;
+    const DistillJob *job;
     Comm *comm;
     Dataset *data;
     Schedule sched;
@@ -55,14 +55,13 @@ typedef struct {
     // the fixed probe batch of the snapshots (this rank's rows)
     long probe_first, probe_rows;
     float *probe_xt, *probe_ctx, *probe_t, *probe_out;
-    const DistillOptions *opt;
 } DistillTask;
 
 int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
                  const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
                  float *const *dtaps, double *v, Error *e) {
     size_t n = (size_t)b * u->cfg.out_channels * H * W;
-    int normalized = !strcmp(dc->feat_norm, "l2sq"), n_taps = teacher->n_taps;
+    int normalized = dc->feat_norm == FEAT_NORM_L2SQ, n_taps = teacher->n_taps;
     if (unet_forward(teacher, outT, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
     if (unet_forward(u, outS, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
     double w = (double)b / B;
@@ -91,8 +90,8 @@ int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *x
 // values: loss, loss_task, loss_out, loss_feat, then feat_raw[n_taps], feat_norm[n_taps]
 static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
     DistillTask *d = self;
-    batch_fill(&d->bt, d->cfg, d->data, &d->sched, step, g0, b, B);
-    return distill_loss(d->teacher, u, &d->cfg->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
+    batch_fill(&d->bt, d->job->data, d->job->seed, d->data, &d->sched, step, g0, b, B);
+    return distill_loss(d->teacher, u, d->job->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
                         d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
 }
 
@@ -114,7 +113,7 @@ static int distill_log(void *self, H5Log *log, long step, const double *v, Error
 // Teacher and student taps on the fixed probe batch: one collective write.
 static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     DistillTask *d = self;
-    long rows = d->probe_rows, total = d->cfg->distill.probe_samples;
+    long rows = d->probe_rows, total = d->job->distill->probe_samples;
     const char *paths[2 * MAX_TAPS];
     char names[2 * MAX_TAPS][96];
     int ndims[2 * MAX_TAPS];
@@ -150,7 +149,7 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     if (!comm_agree(d->comm, rc, e)) {
         const char *an[] = {"description", "units"};
         const char *av[] = {"feature map of this tap on the fixed probe batch (rows: probe samples)", "1"};
-        rc = h5rows_write(d->comm, d->opt->h5, d->opt->run_h5, 2 * d->n_taps, paths, ndims,
+        rc = h5rows_write(d->comm, d->job->h5, d->job->run_h5, 2 * d->n_taps, paths, ndims,
                           (const long long(*)[H5ROWS_MAX_DIMS])dims, d->probe_first, rows, data, an, av, 2, e);
     } else {
         rc = -1;
@@ -159,12 +158,13 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     return rc;
 }
 
-int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, const DistillOptions *o, Error *e) {
-    DistillTask d = {.cfg = cfg, .comm = comm, .teacher = teacher, .opt = o};
-    const DistillConfig *dc = &cfg->distill;
+int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Error *e) {
+    DistillTask d = {.job = job, .comm = comm, .teacher = teacher};
+    const DistillJob *o = job;
+    const DistillConfig *dc = job->distill;
     int rc = -1;
-    d.data = dataset_open(cfg, "train", e);
-    if (!d.data || schedule_init(&d.sched, &cfg->diffusion, e)) goto done;
+    d.data = dataset_open(job->data, job->model, "train", e);
+    if (!d.data || schedule_init(&d.sched, job->diffusion, e)) goto done;
     DatasetShape sh = dataset_shape(d.data);
     d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D, d.numel = (size_t)sh.C * sh.H * sh.W;
     d.n_taps = d.teacher->n_taps;
@@ -189,7 +189,7 @@ int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, cons
                o->student_path, o->teacher_path);
         goto done;
     }
-    long B = cfg->train.batch, b = B / comm->size + 1;
+    long B = job->train->batch, b = B / comm->size + 1;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
     d.outS = xmalloc((size_t)b * d.numel * sizeof(float));
     d.outT = xmalloc((size_t)b * d.numel * sizeof(float));
@@ -209,7 +209,7 @@ int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, cons
     // the probe batch: fixed samples from the test split, this rank's rows
     if (dc->activation_interval > 0) {
         comm_shard(dc->probe_samples, comm->rank, comm->size, &d.probe_first, &d.probe_rows);
-        Dataset *test = dataset_open(cfg, "test", e);
+        Dataset *test = dataset_open(job->data, job->model, "test", e);
         if (!test) goto done;
         long r = d.probe_rows ? d.probe_rows : 1;
         d.probe_xt = xmalloc((size_t)r * d.numel * sizeof(float));
@@ -218,7 +218,7 @@ int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, cons
         d.probe_out = xmalloc((size_t)r * d.numel * sizeof(float));
         int *ti = xmalloc((size_t)r * sizeof(int));
         float *noise = xmalloc((size_t)r * d.numel * sizeof(float));
-        uint64_t seed = (uint64_t)cfg->runtime.seed;
+        uint64_t seed = (uint64_t)job->seed;
         for (long i = 0; i < d.probe_rows; i++) {
             uint64_t g = (uint64_t)(d.probe_first + i);
             dataset_get(test, (int64_t)rng_below(seed, RNG_MISC, (7ULL << 32) + g, (uint64_t)dataset_size(test)),
@@ -231,21 +231,21 @@ int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *s, cons
         free(ti), free(noise);
         dataset_close(test);
     }
-    const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", dc->feat_norm};
+    const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", feat_norm_name(dc->feat_norm)};
     TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
                       .step = distill_step, .log_extra = distill_log, .self = &d};
     if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
     TrainerOptions opt = {.stage = "distill", .run_h5 = o->run_h5, .ckpt_dir = o->ckpt_dir,
                           .model_out = o->model_out, .ema_out = o->ema_out, .resume = o->resume, .meta = meta,
-                          .n_meta = 2};
+                          .n_meta = 2, .config_text = job->config_text};
     if (comm->rank == 0) {
         printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
                "%d steps\n",
-               s->pt.total, d.teacher->pt.total, dc->feat_norm, d.n_taps, B, comm->size, comm->size == 1 ? "" : "s",
-               cfg->train.steps);
+               s->pt.total, d.teacher->pt.total, feat_norm_name(dc->feat_norm), d.n_taps, B, comm->size,
+               comm->size == 1 ? "" : "s", job->train->steps);
         fflush(stdout);
     }
-    rc = trainer_run(cfg, comm, s, &task, &opt, e);
+    rc = trainer_run(job->train, job->seed, comm, s, &task, &opt, e);
 done:
     batch_free(&d.bt);
     free(d.outS), free(d.outT), free(d.dout);

@@ -13,19 +13,27 @@
 #include "io/h5rows.h"
 #include "model/unet.h"
 
-// Where distill_train writes, and what its messages call the two models.
+// What distill_train reads from the job (cli/distill.c fills it), where it
+// writes, and what its messages call the two models.
 typedef struct {
+    const DistillConfig *distill;
+    const TrainConfig *train;          // optimizer, steps, batch
+    const DataConfig *data;
+    const DiffusionConfig *diffusion;
+    const ModelConfig *model;          // the job's model section (what the data is checked against)
+    long seed;                         // runtime.seed
+    const char *config_text;           // the effective job config (run.h5, checkpoint hash)
     const char *run_h5, *ckpt_dir, *model_out, *ema_out;
     const char *teacher_path, *student_path;
-    const H5Access *h5;  // the /activations snapshots' collective writes
-    int resume;          // continue from the newest checkpoint in ckpt_dir
-} DistillOptions;
+    const H5Access *h5;                // the /activations snapshots' collective writes
+    int resume;                        // continue from the newest checkpoint in ckpt_dir
+} DistillJob;
 
 // Retrains `student` (the same stages as `teacher`, which stays frozen) for
 // train.steps steps on the job's data, data-parallel over comm. Checks that
 // both fit the data and each other. 0, 1 (stopped by a signal after
 // checkpointing) or -1 + e.
-int distill_train(const JobConfig *cfg, Comm *comm, UNet *teacher, UNet *student, const DistillOptions *o, Error *e);
+int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *student, Error *e);
 
 // The feature terms of one tap for b samples of n elements each:
 // raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of

@@ -66,9 +66,9 @@ static int register_series(H5Log *log, TrainTask *task, Series *s, Error *e) {
     return task->log_extra ? task->log_extra(task->self, log, -1, NULL, e) : 0;
 }
 
-int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt, Error *e) {
-    const TrainConfig *tc = &cfg->train;
-    const long B = tc->batch, steps = tc->steps, seed = cfg->runtime.seed;
+int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt,
+                Error *e) {
+    const long B = tc->batch, steps = tc->steps;
     if (B % comm->size)
         return errorf(e, "train.batch = %ld is not divisible by the %d ranks", B, comm->size);
     long g0, b;
@@ -79,11 +79,11 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
     long start = 0;
     int rc = 0;
     H5Log *log = NULL;
-    char *cfg_text = NULL, hash[17] = "";
+    const char *cfg_text = opt->config_text;
+    char hash[17] = "";
 
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
     if (comm_agree(comm, rc, e)) goto fail;
-    cfg_text = job_config_text(cfg);
     train_state_hash(cfg_text, hash);
     if (opt->resume) {
         char path[1200];
@@ -203,7 +203,6 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
             Error ce;
             h5log_close(log, &ce);
             adamw_free(ad);
-            free(cfg_text);
             return 1;
         }
     }
@@ -221,7 +220,6 @@ int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, cons
     log = NULL;
     if (comm_agree(comm, rc, e)) goto fail;
     adamw_free(ad);
-    free(cfg_text);
     return 0;
 fail:
     if (log) {
@@ -229,6 +227,5 @@ fail:
         h5log_close(log, &ce);
     }
     adamw_free(ad);
-    free(cfg_text);
     return -1;
 }

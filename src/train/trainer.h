@@ -49,12 +49,15 @@ typedef struct {
     int resume;               // continue from the newest checkpoint in ckpt_dir
     const char *const *meta;  // extra metadata for the saved model (pairs)
     int n_meta;
+    const char *config_text;  // the effective job config: stored in run.h5, hashed into checkpoints
 } TrainerOptions;
 
-// Runs cfg->train.steps steps of `task` on `u` (identical on every rank).
+// Runs tc->steps steps of `task` on `u` (identical on every rank); seed is
+// runtime.seed, which a resumed checkpoint must have been written with.
 // Returns 0, or -1 + e (on every rank) for a stop that is an error (NaN/Inf,
 // I/O); a signal stop returns 1 after checkpointing.
-int trainer_run(const JobConfig *cfg, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt, Error *e);
+int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt,
+                Error *e);
 
 // Signal handling (SIGTERM, SIGUSR1, SIGINT): the handler only sets a flag,
 // which the loop folds into a max-reduction so every rank stops at the same step.

@@ -15,7 +15,7 @@ static TrainConfig tcfg(void) {
     c.lr = 1e-3, c.weight_decay = 0.01, c.beta1 = 0.9, c.beta2 = 0.999, c.adam_eps = 1e-8;
     c.grad_clip = 1.0, c.ema_decay = 0;
     c.warmup_steps = 10;
-    snprintf(c.lr_schedule, sizeof c.lr_schedule, "cosine");
+    c.lr_schedule = LR_COSINE;
     return c;
 }
 
@@ -77,12 +77,12 @@ static void check_lr(void) {
         EXPECT(fabs(got - cases[i].want) < 1e-15, "cosine lr(%ld) = %.17g, want %.17g",
                cases[i].step, got, cases[i].want);
     }
-    snprintf(c.lr_schedule, sizeof c.lr_schedule, "constant");
+    c.lr_schedule = LR_CONSTANT;
     EXPECT(fabs(adamw_lr(&c, 0) - 1e-4) < 1e-15, "constant keeps the warmup");
     EXPECT(adamw_lr(&c, 10) == 1e-3 && adamw_lr(&c, 109) == 1e-3, "constant after warmup");
     c.warmup_steps = 0;
     EXPECT(adamw_lr(&c, 0) == 1e-3, "no warmup: peak from the first step");
-    snprintf(c.lr_schedule, sizeof c.lr_schedule, "cosine");
+    c.lr_schedule = LR_COSINE;
     c.steps = 4;
     double want = 1e-3 * 0.5 * (1 + cos(3.14159265358979323846 / 4));
     EXPECT(fabs(adamw_lr(&c, 0) - want) < 1e-15, "no warmup, cosine: lr(0) = %.17g",

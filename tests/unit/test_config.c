@@ -16,10 +16,21 @@ static int has(const char *s, const char *sub) { return strstr(s, sub) != NULL; 
 
 static int same_config(const JobConfig *a, const JobConfig *b) {
     // ModelConfig is all ints and floats (no padding), and loads zero its unused tails.
-    return memcmp(&a->model, &b->model, sizeof a->model) == 0 &&
-           a->runtime.threads == b->runtime.threads && a->runtime.seed == b->runtime.seed &&
-           a->runtime.device == b->runtime.device &&
-           strcmp(a->output.dir, b->output.dir) == 0;
+    int same = memcmp(&a->model, &b->model, sizeof a->model) == 0 &&
+               a->runtime.threads == b->runtime.threads && a->runtime.seed == b->runtime.seed &&
+               a->runtime.device == b->runtime.device && strcmp(a->output.dir, b->output.dir) == 0;
+    // The enumerated keys and the lists, as stored.
+    same &= a->data.source == b->data.source && a->diffusion.schedule == b->diffusion.schedule &&
+            a->train.lr_schedule == b->train.lr_schedule && a->prune.budget == b->prune.budget &&
+            a->distill.feat_norm == b->distill.feat_norm;
+    same &= a->prune.n_criteria == b->prune.n_criteria && a->prune.n_layers == b->prune.n_layers;
+    for (int i = 0; same && i < a->prune.n_criteria; i++) same &= a->prune.criterion[i] == b->prune.criterion[i];
+    for (int i = 0; same && i < a->prune.n_layers; i++) same &= !strcmp(a->prune.layers[i], b->prune.layers[i]);
+    // Everything else through the text, which prints every key.
+    char *ta = job_config_text(a), *tb = job_config_text(b);
+    same &= strcmp(ta, tb) == 0;
+    free(ta), free(tb);
+    return same;
 }
 
 static void test_defaults(void) {
@@ -124,6 +135,7 @@ static void test_bad_files(void) {
              "expected [\"UpBlock2D\", \"CrossAttnUpBlock2D\"]");
     bad_file("too_many_blocks.cfg", NULL, 3, "model.block_out_channels:",
              "expected an array of 1 to 8 integers");
+    bad_file("bad_layer_element.cfg", NULL, 5, "prune.layers[2]:", "expected a non-empty name without commas, got 5");
     bad_file("include_bad.cfg", "include_bad.inc", 3, "model.layers_per_block:",
              "expected an integer >= 1, got 0");
 
@@ -299,25 +311,123 @@ static void test_reference(void) {
     free(buf);
 }
 
-// String lists (prune.criterion, prune.layers): one string or an array, stored comma-joined.
+// Lists (prune.criterion, prune.layers): one string or an array, stored as a
+// list (enums and names plus a count), written back as an array.
 static void test_string_lists(void) {
     JobConfig jc;
-    Error e;
-    const char *one[] = {"prune.criterion=taylor"};
-    EXPECT(load_tiny(&jc, &e, 1, one) == 0 && !strcmp(jc.prune.criterion, "taylor"), "single: %s", jc.prune.criterion);
-    const char *list[] = {"prune.criterion=[output_loss, magnitude]", "prune.layers=[\"mid_block.attentions.0\", up_blocks.1.resnets.1]"};
-    EXPECT(load_tiny(&jc, &e, 2, list) == 0 && !strcmp(jc.prune.criterion, "output_loss,magnitude") &&
-               !strcmp(jc.prune.layers, "mid_block.attentions.0,up_blocks.1.resnets.1"),
-           "list: %s / %s", jc.prune.criterion, jc.prune.layers);
+    Error e = {0};
+    job_config_defaults(&jc);
+    EXPECT(jc.prune.n_criteria == 1 && jc.prune.criterion[0] == CRIT_OUTPUT_LOSS && jc.prune.n_layers == 0,
+           "defaults: %d criteria, %d layers", jc.prune.n_criteria, jc.prune.n_layers);
+    const char *one[] = {"prune.criterion=taylor", "prune.layers=mid_block.attentions.0"};
+    EXPECT(load_tiny(&jc, &e, 2, one) == 0 && jc.prune.n_criteria == 1 && jc.prune.criterion[0] == CRIT_TAYLOR &&
+               jc.prune.n_layers == 1 && !strcmp(jc.prune.layers[0], "mid_block.attentions.0"),
+           "single: %s; %d criteria, %d layers", e.msg, jc.prune.n_criteria, jc.prune.n_layers);
+    char *text = job_config_text(&jc);
+    EXPECT(has(text, "  criterion = [\"taylor\"];\n") && has(text, "  layers = [\"mid_block.attentions.0\"];\n"),
+           "a single value is written as a one-entry array:\n%s", text);
+    free(text);
+    const char *list[] = {"prune.criterion=[random, output_loss, magnitude]",
+                          "prune.layers=[\"mid_block.attentions.0\", up_blocks.1.resnets.1]"};
+    EXPECT(load_tiny(&jc, &e, 2, list) == 0, "list: %s", e.msg);
+    EXPECT(jc.prune.n_criteria == 3 && jc.prune.criterion[0] == CRIT_RANDOM &&
+               jc.prune.criterion[1] == CRIT_OUTPUT_LOSS && jc.prune.criterion[2] == CRIT_MAGNITUDE,
+           "criteria in order: %d [%d %d %d]", jc.prune.n_criteria, (int)jc.prune.criterion[0],
+           (int)jc.prune.criterion[1], (int)jc.prune.criterion[2]);
+    EXPECT(jc.prune.n_layers == 2 && !strcmp(jc.prune.layers[0], "mid_block.attentions.0") &&
+               !strcmp(jc.prune.layers[1], "up_blocks.1.resnets.1"),
+           "layers: %d", jc.prune.n_layers);
+    text = job_config_text(&jc);
+    EXPECT(has(text, "  criterion = [\"random\", \"output_loss\", \"magnitude\"];\n") &&
+               has(text, "  layers = [\"mid_block.attentions.0\", \"up_blocks.1.resnets.1\"];\n"),
+           "lists in the effective config:\n%s", text);
+    free(text);
     roundtrip("string lists", &jc);
-    EXPECT(!strcmp(jc.prune.layers, "mid_block.attentions.0,up_blocks.1.resnets.1"), "unchanged by the round trip");
-    bad_set("prune.criterion=[output_loss, psychic]", "prune.criterion");
-    bad_set("prune.layers=[\"a,b\"]", "prune.layers");
+    bad_set("prune.criterion=[output_loss, psychic]", "prune.criterion[1]: expected one of \"output_loss\"");
+    bad_set("prune.layers=[\"a,b\"]", "prune.layers[0]: expected a non-empty name without commas, got \"a,b\"");
     bad_set("prune.criterion=7", "prune.criterion");
+    bad_set("prune.criterion=[]", "prune.criterion: expected a string or an array of strings");
+    bad_set("prune.criterion=[taylor, magnitude, taylor]", "prune.criterion[2]: \"taylor\" is listed twice");
+
+    // Capacity: PRUNE_MAX_LAYERS names of up to PRUNE_LAYER_NAME - 1 characters; one more is an error naming the key.
+    size_t cap = 32 + (size_t)(PRUNE_MAX_LAYERS + 1) * (PRUNE_LAYER_NAME + 4);
+    char *set = xmalloc(cap);
+    for (int count = PRUNE_MAX_LAYERS; count <= PRUNE_MAX_LAYERS + 1; count++) {
+        size_t used = (size_t)snprintf(set, cap, "prune.layers=[");
+        for (int i = 0; i < count; i++)
+            used += (size_t)snprintf(set + used, cap - used, "%sl%0*d", i ? ", " : "", PRUNE_LAYER_NAME - 2, i);
+        snprintf(set + used, cap - used, "]");
+        const char *sets[] = {set};
+        int rc = load_tiny(&jc, &e, 1, sets);
+        if (count == PRUNE_MAX_LAYERS) {
+            const char *last = jc.prune.layers[count - 1];
+            EXPECT(rc == 0 && jc.prune.n_layers == count && strlen(last) == PRUNE_LAYER_NAME - 1 &&
+                       atoi(last + 1) == count - 1,
+                   "%d names of %d characters: %s", count, PRUNE_LAYER_NAME - 1, e.msg);
+            if (rc == 0) roundtrip("the longest layer list", &jc);
+        } else {
+            EXPECT(rc == -1 && has(e.msg, "prune.layers: more than 256 entries (257 given)"), "%d names: %s", count,
+                   rc ? e.msg : "accepted");
+        }
+    }
+    char name[PRUNE_LAYER_NAME + 1];
+    memset(name, 'x', PRUNE_LAYER_NAME);
+    name[PRUNE_LAYER_NAME] = 0;
+    snprintf(set, cap, "prune.layers=[mid_block.attentions.0, %s]", name);
+    bad_set(set, "prune.layers[1]: longer than 127 characters");
+    snprintf(set, cap, "prune.layers=%s", name);
+    bad_set(set, "prune.layers: longer than 127 characters");
+    free(set);
+}
+
+// Enumerated keys: parsed once into their enums, written back by name.
+static void test_enums(void) {
+    JobConfig jc;
+    Error e = {0};
+    job_config_defaults(&jc);
+    EXPECT(jc.data.source == DATA_FASHION_MNIST && jc.diffusion.schedule == BETA_SCALED_LINEAR &&
+               jc.train.lr_schedule == LR_COSINE && jc.prune.budget == BUDGET_PARAMS &&
+               jc.distill.feat_norm == FEAT_NORM_L2SQ,
+           "enum defaults: %d %d %d %d %d", (int)jc.data.source, (int)jc.diffusion.schedule,
+           (int)jc.train.lr_schedule, (int)jc.prune.budget, (int)jc.distill.feat_norm);
+    const char *sets[] = {"data.source=hdf5", "diffusion.schedule=\"linear\"", "train.lr_schedule=constant",
+                          "prune.budget=macs", "distill.feat_norm=none"};
+    EXPECT(load_tiny(&jc, &e, 5, sets) == 0, "enum overrides: %s", e.msg);
+    EXPECT(jc.data.source == DATA_HDF5 && jc.diffusion.schedule == BETA_LINEAR && jc.train.lr_schedule == LR_CONSTANT &&
+               jc.prune.budget == BUDGET_MACS && jc.distill.feat_norm == FEAT_NORM_NONE,
+           "enum overrides: %d %d %d %d %d", (int)jc.data.source, (int)jc.diffusion.schedule,
+           (int)jc.train.lr_schedule, (int)jc.prune.budget, (int)jc.distill.feat_norm);
+    char *text = job_config_text(&jc);
+    EXPECT(has(text, "  source = \"hdf5\";\n") && has(text, "  schedule = \"linear\";\n") &&
+               has(text, "  lr_schedule = \"constant\";\n") && has(text, "  budget = \"macs\";\n") &&
+               has(text, "  feat_norm = \"none\";\n"),
+           "enums written by name:\n%s", text);
+    free(text);
+    roundtrip("enums", &jc);
+    bad_set("data.source=mnist", "data.source: expected one of \"fashion-mnist\", \"hdf5\", got \"mnist\"");
+    bad_set("diffusion.schedule=cosine", "diffusion.schedule: expected one of \"scaled_linear\", \"linear\"");
+    bad_set("train.lr_schedule=linear", "train.lr_schedule: expected one of \"constant\", \"cosine\"");
+    bad_set("prune.budget=flops", "prune.budget: expected one of \"params\", \"macs\"");
+    bad_set("distill.feat_norm=l2", "distill.feat_norm: expected one of \"l2sq\", \"none\"");
+    bad_set("distill.feat_norm=3", "distill.feat_norm: expected one of");
+    // One name table: what the stages print is what the job file takes.
+    const char *crit[CRIT_COUNT] = {"output_loss", "random", "magnitude", "feature_loss", "taylor"};
+    for (int c = 0; c < CRIT_COUNT; c++) {
+        char set[64];
+        snprintf(set, sizeof set, "prune.criterion=%s", crit[c]);
+        const char *one[] = {set};
+        EXPECT(!strcmp(criterion_name((Criterion)c), crit[c]) && load_tiny(&jc, &e, 1, one) == 0 &&
+                   jc.prune.criterion[0] == (Criterion)c,
+               "criterion %d: %s", c, criterion_name((Criterion)c));
+    }
+    EXPECT(!strcmp(budget_name(BUDGET_PARAMS), "params") && !strcmp(budget_name(BUDGET_MACS), "macs") &&
+               !strcmp(feat_norm_name(FEAT_NORM_L2SQ), "l2sq") && !strcmp(feat_norm_name(FEAT_NORM_NONE), "none"),
+           "budget and feat_norm names");
 }
 
 int main(void) {
     test_defaults();
+    test_enums();
     test_string_lists();
     test_job_files();
     test_bad_files();

@@ -559,10 +559,10 @@ static void test_h5(void) {
     JobConfig jc;
     job_config_defaults(&jc);
     jc.model = m;
-    snprintf(jc.data.source, sizeof jc.data.source, "hdf5");
+    jc.data.source = DATA_HDF5;
     snprintf(jc.data.path, sizeof jc.data.path, "%s", full);
-    Dataset *all = dataset_open(&jc, "train", &e);
-    Dataset *sh = all ? dataset_open_shard(&jc, "train", 3, 4, &e) : NULL;
+    Dataset *all = dataset_open(&jc.data, &jc.model, "train", &e);
+    Dataset *sh = all ? dataset_open_shard(&jc.data, &jc.model, "train", 3, 4, &e) : NULL;
     EXPECT(all && sh, "dataset_open hdf5: %s", e.msg);
     if (all && sh) {
         DatasetShape ds = dataset_shape(all);
@@ -587,7 +587,7 @@ static void test_h5(void) {
     dataset_close(all);
     dataset_close(sh);
     snprintf(jc.data.path, sizeof jc.data.path, "%s", good);
-    all = dataset_open(&jc, "train", &e);
+    all = dataset_open(&jc.data, &jc.model, "train", &e);
     EXPECT(all != NULL, "open good.h5: %s", e.msg);
     if (all) {
         float c1[HL * HD];
@@ -597,10 +597,10 @@ static void test_h5(void) {
         EXPECT(ok, "no /uncond_context: the unconditional context is zeros");
         dataset_close(all);
     }
-    EXPECT(dataset_open_shard(&jc, "train", 8, 3, &e) == NULL, "shard past the end");
+    EXPECT(dataset_open_shard(&jc.data, &jc.model, "train", 8, 3, &e) == NULL, "shard past the end");
     expect_err(e.msg, "shard [8, 11) is outside the file's 10 rows", "shard past the end");
     jc.model.context_length = 77;
-    EXPECT(dataset_open(&jc, "train", &e) == NULL, "model mismatch through dataset_open");
+    EXPECT(dataset_open(&jc.data, &jc.model, "train", &e) == NULL, "model mismatch through dataset_open");
     expect_err(e.msg, "but the model expects [N,77,12]", "dataset_open model mismatch");
     free(lat);
     free(ctx);
@@ -616,12 +616,12 @@ static void test_dataset_fmnist(void) {
     JobConfig jc;
     job_config_defaults(&jc);  // SD-1.5: 4 latent channels, not Fashion-MNIST's 1
     Error e = {0};
-    EXPECT(dataset_open(&jc, "test", &e) == NULL, "fashion-mnist with in_channels 4");
+    EXPECT(dataset_open(&jc.data, &jc.model, "test", &e) == NULL, "fashion-mnist with in_channels 4");
     expect_err(e.msg, "model.in_channels is 4", "in_channels");
     jc.model.in_channels = jc.model.out_channels = 1;
     jc.model.context_length = 8;
     jc.model.cross_attention_dim = 16;
-    Dataset *d = dataset_open(&jc, "test", &e);
+    Dataset *d = dataset_open(&jc.data, &jc.model, "test", &e);
     if (!d) {
         EXPECT(0, "dataset_open fashion-mnist: %s", e.msg);
         return;
@@ -643,7 +643,7 @@ static void test_dataset_fmnist(void) {
     cond_free(c);
     dataset_close(d);
     jc.model.context_length = 6;
-    EXPECT(dataset_open(&jc, "test", &e) == NULL, "context_length 6");
+    EXPECT(dataset_open(&jc.data, &jc.model, "test", &e) == NULL, "context_length 6");
     expect_err(e.msg, "set context_length >= 7", "context_length 6");
 }
 

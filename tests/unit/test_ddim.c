@@ -14,7 +14,7 @@
 static Schedule sd_schedule(void) {
     DiffusionConfig d;
     memset(&d, 0, sizeof d);
-    snprintf(d.schedule, sizeof d.schedule, "scaled_linear");
+    d.schedule = BETA_SCALED_LINEAR;
     d.beta_start = 0.00085, d.beta_end = 0.012, d.timesteps = 1000;
     Schedule s;
     Error e;

@@ -171,7 +171,7 @@ static void pair_free(Pair *p) {
 // formula written out (not through distill_feat_term).
 static void check_values(Pair *p, int normalized) {
     int nt = p->T->n_taps;
-    snprintf(p->dc.feat_norm, sizeof p->dc.feat_norm, "%s", normalized ? "l2sq" : "none");
+    p->dc.feat_norm = normalized ? FEAT_NORM_L2SQ : FEAT_NORM_NONE;
     const int g0 = 1, b = 2, B = NB;
     loss_at(p, g0, b, B);
     double got[4 + 2 * MAXT];
@@ -210,7 +210,7 @@ static void check_values(Pair *p, int normalized) {
         }
         double raw = sq_all / ((double)b * m) * w, nrm = nsum / B;
         worst = fmax(worst, fmax(rel(got[4 + t], raw), rel(got[4 + nt + t], nrm)));
-        EXPECT(raw > 0 && nrm > 0, "%s: tap %s differs between student and teacher", p->dc.feat_norm, ts->name);
+        EXPECT(raw > 0 && nrm > 0, "%s: tap %s differs between student and teacher", feat_norm_name(p->dc.feat_norm), ts->name);
         feat += normalized ? nrm : raw;
         free(ft[t]);
     }
@@ -218,14 +218,14 @@ static void check_values(Pair *p, int normalized) {
     double want[4] = {total, task, out, feat};
     for (int k = 0; k < 4; k++) worst = fmax(worst, rel(got[k], want[k]));
     printf("%s: loss %.6f = 0.7 * task %.6f + 1.3 * out %.6f + 0.9 * feat %.6f (shard of 2 of 3), max rel diff %.1e\n",
-           p->dc.feat_norm, got[0], got[1], got[2], got[3], worst);
-    EXPECT(worst <= 1e-9, "%s: reported terms differ from the formula by %.2e", p->dc.feat_norm, worst);
+           feat_norm_name(p->dc.feat_norm), got[0], got[1], got[2], got[3], worst);
+    EXPECT(worst <= 1e-9, "%s: reported terms differ from the formula by %.2e", feat_norm_name(p->dc.feat_norm), worst);
 }
 
 // Shards [0,2) and [2,3) of a global batch of 3 sum to the whole batch (values and gradient):
 // the weighting data parallelism relies on.
 static void check_shards(Pair *p, int normalized) {
-    snprintf(p->dc.feat_norm, sizeof p->dc.feat_norm, "%s", normalized ? "l2sq" : "none");
+    p->dc.feat_norm = normalized ? FEAT_NORM_L2SQ : FEAT_NORM_NONE;
     UNet *S = p->S;
     int nv = 4 + 2 * p->T->n_taps;
     double whole[4 + 2 * MAXT], parts[4 + 2 * MAXT] = {0};
@@ -242,9 +242,9 @@ static void check_shards(Pair *p, int normalized) {
     double ev = 0;
     for (int k = 0; k < nv; k++) ev = fmax(ev, rel(parts[k], whole[k]));
     double eg = tu_max_rel_err(S->grads, gw, S->pt.total, 0);
-    printf("%s: shards 2+1 vs batch 3: values rel diff %.1e, gradient %.1e\n", p->dc.feat_norm, ev, eg);
-    EXPECT(ev <= 1e-6, "%s: shard values do not sum to the batch's (%.2e)", p->dc.feat_norm, ev);
-    EXPECT(eg <= 1e-5, "%s: shard gradients do not sum to the batch's (%.2e)", p->dc.feat_norm, eg);
+    printf("%s: shards 2+1 vs batch 3: values rel diff %.1e, gradient %.1e\n", feat_norm_name(p->dc.feat_norm), ev, eg);
+    EXPECT(ev <= 1e-6, "%s: shard values do not sum to the batch's (%.2e)", feat_norm_name(p->dc.feat_norm), ev);
+    EXPECT(eg <= 1e-5, "%s: shard gradients do not sum to the batch's (%.2e)", feat_norm_name(p->dc.feat_norm), eg);
     free(gw);
 }
 
@@ -269,8 +269,9 @@ static void central(Pair *p, float *x, const float *x0, const float *dir, size_t
 // truncation). |g . v| is typically ||g||_2 (random signs), so the error is
 // allowed tol * ||g||_2 plus the float32 rounding noise of the loss divided by
 // the step; a cancelling dot product does not make it fail.
-static void check_gradient(Pair *p, const char *norm, double la, double lo, double lf, double tol) {
-    snprintf(p->dc.feat_norm, sizeof p->dc.feat_norm, "%s", norm);
+static void check_gradient(Pair *p, FeatNorm fn, double la, double lo, double lf, double tol) {
+    const char *norm = feat_norm_name(fn);
+    p->dc.feat_norm = fn;
     p->dc.lambda_task = la, p->dc.lambda_out = lo, p->dc.lambda_feat = lf;
     UNet *S = p->S;
     unet_zero_grad(S);
@@ -334,9 +335,9 @@ int main(void) {
     // factor 2, a local instead of global denominator, a lost tap gradient or
     // the lambda_out share without b/B exceed it 100-10000x.
     const double tol = 1e-3;
-    check_gradient(&p, "l2sq", 0.7, 1.3, 0.9, tol);
-    check_gradient(&p, "none", 0.7, 1.3, 0.9, tol);
-    check_gradient(&p, "l2sq", 0, 0, 1, tol);
+    check_gradient(&p, FEAT_NORM_L2SQ, 0.7, 1.3, 0.9, tol);
+    check_gradient(&p, FEAT_NORM_NONE, 0.7, 1.3, 0.9, tol);
+    check_gradient(&p, FEAT_NORM_L2SQ, 0, 0, 1, tol);
     pair_free(&p);
     return tu_report("test_distill");
 }

@@ -35,7 +35,7 @@ static void plan_is_optimal(void) {
     for (int k = 1; k <= 4; k++) {
         jc.prune.ratio = 0.1 * k;
         Plan p;
-        EXPECT(plan_make(u, s, "output_loss", &jc.prune, &p, &e) == 0, "plan: %s", e.msg);
+        EXPECT(plan_make(u, s, CRIT_OUTPUT_LOSS, &jc.prune, &p, &e) == 0, "plan: %s", e.msg);
         EXPECT(p.removed_cost >= p.required && p.total == (long long)u->pt.total, "ratio %.1f: budget met", jc.prune.ratio);
         double sum = 0;
         for (int i = 0; i < n; i++) sum += p.removed[i] ? s[i] : 0;
@@ -45,25 +45,28 @@ static void plan_is_optimal(void) {
     // infeasible: more than all candidates hold
     jc.prune.ratio = 0.999;
     Plan p;
-    EXPECT(plan_make(u, s, "output_loss", &jc.prune, &p, &e) != 0 && strstr(e.msg, "prune.ratio = 0.999") &&
+    EXPECT(plan_make(u, s, CRIT_OUTPUT_LOSS, &jc.prune, &p, &e) != 0 && strstr(e.msg, "prune.ratio = 0.999") &&
                strstr(e.msg, "largest achievable ratio"),
            "infeasible: %s", e.msg);
     plan_free(&p);
     // handcrafted
     jc.prune.ratio = 0.25;
-    snprintf(jc.prune.layers, sizeof jc.prune.layers, "mid_block.attentions.0,up_blocks.1.resnets.1");
-    EXPECT(plan_make(u, s, "output_loss", &jc.prune, &p, &e) == 0 && p.n_removed == 2 && !strcmp(p.criterion, "handcrafted"),
+    jc.prune.n_layers = 2;
+    snprintf(jc.prune.layers[0], sizeof jc.prune.layers[0], "mid_block.attentions.0");
+    snprintf(jc.prune.layers[1], sizeof jc.prune.layers[1], "up_blocks.1.resnets.1");
+    EXPECT(plan_make(u, s, CRIT_OUTPUT_LOSS, &jc.prune, &p, &e) == 0 && p.n_removed == 2 && !strcmp(p.criterion, "handcrafted"),
            "handcrafted: %s", e.msg);
     plan_free(&p);
-    snprintf(jc.prune.layers, sizeof jc.prune.layers, "mid_block.attentions.7");
-    EXPECT(plan_make(u, s, "output_loss", &jc.prune, &p, &e) != 0 && strstr(e.msg, "prune.layers") &&
+    jc.prune.n_layers = 1;
+    snprintf(jc.prune.layers[0], sizeof jc.prune.layers[0], "mid_block.attentions.7");
+    EXPECT(plan_make(u, s, CRIT_OUTPUT_LOSS, &jc.prune, &p, &e) != 0 && strstr(e.msg, "prune.layers") &&
                strstr(e.msg, "mid_block.attentions.7"),
            "unknown handcrafted layer: %s", e.msg);
     plan_free(&p);
     // negative scores are refused
     s[2] = -1;
-    jc.prune.layers[0] = 0;
-    EXPECT(plan_make(u, s, "output_loss", &jc.prune, &p, &e) != 0 && strstr(e.msg, "finite and >= 0"), "%s", e.msg);
+    jc.prune.n_layers = 0;
+    EXPECT(plan_make(u, s, CRIT_OUTPUT_LOSS, &jc.prune, &p, &e) != 0 && strstr(e.msg, "finite and >= 0"), "%s", e.msg);
     plan_free(&p);
     free(s);
     unet_free(u);
