@@ -91,6 +91,7 @@ Comm comm_mpi_world(void) {
     MPI_Comm node;
     MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c.rank, MPI_INFO_NULL, &node));
     MPI_CHECK(MPI_Comm_size(node, &c.local_size));
+    MPI_CHECK(MPI_Comm_rank(node, &c.local_rank));
     MPI_CHECK(MPI_Comm_free(&node));
     c.sum_f32 = sum_f32, c.sum_f64 = sum_f64, c.max_i32 = max_i32, c.bcast = bcast;
     c.gatherv_bytes = gatherv_bytes, c.barrier = barrier;

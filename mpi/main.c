@@ -38,7 +38,9 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     JobConfig jc;
     Error e = {0};
     int rc = 0;
-    if (job_config_load(&jc, target, sets, n_sets, &e) || runtime_check_device(jc.runtime.device, &e)) {
+    char device[320];
+    if (job_config_load(&jc, target, sets, n_sets, &e) ||
+        runtime_select_device(jc.runtime.device, comm.local_rank, device, sizeof device, &e)) {
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
     }
@@ -46,6 +48,10 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     if (comm.rank == 0) {
         printf("laptop-diff %s %s: %d rank%s x %d thread%s\n", cmd, target, comm.size, comm.size == 1 ? "" : "s", threads,
                threads == 1 ? "" : "s");
+        fflush(stdout);
+    }
+    if (jc.runtime.device == DEVICE_CUDA) {  // every rank: which GPU it took
+        printf("rank %d (node-local rank %d): %s\n", comm.rank, comm.local_rank, device);
         fflush(stdout);
     }
     trainer_install_signal_handlers();

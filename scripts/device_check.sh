@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# device_check.sh — checks the cuBLAS GEMM door (LD_CUDA_GEMM=ON) on a GPU
-# machine against the CPU build, in one run of a few minutes:
-#   nvidia-smi; two builds, build-cpu (OpenBLAS) and build-gpu (cuBLAS), of
-#   test_gemm test_reference test_kernel_conv bench_step; the three tests in
-#   both; bench_step jobs/fmnist_teacher.cfg 64 in both, step times side by side.
+# device_check.sh — checks the cuBLAS GEMM backend on a GPU machine against
+# the CPU one, in one run of a few minutes:
+#   nvidia-smi; one LD_CUDA_GEMM=ON build, build-gpu, which links both GEMM
+#   backends (runtime.device picks one at run time); the unit tests test_gemm,
+#   test_reference, test_kernel_{conv,linear,attention} on the CPU device and
+#   their _gpu copies on the GPU (tests/gpu/on_gpu.c selects "cuda"); bench_step
+#   jobs/fmnist_teacher.cfg 64 with runtime.device "cpu" and "cuda", step times
+#   side by side.
 # Everything printed also goes to $OUT/device_check.log ($OUT unset: /tmp).
 # Exit status: 0 all passed; 1 a test or bench failed; 2 build dependencies
 # missing (named); 3 configure or build failed.
@@ -12,8 +15,8 @@
 # network. Missing ones are tried with apt-get (bounded in time); if that
 # fails, and no prebuilt bundle was carried, the script names them and stops.
 # The bundle: run `scripts/device_check.sh --bundle` HERE (where the build
-# works) first; it writes build-devcheck/ (ignored by git, about 40 MiB: both
-# builds' four binaries and the non-system libraries they load, not CUDA's),
+# works) first; it writes build-devcheck/ (ignored by git: the build's test and
+# bench binaries and the non-system libraries they load, not CUDA's),
 # which the run then takes along (carry: ["build-devcheck"]). It needs the
 # same CUDA major version there (libcublas.so.13 from /usr/local/cuda).
 # `--prebuilt` uses a carried bundle even where the build would work (saves
@@ -23,8 +26,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 3
 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 NP=$(nproc)
-TARGETS=(test_gemm test_reference test_kernel_conv bench_step)
-TESTS=(test_gemm test_reference test_kernel_conv)
+TESTS=(test_gemm test_reference test_kernel_conv test_kernel_linear test_kernel_attention)
+# Each test on the CPU device and, as NAME_gpu, on the GPU; then the benchmark.
+TARGETS=(); for t in "${TESTS[@]}"; do TARGETS+=("$t" "${t}_gpu"); done
+TARGETS+=(bench_step)
 BUNDLE=build-devcheck
 BUNDLE_SRC=/tmp/ld-devcheck-src  # the bundle's compiled-in source dir (fixtures), a link to the repo both here and there
 
@@ -90,14 +95,11 @@ bundle() {
   SRC=$BUNDLE_SRC
   ln -sfn "$ROOT" "$SRC"
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/lib" || return 3
-  build_one "$ROOT/build-devcheck-work-cpu" || return 3
-  build_one "$ROOT/build-devcheck-work-gpu" -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
-  for v in cpu gpu; do
-    mkdir -p "$BUNDLE/$v"
-    for t in "${TARGETS[@]}"; do cp "build-devcheck-work-$v/$t" "$BUNDLE/$v/" || return 3; done
-  done
+  build_one "$ROOT/build-devcheck-work" -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
+  mkdir -p "$BUNDLE/bin"
+  for t in "${TARGETS[@]}"; do cp "build-devcheck-work/$t" "$BUNDLE/bin/" || return 3; done
   # Every library they load except the C library's own and CUDA's (too big; taken from the machine).
-  ldd "$BUNDLE"/*/* | awk '/=> \//{print $3}' | sort -u |
+  ldd "$BUNDLE"/bin/* | awk '/=> \//{print $3}' | sort -u |
     grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt)\.so' |
     while read -r f; do cp -L "$f" "$BUNDLE/lib/"; done
   ls -l "$BUNDLE/lib"
@@ -128,12 +130,12 @@ main() {
   command -v cmake >/dev/null && cmake --version | head -1
   command -v cc >/dev/null && cc --version | head -1
 
-  grep -q LD_CUDA_GEMM CMakeLists.txt ||
-    { echo "STOP: CMakeLists.txt has no LD_CUDA_GEMM option: move CMakeLists.txt.proposed into place first"; return 3; }
+  grep -q tests/gpu/on_gpu.c CMakeLists.txt ||
+    { echo "STOP: CMakeLists.txt makes no _gpu tests: this script needs both GEMM backends in one build"; return 3; }
 
   say "build dependencies"
   local mode=build have_bundle=0
-  [ -x "$BUNDLE/cpu/test_gemm" ] && [ -x "$BUNDLE/gpu/test_gemm" ] && have_bundle=1
+  [ -x "$BUNDLE/bin/test_gemm" ] && [ -x "$BUNDLE/bin/test_gemm_gpu" ] && have_bundle=1
   if [ "$PREBUILT" = 1 ]; then
     [ $have_bundle = 1 ] || { echo "STOP: --prebuilt, but no $BUNDLE/ (make it with --bundle and carry it)"; return 2; }
     echo "--prebuilt: using $BUNDLE/, no build here"
@@ -158,46 +160,44 @@ main() {
     fi
   fi
 
-  local cpu gpu
+  local bin
   RUN=(env)  # the bundle's libraries for our binaries only, not for the tools this script runs
   if [ $mode = build ]; then
-    say "build (build-cpu: OpenBLAS; build-gpu: -DLD_CUDA_GEMM=ON)"
+    say "build (build-gpu: -DLD_CUDA_GEMM=ON, OpenBLAS and cuBLAS)"
     SRC=$ROOT
-    build_one build-cpu || return 3
     build_one build-gpu -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
-    cpu=build-cpu; gpu=build-gpu
+    bin=build-gpu
   else
     say "prebuilt bundle"
     { [ -L "$BUNDLE_SRC" ] || [ ! -e "$BUNDLE_SRC" ]; } && ln -sfn "$ROOT" "$BUNDLE_SRC"
     RUN=(env LD_LIBRARY_PATH="$ROOT/$BUNDLE/lib:$CUDA_HOME/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
-    if "${RUN[@]}" ldd "$BUNDLE"/*/* | grep "not found"; then echo "STOP: libraries above not found"; return 2; fi
+    if "${RUN[@]}" ldd "$BUNDLE"/bin/* | grep "not found"; then echo "STOP: libraries above not found"; return 2; fi
     echo "binaries and libraries resolve"
-    cpu=$BUNDLE/cpu; gpu=$BUNDLE/gpu
+    bin=$BUNDLE/bin
   fi
 
-  say "tests (LD_REQUIRE_GPU=1: the cuBLAS test_gemm fails rather than skips without a GPU)"
+  say "tests (LD_REQUIRE_GPU=1: a _gpu test fails rather than skips without a GPU)"
   for t in "${TESTS[@]}"; do
-    for v in cpu gpu; do
-      local dir=$cpu; [ $v = gpu ] && dir=$gpu
-      run_timed "${t}_$v" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$dir/$t"
-    done
+    run_timed "${t}_cpu" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$bin/$t"
+    run_timed "${t}_gpu" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$bin/${t}_gpu"
   done
 
-  say "bench_step jobs/fmnist_teacher.cfg 64 ($NP threads)"
+  say "bench_step jobs/fmnist_teacher.cfg 64 ($NP threads), runtime.device cpu and cuda"
   for v in cpu gpu; do
-    local dir=$cpu; [ $v = gpu ] && dir=$gpu
-    run_timed "bench_$v" "${RUN[@]}" timeout 180 "$dir/bench_step" jobs/fmnist_teacher.cfg 64 3 --set runtime.threads="$NP"
+    local dev=cpu; [ $v = gpu ] && dev=cuda
+    run_timed "bench_$v" "${RUN[@]}" timeout 180 "$bin/bench_step" jobs/fmnist_teacher.cfg 64 3 --set runtime.threads="$NP" \
+      --set runtime.device=$dev
   done
 
-  say "summary (CPU build = OpenBLAS, GPU build = cuBLAS GEMMs, everything else on the CPU in both)"
+  say "summary (cpu: runtime.device \"cpu\", OpenBLAS; gpu: \"cuda\", cuBLAS GEMMs, everything else on the CPU)"
   local fail=0
-  printf '%-18s %-22s %-22s\n' "" "build-cpu" "build-gpu"
+  printf '%-22s %-22s %-22s\n' "" "cpu" "gpu"
   for t in "${TESTS[@]}" bench; do
-    printf '%-18s %-22s %-22s\n' "$t" "rc ${RC[${t}_cpu]}, ${SECS[${t}_cpu]} s" "rc ${RC[${t}_gpu]}, ${SECS[${t}_gpu]} s"
+    printf '%-22s %-22s %-22s\n' "$t" "rc ${RC[${t}_cpu]}, ${SECS[${t}_cpu]} s" "rc ${RC[${t}_gpu]}, ${SECS[${t}_gpu]} s"
     [ "${RC[${t}_cpu]}" = 0 ] && [ "${RC[${t}_gpu]}" = 0 ] || fail=1
   done
   for t in "${TESTS[@]}"; do
-    for v in cpu gpu; do printf '%-18s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
+    for v in cpu gpu; do printf '%-22s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
   done
   echo "--- bench_step (best of 3 after a warm-up round)"
   for what in forward backward step; do

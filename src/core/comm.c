@@ -15,7 +15,7 @@ static void serial_gatherv(Comm *c, const void *send, size_t bytes, void *recv, 
 static void serial_barrier(Comm *c) { (void)c; }
 
 Comm comm_serial(void) {
-    Comm c = {.rank = 0, .size = 1, .local_size = 1, .impl = NULL, .sum_f32 = serial_sum_f32,
+    Comm c = {.rank = 0, .size = 1, .local_size = 1, .local_rank = 0, .impl = NULL, .sum_f32 = serial_sum_f32,
               .sum_f64 = serial_sum_f64, .max_i32 = serial_max_i32, .bcast = serial_bcast,
               .gatherv_bytes = serial_gatherv, .barrier = serial_barrier};
     return c;

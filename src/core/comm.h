@@ -14,6 +14,7 @@ typedef struct Comm Comm;
 struct Comm {
     int rank, size;
     int local_size;  // ranks on this node (for thread counts)
+    int local_rank;  // this rank among them, 0..local_size-1 (picks its GPU)
     void *impl;
     // In-place sums over all ranks (every rank gets the result).
     void (*sum_f32)(Comm *c, float *buf, size_t n);

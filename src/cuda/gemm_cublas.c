@@ -1,4 +1,4 @@
-// gemm_cublas.c — gemm.h on cuBLAS, for host pointers (see gemm_cublas.h).
+// gemm_cublas.c — GEMMs on cuBLAS, for host pointers (see gemm_cublas.h).
 // Each call copies the parts of A, B (and C when beta != 0) it reads into a
 // device workspace, runs one SGEMM, and copies C back. That round trip is the
 // price of keeping every caller unchanged; device-resident tensors come later.
@@ -10,9 +10,8 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <stdio.h>
 #include <threads.h>
-
-#include "kernels/gemm.h"
 
 struct GpuContext {
     int device;
@@ -221,10 +220,10 @@ void gpu_gemm(GpuContext *g, int transA, int transB, int M, int N, int K, float 
     gpu_gemm_batched(g, transA, transB, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1);
 }
 
-// ---- gemm.h: the door itself ----
+// ---- one context per thread, for gemm.h's door (src/kernels/gemm.c) ----
 //
 // gemm() has no context argument and its callers (linear, attention, conv2d)
-// should not change, so each thread that calls it gets its own context on
+// should not change, so each thread that multiplies gets its own context on
 // first use: thread-local rather than one global because a cuBLAS handle must
 // not be used by two threads at once, and per-thread state needs no lock.
 // Today only the main thread multiplies (GEMMs run between OpenMP regions).
@@ -239,27 +238,22 @@ static void release_thread_ctx(void) {
 }
 static void register_release(void) { atexit(release_thread_ctx); }
 
-static GpuContext *ctx(void) {
-    if (!thread_ctx) {
-        Error e;
-        thread_ctx = gpu_init(-1, &e);
-        if (!thread_ctx)
-            FATAL("gemm: this build runs every matrix product on the GPU (LD_CUDA_GEMM=ON), but cuBLAS "
-                  "could not start: %s. Run it where a CUDA device is, or use a CPU build (LD_CUDA_GEMM=OFF)",
-                  e.msg);
-        call_once(&release_once, register_release);
+GpuContext *gpu_thread_context(int device, Error *e) {
+    if (thread_ctx) {
+        // The device is chosen once per process (gemm_set_device); another one here is a programmer error.
+        if (thread_ctx->device != device)
+            FATAL("gpu_thread_context: this thread's cuBLAS context is on CUDA device %d, not %d", thread_ctx->device,
+                  device);
+        return thread_ctx;
     }
+    thread_ctx = gpu_init(device, e);
+    if (thread_ctx) call_once(&release_once, register_release);
     return thread_ctx;
 }
 
-void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
-          const float *B, int ldb, float beta, float *C, int ldc) {
-    gpu_gemm(ctx(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const float *A,
-                  int lda, long strideA, const float *B, int ldb, long strideB, float beta,
-                  float *C, int ldc, long strideC, int batch) {
-    gpu_gemm_batched(ctx(), transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
-                     strideC, batch);
+int gpu_device_name(int device, char *name, size_t size) {
+    struct cudaDeviceProp p;
+    if (size == 0 || cudaGetDeviceProperties(&p, device) != cudaSuccess) return -1;
+    snprintf(name, size, "%s", p.name);
+    return 0;
 }

@@ -1,7 +1,6 @@
-// gemm_cublas.h — the GEMM door of an LD_CUDA_GEMM build. src/cuda/gemm_cublas.c
-// replaces src/gemm.c there: gemm() and gemm_batched() keep gemm.h's
-// signatures and row-major semantics on host pointers, and run on cuBLAS.
-// This header adds the context they run on, for code that wants its own.
+// gemm_cublas.h — the cuBLAS backend of an LD_CUDA_GEMM build: gemm.h's
+// products, with their row-major semantics on host pointers, on an explicit
+// GPU context. src/kernels/gemm.c calls it when runtime.device is "cuda".
 // It includes no CUDA header, so tests and runtime.c need no CUDA include path.
 #ifndef LD_GEMM_CUBLAS_H
 #define LD_GEMM_CUBLAS_H
@@ -29,4 +28,12 @@ void gpu_gemm(GpuContext *g, int transA, int transB, int M, int N, int K, float 
 void gpu_gemm_batched(GpuContext *g, int transA, int transB, int M, int N, int K, float alpha,
                       const float *A, int lda, long strideA, const float *B, int ldb, long strideB,
                       float beta, float *C, int ldc, long strideC, int batch);
+
+// The calling thread's context on `device`, made on first use and released at
+// exit (see gemm_cublas.c for why one per thread). NULL with e set when cuBLAS
+// cannot start there. Asking for another device later stops the process.
+GpuContext *gpu_thread_context(int device, Error *e);
+
+// The device's name ("NVIDIA H200") into name; -1 when CUDA cannot say.
+int gpu_device_name(int device, char *name, size_t size);
 #endif

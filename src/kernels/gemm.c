@@ -1,10 +1,61 @@
-// gemm.c — CPU GEMM through OpenBLAS's CBLAS interface.
+// gemm.c — the GEMM door: OpenBLAS's CBLAS on the CPU, and in an LD_CUDA_GEMM
+// build also cuBLAS (src/cuda/gemm_cublas.c), chosen at run time.
 #include "kernels/gemm.h"
 
 #include <cblas.h>
 
+#ifdef LD_HAVE_CUDA_GEMM
+#include "cuda/gemm_cublas.h"
+#endif
+
+// The process's one backend selection, the only mutable state here. It is a
+// static rather than an argument because gemm() is called from every kernel,
+// none of which carries a context. It is written once, by gemm_set_device on
+// the main thread before any compute, and only read after that, so threads
+// need no lock. In a CPU-only build the products do not read it at all.
+static struct {
+    int set;
+    Device device;
+    int gpu;  // CUDA device index (DEVICE_CUDA)
+} sel = {0, DEVICE_CPU, -1};
+
+int gemm_set_device(Device device, int gpu, Error *e) {
+    if (sel.set) FATAL("gemm_set_device: the GEMM device is chosen once per process, and was already");
+    if (device == DEVICE_CUDA) {
+#ifdef LD_HAVE_CUDA_GEMM
+        if (!gpu_thread_context(gpu, e)) return -1;
+#else
+        (void)gpu;
+        return errorf(e, "gemm: no GPU backend in this build (configure with -DLD_CUDA_GEMM=ON)");
+#endif
+    } else if (device != DEVICE_CPU) {
+        return errorf(e, "gemm: unknown device %d", (int)device);
+    }
+    sel.set = 1, sel.device = device, sel.gpu = gpu;
+    return 0;
+}
+
+const char *gemm_backend_name(void) { return sel.device == DEVICE_CUDA ? "cuBLAS" : "OpenBLAS"; }
+
+#ifdef LD_HAVE_CUDA_GEMM
+// This thread's cuBLAS context on the selected device (made on first use in a
+// thread other than the one that selected it).
+static GpuContext *cuda_ctx(void) {
+    Error e;
+    GpuContext *g = gpu_thread_context(sel.gpu, &e);
+    if (!g) FATAL("gemm: runtime.device = \"cuda\", but cuBLAS could not start on CUDA device %d: %s", sel.gpu, e.msg);
+    return g;
+}
+#endif
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
+#ifdef LD_HAVE_CUDA_GEMM
+    if (sel.device == DEVICE_CUDA) {
+        gpu_gemm(cuda_ctx(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
@@ -12,7 +63,14 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 void gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                   int lda, long strideA, const float *B, int ldb, long strideB, float beta,
                   float *C, int ldc, long strideC, int batch) {
+#ifdef LD_HAVE_CUDA_GEMM
+    if (sel.device == DEVICE_CUDA) {
+        gpu_gemm_batched(cuda_ctx(), transA, transB, M, N, K, alpha, A, lda, strideA, B, ldb, strideB, beta, C,
+                         ldc, strideC, batch);
+        return;
+    }
+#endif
     for (int i = 0; i < batch; i++)
-        gemm(transA, transB, M, N, K, alpha, A + i * strideA, lda, B + i * strideB, ldb, beta,
-             C + i * strideC, ldc);
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K,
+                    alpha, A + i * strideA, lda, B + i * strideB, ldb, beta, C + i * strideC, ldc);
 }

@@ -1,8 +1,10 @@
 // gemm.h — the one door to matrix multiplication. Everything that is a GEMM
-// (convolutions via im2col, linears, attention) calls these, so a GPU backend
-// replaces them in one place. Row-major, like the rest of the core.
+// (convolutions via im2col, linears, attention) calls these, so the backend is
+// chosen in one place. Row-major, like the rest of the core.
 #ifndef LD_GEMM_H
 #define LD_GEMM_H
+#include "core/common.h"
+#include "kernels/runtime.h"
 
 // C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op(X) = X^T when transX.
 // lda/ldb/ldc are row strides of A, B, C as stored.
@@ -13,4 +15,16 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 void gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                   int lda, long strideA, const float *B, int ldb, long strideB, float beta,
                   float *C, int ldc, long strideC, int batch);
+
+// Where the two run, chosen once per process at start-up, before any compute
+// (runtime_select_device does it from runtime.device): DEVICE_CPU, OpenBLAS;
+// DEVICE_CUDA, cuBLAS on CUDA device `gpu` (an LD_CUDA_GEMM build only; cuBLAS
+// is started here, so a GPU that cannot start fails now, not at the first
+// product). Until it is called, the CPU. Calling it twice stops the process: a
+// device changed mid-run would mix backends within a step. `gpu` is ignored
+// for DEVICE_CPU. Returns -1 with e set when the device cannot be used.
+int gemm_set_device(Device device, int gpu, Error *e);
+
+// "OpenBLAS" or "cuBLAS": where gemm() runs now (start-up lines, tests).
+const char *gemm_backend_name(void);
 #endif

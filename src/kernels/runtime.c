@@ -3,10 +3,13 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include "kernels/gemm.h"
 
 #ifdef LD_HAVE_CUDA_GEMM
 #include "cuda/gemm_cublas.h"
@@ -27,7 +30,7 @@ int runtime_set_threads(int threads, int ranks_on_node) {
 
 const char *runtime_blas_coretype_fix(void) {
     if (getenv("OPENBLAS_CORETYPE")) return NULL;
-#if defined(__x86_64__) && !defined(LD_HAVE_CUDA_GEMM)
+#if defined(__x86_64__)
     const char *core = openblas_get_corename();
     if (!core) return NULL;
     // OpenBLAS's names of the kernels that already use AVX2 or AVX-512
@@ -57,16 +60,51 @@ void runtime_fix_blas_kernels(char **argv) {
     execv("/proc/self/exe", argv);
 }
 
-int runtime_check_device(Device device, Error *e) {
-    if (device == DEVICE_CPU) return 0;
+// Fills n (CUDA devices here) or fails with the message runtime.device = "cuda" gets.
+static int cuda_devices(int *n, Error *e) {
 #ifdef LD_HAVE_CUDA_GEMM
-    // An LD_CUDA_GEMM build: GEMMs go to cuBLAS, so a device must be there.
-    if (device == DEVICE_CUDA) {
-        Error ce;
-        if (gpu_device_count(&ce) > 0) return 0;
-        return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s)", ce.msg);
-    }
-#endif
+    Error ce;
+    *n = gpu_device_count(&ce);
+    if (*n > 0) return 0;
+    if (*n == 0)
+        return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s); run where a GPU is, or use "
+                         "runtime.device = \"cpu\"", ce.msg);
+    return errorf(e, "runtime.device = \"cuda\": CUDA does not work here (%s); use runtime.device = \"cpu\"", ce.msg);
+#else
+    *n = 0;
     return errorf(e, "runtime.device = \"cuda\": this build has no GPU backend (configure with -DLD_CUDA_GEMM=ON "
                      "where the CUDA toolkit is); use runtime.device = \"cpu\"");
+#endif
+}
+
+int runtime_check_device(Device device, Error *e) {
+    if (device == DEVICE_CPU) return 0;
+    int n;
+    return cuda_devices(&n, e);
+}
+
+int runtime_select_device(Device device, int local_rank, char *what, size_t what_size, Error *e) {
+    char name[256] = "";
+    int gpu = -1, n = 0;
+    if (device == DEVICE_CUDA) {
+        if (cuda_devices(&n, e)) return -1;
+        gpu = (local_rank > 0 ? local_rank : 0) % n;
+#ifdef LD_HAVE_CUDA_GEMM
+        if (gpu_device_name(gpu, name, sizeof name)) snprintf(name, sizeof name, "name unknown");
+#endif
+    }
+    Error ge;
+    if (device != DEVICE_CUDA) {
+        if (gemm_set_device(device, gpu, e)) return -1;
+    } else if (gemm_set_device(device, gpu, &ge)) {
+        return errorf(e, "runtime.device = \"cuda\": GPU %d of %d (node-local rank %d): %s", gpu, n, local_rank,
+                      ge.msg);
+    }
+    if (what && what_size) {
+        if (device == DEVICE_CUDA)
+            snprintf(what, what_size, "GPU %d of %d (%s), %s", gpu, n, name, gemm_backend_name());
+        else
+            snprintf(what, what_size, "CPU (%s)", gemm_backend_name());
+    }
+    return 0;
 }

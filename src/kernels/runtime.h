@@ -24,6 +24,17 @@ void runtime_fix_blas_kernels(char **argv);
 // The compute backend of a rank (runtime.device in the job file).
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } Device;
 
-// DEVICE_CUDA on a build or machine without a GPU stops here with a clear message.
+// Whether `device` can run here, without selecting it: DEVICE_CUDA on a build
+// without the cuBLAS backend, or where CUDA finds no device, fails with a
+// message saying so and what to do instead.
 int runtime_check_device(Device device, Error *e);
+
+// Checks `device` as above and makes it the one every GEMM of this process
+// runs on (gemm_set_device): call once, at start-up, before any compute.
+// DEVICE_CUDA: the rank takes GPU local_rank % (CUDA devices visible), so the
+// ranks of one node spread over its GPUs (local_rank: the rank's index among
+// the ranks of its node, Comm.local_rank). what (what_size bytes, may be NULL)
+// gets the choice for the start-up line: "CPU (OpenBLAS)" or
+// "GPU 1 of 4 (NVIDIA H200), cuBLAS".
+int runtime_select_device(Device device, int local_rank, char *what, size_t what_size, Error *e);
 #endif

@@ -43,6 +43,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
+    char device[320];
+    if (runtime_select_device(jc.runtime.device, 0, device, sizeof device, &e)) {  // as laptop-diff's one rank
+        fprintf(stderr, "%s\n", e.msg);
+        return 1;
+    }
     int threads = runtime_set_threads(jc.runtime.threads, 1);
     UNet *u = unet_create(&jc.model, NULL, &e);
     if (!u) {
@@ -72,8 +77,8 @@ int main(int argc, char **argv) {
     }
     double macs = (double)unet_total_macs(u) * B * ((double)H * H / ((double)m->sample_size * m->sample_size));
     double peak = sgemm_gflops();
-    printf("model %s: %zu params, %.3f GMACs/sample at %dx%d; batch %d, %d threads\n", argv[1], u->pt.total,
-           macs / B / 1e9, H, H, B, threads);
+    printf("model %s: %zu params, %.3f GMACs/sample at %dx%d; batch %d, %d threads; GEMMs on %s\n", argv[1],
+           u->pt.total, macs / B / 1e9, H, H, B, threads, device);
     printf("forward  %.3f s  (%.1f GFLOP/s)\n", best_f, 2 * macs / best_f / 1e9);
     printf("backward %.3f s  (%.1f GFLOP/s)\n", best_b, 4 * macs / best_b / 1e9);
     printf("step     %.3f s  (%.1f samples/s); SGEMM 1024^3 on this machine: %.1f GFLOP/s; step reaches %.0f%% of it\n",

@@ -1,15 +1,19 @@
 // test_gemm.c — the GEMM door (gemm.h) against a naive double-precision loop,
-// in whatever build this is: OpenBLAS on a CPU build, cuBLAS on an
-// LD_CUDA_GEMM build. Random shapes, all four transpose combinations, row
-// strides above the minimum, beta 0 (C starts as NaN: it must not be read)
-// and 1, alpha != 1, and gemm_batched with padded and shared (stride 0)
-// operands. Every result is within 1e-5 of the reference's largest magnitude,
-// and nothing outside the M x N blocks (row padding, gaps) is touched.
+// on the device this process selected. Random shapes, all four transpose
+// combinations, row strides above the minimum, beta 0 (C starts as NaN: it
+// must not be read) and 1, alpha != 1, and gemm_batched with padded and shared
+// (stride 0) operands. Every result is within 1e-5 of the reference's largest
+// magnitude, and nothing outside the M x N blocks (row padding, gaps) is touched.
 //
-// An LD_CUDA_GEMM build on a machine with no CUDA device (none reported, or no
-// driver at all) prints "skipped: no CUDA device" and exits 0; that is the only
-// skip. LD_REQUIRE_GPU=1 turns it into a failure (scripts/device_check.sh sets
-// it, so a GPU machine that lost its GPU cannot pass by skipping).
+// Built twice in an LD_CUDA_GEMM build, which links both backends:
+// - test_gemm selects runtime.device "cpu" and checks that the door really runs
+//   OpenBLAS: every result bit-identical to cblas_sgemm on the same operands.
+//   It also checks that "cuda" is refused with a clear message where it cannot
+//   run (a CPU build; a CUDA build on a machine without a CUDA device).
+// - test_gemm_gpu (LD_TEST_ON_GPU, ctest label gpu): tests/gpu/on_gpu.c has
+//   selected "cuda" before main, or skipped the test (exit 77) where there is no
+//   CUDA device; here every result must also agree with cblas_sgemm within 1e-5.
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,15 +21,23 @@
 
 #include "core/common.h"
 #include "kernels/gemm.h"
+#include "kernels/runtime.h"
 #include "testutil.h"
 #ifdef LD_HAVE_CUDA_GEMM
 #include "cuda/gemm_cublas.h"
 #endif
 
+#ifdef LD_TEST_ON_GPU
+#define ON_GPU 1
+#else
+#define ON_GPU 0
+#endif
+
 #define TOL 1e-5
 #define PAD_VALUE 12345.0f  // what padding and gaps hold before and must hold after
 
-static double worst = 0;  // largest relative error seen, for the report line
+static double worst = 0;      // largest relative error against the naive loop, for the report line
+static double worst_blas = 0; // largest relative difference from cblas_sgemm
 
 // Element (i, j) of op(X) for a row-major X with row stride ld.
 static double at(const float *X, int ld, int trans, int i, int j) {
@@ -64,9 +76,18 @@ static void run_case(TuRng *rng, const Case *c) {
     else
         gemm_batched(c->tA, c->tB, c->M, c->N, c->K, c->alpha, A, c->lda, c->sA, B, c->ldb, c->sB, c->beta,
                      C, c->ldc, c->sC, c->batch);
+    // OpenBLAS itself on the same operands, one matrix at a time.
+    float *Cb = xmalloc(nC * sizeof(float));
+    memcpy(Cb, C0, nC * sizeof(float));
+    for (int b = 0; b < c->batch; b++)
+        cblas_sgemm(CblasRowMajor, c->tA ? CblasTrans : CblasNoTrans, c->tB ? CblasTrans : CblasNoTrans, c->M, c->N,
+                    c->K, c->alpha, A + b * c->sA, c->lda, B + b * c->sB, c->ldb, c->beta, Cb + b * c->sC, c->ldc);
+    // Bit patterns, so NaN padding or a -0 compare as stored.
+    int same_as_blas = memcmp(C, Cb, nC * sizeof(float)) == 0;
 
     size_t nout = (size_t)c->batch * c->M * c->N;
     float *got = xmalloc((nout ? nout : 1) * sizeof(float)), *want = xmalloc((nout ? nout : 1) * sizeof(float));
+    float *blas = xmalloc((nout ? nout : 1) * sizeof(float));
     int pad_ok = 1;
     for (int b = 0; b < c->batch; b++) {
         const float *a = A + b * c->sA, *bb = B + b * c->sB;
@@ -78,19 +99,26 @@ static void run_case(TuRng *rng, const Case *c) {
                 double r = c->alpha * s + (c->beta == 0.0f ? 0.0 : (double)c->beta * C0[ci]);
                 want[o] = (float)r;
                 got[o] = C[ci];
+                blas[o] = Cb[ci];
                 C[ci] = PAD_VALUE;  // so the scan below sees only what lies outside the blocks
             }
     }
     for (size_t i = 0; i < nC; i++) pad_ok &= C[i] == PAD_VALUE;
-    double err = tu_max_rel_err(got, want, nout, 1e-6);
+    double err = tu_max_rel_err(got, want, nout, 1e-6), blas_diff = tu_max_rel_err(got, blas, nout, 1e-6);
     if (err > worst) worst = err;
+    if (blas_diff > worst_blas) worst_blas = blas_diff;
     char tag[160];
     snprintf(tag, sizeof tag, "%s%s M%d N%d K%d lda%d ldb%d ldc%d alpha %g beta %g batch %d sA %ld sB %ld sC %ld",
              c->tA ? "T" : "N", c->tB ? "T" : "N", c->M, c->N, c->K, c->lda, c->ldb, c->ldc, c->alpha, c->beta,
              c->batch, c->sA, c->sB, c->sC);
     EXPECT(err <= TOL, "%s: relative error %.3g > %g", tag, err, TOL);
     EXPECT(pad_ok, "%s: wrote outside the M x N blocks", tag);
-    free(A), free(B), free(C), free(C0), free(got), free(want);
+    if (ON_GPU)
+        EXPECT(blas_diff <= TOL, "%s: cuBLAS and OpenBLAS differ by %.3g (relative) > %g", tag, blas_diff, TOL);
+    else
+        EXPECT(same_as_blas, "%s: runtime.device \"cpu\", but not bit-identical to cblas_sgemm (largest "
+               "relative difference %.3g): the product did not run on OpenBLAS", tag, blas_diff);
+    free(A), free(B), free(C), free(C0), free(Cb), free(got), free(want), free(blas);
 }
 
 // Row strides of op(A), op(B), C: the minimum plus `pad` (max(1, cols) as BLAS asks).
@@ -101,27 +129,45 @@ static void set_lds(Case *c, int pad) {
     c->ldc = (c->N > 1 ? c->N : 1) + pad;
 }
 
-int main(void) {
+#if !ON_GPU
+// Where runtime.device = "cuda" cannot run, it is refused with a message
+// naming the key and the way out, and the door stays on the CPU.
+static void cuda_refused_here(void) {
 #ifdef LD_HAVE_CUDA_GEMM
-    Error e;
-    int ndev = gpu_device_count(&e);
-    if (ndev == 0) {
-        const char *req = getenv("LD_REQUIRE_GPU");
-        if (req && strcmp(req, "1") == 0) {
-            fprintf(stderr, "FAIL: LD_REQUIRE_GPU=1 but no CUDA device (%s)\n", e.msg);
-            return 1;
-        }
-        printf("skipped: no CUDA device (%s)\n", e.msg);
-        return 0;
-    }
-    if (ndev < 0) {
-        fprintf(stderr, "FAIL: CUDA is broken here, not absent: %s\n", e.msg);
-        return 1;
-    }
-    printf("test_gemm: backend cuBLAS (LD_CUDA_GEMM build, %d CUDA device%s)\n", ndev, ndev > 1 ? "s" : "");
+    Error ce;
+    int ndev = gpu_device_count(&ce);
+    if (ndev > 0) return;  // it can run here: test_gemm_gpu covers it
+    const char *why = ndev == 0 ? "no CUDA device found" : "CUDA does not work here";
 #else
-    printf("test_gemm: backend OpenBLAS (CPU build)\n");
+    const char *why = "this build has no GPU backend (configure with -DLD_CUDA_GEMM=ON";
 #endif
+    Error e = {{0}};
+    char what[320] = "untouched";
+    int rc = runtime_select_device(DEVICE_CUDA, 0, what, sizeof what, &e);
+    EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
+    EXPECT(strstr(e.msg, "runtime.device = \"cuda\": ") == e.msg && strstr(e.msg, why) &&
+               strstr(e.msg, "use runtime.device = \"cpu\""),
+           "message for \"cuda\" here: \"%s\" (want it to name the key, say \"%s\" and the way out)", e.msg, why);
+    EXPECT(runtime_check_device(DEVICE_CUDA, &e) < 0, "runtime_check_device accepts \"cuda\" here");
+    EXPECT(!strcmp(what, "untouched"), "start-up description written on failure: %s", what);
+    EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "backend after the refusal: %s", gemm_backend_name());
+    printf("test_gemm: runtime.device \"cuda\" refused here: %s\n", e.msg);
+}
+#endif
+
+int main(void) {
+    char what[320] = "";
+#if ON_GPU
+    // tests/gpu/on_gpu.c selected "cuda" before main (or skipped).
+    EXPECT(!strcmp(gemm_backend_name(), "cuBLAS"), "test_gemm_gpu runs on %s, not cuBLAS", gemm_backend_name());
+    snprintf(what, sizeof what, "cuBLAS");
+#else
+    cuda_refused_here();
+    Error e = {{0}};
+    EXPECT(runtime_select_device(DEVICE_CPU, 0, what, sizeof what, &e) == 0, "runtime.device \"cpu\": %s", e.msg);
+    EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
+#endif
+    printf("test_gemm: %s\n", what);
     TuRng rng;
     tu_rng_seed(&rng, 20240611);
     // Edge shapes, odd shapes, attention-like and conv-like shapes, one larger.
@@ -160,6 +206,8 @@ int main(void) {
                     run_case(&rng, &c);
                     ncase++;
                 }
-    printf("test_gemm: %d cases, largest relative error %.3g (tolerance %g)\n", ncase, worst, TOL);
-    return tu_report("test_gemm");
+    printf("test_gemm: %d cases on %s, largest relative error %.3g (tolerance %g), largest difference from "
+           "cblas_sgemm %.3g (%s)\n", ncase, gemm_backend_name(), worst, TOL, worst_blas,
+           ON_GPU ? "tolerance 1e-05" : "must be 0");
+    return tu_report(ON_GPU ? "test_gemm_gpu" : "test_gemm");
 }
