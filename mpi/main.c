@@ -30,18 +30,29 @@ static void usage(FILE *f) {
             "beside it, or its tensor shapes (head counts then from --set model.attention_head_dim).\n");
 }
 
-// A stage on every rank: load the job (each rank checks it; rank 0 reports),
-// set threads, run. Errors are printed once, by rank 0, or by the rank that has
-// a message no other rank has.
+// After a failure every rank knows of (comm_agree): ranks usually fail together
+// with the same message, so rank 0 speaks for all, unless it only knows that
+// another rank failed; then each rank that failed itself speaks.
+static void report(Comm *comm, const Error *e) {
+    int r0_knows = comm->rank == 0 && !e->other_rank;
+    comm->bcast(comm, &r0_knows, sizeof r0_knows, 0);
+    if (r0_knows ? comm->rank == 0 : !e->other_rank) fprintf(stderr, "laptop-diff: %s\n", e->msg);
+}
+
+// A stage on every rank: load the job (each rank checks it), pick the device
+// (a GPU can fail on one node alone), set threads, run. Every failure is
+// agreed, then printed once per distinct cause (report).
 static int run_stage(const char *cmd, const char *target, const char *const *sets, int n_sets, int resume) {
     Comm comm = comm_mpi_world();
     JobConfig jc;
     Error e = {0};
     int rc = 0;
     char device[320];
-    if (job_config_load(&jc, target, sets, n_sets, &e) ||
-        runtime_select_device(jc.runtime.device, comm.local_rank, device, sizeof device, &e)) {
-        if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+    rc = job_config_load(&jc, target, sets, n_sets, &e) ||
+         runtime_select_device(jc.runtime.device, comm.local_rank, device, sizeof device, &e);
+    if (comm_agree(&comm, rc, &e)) {
+        report(&comm, &e);
+        comm_mpi_free(&comm);
         return 1;
     }
     int threads = runtime_set_threads(jc.runtime.threads, comm.local_size);
@@ -57,8 +68,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     trainer_install_signal_handlers();
     H5Access h5 = h5par_access();
     RunCtx r;
-    rc = run_ctx_init(&r, &jc, &comm, &h5, &e);
-    if (rc) {
+    if (run_ctx_init(&r, &jc, &comm, &h5, &e)) {  // the same check on every rank
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
         comm_mpi_free(&comm);
         return 1;
@@ -79,12 +89,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         rc = run_main(&r, resume, &e);
     run_ctx_free(&r);
     if (rc < 0) {
-        // Ranks usually fail together with the same message: rank 0 speaks for
-        // all, unless it only knows that another rank failed; then each rank
-        // that failed itself speaks.
-        int r0_knows = comm.rank == 0 && !e.other_rank;
-        comm.bcast(&comm, &r0_knows, sizeof r0_knows, 0);
-        if (r0_knows ? comm.rank == 0 : !e.other_rank) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        report(&comm, &e);
         rc = 1;
     } else if (rc == 1) {
         rc = 3;  // stopped by a signal after checkpointing: distinct for requeue scripts

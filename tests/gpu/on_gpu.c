@@ -18,7 +18,7 @@
 #define SKIP_CODE 77
 
 __attribute__((constructor)) static void select_cuda(void) {
-    Error e = {{0}};
+    Error e = {0};
     int ndev = gpu_device_count(&e);
     if (ndev == 0) {
         const char *req = getenv("LD_REQUIRE_GPU");

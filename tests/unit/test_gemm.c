@@ -141,7 +141,7 @@ static void cuda_refused_here(void) {
 #else
     const char *why = "this build has no GPU backend (configure with -DLD_CUDA_GEMM=ON";
 #endif
-    Error e = {{0}};
+    Error e = {0};
     char what[320] = "untouched";
     int rc = runtime_select_device(DEVICE_CUDA, 0, what, sizeof what, &e);
     EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
@@ -163,7 +163,7 @@ int main(void) {
     snprintf(what, sizeof what, "cuBLAS");
 #else
     cuda_refused_here();
-    Error e = {{0}};
+    Error e = {0};
     EXPECT(runtime_select_device(DEVICE_CPU, 0, what, sizeof what, &e) == 0, "runtime.device \"cpu\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
 #endif
