@@ -12,6 +12,7 @@
 set -u
 BIN=$1; SRC=$2
 . "$SRC/tests/cli/harness.sh"
+require_h5py
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 
 "$INIT_MODEL" "$JOB" "$T/teacher.safetensors" 5 || { echo "init_model failed"; exit 1; }

@@ -10,6 +10,7 @@
 set -u
 BIN=$1; SRC=$2
 . "$SRC/tests/cli/harness.sh"
+require_h5py
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 
 run() {  # run NAME NP args...: logs to $T/NAME.log, returns the exit code

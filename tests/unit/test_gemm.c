@@ -7,8 +7,9 @@
 // and nothing outside the M x N blocks (row padding, gaps) is touched.
 //
 // An LD_CUDA_GEMM build on a machine with no CUDA device (none reported, or no
-// driver at all) prints "skipped: no CUDA device" and exits 0; that is the only
-// skip. LD_REQUIRE_GPU=1 turns it into a failure (scripts/device_check.sh sets
+// driver at all) prints "skipped: no CUDA device" and exits 77, which ctest
+// reports as SKIPPED (SKIP_RETURN_CODE in CMakeLists.txt), not as a pass; that
+// is the only skip. LD_REQUIRE_GPU=1 turns it into a failure (scripts/device_check.sh sets
 // it, so a GPU machine that lost its GPU cannot pass by skipping).
 #include <math.h>
 #include <stdio.h>
@@ -112,7 +113,7 @@ int main(void) {
             return 1;
         }
         printf("skipped: no CUDA device (%s)\n", e.msg);
-        return 0;
+        return 77;
     }
     if (ndev < 0) {
         fprintf(stderr, "FAIL: CUDA is broken here, not absent: %s\n", e.msg);
