@@ -14,7 +14,11 @@ finish() {
 # (SKIP_RETURN_CODE in CMakeLists.txt), never as a pass.
 SKIP_RC=77
 skip() { echo "SKIPPED: $*"; exit $SKIP_RC; }
-# The checks of run.h5 and samples.h5 read them with h5py, as a user would.
+# The checks of run.h5 and samples.h5 read them with h5py, as a user would (and
+# the sample grids with PIL, matplotlib's PNG reader): require_h5py [MODULE...].
 require_h5py() {
-  /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null || skip "h5py/numpy not installed for /usr/bin/python3 (scripts/setup.sh installs them)"
+  local m
+  for m in h5py numpy "$@"; do
+    /usr/bin/python3 -c "import $m" 2>/dev/null || skip "Python module $m not installed for /usr/bin/python3 (scripts/setup.sh installs it)"
+  done
 }
