@@ -77,10 +77,12 @@ for who in ("teacher", "student"):
         assert a[f"/eval/{who}/{n}"][()] == c[f"/eval/{who}/{n}"][()], ("stages", who, n)
     for n in ("params", "macs"):
         assert a[f"/eval/{who}/{n}"][()] == b[f"/eval/{who}/{n}"][()], ("2 ranks", who, n)
-for s in ("loss", "grad_norm", "feat_norm"):
+# 2 ranks: loss and grad_norm within 1e-6 (as cli_test_train); feat_norm, the small relative
+# feature change after an update, within 1e-4 (measured 4e-6 with OpenBLAS's Haswell kernels)
+for s, tol in (("loss", 1e-6), ("grad_norm", 1e-6), ("feat_norm", 1e-4)):
     assert np.array_equal(a[f"/train/{s}"][()], c[f"/train/{s}"][()]), ("stages", s)
     x, y = a[f"/train/{s}"][()], b[f"/train/{s}"][()]  # feat_norm has exact zeros at step 1
-    assert np.allclose(y, x, rtol=1e-6, atol=0), ("2 ranks", s, x, y)
+    assert np.allclose(y, x, rtol=tol, atol=0), ("2 ranks", s, x, y)
 assert np.array_equal(grid.read_png(f"{T}/np1/teacher_vs_student.png"), grid.read_png(f"{T}/stages/teacher_vs_student.png"))
 print("run: every stage's output present; == the stages one by one; plan", list(a["/prune/plan"][()]))
 PY
