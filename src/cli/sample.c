@@ -13,6 +13,17 @@
 #include "diffusion/schedule.h"
 #include "cli/commands.h"
 
+enum { SAMPLE_CHUNK = 4 };  // samples per DDIM batch (small: the ranks get whole chunks)
+
+// Rank r's samples of n: whole global chunks (comm_shard over the chunks).
+static void shard_chunks(long n, int rank, int size, long *first, long *count) {
+    long cf, cc;
+    comm_shard((n + SAMPLE_CHUNK - 1) / SAMPLE_CHUNK, rank, size, &cf, &cc);
+    long end = (cf + cc) * SAMPLE_CHUNK < n ? (cf + cc) * SAMPLE_CHUNK : n;
+    *first = cf * SAMPLE_CHUNK < n ? cf * SAMPLE_CHUNK : n;
+    *count = end - *first;
+}
+
 int sample_classes(UNet *u, const JobConfig *cfg, long first, long count, float *out, Error *e) {
     const ModelConfig *m = &u->cfg;
     int L = m->context_length, D = m->cross_attention_dim, H = m->sample_size, C = m->out_channels;
@@ -30,10 +41,13 @@ int sample_classes(UNet *u, const JobConfig *cfg, long first, long count, float 
         cond_context(cond, cls, cc + (size_t)i * L * D);
         cond_context(cond, COND_EMPTY, cu + (size_t)i * L * D);
     }
-    // in chunks: memory stays bounded and each sample's noise is keyed by its global index
-    const long chunk = 16;
-    for (long i = 0; i < count && !rc; i += chunk) {
-        long k = count - i < chunk ? count - i : chunk;
+    // in chunks: memory stays bounded and each sample's noise is keyed by its global index.
+    // The chunks are the global ones ([4j, 4j+4)), whatever first is: OpenBLAS's AVX2
+    // kernels round a sample differently in batches of other sizes, so this keeps a
+    // sample's bits independent of how the samples are split across ranks.
+    for (long i = 0, k; i < count && !rc; i += k) {
+        long end = ((first + i) / SAMPLE_CHUNK + 1) * SAMPLE_CHUNK - first;
+        k = (end < count ? end : count) - i;
         DdimOptions o = {.clip_x0 = 1, .first_sample = first + i};
         rc = ddim_sample_opts(u, &s, &cfg->sample, &o, cc + (size_t)i * L * D, cu + (size_t)i * L * D, (int)k, C, H, H,
                               L, out + (size_t)i * C * H * H, e);
@@ -85,7 +99,7 @@ static int write_samples_h5(const char *path, const float *x, long n, int C, int
 float *sample_all(UNet *u, const JobConfig *cfg, Comm *comm, Error *e) {
     int C = u->cfg.out_channels, H = u->cfg.sample_size;
     long n = (long)COND_CLASSES * cfg->sample.per_class, first, count;
-    comm_shard(n, comm->rank, comm->size, &first, &count);
+    shard_chunks(n, comm->rank, comm->size, &first, &count);
     size_t per = (size_t)C * H * H;
     float *mine = xmalloc((size_t)(count ? count : 1) * per * sizeof(float));
     int rc = sample_classes(u, cfg, first, count, mine, e);
@@ -97,7 +111,7 @@ float *sample_all(UNet *u, const JobConfig *cfg, Comm *comm, Error *e) {
     size_t *counts = xcalloc((size_t)comm->size, sizeof *counts);
     for (int r = 0; r < comm->size; r++) {
         long f, c;
-        comm_shard(n, r, comm->size, &f, &c);
+        shard_chunks(n, r, comm->size, &f, &c);
         counts[r] = (size_t)c * per * sizeof(float);
     }
     float *x = xmalloc((size_t)(comm->rank == 0 ? n : 1) * per * sizeof(float));

@@ -1,6 +1,6 @@
 # Sourced by every CLI test: pass/fail counters (ok, bad "why"), a temp dir $T
 # removed on exit, `finish NAME` to print the tally and set the exit status,
-# and mpirun_n (mpi.sh).
+# `skip WHY` / `require_h5py` to end as SKIPPED, and mpirun_n (mpi.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/mpi.sh"
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
@@ -9,4 +9,16 @@ T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 finish() {
   echo "$1: $pass passed, $fail failed"
   [ "$fail" -eq 0 ]
+}
+# A test that cannot run here exits 77, which ctest reports as SKIPPED
+# (SKIP_RETURN_CODE in CMakeLists.txt), never as a pass.
+SKIP_RC=77
+skip() { echo "SKIPPED: $*"; exit $SKIP_RC; }
+# The checks of run.h5 and samples.h5 read them with h5py, as a user would (and
+# the sample grids with PIL, matplotlib's PNG reader): require_h5py [MODULE...].
+require_h5py() {
+  local m
+  for m in h5py numpy "$@"; do
+    /usr/bin/python3 -c "import $m" 2>/dev/null || skip "Python module $m not installed for /usr/bin/python3 (scripts/setup.sh installs it)"
+  done
 }

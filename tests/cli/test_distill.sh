@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `laptop-diff distill` end to end on the tiny Fashion-MNIST job (teacher from
 # init_model, student from score + plan):
-#  - data parallel: 2 ranks == 1 rank at the same global batch (3 steps, student within 1e-5),
+#  - data parallel: 2 ranks == 1 rank at the same global batch (3 steps, student within 1e-3, every
+#    /train series within 1e-5),
 #    and the activation snapshots written collectively by 2 ranks equal 1 rank's (also when
 #    a rank owns no probe rows)
 #  - feat_norm "none" runs; /train/feat_raw, /train/feat_norm (one row per logged step, a
@@ -12,6 +13,7 @@
 set -u
 BIN=$1; SRC=$2
 . "$SRC/tests/cli/harness.sh"
+require_h5py
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 
 "$INIT_MODEL" "$JOB" "$T/teacher.safetensors" 5 || { echo "init_model failed"; exit 1; }
@@ -34,7 +36,11 @@ run() {  # run NAME NP args...: a fresh output dir holding the student; logs to 
 L=(--set distill.lambda_task=0.7 --set distill.lambda_out=1.3 --set distill.lambda_feat=0.9)
 run np1 1 --set train.steps=3 "${L[@]}" || bad "np1 run failed: $(tail -3 "$T/np1.log")"
 run np2 2 --set train.steps=3 "${L[@]}" || bad "np2 run failed: $(tail -3 "$T/np2.log")"
-if "$STDIFF" "$T/np2/student.safetensors" "$T/np1/student.safetensors" 1e-5 >"$T/dp.txt"; then ok; else bad "2 ranks differ from 1: $(cat "$T/dp.txt")"; fi
+# Not bit for bit: 2 ranks sum each gradient in two halves, and AdamW's first steps magnify
+# the last-bit differences of near-zero gradient elements (measured 2.3e-6 with OpenBLAS's
+# AVX-512 kernels, 1.8e-4 with its Haswell/Zen ones; a wrong gradient moves weights by ~lr,
+# 1e-2 of them). The series below, which see every sample and gradient, are held to 1e-5.
+if "$STDIFF" "$T/np2/student.safetensors" "$T/np1/student.safetensors" 1e-3 >"$T/dp.txt"; then ok; else bad "2 ranks differ from 1: $(cat "$T/dp.txt")"; fi
 cat "$T/dp.txt"
 # one probe sample on 2 ranks: rank 1 owns no rows of the snapshot but still joins the write
 run probe1 2 --set train.steps=3 "${L[@]}" --set distill.probe_samples=1 || bad "probe_samples=1 on 2 ranks failed: $(tail -3 "$T/probe1.log")"

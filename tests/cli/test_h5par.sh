@@ -10,6 +10,7 @@
 set -u
 BIN=$1; SRC=$2
 . "$SRC/tests/cli/harness.sh"
+require_h5py
 TOOL=${H5PAR_CHECK:-$(dirname "$BIN")/h5par_check}
 [ -x "$TOOL" ] || { echo "FAIL: $TOOL not built (CMake target h5par_check)"; exit 1; }
 

@@ -673,5 +673,13 @@ int main(void) {
     } else {
         fprintf(stderr, "files kept in %s\n", g_dir);
     }
-    return tu_report("test_h5log");
+    int rc = tu_report("test_h5log");
+    // h5py is a test dependency (scripts/setup.sh): without it the "what a user's
+    // tools read" check did not run, so the test is SKIPPED (ctest's
+    // SKIP_RETURN_CODE), not passed. h5dump stays optional (not installed by setup).
+    if (rc == 0 && !have_h5py) {
+        printf("SKIPPED: h5py not installed for /usr/bin/python3\n");
+        return 77;
+    }
+    return rc;
 }
