@@ -52,7 +52,8 @@ static void check_fixture(const char *model) {
         if (c < 0) continue;
         double rel = fabs(scores[c] - ref[k]) / ref[k];
         if (rel > worst) worst = rel;
-        EXPECT(rel < 1e-4, "%s %s: output loss %.8g, diffusers %.8g", model, tok, scores[c], ref[k]);
+        // worst seen 3.3e-6 (SkylakeX kernels), 1.3e-6 (Haswell, Zen), 4.9e-6 (generic)
+        EXPECT(rel < 3e-5, "%s %s: output loss %.8g, diffusers %.8g", model, tok, scores[c], ref[k]);
         matched++;
     }
     EXPECT(matched == u->n_cands, "%s: every candidate scored (%d of %d)", model, matched, u->n_cands);
