@@ -161,41 +161,59 @@ static void pair_make(Pair *p) {
     p->dc.lambda_task = 0.7, p->dc.lambda_out = 1.3, p->dc.lambda_feat = 0.9;
 }
 
+// The one place the test sets distill.feat_norm; returns its name for messages.
+static const char *use_norm(Pair *p, int normalized) {
+    p->dc.feat_norm = normalized ? FEAT_NORM_L2SQ : FEAT_NORM_NONE;
+    return feat_norm_name(p->dc.feat_norm);
+}
+
 static void pair_free(Pair *p) {
     unet_free(p->T), unet_free(p->S);
     free(p->outS), free(p->outT), free(p->dout);
     for (int t = 0; t < MAXT; t++) free(p->dtaps[t]);
 }
 
-// The terms distill_loss reports, recomputed from separate forwards with the
-// formula written out (not through distill_feat_term).
-static void check_values(Pair *p, int normalized) {
-    int nt = p->T->n_taps;
-    p->dc.feat_norm = normalized ? FEAT_NORM_L2SQ : FEAT_NORM_NONE;
-    const int g0 = 1, b = 2, B = NB;
-    loss_at(p, g0, b, B);
-    double got[4 + 2 * MAXT];
-    memcpy(got, p->v, sizeof got);
+// The teacher on samples [g0, g0 + b): its output and taps, which no change
+// of the student affects.
+typedef struct {
+    int g0, b;
+    float out[NB * C * HW];
+    float *tap[MAXT];
+} TeacherRef;
+
+static void teacher_ref(Pair *p, TeacherRef *r, int g0, int b) {
     Error e;
-    float oT[NB * C * HW], oS[NB * C * HW];
-    float *ft[MAXT];
-    if (unet_forward(p->T, oT, p->xt + g0 * C * HW, p->tf + g0, p->ctx + g0 * L * D, b, H, W, L, NULL, &e))
+    r->g0 = g0, r->b = b;
+    if (unet_forward(p->T, r->out, p->xt + g0 * C * HW, p->tf + g0, p->ctx + g0 * L * D, b, H, W, L, NULL, &e))
         FATAL("%s", e.msg);
-    for (int t = 0; t < nt; t++) {
+    for (int t = 0; t < p->T->n_taps; t++) {
         size_t m = (size_t)b * p->T->taps[t].C * p->T->taps[t].H * p->T->taps[t].W;
-        ft[t] = xmalloc(m * sizeof(float));
-        memcpy(ft[t], p->T->taps[t].data, m * sizeof(float));
+        r->tap[t] = xmalloc(m * sizeof(float));
+        memcpy(r->tap[t], p->T->taps[t].data, m * sizeof(float));
     }
+}
+
+static void teacher_ref_free(Pair *p, TeacherRef *r) {
+    for (int t = 0; t < p->T->n_taps; t++) free(r->tap[t]);
+}
+
+// The values distill_loss reports (v[0..3], then raw and normalized per tap)
+// for the shard of r in a global batch of NB, written out from one student
+// forward (not through distill_feat_term or the mse kernels).
+static void formula(Pair *p, const TeacherRef *r, int normalized, double *v) {
+    int nt = p->T->n_taps, g0 = r->g0, b = r->b;
+    Error e;
+    float oS[NB * C * HW];
     if (unet_forward(p->S, oS, p->xt + g0 * C * HW, p->tf + g0, p->ctx + g0 * L * D, b, H, W, L, NULL, &e))
         FATAL("%s", e.msg);
     size_t n = (size_t)b * C * HW;
-    double task = 0, out = 0, w = (double)b / B;
+    double task = 0, out = 0, w = (double)b / NB;
     for (size_t j = 0; j < n; j++) {
-        double a = (double)oS[j] - p->noise[g0 * C * HW + j], c = (double)oS[j] - oT[j];
+        double a = (double)oS[j] - p->noise[g0 * C * HW + j], c = (double)oS[j] - r->out[j];
         task += a * a, out += c * c;
     }
     task = task / n * w, out = out / n * w;
-    double feat = 0, worst = 0;
+    double feat = 0;
     for (int t = 0; t < nt; t++) {
         const Tap *ts = &p->S->taps[t];
         size_t m = (size_t)ts->C * ts->H * ts->W;
@@ -203,29 +221,44 @@ static void check_values(Pair *p, int normalized) {
         for (int s = 0; s < b; s++) {
             double sq = 0, tn = 0;
             for (size_t j = 0; j < m; j++) {
-                double d = (double)ts->data[s * m + j] - ft[t][s * m + j];
-                sq += d * d, tn += (double)ft[t][s * m + j] * ft[t][s * m + j];
+                double d = (double)ts->data[s * m + j] - r->tap[t][s * m + j];
+                sq += d * d, tn += (double)r->tap[t][s * m + j] * r->tap[t][s * m + j];
             }
             sq_all += sq, nsum += sq / tn;
         }
-        double raw = sq_all / ((double)b * m) * w, nrm = nsum / B;
-        worst = fmax(worst, fmax(rel(got[4 + t], raw), rel(got[4 + nt + t], nrm)));
-        EXPECT(raw > 0 && nrm > 0, "%s: tap %s differs between student and teacher", feat_norm_name(p->dc.feat_norm), ts->name);
-        feat += normalized ? nrm : raw;
-        free(ft[t]);
+        v[4 + t] = sq_all / ((double)b * m) * w, v[4 + nt + t] = nsum / NB;
+        feat += v[4 + (normalized ? nt : 0) + t];
     }
-    double total = p->dc.lambda_task * task + p->dc.lambda_out * out + p->dc.lambda_feat * feat;
-    double want[4] = {total, task, out, feat};
-    for (int k = 0; k < 4; k++) worst = fmax(worst, rel(got[k], want[k]));
+    v[1] = task, v[2] = out, v[3] = feat;
+    v[0] = p->dc.lambda_task * task + p->dc.lambda_out * out + p->dc.lambda_feat * feat;
+}
+
+// The terms distill_loss reports equal the formula.
+static void check_values(Pair *p, int normalized) {
+    int nt = p->T->n_taps;
+    const char *norm = use_norm(p, normalized);
+    const int g0 = 1, b = 2;
+    loss_at(p, g0, b, NB);
+    double got[4 + 2 * MAXT], want[4 + 2 * MAXT];
+    memcpy(got, p->v, sizeof got);
+    TeacherRef r;
+    teacher_ref(p, &r, g0, b);
+    formula(p, &r, normalized, want);
+    teacher_ref_free(p, &r);
+    double worst = 0;
+    for (int k = 0; k < 4 + 2 * nt; k++) worst = fmax(worst, rel(got[k], want[k]));
+    for (int t = 0; t < nt; t++)
+        EXPECT(want[4 + t] > 0 && want[4 + nt + t] > 0, "%s: tap %s differs between student and teacher", norm,
+               p->S->taps[t].name);
     printf("%s: loss %.6f = 0.7 * task %.6f + 1.3 * out %.6f + 0.9 * feat %.6f (shard of 2 of 3), max rel diff %.1e\n",
-           feat_norm_name(p->dc.feat_norm), got[0], got[1], got[2], got[3], worst);
-    EXPECT(worst <= 1e-9, "%s: reported terms differ from the formula by %.2e", feat_norm_name(p->dc.feat_norm), worst);
+           norm, got[0], got[1], got[2], got[3], worst);
+    EXPECT(worst <= 1e-9, "%s: reported terms differ from the formula by %.2e", norm, worst);
 }
 
 // Shards [0,2) and [2,3) of a global batch of 3 sum to the whole batch (values and gradient):
 // the weighting data parallelism relies on.
 static void check_shards(Pair *p, int normalized) {
-    p->dc.feat_norm = normalized ? FEAT_NORM_L2SQ : FEAT_NORM_NONE;
+    const char *norm = use_norm(p, normalized);
     UNet *S = p->S;
     int nv = 4 + 2 * p->T->n_taps;
     double whole[4 + 2 * MAXT], parts[4 + 2 * MAXT] = {0};
@@ -242,42 +275,50 @@ static void check_shards(Pair *p, int normalized) {
     double ev = 0;
     for (int k = 0; k < nv; k++) ev = fmax(ev, rel(parts[k], whole[k]));
     double eg = tu_max_rel_err(S->grads, gw, S->pt.total, 0);
-    printf("%s: shards 2+1 vs batch 3: values rel diff %.1e, gradient %.1e\n", feat_norm_name(p->dc.feat_norm), ev, eg);
-    EXPECT(ev <= 1e-6, "%s: shard values do not sum to the batch's (%.2e)", feat_norm_name(p->dc.feat_norm), ev);
-    EXPECT(eg <= 1e-5, "%s: shard gradients do not sum to the batch's (%.2e)", feat_norm_name(p->dc.feat_norm), eg);
+    printf("%s: shards 2+1 vs batch 3: values rel diff %.1e, gradient %.1e\n", norm, ev, eg);
+    EXPECT(ev <= 1e-6, "%s: shard values do not sum to the batch's (%.2e)", norm, ev);
+    EXPECT(eg <= 1e-5, "%s: shard gradients do not sum to the batch's (%.2e)", norm, eg);
     free(gw);
 }
 
-// Directional derivative of v[0] along dir at step h, central difference. The
-// step actually taken differs from h*dir by float rounding of the parameters,
-// so the analytic side uses the perturbation as stored: an = g . (p+ - p-) / 2h.
-static void central(Pair *p, float *x, const float *x0, const float *dir, size_t n, const float *g, double h,
-                    double *fd, double *an) {
-    double lp, lm, a = 0;
+// Directional derivative of the formula's loss along dir at step h, central
+// difference. The step actually taken differs from h*dir by float rounding of
+// the parameters, so the analytic side uses the perturbation as stored:
+// an = g . (p+ - p-) / 2h.
+static void central(Pair *p, const TeacherRef *r, int normalized, float *x, const float *x0, const float *dir,
+                    size_t n, const float *g, double h, double *fd, double *an) {
+    double lp[4 + 2 * MAXT], lm[4 + 2 * MAXT], a = 0;
     for (size_t j = 0; j < n; j++) x[j] = (float)(x0[j] + h * dir[j]);
     for (size_t j = 0; j < n; j++) a += (double)g[j] * ((double)x[j] - x0[j]);
-    lp = loss_at(p, 0, 2, NB);
+    formula(p, r, normalized, lp);
     for (size_t j = 0; j < n; j++) x[j] = (float)(x0[j] - h * dir[j]);
     for (size_t j = 0; j < n; j++) a -= (double)g[j] * ((double)x[j] - x0[j]);
-    lm = loss_at(p, 0, 2, NB);
+    formula(p, r, normalized, lm);
     memcpy(x, x0, n * sizeof(float));
-    *fd = (lp - lm) / (2 * h), *an = a / (2 * h);
+    *fd = (lp[0] - lm[0]) / (2 * h), *an = a / (2 * h);
 }
 
 // Every student tensor, one random +-1 direction v each: the analytic g . v
-// against Richardson-extrapolated central differences at h and h/2 (O(h^4)
-// truncation). |g . v| is typically ||g||_2 (random signs), so the error is
+// (distill_loss's gradient) against Richardson-extrapolated central
+// differences at h and h/2 (O(h^4) truncation) of the formula, which
+// check_values shows is distill_loss's value; each probe is one student
+// forward instead of distill_loss's teacher forward, student forward and
+// backward. |g . v| is typically ||g||_2 (random signs), so the error is
 // allowed tol * ||g||_2 plus the float32 rounding noise of the loss divided by
 // the step; a cancelling dot product does not make it fail.
-static void check_gradient(Pair *p, FeatNorm fn, double la, double lo, double lf, double tol) {
-    const char *norm = feat_norm_name(fn);
-    p->dc.feat_norm = fn;
+static void check_gradient(Pair *p, int normalized, double la, double lo, double lf, double tol) {
+    const char *norm = use_norm(p, normalized);
     p->dc.lambda_task = la, p->dc.lambda_out = lo, p->dc.lambda_feat = lf;
     UNet *S = p->S;
     unet_zero_grad(S);
     double L0 = loss_at(p, 0, 2, NB);
     float *g = xmalloc(S->pt.total * sizeof(float));
     memcpy(g, S->grads, S->pt.total * sizeof(float));
+    TeacherRef ref;
+    teacher_ref(p, &ref, 0, 2);
+    // the gradient under test came from the threads ctest gives; the ~700
+    // finite-difference passes are the reference: one thread (testutil.h)
+    int threads = tu_set_threads(1);
     TuRng r;
     tu_rng_seed(&r, 2024);
     double worst = 0, worst_rel = 0, sum_rel = 0;
@@ -298,8 +339,8 @@ static void check_gradient(Pair *p, FeatNorm fn, double la, double lo, double lf
         // truncation error stays well under tol, and the difference of the two
         // losses stays far above their float32 rounding (~1e-7 relative)
         double h = 3e-2 * fmax(rms, 1e-2), f1, a1, f2, a2;
-        central(p, x, x0, dir, t->numel, gi, h, &f1, &a1);
-        central(p, x, x0, dir, t->numel, gi, h / 2, &f2, &a2);
+        central(p, &ref, normalized, x, x0, dir, t->numel, gi, h, &f1, &a1);
+        central(p, &ref, normalized, x, x0, dir, t->numel, gi, h / 2, &f2, &a2);
         double fd = (4 * f2 - f1) / 3, an = (4 * a2 - a1) / 3;
         // every student tensor feeds the loss (pruned layers are absent, not
         // zero), except that the feature term alone never reaches the output head
@@ -313,6 +354,8 @@ static void check_gradient(Pair *p, FeatNorm fn, double la, double lo, double lf
                "noise allowance %.1e)", norm, la, lo, lf, t->name, an, fd, fabs(fd - an), gn, noise);
         free(x0), free(dir);
     }
+    tu_set_threads(threads);
+    teacher_ref_free(p, &ref);
     printf("%s lambdas (%g, %g, %g): loss %.6f, %d tensors: |g.v - FD| / ||g|| mean %.1e max %.1e; "
            "worst %.2f of the allowance (%s)\n",
            norm, la, lo, lf, L0, S->pt.n, sum_rel / S->pt.n, worst_rel, worst, worst_name);
@@ -335,9 +378,9 @@ int main(void) {
     // factor 2, a local instead of global denominator, a lost tap gradient or
     // the lambda_out share without b/B exceed it 100-10000x.
     const double tol = 1e-3;
-    check_gradient(&p, FEAT_NORM_L2SQ, 0.7, 1.3, 0.9, tol);
-    check_gradient(&p, FEAT_NORM_NONE, 0.7, 1.3, 0.9, tol);
-    check_gradient(&p, FEAT_NORM_L2SQ, 0, 0, 1, tol);
+    check_gradient(&p, 1, 0.7, 1.3, 0.9, tol);
+    check_gradient(&p, 0, 0.7, 1.3, 0.9, tol);
+    check_gradient(&p, 1, 0, 0, 1, tol);
     pair_free(&p);
     return tu_report("test_distill");
 }

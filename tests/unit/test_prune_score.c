@@ -14,15 +14,6 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
-static float *read_all(const StFile *f, const char *name) {
-    const StTensor *t = st_find(f, name);
-    CHECK(t);
-    float *x = xmalloc((size_t)t->numel * sizeof(float));
-    Error e;
-    CHECK(st_read_f32(f, t, x, &e) == 0);
-    return x;
-}
-
 static void check_fixture(const char *model) {
     char path[512];
     JobConfig jc;
@@ -40,14 +31,15 @@ static void check_fixture(const char *model) {
     const StTensor *xs = st_find(&io, "sample"), *cx = st_find(&io, "context");
     Calib cs = {.n = (int)xs->shape[0], .C = (int)xs->shape[1], .H = (int)xs->shape[2], .W = (int)xs->shape[3],
                 .L = (int)cx->shape[1], .D = (int)cx->shape[2], .Co = u->cfg.out_channels, .batch = 2};
-    cs.xt = read_all(&io, "sample"), cs.ctx = read_all(&io, "context"), cs.t = read_all(&io, "timesteps");
+    cs.xt = tu_read_tensor(&io, "sample", NULL), cs.ctx = tu_read_tensor(&io, "context", NULL);
+    cs.t = tu_read_tensor(&io, "timesteps", NULL);
     cs.teacher = xmalloc((size_t)cs.n * cs.Co * cs.H * cs.W * sizeof(float));
     CHECK(calib_teacher(u, &cs, &e) == 0);
     Comm comm = comm_serial();
     double *scores = xmalloc((size_t)u->n_cands * sizeof(double));
     CHECK(score_criterion(u, &cs, CRIT_OUTPUT_LOSS, 1, &comm, scores, 0, &e) == 0);
     const char *names = st_meta(&io, "candidates");
-    float *ref = read_all(&io, "cand_score");
+    float *ref = tu_read_tensor(&io, "cand_score", NULL);
     CHECK(names);
     char *list = xstrdup(names), *save = NULL;
     int k = 0, matched = 0;
@@ -60,7 +52,8 @@ static void check_fixture(const char *model) {
         if (c < 0) continue;
         double rel = fabs(scores[c] - ref[k]) / ref[k];
         if (rel > worst) worst = rel;
-        EXPECT(rel < 1e-4, "%s %s: output loss %.8g, diffusers %.8g", model, tok, scores[c], ref[k]);
+        // worst seen 3.3e-6 (SkylakeX kernels), 1.3e-6 (Haswell, Zen), 4.9e-6 (generic)
+        EXPECT(rel < 3e-5, "%s %s: output loss %.8g, diffusers %.8g", model, tok, scores[c], ref[k]);
         matched++;
     }
     EXPECT(matched == u->n_cands, "%s: every candidate scored (%d of %d)", model, matched, u->n_cands);
@@ -109,6 +102,8 @@ static void check_partition(void) {
 }
 
 int main(void) {
+    // ~100 passes of the reference models: one thread (testutil.h)
+    tu_set_threads(1);
     check_fixture("conv");
     check_fixture("linear");
     check_partition();

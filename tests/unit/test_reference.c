@@ -1,11 +1,14 @@
 // test_reference.c — the U-Net against PyTorch/diffusers. The fixtures in
 // tests/reference/fixtures/ were made by tests/reference/make_fixtures.py
 // (diffusers run in float64 on float32-rounded weights and inputs): for each
-// model, the output and EVERY parameter's gradient of loss = sum(out * R),
-// the feature taps, and the same with one resnet and one attention removed.
-// Tolerances (issue #2): output within 1e-4 of its max magnitude, each
-// gradient tensor within 1e-3 of its own max magnitude.
+// model (conv: SD-1.5-like; linear: linear projections, 2-deep stacks, odd time
+// embedding; xl: SDXL-like, per-block stack depth), the output and EVERY
+// parameter's gradient of loss = sum(out * R), the feature taps, the gradients
+// with extra loss terms on the taps, and the same with two layers removed.
+// Tolerances: see TOL_OUT / TOL_GRAD. The same comparison with the config's
+// norm_eps doubled must fail, so the tolerances are known to discriminate.
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,17 +19,69 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
+// Output and taps: max error over the tensor / its max magnitude. Each gradient
+// tensor: the same against its own max magnitude. Worst seen (AMD EPYC, 1 and 2
+// threads, OpenBLAS's SkylakeX, Haswell and Zen kernels; its generic Prescott
+// kernels in brackets): output/taps 3.9e-6 (5.1e-6), gradients 8.9e-5 (1.2e-4),
+// both on conv; the gradient is a LayerNorm bias's with tap gradients, a sum
+// over all tokens that mostly cancels, so float32 summation error is large next
+// to its max. Doubling norm_eps gives output/taps errors of 9.6e-5 (conv),
+// 4.7e-3 (linear), 3.8e-5 (xl) and gradient errors of 6.9e-4 .. 1.8e-2.
+#define TOL_OUT 3e-5
+#define TOL_GRAD 6e-4
+
+// One model's comparisons. quiet (the doubled-eps run): mismatches are only
+// counted, they must happen.
+typedef struct {
+    const char *model;
+    int quiet, mismatches;
+    double out_err, grad_err;  // worst of the current pass
+    char grad_name[LD_NAME_MAX];
+} Cmp;
+
+static void judge(Cmp *c, double err, double tol, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void judge(Cmp *c, double err, double tol, const char *fmt, ...) {
+    if (err <= tol) return;  // NaN compares false and so counts as a mismatch
+    c->mismatches++;
+    if (c->quiet) return;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    tu_expect(0, __FILE__, __LINE__, "error <= tolerance", "%s: %s: error %.3e > %.1e", c->model, msg, err, tol);
+}
+
 static double max_abs(const float *x, size_t n) {
     double m = 0;
     for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
     return m;
 }
 
+// The C U-Net has no BasicTransformerBlock candidates (DESIGN §3's optional
+// prune.granularity = "block" is not built), but xl's removed variant takes
+// one out. A block is residual (x + attn1 + attn2 + ff), so with its three
+// output projections zero it is exactly the identity the fixture replaced it
+// with: every other gradient is then the fixture's, the block's inner tensors
+// get exactly zero as there, and only these six get a gradient (not compared).
+static const char *const BLOCK_OUT[] = {"attn1.to_out.0.weight", "attn1.to_out.0.bias", "attn2.to_out.0.weight",
+                                        "attn2.to_out.0.bias",   "ff.net.2.weight",     "ff.net.2.bias"};
+#define N_BLOCK_OUT (int)(sizeof BLOCK_OUT / sizeof *BLOCK_OUT)
+
+static int is_block_out(const char *name, const char *block) {
+    size_t n = strlen(block);
+    if (!block[0] || strncmp(name, block, n) || name[n] != '.') return 0;
+    for (int k = 0; k < N_BLOCK_OUT; k++)
+        if (!strcmp(name + n + 1, BLOCK_OUT[k])) return 1;
+    return 0;
+}
+
 // One pass (full or with layers removed) compared with the fixture's prefix.
 // with_taps: the loss also has sum(tap * tap_weight) for every tap, so the
 // gradients entering at the taps (feature distillation) are checked too.
-static void compare_pass(const char *model, UNet *u, const StFile *io, const char *pfx, const uint8_t *skip,
-                         int with_taps) {
+// block: a BasicTransformerBlock emulated as removed (see BLOCK_OUT), or "".
+static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, const uint8_t *skip, int with_taps,
+                         const char *block) {
     int64_t xs[4], cs[3];
     float *sample = tu_read_tensor(io, "sample", xs), *t = tu_read_tensor(io, "timesteps", NULL);
     float *ctx = tu_read_tensor(io, "context", cs), *R = tu_read_tensor(io, "loss_weight", NULL);
@@ -37,16 +92,16 @@ static void compare_pass(const char *model, UNet *u, const StFile *io, const cha
     size_t nout = (size_t)B * u->cfg.out_channels * H * W;
     float *out = xmalloc(nout * sizeof(float));
     Error e;
-    EXPECT(unet_forward(u, out, sample, t, ctx, B, H, W, L, skip, &e) == 0, "%s forward: %s", model, e.msg);
-    double err = tu_max_rel_err(out, ref, nout, 0);
-    printf("%-7s %-8s output: max error %.2e of max |out| %.3g\n", model, *pfx ? "removed" : "full", err, max_abs(ref, nout));
-    EXPECT(err <= 1e-4, "%s %soutput error %.3e > 1e-4", model, pfx, err);
+    EXPECT(unet_forward(u, out, sample, t, ctx, B, H, W, L, skip, &e) == 0, "%s forward: %s", c->model, e.msg);
+    c->out_err = tu_max_rel_err(out, ref, nout, 0), c->grad_err = 0, c->grad_name[0] = 0;
+    judge(c, c->out_err, TOL_OUT, "%sout", pfx);
     for (int k = 0; k < u->n_taps; k++) {
         snprintf(name, sizeof name, "%stap.%s", pfx, u->taps[k].name);
         float *tr = tu_read_tensor(io, name, NULL);
         size_t n = (size_t)B * u->taps[k].C * u->taps[k].H * u->taps[k].W;
         double te = tu_max_rel_err(u->taps[k].data, tr, n, 0);
-        EXPECT(te <= 1e-4, "%s %s error %.3e > 1e-4", model, name, te);
+        c->out_err = fmax(c->out_err, te);
+        judge(c, te, TOL_OUT, "%s", name);
         free(tr);
     }
     float *Q[2 * LD_MAX_BLOCKS + 1] = {0};
@@ -58,60 +113,115 @@ static void compare_pass(const char *model, UNet *u, const StFile *io, const cha
     unet_zero_grad(u);
     unet_backward(u, R, with_taps ? (const float *const *)Q : NULL);
     const char *gpfx = with_taps ? "tapgrad." : "grad.";
-    const char *label = with_taps ? "+taps" : *pfx ? "removed" : "full";
-    double worst = 0;
-    const char *worst_name = "";
+    int compared = 0;
     for (int i = 0; i < u->pt.n; i++) {
         const ParamTensor *p = &u->pt.t[i];
+        if (is_block_out(p->name, block)) continue;
         snprintf(name, sizeof name, "%s%s%s", pfx, gpfx, p->name);
         float *g = tu_read_tensor(io, name, NULL);
         double m = max_abs(g, p->numel);
         // a bypassed layer's reference gradient is exactly zero, and so must ours be
         double ge = m > 0 ? tu_max_rel_err(u->grads + p->offset, g, p->numel, 0) : max_abs(u->grads + p->offset, p->numel);
-        if (ge > worst) worst = ge, worst_name = u->pt.t[i].name;
-        EXPECT(ge <= 1e-3, "%s %s: gradient error %.3e > 1e-3 (max |ref| %.3g)", model, name, ge, m);
+        if (!(ge <= c->grad_err)) c->grad_err = ge, snprintf(c->grad_name, sizeof c->grad_name, "%s", p->name);
+        judge(c, ge, m > 0 ? TOL_GRAD : 0, "%s (max |ref| %.3g)", name, m);
+        compared++;
         free(g);
     }
-    printf("%-7s %-8s gradients: %d tensors, worst relative error %.2e (%s)\n", model, label, u->pt.n, worst,
-           worst_name);
+    EXPECT(compared == u->pt.n - (block[0] ? N_BLOCK_OUT : 0), "%s: %d of %d gradients compared", c->model, compared,
+           u->pt.n);
+    if (!c->quiet)
+        printf("%-6s %-8s output+taps error %.2e, gradients of %d tensors worst %.2e (%s)\n", c->model,
+               with_taps ? "+taps" : *pfx ? "removed" : "full", c->out_err, compared, c->grad_err, c->grad_name);
     for (int k = 0; k < u->n_taps; k++) free(Q[k]);
     free(sample), free(t), free(ctx), free(R), free(ref), free(out);
 }
 
-static void check_model(const char *model) {
+static UNet *load_model(const char *model, double eps_factor) {
     char path[512];
     JobConfig jc;
     Error e;
     snprintf(path, sizeof path, FIX "%s.cfg", model);
     if (job_config_load(&jc, path, NULL, 0, &e)) FATAL("%s", e.msg);
+    jc.model.norm_eps = (float)(jc.model.norm_eps * eps_factor);
     UNet *u = unet_create(&jc.model, NULL, &e);
     if (!u) FATAL("%s", e.msg);
-    StFile wf, io;
+    StFile wf;
     snprintf(path, sizeof path, FIX "%s_weights.safetensors", model);
     if (st_open(&wf, path, &e) || unet_load_weights(u, &wf, &e)) FATAL("%s", e.msg);
     st_close(&wf);
+    return u;
+}
+
+// The fixture's removed layers: candidates into skip, at most one
+// BasicTransformerBlock (its output projections zeroed, old values in saved).
+static void removed_layers(Cmp *c, UNet *u, const char *removed, uint8_t *skip, char *block, float **saved) {
+    char *list = xstrdup(removed), *save = NULL;
+    int n = 0;
+    block[0] = 0, *saved = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save), n++) {
+        Error e;
+        if (strstr(tok, ".transformer_blocks.")) {
+            EXPECT(!block[0], "%s: at most one removed transformer block", c->model);
+            snprintf(block, LD_NAME_MAX, "%s", tok);
+            *saved = xmalloc(u->pt.total * sizeof(float));
+            memcpy(*saved, u->params, u->pt.total * sizeof(float));
+            int zeroed = 0;
+            for (int i = 0; i < u->pt.n; i++)
+                if (is_block_out(u->pt.t[i].name, block)) {
+                    memset(u->params + u->pt.t[i].offset, 0, u->pt.t[i].numel * sizeof(float));
+                    zeroed++;
+                }
+            EXPECT(zeroed == N_BLOCK_OUT, "%s: %s has its %d output tensors (%d)", c->model, tok, N_BLOCK_OUT, zeroed);
+        } else {
+            EXPECT(candidates_from_names(u, tok, skip, "fixture", &e) == 0, "%s: %s", c->model, e.msg);
+        }
+    }
+    EXPECT(n == 2, "%s: two removed layers (%s)", c->model, removed);
+    free(list);
+}
+
+static void check_model(const char *model) {
+    Cmp c = {.model = model};
+    UNet *u = load_model(model, 1);
+    StFile io;
+    char path[512];
+    Error e;
     snprintf(path, sizeof path, FIX "%s_io.safetensors", model);
     if (st_open(&io, path, &e)) FATAL("%s", e.msg);
-    compare_pass(model, u, &io, "", NULL, 0);
-    compare_pass(model, u, &io, "", NULL, 1);
+    compare_pass(&c, u, &io, "", NULL, 0, "");
+    double worst_out = c.out_err, worst_grad = c.grad_err;
+    compare_pass(&c, u, &io, "", NULL, 1, "");
+    worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
     const char *removed = st_meta(&io, "removed");
     EXPECT(removed != NULL, "%s: fixture names its removed layers", model);
-    uint8_t *skip = xcalloc((size_t)u->n_cands, 1);
-    if (removed && candidates_from_names(u, removed, skip, path, &e) == 0) {
-        int n = 0;
-        for (int c = 0; c < u->n_cands; c++) n += skip[c];
-        EXPECT(n == 2, "%s: two removed layers (%s)", model, removed);
-        compare_pass(model, u, &io, "removed.", skip, 0);
-    } else {
-        EXPECT(0, "%s: %s", model, e.msg);
+    if (removed) {
+        uint8_t *skip = xcalloc((size_t)u->n_cands, 1);
+        char block[LD_NAME_MAX];
+        float *saved;
+        removed_layers(&c, u, removed, skip, block, &saved);
+        compare_pass(&c, u, &io, "removed.", skip, 0, block);
+        worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
+        if (saved) memcpy(u->params, saved, u->pt.total * sizeof(float));
+        free(saved), free(skip);
     }
-    free(skip);
-    st_close(&io);
     unet_free(u);
+    printf("%-6s worst: output+taps %.2e (tolerance %.0e), gradients %.2e (tolerance %.0e)\n", model, worst_out,
+           TOL_OUT, worst_grad, TOL_GRAD);
+
+    // The same full pass with GroupNorm's norm_eps doubled must fail.
+    Cmp bad = {.model = model, .quiet = 1};
+    u = load_model(model, 2);
+    compare_pass(&bad, u, &io, "", NULL, 0, "");
+    printf("%-6s norm_eps x2: output+taps error %.2e, gradients worst %.2e (%s): %d mismatches\n", model, bad.out_err,
+           bad.grad_err, bad.grad_name, bad.mismatches);
+    EXPECT(bad.mismatches > 0, "%s: doubling norm_eps (%g) goes unnoticed", model, u->cfg.norm_eps / 2);
+    unet_free(u);
+    st_close(&io);
 }
 
 int main(void) {
     check_model("conv");
     check_model("linear");
+    check_model("xl");
     return tu_report("test_reference");
 }

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -46,6 +47,12 @@ double tu_max_rel_err(const float *a, const float *b, size_t n, double floor) {
         if (d > err || isnan(d)) err = isnan(d) ? INFINITY : d;
     }
     return err / scale;
+}
+
+int tu_set_threads(int n) {
+    int prev = omp_get_max_threads();
+    omp_set_num_threads(n);
+    return prev;
 }
 
 int tu_report(const char *name) {

@@ -35,6 +35,14 @@ float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape);
 void tu_tiny_model(ModelConfig *m, int in_channels, int out_channels, int sample_size,
                    int layers_per_block);
 
+// Sets the OpenMP thread count for what follows; returns the previous one.
+// Thousands of passes of a tiny U-Net spend >90% of their time in OpenMP
+// fork/join barriers (worse on a loaded machine, where a team waits for a
+// descheduled thread in every region), not in arithmetic: tests that use such
+// passes as a reference (finite differences, score sweeps) run them on one
+// thread. The threaded kernels are checked by test_kernel_* and test_reference.
+int tu_set_threads(int n);
+
 // Prints "name: N checks, M failed" and returns the process exit status.
 int tu_report(const char *name);
 #endif
