@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Comm.write_rows_f32, the collective parallel-HDF5 writer: files written by
+# h5rows_write (io/h5rows.h), the collective parallel-HDF5 writer: files written by
 # 1, 2 and 3 ranks (and by the serial Comm without MPI) hold the same
 # datasets, shapes, values and attributes (read with h5py); existing objects
 # are replaced; failures (a path under a dataset, ranks passing different
