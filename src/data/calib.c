@@ -53,19 +53,22 @@ void calib_free(Calib *cs) {
     memset(cs, 0, sizeof *cs);
 }
 
-int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double *mse, Error *e) {
+int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, int count, float *out, double *sse,
+                    Error *e) {
+    if (first < 0 || count < 0 || first > cs->n - count)
+        return errorf(e, "calibration samples [%d, %d) are outside the set of %d", first, first + count, cs->n);
     size_t per_in = (size_t)cs->C * cs->H * cs->W, per = (size_t)cs->Co * cs->H * cs->W;
     float *tmp = out ? NULL : xmalloc((size_t)cs->batch * per * sizeof(float));
     double sum = 0;
-    for (int i = 0; i < cs->n; i += cs->batch) {
-        int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
-        float *o = out ? out + (size_t)i * per : tmp;
+    for (int k = 0; k < count; k += cs->batch) {
+        int i = first + k, b = count - k < cs->batch ? count - k : cs->batch;
+        float *o = out ? out + (size_t)k * per : tmp;
         if (unet_forward(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
                          cs->W, cs->L, skip, e)) {
             free(tmp);
             return -1;
         }
-        if (mse) {
+        if (sse) {
             const float *ref = cs->teacher + (size_t)i * per;
             for (size_t j = 0; j < (size_t)b * per; j++) {
                 double d = (double)o[j] - ref[j];
@@ -73,9 +76,23 @@ int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double 
             }
         }
     }
-    if (mse) *mse = sum / ((double)cs->n * per);
+    if (sse) *sse = sum;
     free(tmp);
     return 0;
+}
+
+int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double *mse, Error *e) {
+    double sum = 0;
+    if (calib_run_range(u, cs, skip, 0, cs->n, out, mse ? &sum : NULL, e)) return -1;
+    if (mse) *mse = sum / ((double)cs->n * cs->Co * cs->H * cs->W);
+    return 0;
+}
+
+int calib_shards(const Calib *cs) { return (cs->n + cs->batch - 1) / cs->batch; }
+
+void calib_shard(const Calib *cs, int s, int *first, int *count) {
+    *first = s * cs->batch;
+    *count = cs->n - *first < cs->batch ? cs->n - *first : cs->batch;
 }
 
 int calib_teacher(UNet *teacher, Calib *cs, Error *e) { return calib_run(teacher, cs, NULL, cs->teacher, NULL, e); }

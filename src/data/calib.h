@@ -35,6 +35,19 @@ void calib_free(Calib *cs);
 // mean((out - cs->teacher)^2) over every element: the output loss.
 int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double *mse, Error *e);
 
+// The same on samples [first, first + count) only (chunks of cs->batch from
+// first): out (NULL: not kept) gets [count, Co, H, W], and sse (NULL: not
+// wanted) the *sum* of (out - cs->teacher)^2 over those samples' elements, so
+// partial sums of disjoint ranges add up to calib_run's (up to rounding).
+int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, int count, float *out, double *sse,
+                    Error *e);
+
+// The calibration shards that split scoring's work across ranks: fixed chunks
+// of cs->batch samples in order (the last may be shorter). They depend on the
+// set alone, never on the rank count, and each is one forward pass.
+int calib_shards(const Calib *cs);
+void calib_shard(const Calib *cs, int s, int *first, int *count);
+
 // The teacher's outputs (every rank computes them once).
 int calib_teacher(UNet *teacher, Calib *cs, Error *e);
 #endif

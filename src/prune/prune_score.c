@@ -3,36 +3,126 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
 #include "core/rng.h"
 
-void score_partition(const UNet *u, int ranks, int *owner) {
-    int n = u->n_cands;
-    long long total = unet_total_macs(u);
-    int *order = xmalloc((size_t)n * sizeof(int));
-    long long *cost = xmalloc((size_t)n * sizeof(long long)), *load = xcalloc((size_t)ranks, sizeof(long long));
-    for (int i = 0; i < n; i++) {
-        order[i] = i;
-        cost[i] = u->cands[i].present ? total - u->cands[i].macs : 0;
-    }
-    // insertion sort by cost descending, index ascending: n is small (tens to hundreds)
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && (cost[order[j]] > cost[order[j - 1]] ||
-                                  (cost[order[j]] == cost[order[j - 1]] && order[j] < order[j - 1]));
-             j--) {
-            int t = order[j];
-            order[j] = order[j - 1], order[j - 1] = t;
-        }
-    for (int k = 0; k < n; k++) {
+typedef struct {
+    long long cost;
+    int job;
+} JobCost;
+
+static int by_cost_desc(const void *a, const void *b) {
+    const JobCost *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
+    return (x->job > y->job) - (x->job < y->job);
+}
+
+void lpt_partition(const long long *cost, int n_jobs, int ranks, int *owner) {
+    JobCost *order = xmalloc((size_t)(n_jobs ? n_jobs : 1) * sizeof *order);
+    long long *load = xcalloc((size_t)ranks, sizeof(long long));
+    for (int j = 0; j < n_jobs; j++) order[j] = (JobCost){cost[j], j};
+    // a total order (the index breaks ties), so qsort's instability does not matter
+    qsort(order, (size_t)n_jobs, sizeof *order, by_cost_desc);
+    for (int k = 0; k < n_jobs; k++) {
         int best = 0;
         for (int r = 1; r < ranks; r++)
             if (load[r] < load[best]) best = r;
-        owner[order[k]] = best;
-        load[best] += cost[order[k]];
+        owner[order[k].job] = best;
+        load[best] += order[k].cost;
     }
-    free(order), free(cost), free(load);
+    free(order), free(load);
+}
+
+long long removal_macs(const UNet *u, const uint8_t *mask) {
+    long long m = unet_total_macs(u);
+    for (int i = 0; i < u->n_cands; i++)
+        if (mask[i] && u->cands[i].present) m -= u->cands[i].macs;
+    return m;
+}
+
+// The jobs of removal_losses: job j is set set_of[j], shard shard_of[j].
+typedef struct {
+    UNet *u;
+    const Calib *cs;
+    const uint8_t *masks;
+    const int *set_of, *shard_of;
+    const char *label, *what;
+    int S, rank, mine, done;
+    double t0, last;
+} LossJobs;
+
+static int loss_job(void *ctx, int j, double *out, Error *e) {
+    LossJobs *o = ctx;
+    int k = o->set_of[j], s = o->shard_of[j], first, count;
+    calib_shard(o->cs, s, &first, &count);
+    int rc = calib_run_range(o->u, o->cs, o->masks + (size_t)k * o->u->n_cands, first, count, NULL, out, e);
+    o->done++;
+    double now = now_s();
+    // every few seconds and at the end: a line per job would be hundreds at SD-1.5 scale
+    if (!rc && o->label && o->rank == 0 && (o->done == o->mine || now - o->last >= 5)) {
+        double el = now - o->t0;
+        printf("%s: rank 0 job %d/%d (%s %d, shard %d/%d)  ETA %.0fs\n", o->label, o->done, o->mine, o->what, k, s + 1,
+               o->S, el / o->done * (o->mine - o->done));
+        fflush(stdout);
+        o->last = now;
+    }
+    return rc;
+}
+
+int removal_losses(UNet *u, const Calib *cs, const uint8_t *masks, const uint8_t *live, int n_sets, Comm *comm,
+                   const char *label, const char *what, double *loss, Error *e) {
+    int n = u->n_cands, S = calib_shards(cs), n_live = 0;
+    for (int k = 0; k < n_sets; k++) n_live += !live || live[k];
+    int n_jobs = n_live * S;
+    size_t cap = (size_t)(n_jobs ? n_jobs : 1);
+    int *set_of = xmalloc(cap * sizeof(int)), *shard_of = xmalloc(cap * sizeof(int)), *owner = xmalloc(cap * sizeof(int));
+    long long *cost = xmalloc(cap * sizeof(long long));
+    for (int k = 0, j = 0; k < n_sets; k++) {
+        if (live && !live[k]) continue;
+        long long m = removal_macs(u, masks + (size_t)k * n);
+        for (int s = 0; s < S; s++, j++) {
+            int first, count;
+            calib_shard(cs, s, &first, &count);
+            set_of[j] = k, shard_of[j] = s, cost[j] = m * count;
+        }
+    }
+    lpt_partition(cost, n_jobs, comm->size, owner);
+    LossJobs o = {u, cs, masks, set_of, shard_of, label, what, S, comm->rank, 0, 0, now_s(), now_s()};
+    for (int j = 0; j < n_jobs; j++) o.mine += owner[j] == comm->rank;
+    if (label && comm->rank == 0) {
+        // the partition, so a user sees whether the ranks have work and how evenly
+        int *jobs = xcalloc((size_t)comm->size, sizeof(int));
+        long long *load = xcalloc((size_t)comm->size, sizeof(long long)), hi = 0, sum = 0;
+        for (int j = 0; j < n_jobs; j++) jobs[owner[j]]++, load[owner[j]] += cost[j], sum += cost[j];
+        for (int r = 0; r < comm->size; r++) hi = load[r] > hi ? load[r] : hi;
+        printf("%s: %d jobs (%d %ss x %d shard%s of <= %d samples) on %d rank%s, cost max/mean %.2f:", label, n_jobs,
+               n_live, what, S, S == 1 ? "" : "s", cs->batch, comm->size, comm->size == 1 ? "" : "s",
+               sum ? (double)hi * comm->size / (double)sum : 1.0);
+        for (int r = 0; r < comm->size; r++) printf("%s rank %d: %d job%s", r ? "," : "", r, jobs[r], jobs[r] == 1 ? "" : "s");
+        printf("\n");
+        fflush(stdout);
+        free(jobs), free(load);
+    }
+    double *part = xmalloc(cap * sizeof(double));
+    int rc = comm_run_jobs(comm, n_jobs, owner, 1, loss_job, &o, part, e);
+    if (!rc) {
+        // every rank holds every partial sum: added in shard order, the same on every rank and rank count
+        double elems = (double)cs->n * cs->Co * cs->H * cs->W;
+        for (int k = 0, j = 0; k < n_sets; k++) {
+            if (live && !live[k]) {
+                loss[k] = NAN;
+                continue;
+            }
+            double sum = 0;
+            for (int s = 0; s < S; s++, j++) sum += part[j];
+            loss[k] = sum / elems;
+        }
+    }
+    free(set_of), free(shard_of), free(owner), free(cost), free(part);
+    return rc;
 }
 
 static int layer_tensors(const Candidate *c, int *first, int *end) {
@@ -42,44 +132,13 @@ static int layer_tensors(const Candidate *c, int *first, int *end) {
     return 1;
 }
 
-// LAPTOP's criterion: one job per candidate (comm_run_jobs), the candidate
-// bypassed for one pass over the calibration set.
-typedef struct {
-    UNet *u;
-    Calib *cs;
-    uint8_t *skip;
-    int progress, rank, mine, done;
-    double t0;
-} OutputLossJobs;
-
-static int output_loss_job(void *ctx, int i, double *out, Error *e) {
-    OutputLossJobs *o = ctx;
-    if (!o->u->cands[i].present) {
-        *out = NAN;
-        return 0;
-    }
-    o->skip[i] = 1;
-    int rc = calib_run(o->u, o->cs, o->skip, NULL, out, e);
-    o->skip[i] = 0;
-    o->done++;
-    if (o->progress && o->rank == 0) {
-        double el = now_s() - o->t0;
-        printf("score output_loss: rank 0 candidate %d/%d (%s) = %.6g  ETA %.0fs\n", o->done, o->mine,
-               o->u->cands[i].name, *out, el / o->done * (o->mine - o->done));
-        fflush(stdout);
-    }
-    return rc;
-}
-
+// LAPTOP's criterion: candidate i bypassed alone, over the whole calibration set.
 static int output_loss(UNet *u, Calib *cs, Comm *comm, double *scores, int progress, Error *e) {
     int n = u->n_cands;
-    int *owner = xmalloc((size_t)n * sizeof(int));
-    score_partition(u, comm->size, owner);
-    OutputLossJobs o = {u, cs, xcalloc((size_t)n, 1), progress, comm->rank, 0, 0, now_s()};
-    for (int i = 0; i < n; i++) o.mine += owner[i] == comm->rank && u->cands[i].present;
-    // every rank gets every score: all plan and report alike
-    int rc = comm_run_jobs(comm, n, owner, 1, output_loss_job, &o, scores, e);
-    free(owner), free(o.skip);
+    uint8_t *masks = xcalloc((size_t)n * n, 1), *live = xmalloc((size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) masks[(size_t)i * n + i] = 1, live[i] = u->cands[i].present;
+    int rc = removal_losses(u, cs, masks, live, n, comm, progress ? "score output_loss" : NULL, "candidate", scores, e);
+    free(masks), free(live);
     return rc;
 }
 

@@ -1,8 +1,10 @@
 // test_prune_score.c — candidate scores. output_loss against diffusers: the
 // reference fixtures hold, for every candidate, the output MSE with only that
 // layer removed (computed in float64 by tests/reference/make_fixtures.py); the
-// C scores on the same inputs must agree. Also: the cost partition is a
-// deterministic, balanced assignment, and the baselines behave as defined.
+// C scores on the same inputs must agree. Also: the calibration shards add up
+// to the whole set, the cost partition is a deterministic, balanced assignment
+// that leaves no rank idle while there are jobs, and the baselines behave as
+// defined.
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -76,27 +78,129 @@ static void check_fixture(const char *model) {
     unet_free(u);
 }
 
+// The (set x shard) split of removal_losses adds up to the whole-set pass:
+// each shard's calib_run_range is calib_run's forward on the same chunk, so
+// outputs agree bit for bit and the sums differ by rounding order only.
+static void check_shards(void) {
+    char path[512];
+    JobConfig jc;
+    Error e;
+    CHECK(job_config_load(&jc, FIX "conv.cfg", NULL, 0, &e) == 0);
+    UNet *u = unet_create(&jc.model, NULL, &e);
+    CHECK(u);
+    StFile w, io;
+    CHECK(st_open(&w, FIX "conv_weights.safetensors", &e) == 0 && unet_load_weights(u, &w, &e) == 0);
+    st_close(&w);
+    snprintf(path, sizeof path, FIX "conv_io.safetensors");
+    CHECK(st_open(&io, path, &e) == 0);
+    const StTensor *xs = st_find(&io, "sample"), *cx = st_find(&io, "context");
+    Calib cs = {.n = (int)xs->shape[0], .C = (int)xs->shape[1], .H = (int)xs->shape[2], .W = (int)xs->shape[3],
+                .L = (int)cx->shape[1], .D = (int)cx->shape[2], .Co = u->cfg.out_channels, .batch = 2};
+    cs.xt = tu_read_tensor(&io, "sample", NULL), cs.ctx = tu_read_tensor(&io, "context", NULL);
+    cs.t = tu_read_tensor(&io, "timesteps", NULL);
+    size_t per = (size_t)cs.Co * cs.H * cs.W;
+    cs.teacher = xmalloc((size_t)cs.n * per * sizeof(float));
+    CHECK(calib_teacher(u, &cs, &e) == 0);
+    // an odd batch, so the last shard is short
+    cs.batch = cs.n / 2 + 1;
+    int n = u->n_cands, S = calib_shards(&cs);
+    EXPECT(S >= 2, "the fixture set (%d samples, batch %d) gives %d shards", cs.n, cs.batch, S);
+    int covered = 0;
+    for (int s = 0; s < S; s++) {
+        int first, count;
+        calib_shard(&cs, s, &first, &count);
+        EXPECT(first == covered && count >= 1 && count <= cs.batch, "shard %d is [%d, %d)", s, first, first + count);
+        covered += count;
+    }
+    EXPECT(covered == cs.n, "the shards cover the %d samples (%d)", cs.n, covered);
+    uint8_t *masks = xcalloc((size_t)(n + 1) * n, 1), live[64];
+    CHECK(n + 1 <= 64);
+    for (int i = 0; i < n; i++) masks[(size_t)i * n + i] = 1, live[i] = 1;
+    for (int i = 0; i < n; i += 2) masks[(size_t)n * n + i] = 1;  // set n: every other candidate at once
+    live[n] = 1, live[1] = 0;
+    Comm comm = comm_serial();
+    double *loss = xmalloc((size_t)(n + 1) * sizeof(double)), worst = 0;
+    float *whole = xmalloc((size_t)cs.n * per * sizeof(float)), *part = xmalloc((size_t)cs.batch * per * sizeof(float));
+    CHECK(removal_losses(u, &cs, masks, live, n + 1, &comm, NULL, "set", loss, &e) == 0);
+    for (int k = 0; k <= n; k++) {
+        const uint8_t *m = masks + (size_t)k * n;
+        double mse;
+        CHECK(calib_run(u, &cs, m, whole, &mse, &e) == 0);
+        double sum = 0;
+        for (int s = 0; s < S; s++) {
+            int first, count;
+            double sse;
+            calib_shard(&cs, s, &first, &count);
+            CHECK(calib_run_range(u, &cs, m, first, count, part, &sse, &e) == 0);
+            EXPECT(!memcmp(part, whole + (size_t)first * per, (size_t)count * per * sizeof(float)),
+                   "set %d shard %d: the outputs of the range are the whole pass's", k, s);
+            sum += sse;
+        }
+        double rel = fabs(sum / ((double)cs.n * per) - mse) / mse;
+        worst = rel > worst ? rel : worst;
+        EXPECT(mse > 0 && rel < 1e-12, "set %d: shard sums / elements %.17g, whole set %.17g", k, sum / ((double)cs.n * per), mse);
+        if (!live[k]) {
+            EXPECT(isnan(loss[k]), "set %d not live: NaN (got %g)", k, loss[k]);
+            continue;
+        }
+        rel = fabs(loss[k] - mse) / mse;
+        worst = rel > worst ? rel : worst;
+        EXPECT(rel < 1e-12, "set %d: removal_losses %.17g, calib_run %.17g", k, loss[k], mse);
+    }
+    printf("conv    %d shards of <= %d samples: sharded sums vs whole set, worst relative difference %.1e\n", S,
+           cs.batch, worst);
+    // ranges are checked: a clear error, not a read past the set
+    double sse;
+    EXPECT(calib_run_range(u, &cs, NULL, cs.n - 1, 2, NULL, &sse, &e) != 0 && strstr(e.msg, "outside the set"),
+           "a range past the set is refused: %s", e.msg);
+    free(masks), free(loss), free(whole), free(part);
+    free(cs.xt), free(cs.ctx), free(cs.t), free(cs.teacher);
+    st_close(&io);
+    unet_free(u);
+}
+
+// The jobs of SD-1.5's output_loss (34 candidates x 4 shards of 16 samples, the
+// default calibration set): the partition is deterministic and balanced, and
+// up to as many ranks as jobs every rank gets work (with one job per candidate,
+// ranks 35..64 of a 64-rank allocation had none).
 static void check_partition(void) {
     JobConfig jc;
     Error e;
     CHECK(job_config_load(&jc, LD_SOURCE_DIR "/jobs/sd15.cfg", NULL, 0, &e) == 0);
     UNet *u = unet_create(&jc.model, NULL, &e);
     CHECK(u);
-    for (int ranks = 1; ranks <= 5; ranks++) {
-        int owner[64], owner2[64];
-        score_partition(u, ranks, owner);
-        score_partition(u, ranks, owner2);
-        EXPECT(!memcmp(owner, owner2, sizeof(int) * u->n_cands), "partition is deterministic");
-        long long load[8] = {0}, total = unet_total_macs(u), maxc = 0;
-        for (int i = 0; i < u->n_cands; i++) {
-            EXPECT(owner[i] >= 0 && owner[i] < ranks, "owner in range");
-            long long c = total - u->cands[i].macs;
-            load[owner[i]] += c;
-            if (c > maxc) maxc = c;
+    enum { S = 4, BATCH = 16, MAXR = 160 };
+    int n = u->n_cands, n_jobs = n * S;
+    CHECK(n_jobs <= 256);
+    long long cost[256], maxc = 0;
+    uint8_t mask[64] = {0};
+    CHECK(n <= 64);
+    for (int i = 0; i < n; i++) {
+        mask[i] = 1;
+        long long m = removal_macs(u, mask);
+        mask[i] = 0;
+        EXPECT(m == unet_total_macs(u) - u->cands[i].macs, "removal_macs of candidate %d", i);
+        for (int s = 0; s < S; s++) cost[i * S + s] = m * BATCH;
+        maxc = m * BATCH > maxc ? m * BATCH : maxc;
+    }
+    for (int ranks = 1; ranks <= MAXR; ranks += ranks < 8 ? 1 : 19) {
+        int owner[256], owner2[256], jobs[MAXR] = {0};
+        long long load[MAXR] = {0};
+        lpt_partition(cost, n_jobs, ranks, owner);
+        lpt_partition(cost, n_jobs, ranks, owner2);
+        EXPECT(!memcmp(owner, owner2, sizeof(int) * n_jobs), "partition is deterministic");
+        for (int j = 0; j < n_jobs; j++) {
+            EXPECT(owner[j] >= 0 && owner[j] < ranks, "owner in range");
+            load[owner[j]] += cost[j], jobs[owner[j]]++;
         }
         long long lo = load[0], hi = load[0];
-        for (int r = 1; r < ranks; r++) lo = load[r] < lo ? load[r] : lo, hi = load[r] > hi ? load[r] : hi;
-        EXPECT(hi - lo <= maxc, "%d ranks: loads within one candidate's cost (%lld..%lld)", ranks, lo, hi);
+        int idle = 0;
+        for (int r = 0; r < ranks; r++) {
+            lo = load[r] < lo ? load[r] : lo, hi = load[r] > hi ? load[r] : hi;
+            idle += jobs[r] == 0;
+        }
+        EXPECT(hi - lo <= maxc, "%d ranks: loads within one job's cost (%lld..%lld)", ranks, lo, hi);
+        EXPECT(idle == (ranks > n_jobs ? ranks - n_jobs : 0), "%d ranks, %d jobs: %d ranks idle", ranks, n_jobs, idle);
     }
     unet_free(u);
 }
@@ -106,6 +210,7 @@ int main(void) {
     tu_set_threads(1);
     check_fixture("conv");
     check_fixture("linear");
+    check_shards();
     check_partition();
     return tu_report("test_prune_score");
 }
