@@ -169,20 +169,6 @@ static int read_scores(const RunCtx *r, const UNet *u, Criterion crit, double *s
     return 0;
 }
 
-// One additivity job: the measured output loss of removal set j (sets[j], or
-// the plan itself for j = K).
-typedef struct {
-    UNet *u;
-    const Calib *cs;
-    const uint8_t *sets, *plan;
-    int K, n;
-} AddJobs;
-
-static int additivity_job(void *ctx, int j, double *out, Error *e) {
-    const AddJobs *a = ctx;
-    return calib_run(a->u, a->cs, j < a->K ? a->sets + (size_t)j * a->n : a->plan, NULL, out, e);
-}
-
 // Rank 0: /prune/plan with its attributes, /prune/additivity.
 static int write_plan(H5Log *log, const Plan *p, int have_scores, int K, const double *pairs, double r, Error *e) {
     int n = p->n_cands;
@@ -265,8 +251,12 @@ int plan_main(RunCtx *r, Error *e) {
     double max_ratio = fmin(fmax(2 * cfg->prune.ratio, 0.1), 0.95 * achievable);
     uint8_t *sets = cs && K ? additivity_sets(u, K, max_ratio, p.budget_macs, (uint64_t)cfg->runtime.seed) : NULL;
     double *actual = xcalloc((size_t)K + 1, sizeof(double));
-    AddJobs jobs = {u, cs, sets, p.removed, K, n};
-    rc = cs ? comm_run_jobs(comm, K + 1, NULL, 1, additivity_job, &jobs, actual, e) : -1;
+    // removal set j < K: additivity set j; set K: the plan itself. (set x shard) jobs, like score's.
+    uint8_t *masks = xcalloc((size_t)(K + 1) * n, 1);
+    if (K) memcpy(masks, sets, (size_t)K * n);
+    memcpy(masks + (size_t)K * n, p.removed, (size_t)n);
+    rc = cs ? removal_losses(u, cs, masks, NULL, K + 1, comm, "plan output loss", "removal set", actual, e) : -1;
+    free(masks);
     if (!rc && comm->rank == 0) {
         p.actual = actual[K];
         plan_print(stdout, u, have_scores ? scores : NULL, &p);
