@@ -25,7 +25,7 @@ T = sys.argv[1]
 files = [h5py.File(f"{T}/np{n}/run.h5", "r") for n in (1, 2, 3)]
 for crit in ["output_loss", "magnitude", "feature_loss", "taylor", "random"]:
     s = [f[f"/prune/scores/{crit}"][:] for f in files]
-    for k in (1, 2):  # each candidate is scored whole on one rank: bit for bit
+    for k in (1, 2):  # each (candidate x shard) job is computed alike on any rank, summed in shard order: bit for bit
         assert np.array_equal(s[k], s[0]), (crit, k, np.max(np.abs(s[k] - s[0]) / np.maximum(np.abs(s[0]), 1e-30)))
 plans = [list(f["/prune/plan"][:]) for f in files]
 assert plans[0] == plans[1] == plans[2], plans

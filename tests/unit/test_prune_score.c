@@ -183,7 +183,7 @@ static void check_partition(void) {
         for (int s = 0; s < S; s++) cost[i * S + s] = m * BATCH;
         maxc = m * BATCH > maxc ? m * BATCH : maxc;
     }
-    for (int ranks = 1; ranks <= MAXR; ranks += ranks < 8 ? 1 : 19) {
+    for (int ranks = 1; ranks <= MAXR; ranks += ranks < 8 ? 1 : 8) {
         int owner[256], owner2[256], jobs[MAXR] = {0};
         long long load[MAXR] = {0};
         lpt_partition(cost, n_jobs, ranks, owner);
@@ -201,6 +201,13 @@ static void check_partition(void) {
         }
         EXPECT(hi - lo <= maxc, "%d ranks: loads within one job's cost (%lld..%lld)", ranks, lo, hi);
         EXPECT(idle == (ranks > n_jobs ? ranks - n_jobs : 0), "%d ranks, %d jobs: %d ranks idle", ranks, n_jobs, idle);
+        if (ranks == 64 || ranks == 8) {
+            int jlo = n_jobs, jhi = 0;
+            long long sum = 0;
+            for (int r = 0; r < ranks; r++) jlo = jobs[r] < jlo ? jobs[r] : jlo, jhi = jobs[r] > jhi ? jobs[r] : jhi, sum += load[r];
+            printf("sd15    %d jobs on %d ranks: %d..%d jobs per rank, cost max/mean %.2f\n", n_jobs, ranks, jlo, jhi,
+                   (double)hi * ranks / (double)sum);
+        }
     }
     unet_free(u);
 }
