@@ -37,7 +37,10 @@ UNet *run_teacher(RunCtx *r, Error *e);
 // outputs, built on first use (loads the teacher if needed). NULL + e.
 Calib *run_calib(RunCtx *r, Error *e);
 
-// score -> plan -> distill -> eval on one context. With resume, the pruning
-// stages are skipped (their student is on disk) and distill resumes.
+// score -> plan -> distill -> eval on one context. resume is TRAINER_RESUME_*
+// (train/trainer.h): with either mode, score is skipped when run.h5 has every
+// configured criterion's scores, plan when it also has /prune/plan and
+// student_init.safetensors is there (each skip is printed), and distill then
+// continues from its newest checkpoint or starts fresh; eval always runs.
 int run_main(RunCtx *r, int resume, Error *e);
 #endif
