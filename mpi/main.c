@@ -78,6 +78,13 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         comm_mpi_free(&comm);
         return 1;
     }
+    // every command here writes into output.dir: one job at a time
+    if (run_ctx_lock(&r, cmd, &e)) {
+        report(&comm, &e);
+        run_ctx_free(&r);
+        comm_mpi_free(&comm);
+        return 1;
+    }
     if (!strcmp(cmd, "train"))
         rc = train_main(&r, resume, &e);
     else if (!strcmp(cmd, "sample"))

@@ -16,7 +16,20 @@ int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5
     return rundir_init(&r->dir, cfg->output.dir, e);
 }
 
+int run_ctx_lock(RunCtx *r, const char *command, Error *e) {
+    int rc = 0;
+    if (r->comm->rank == 0) {
+        char note[RUNDIR_PATH + 512];
+        rc = rundir_lock(&r->dir, command, note, sizeof note, e);
+        r->locked = rc == 0;
+        if (!rc && note[0]) printf("note: %s\n", note);
+    }
+    return comm_agree(r->comm, rc, e);
+}
+
 void run_ctx_free(RunCtx *r) {
+    if (r->locked) rundir_unlock(&r->dir);
+    r->locked = 0;
     if (r->have_calib) calib_free(&r->calib);
     unet_free(r->teacher);
     r->teacher = NULL, r->have_calib = 0;
@@ -107,14 +120,15 @@ int run_main(RunCtx *r, int resume, Error *e) {
     for (int k = 0; k < 4; k++) {
         if (k < 2 && done >> k & 1) {
             if (r->comm->rank == 0)
-                printf(k == 0 ? "== run: score skipped (resume): %s has /prune/scores for every prune.criterion\n"
-                              : "== run: plan skipped (resume): %s has /prune/plan and student_init.safetensors is there\n",
+                printf(k == 0 ? "== run: resume: skipping score, complete: %s has /prune/scores for every prune.criterion\n"
+                              : "== run: resume: skipping plan, complete: %s has /prune/plan and student_init.safetensors is there\n",
                        r->dir.run_h5);
             continue;
         }
         if (r->comm->rank == 0) {
             if (k == 2 && (resume & TRAINER_RESUME_MODE) && !distill_resume)
-                printf("== run: resume: the plan is new, so distill starts fresh\n");
+                printf("== run: resume: %s, so distill starts fresh\n",
+                       done & 1 ? "plan was not complete" : "score was not complete");
             printf("== run: %s (%.0f s so far)\n", names[k], now_s() - t0);
             fflush(stdout);
         }

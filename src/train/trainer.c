@@ -100,13 +100,8 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             found = errorf(e, "--resume: no checkpoint in %s (--resume=auto starts fresh then)", opt->ckpt_dir);
         } else if (found == 0) {
             resuming = 1;
-            if (meta.seed != (uint64_t)seed)
-                found = errorf(e, "%s: written with runtime.seed = %llu, this job has %ld", path,
-                               (unsigned long long)meta.seed, seed);
-            else if (meta.samples_seen != meta.step * B)
-                found = errorf(e, "%s: %ld samples after %ld steps does not match train.batch = %ld", path,
-                               meta.samples_seen, meta.step, B);
         }
+        // the named settings first: they say more than the seed or batch checks below
         if (!found && resuming) {
             char *old = NULL, keys[600];
             found = train_state_job_config(path, &old, e);
@@ -119,6 +114,12 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
                 printf("%s: --allow-changes: resuming with changed settings: %s\n", opt->stage, keys);
             free(old);
         }
+        if (!found && resuming && meta.seed != (uint64_t)seed)
+            found = errorf(e, "%s: written with runtime.seed = %llu, this job has %ld", path,
+                           (unsigned long long)meta.seed, seed);
+        else if (!found && resuming && meta.samples_seen != meta.step * B)
+            found = errorf(e, "%s: %ld samples after %ld steps does not match train.batch = %ld", path,
+                           meta.samples_seen, meta.step, B);
         if (comm_agree(comm, found, e)) goto fail;
         if (resuming) {
             start = meta.step;
