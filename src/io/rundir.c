@@ -36,8 +36,8 @@ int rundir_init(RunDir *d, const char *dir, Error *e) {
 int rundir_make(const RunDir *d, Error *e) { return make_dirs(d->dir, e); }
 
 typedef struct {
-    char host[256], command[64], started[64];
-    long pid;
+    char host[256], command[64], started[64], slurm_job[64];
+    long pid, slurm_restart;
 } LockInfo;
 
 static void copy_field(char *dst, size_t n, const char *src) {
@@ -58,6 +58,8 @@ static int read_lock(const char *path, LockInfo *li) {
         else if (!strncmp(line, "pid=", 4)) li->pid = strtol(line + 4, NULL, 10);
         else if (!strncmp(line, "command=", 8)) copy_field(li->command, sizeof li->command, line + 8);
         else if (!strncmp(line, "started=", 8)) copy_field(li->started, sizeof li->started, line + 8);
+        else if (!strncmp(line, "slurm_job=", 10)) copy_field(li->slurm_job, sizeof li->slurm_job, line + 10);
+        else if (!strncmp(line, "slurm_restart=", 14)) li->slurm_restart = strtol(line + 14, NULL, 10);
     }
     fclose(f);
     return li->host[0] && li->pid > 0 ? 0 : -1;
@@ -95,6 +97,11 @@ int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Erro
     FILE *f = fopen(tmp, "w");
     if (!f) return errorf(e, "%s: cannot create the lock file: %s", tmp, strerror(errno));
     fprintf(f, "host=%s\npid=%ld\ncommand=%s\nstarted=%s\n", host, (long)getpid(), command, started);
+    // A requeued Slurm job keeps its id and counts its restarts: a lock of an
+    // earlier run of this very job is stale even from another (lost) node.
+    const char *job = getenv("SLURM_JOB_ID"), *restart = getenv("SLURM_RESTART_COUNT");
+    long my_restart = restart ? strtol(restart, NULL, 10) : 0;
+    if (job && *job) fprintf(f, "slurm_job=%s\nslurm_restart=%ld\n", job, my_restart);
     if (fclose(f) != 0) {
         unlink(tmp);
         return errorf(e, "%s: cannot write the lock file: %s", tmp, strerror(errno));
@@ -112,17 +119,23 @@ int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Erro
                            "writing there, remove the file", d->dir, d->lock);
             break;
         }
-        int dead = !strcmp(li.host, host) && !pid_alive(li.pid);
+        int same_host = !strcmp(li.host, host);
+        int requeued = job && *job && !strcmp(li.slurm_job, job) && li.slurm_restart < my_restart;
+        int dead = (same_host && !pid_alive(li.pid)) || requeued;
         if (!dead || attempt > 0) {
             rc = errorf(e, "output.dir %s is in use by another job: %s (pid %ld on %s) since %s (lock %s)%s", d->dir,
                         li.command[0] ? li.command : "?", li.pid, li.host, li.started[0] ? li.started : "?", d->lock,
-                        strcmp(li.host, host) ? "; if that job is dead, remove the lock file" : "");
+                        same_host ? "" : "; if that job is dead, remove the lock file");
             break;
         }
         // A killed job's lock. (Two jobs taking over the same stale lock in
         // the same instant is the one race left; both started by hand.)
-        snprintf(note, n, "took over the stale lock %s of %s (pid %ld, started %s): no such process on %s",
-                 d->lock, li.command[0] ? li.command : "?", li.pid, li.started[0] ? li.started : "?", host);
+        if (requeued)
+            snprintf(note, n, "took over the lock %s of %s (pid %ld on %s): an earlier run (restart %ld) of this Slurm job %s",
+                     d->lock, li.command[0] ? li.command : "?", li.pid, li.host, li.slurm_restart, job);
+        else
+            snprintf(note, n, "took over the stale lock %s of %s (pid %ld, started %s): no such process on %s",
+                     d->lock, li.command[0] ? li.command : "?", li.pid, li.started[0] ? li.started : "?", host);
         if (unlink(d->lock) != 0 && errno != ENOENT) {
             rc = errorf(e, "%s: cannot remove the stale lock: %s", d->lock, strerror(errno));
             break;

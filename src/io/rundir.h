@@ -38,7 +38,9 @@ int rundir_make(const RunDir *d, Error *e);
 // start time. A lock held by a live process, or by a process on another host
 // (which cannot be checked from here), is an error naming the holder. A lock
 // of this host whose PID is not alive is stale (a killed job): it is taken
-// over and note (n bytes) says so; otherwise note is "". Not for the ranks
+// over and note (n bytes) says so; so is, from any host, the lock of an
+// earlier run of the same Slurm job (SLURM_JOB_ID equal, SLURM_RESTART_COUNT
+// lower: a requeue after a lost node). Otherwise note is "". Not for the ranks
 // of one job to call each: one process (rank 0) locks for the job.
 int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Error *e);
 

@@ -8,7 +8,8 @@
 #    --allow-changes; train.steps and output/log settings may change
 #  - the lock on output.dir: a live holder (this host, 1 and 2 ranks; another host) is refused
 #    naming its pid; a dead one's stale lock is taken over with a note; the lock is gone after a
-#    normal, an error and a signal exit; a second job on a running job's directory is refused
+#    normal, an error and a signal exit; a second job on a running job's directory is refused; a
+#    requeued Slurm job takes over its earlier run's lock from another node
 #  - run --resume / --resume=auto skip exactly the stages complete in run.h5
 #  - elastic: 6 steps on 2 ranks == the same job stopped after step 3 and resumed on 3 and on
 #    1 rank (float tolerance)
@@ -90,6 +91,20 @@ done
 printf 'host=elsewhere.example\npid=1\ncommand=run\n' > "$T/lk/.lock"
 timeout 60 mpirun --oversubscribe -np 1 "$BIN" train "$JOB" --set output.dir="$T/lk" >"$T/lk.log" 2>&1; rc=$?
 [ $rc -eq 1 ] && has lk "run (pid 1 on elsewhere.example)" && has lk "if that job is dead, remove the lock file" && ok || bad "other host's lock: rc $rc: $(log lk)"
+# a requeued Slurm job (same SLURM_JOB_ID, higher SLURM_RESTART_COUNT) takes over its earlier run's
+# lock from a lost node; another job's lock, or one of the same restart, stays refused
+slurm_lock() { printf 'host=lost-node\npid=77\ncommand=distill\nslurm_job=%s\nslurm_restart=0\n' "$1" > "$T/lk/.lock"; }
+for jr in "4242 0 refused" "999 1 refused" "4242 1 taken"; do
+  set -- $jr; slurm_lock 4242
+  timeout 60 mpirun --oversubscribe -np 1 env SLURM_JOB_ID=$1 SLURM_RESTART_COUNT=$2 "$BIN" train "$JOB" --set output.dir="$T/lk" \
+    --set train.steps=1 >"$T/lk.log" 2>&1; rc=$?
+  if [ $3 = taken ]; then
+    [ $rc -eq 0 ] && has lk "took over the lock .* of distill (pid 77 on lost-node): an earlier run (restart 0) of this Slurm job 4242" \
+      && [ ! -e "$T/lk/.lock" ] && ok || bad "requeued Slurm job: rc $rc: $(log lk)"
+  else
+    [ $rc -eq 1 ] && has lk "in use by another job: distill (pid 77 on lost-node)" && ok || bad "Slurm job $1 restart $2: rc $rc: $(log lk)"
+  fi
+done
 sleep 0.01 & dead=$!; wait $dead
 printf 'host=%s\npid=%d\ncommand=distill\nstarted=x\n' "$HOST" $dead > "$T/lk/.lock"
 train lk 2 --set train.steps=1; rc=$?
