@@ -13,7 +13,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: laptop-diff <command> TARGET [--set section.key=value ...] [--resume]\n"
+            "usage: laptop-diff <command> TARGET [--set section.key=value ...] [--resume[=auto]] [--allow-changes]\n"
             "\n"
             "commands:\n"
             "  info JOB.cfg|MODEL.safetensors   architecture table, candidate layers, totals\n"
@@ -27,7 +27,12 @@ static void usage(FILE *f) {
             "  config-reference                 every job-file key with default and meaning (Markdown)\n"
             "\n"
             "A checkpoint's architecture comes from its own metadata, a diffusers config.json\n"
-            "beside it, or its tensor shapes (head counts then from --set model.attention_head_dim).\n");
+            "beside it, or its tensor shapes (head counts then from --set model.attention_head_dim).\n"
+            "\n"
+            "--resume continues from the newest checkpoint that loads (a corrupted one is skipped\n"
+            "with a warning); --resume=auto does the same, or starts fresh when there is none.\n"
+            "run skips the stages complete in run.h5. A resume refuses a job whose settings that\n"
+            "matter changed (it names them) unless --allow-changes is given.\n");
 }
 
 // After a failure every rank knows of (comm_agree): ranks usually fail together
@@ -70,6 +75,13 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     RunCtx r;
     if (run_ctx_init(&r, &jc, &comm, &h5, &e)) {  // the same check on every rank
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        comm_mpi_free(&comm);
+        return 1;
+    }
+    // every command here writes into output.dir: one job at a time
+    if (run_ctx_lock(&r, cmd, &e)) {
+        report(&comm, &e);
+        run_ctx_free(&r);
         comm_mpi_free(&comm);
         return 1;
     }
@@ -117,7 +129,7 @@ int main(int argc, char **argv) {
     }
     // TARGET then options
     const char *target = NULL;
-    int resume = 0;
+    int resume = 0, allow_changes = 0;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0;
     for (int i = 2; i < argc; i++) {
@@ -129,7 +141,11 @@ int main(int argc, char **argv) {
             }
             sets[n_sets++] = argv[++i];
         } else if (!strcmp(argv[i], "--resume")) {
-            resume = 1;
+            resume = (resume & ~TRAINER_RESUME_MODE) | TRAINER_RESUME_YES;
+        } else if (!strcmp(argv[i], "--resume=auto")) {
+            resume = (resume & ~TRAINER_RESUME_MODE) | TRAINER_RESUME_AUTO;
+        } else if (!strcmp(argv[i], "--allow-changes")) {
+            allow_changes = 1;
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_sets++] = argv[i] + 6;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
@@ -142,6 +158,14 @@ int main(int argc, char **argv) {
             if (rank == 0) fprintf(stderr, "laptop-diff: unexpected argument %s\n", argv[i]);
             rc = 2;
             break;
+        }
+    }
+    if (!rc && allow_changes) {
+        if (resume & TRAINER_RESUME_MODE) {
+            resume |= TRAINER_ALLOW_CHANGES;
+        } else {
+            if (rank == 0) fprintf(stderr, "laptop-diff: --allow-changes only goes with --resume or --resume=auto\n");
+            rc = 2;
         }
     }
     if (!rc && !target) {

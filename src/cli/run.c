@@ -1,11 +1,14 @@
 // run.c — see run.h.
 #include "cli/run.h"
 
+#include <hdf5.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "model/checkpoint.h"
+#include "train/trainer.h"
 
 int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5, Error *e) {
     memset(r, 0, sizeof *r);
@@ -13,7 +16,20 @@ int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5
     return rundir_init(&r->dir, cfg->output.dir, e);
 }
 
+int run_ctx_lock(RunCtx *r, const char *command, Error *e) {
+    int rc = 0;
+    if (r->comm->rank == 0) {
+        char note[RUNDIR_PATH + 512];
+        rc = rundir_lock(&r->dir, command, note, sizeof note, e);
+        r->locked = rc == 0;
+        if (!rc && note[0]) printf("note: %s\n", note);
+    }
+    return comm_agree(r->comm, rc, e);
+}
+
 void run_ctx_free(RunCtx *r) {
+    if (r->locked) rundir_unlock(&r->dir);
+    r->locked = 0;
     if (r->have_calib) calib_free(&r->calib);
     unet_free(r->teacher);
     r->teacher = NULL, r->have_calib = 0;
@@ -48,19 +64,77 @@ Calib *run_calib(RunCtx *r, Error *e) {
     return &r->calib;
 }
 
+// Whether path exists in the HDF5 file (read-only; file locking off, as h5log).
+static int h5_has(hid_t f, const char *path) {
+    // each prefix must exist before H5Lexists may look one level deeper
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *c = buf + 1;; c++) {
+        if (*c != '/' && *c) continue;
+        char keep = *c;
+        *c = '\0';
+        if (H5Lexists(f, buf, H5P_DEFAULT) <= 0) return 0;
+        if (!keep) return 1;
+        *c = keep;
+    }
+}
+
+// Rank 0: which pruning stages run.h5 and the run directory show complete:
+// bit 0 score (/prune/scores/<c> for every configured criterion), bit 1 plan
+// (/prune/plan and student_init.safetensors).
+static int stages_done(const RunCtx *r) {
+    if (access(r->dir.run_h5, R_OK) != 0) return 0;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 0, 1);
+    int done = 0;
+    H5E_BEGIN_TRY {
+        hid_t f = H5Fopen(r->dir.run_h5, H5F_ACC_RDONLY, fapl);
+        if (f >= 0) {
+            int score = 1;
+            for (int k = 0; k < r->cfg->prune.n_criteria; k++) {
+                char ds[128];
+                snprintf(ds, sizeof ds, "/prune/scores/%s", criterion_name(r->cfg->prune.criterion[k]));
+                score = score && h5_has(f, ds);
+            }
+            done = score | (h5_has(f, "/prune/plan") && access(r->dir.student_init, R_OK) == 0) << 1;
+            H5Fclose(f);
+        }
+    }
+    H5E_END_TRY;
+    H5Pclose(fapl);
+    return done;
+}
+
 int run_main(RunCtx *r, int resume, Error *e) {
     double t0 = now_s();
     const char *names[4] = {"score", "plan", "distill", "eval"};
+    // A resumed run skips the pruning stages that are complete on disk and
+    // continues distill from its checkpoint (or starts it if it has none).
+    int done = 0, distill_resume = TRAINER_RESUME_NO;
+    if (resume & TRAINER_RESUME_MODE) {
+        if (r->comm->rank == 0) done = stages_done(r);
+        r->comm->bcast(r->comm, &done, sizeof done, 0);
+        if (!(done & 1)) done = 0;  // new scores make a new plan
+        if (done & 2) distill_resume = TRAINER_RESUME_AUTO | (resume & TRAINER_ALLOW_CHANGES);
+    }
     for (int k = 0; k < 4; k++) {
-        // a resumed run skips the finished pruning stages: its student is on disk
-        if (resume && k < 2) continue;
+        if (k < 2 && done >> k & 1) {
+            if (r->comm->rank == 0)
+                printf(k == 0 ? "== run: resume: skipping score, complete: %s has /prune/scores for every prune.criterion\n"
+                              : "== run: resume: skipping plan, complete: %s has /prune/plan and student_init.safetensors is there\n",
+                       r->dir.run_h5);
+            continue;
+        }
         if (r->comm->rank == 0) {
+            if (k == 2 && (resume & TRAINER_RESUME_MODE) && !distill_resume)
+                printf("== run: resume: %s, so distill starts fresh\n",
+                       done & 1 ? "plan was not complete" : "score was not complete");
             printf("== run: %s (%.0f s so far)\n", names[k], now_s() - t0);
             fflush(stdout);
         }
         int rc = k == 0 ? score_main(r, e)
                  : k == 1 ? plan_main(r, e)
-                 : k == 2 ? distill_main(r, resume, e)
+                 : k == 2 ? distill_main(r, distill_resume, e)
                           : eval_main(r, e);
         if (rc) return rc;
         // distill and eval need no calibration set: give its memory back

@@ -23,10 +23,17 @@ typedef struct {
     UNet *teacher;       // NULL until run_teacher
     Calib calib;         // valid once have_calib
     int have_calib;
+    int locked;          // rank 0 holds dir.lock (released by run_ctx_free)
 } RunCtx;
 
 // Checks output.dir (io/rundir.h); loads nothing. Every rank calls it.
 int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5, Error *e);
+// Rank 0 takes output.dir's lock (rundir_lock; a stale one is taken over
+// with a note on stdout); all ranks agree, so every rank stops when another
+// job holds it. For the commands that write into output.dir.
+int run_ctx_lock(RunCtx *r, const char *command, Error *e);
+
+// Frees what the context loaded and releases the lock: call it on every exit.
 void run_ctx_free(RunCtx *r);
 
 // The teacher (model.weights), loaded by every rank on first use; all ranks
@@ -37,7 +44,10 @@ UNet *run_teacher(RunCtx *r, Error *e);
 // outputs, built on first use (loads the teacher if needed). NULL + e.
 Calib *run_calib(RunCtx *r, Error *e);
 
-// score -> plan -> distill -> eval on one context. With resume, the pruning
-// stages are skipped (their student is on disk) and distill resumes.
+// score -> plan -> distill -> eval on one context. resume is TRAINER_RESUME_*
+// (train/trainer.h): with either mode, score is skipped when run.h5 has every
+// configured criterion's scores, plan when it also has /prune/plan and
+// student_init.safetensors is there (each skip is printed), and distill then
+// continues from its newest checkpoint or starts fresh; eval always runs.
 int run_main(RunCtx *r, int resume, Error *e);
 #endif

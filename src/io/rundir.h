@@ -21,6 +21,7 @@ typedef struct {
     char samples_png[RUNDIR_PATH];   // samples.png: sample
     char samples_h5[RUNDIR_PATH];    // samples.h5: sample
     char eval_png[RUNDIR_PATH];      // teacher_vs_student.png: eval
+    char lock[RUNDIR_PATH];          // .lock: "host=... pid=..." of the job writing here
 } RunDir;
 
 // Fills d for output.dir `dir`. An empty or over-long dir is an error naming
@@ -30,4 +31,19 @@ int rundir_init(RunDir *d, const char *dir, Error *e);
 
 // mkdir -p the run directory.
 int rundir_make(const RunDir *d, Error *e);
+
+// Makes the run directory and takes its lock, so two jobs never write one
+// run: d->lock appears atomically (written complete under a temp name, then
+// link(2), which fails if the name exists) holding host, pid, command and
+// start time. A lock held by a live process, or by a process on another host
+// (which cannot be checked from here), is an error naming the holder. A lock
+// of this host whose PID is not alive is stale (a killed job): it is taken
+// over and note (n bytes) says so; so is, from any host, the lock of an
+// earlier run of the same Slurm job (SLURM_JOB_ID equal, SLURM_RESTART_COUNT
+// lower: a requeue after a lost node). Otherwise note is "". Not for the ranks
+// of one job to call each: one process (rank 0) locks for the job.
+int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Error *e);
+
+// Removes d->lock if this process holds it (best effort, also on error exits).
+void rundir_unlock(const RunDir *d);
 #endif

@@ -22,6 +22,30 @@
 static const char *const kGroups[] = {"", "optim.m.", "optim.v.", "ema."};
 enum { G_PARAM, G_M, G_V, G_EMA, N_GROUPS };
 
+#define CHECKSUM_KIND "fnv1a64-words:"
+
+// FNV-1a 64 over 32-bit words: any one changed word changes the result (each
+// step is a bijection of the state), at a quarter of the byte-wise cost.
+static uint64_t fnv_words(uint64_t h, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t w;
+        memcpy(&w, &x[i], sizeof w);
+        h ^= w;
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+// The checksum of the groups' arrays (NULL: group absent), in file order.
+static void state_checksum(const UNet *u, const float *const arrays[N_GROUPS], char out[64]) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (!arrays[g]) continue;
+        for (int i = 0; i < u->pt.n; i++) h = fnv_words(h, arrays[g] + u->pt.t[i].offset, u->pt.t[i].numel);
+    }
+    snprintf(out, 64, CHECKSUM_KIND "%016" PRIx64, h);
+}
+
 int train_state_path(const char *dir, long step, char *out, size_t n) {
     size_t dl = strlen(dir);
     const char *sep = dl && dir[dl - 1] == '/' ? "" : "/";
@@ -188,10 +212,12 @@ int train_state_save(const char *dir, const UNet *u, const float *m, const float
     snprintf(seed, sizeof seed, "%" PRIu64, meta->seed);
     snprintf(ranks, sizeof ranks, "%d", meta->ranks);
     snprintf(version, sizeof version, "%d", TRAIN_STATE_VERSION);
-    char *cfg = model_config_to_json(&u->cfg), *rm = unet_removed_names(u);
+    char *cfg = model_config_to_json(&u->cfg), *rm = unet_removed_names(u), sum[64];
+    state_checksum(u, arrays, sum);
     const char *kv[] = {"format", TRAIN_STATE_FORMAT, "format_version", version, "step", step,
                         "samples_seen", seen, "seed", seed, "ranks", ranks,
-                        "config_hash", meta->config_hash, "config", cfg, "removed", rm};
+                        "config_hash", meta->config_hash, "config", cfg, "removed", rm,
+                        "checksum", sum, "job_config", meta->config_text ? meta->config_text : ""};
     char path[4096];
     int rc = train_state_path(dir, meta->step, path, sizeof path)
                  ? errorf(e, "%s: checkpoint path too long", dir)
@@ -253,7 +279,7 @@ static int load_meta(const StFile *f, const UNet *u, TrainMeta *meta, Error *e) 
                       fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
     long version, ranks;
     if (meta_long(f, "format_version", 0, &version, e)) return -1;
-    if (version != TRAIN_STATE_VERSION)
+    if (version < 1 || version > TRAIN_STATE_VERSION)
         return errorf(e, "%s: checkpoint format_version %ld is not supported (this build reads %d)", f->path,
                       version, TRAIN_STATE_VERSION);
     memset(meta, 0, sizeof *meta);
@@ -332,6 +358,15 @@ int train_state_load(const char *path, UNet *u, float *m, float *v, float *ema, 
     if (!rc) rc = check_tensors(&f, u, &has_ema, e);
     if (!rc && ema && !has_ema)
         rc = errorf(e, "%s: the checkpoint has no EMA weights, but this run keeps an EMA", path);
+    // Version 2 files carry a checksum over every tensor: the EMA weights are
+    // read (into scratch) even when the caller does not want them.
+    const char *want_sum = rc ? NULL : st_meta(&f, "checksum");
+    long version = 0;
+    if (!rc && meta_long(&f, "format_version", 1, &version, e)) rc = -1;
+    if (!rc && version >= 2 && !want_sum) rc = errorf(e, "%s: metadata 'checksum' is missing", path);
+    float *scratch = NULL;
+    if (!rc && want_sum && has_ema && !ema) ema = scratch = xmalloc(u->pt.total * sizeof *scratch);
+    if (!has_ema) ema = NULL;
     float *dst[N_GROUPS] = {u->params, m, v, ema};
     char name[LD_NAME_MAX + 16];
     for (int g = 0; g < N_GROUPS && !rc; g++) {
@@ -345,8 +380,143 @@ int train_state_load(const char *path, UNet *u, float *m, float *v, float *ema, 
             rc = errorf(e, "%s: the %s tensors contain NaN/Inf (corrupted file?)", path,
                         g == G_PARAM ? "parameter" : g == G_EMA ? "EMA" : "optimizer moment");
     }
+    if (!rc && want_sum) {
+        char got[64];
+        state_checksum(u, (const float *const *)dst, got);
+        if (strcmp(got, want_sum))
+            rc = errorf(e, "%s: checksum mismatch (file says %.40s, the tensors give %s): the file is corrupted",
+                        path, want_sum, got);
+    }
+    free(scratch);
     st_close(&f);
     return rc;
+}
+
+int train_state_load_latest(const char *dir, UNet *u, float *m, float *v, float *ema, TrainMeta *meta,
+                            char *path, size_t n, FILE *warn, Error *e) {
+    Entry *en;
+    int cnt;
+    int rc = scan_dir(dir, &en, &cnt, NULL, NULL);
+    if (rc < 0) return errorf(e, "%s: cannot list checkpoints: %s", dir, strerror(errno));
+    if (rc == 1 || cnt == 0) {
+        entries_free(en, cnt);
+        return 1;
+    }
+    Error first = {0};
+    rc = -1;
+    for (int i = 0; i < cnt && rc; i++) {
+        char *p = join(dir, en[i].name);
+        Error ei = {0};
+        if (strlen(p) >= n) {
+            errorf(&ei, "%s: checkpoint path too long", p);
+        } else if (train_state_load(p, u, m, v, ema, meta, &ei) == 0) {
+            memcpy(path, p, strlen(p) + 1);
+            rc = 0;
+        }
+        if (rc) {
+            if (i == 0) first = ei;
+            if (warn)
+                fprintf(warn, "warning: cannot resume from %s: %s%s\n", en[i].name, ei.msg,
+                        i + 1 < cnt ? "; trying the previous checkpoint" : "");
+        }
+        free(p);
+    }
+    if (rc)
+        errorf(e, "no checkpoint in %s loads (%d tried); the newest: %s", dir, cnt, first.msg);
+    entries_free(en, cnt);
+    return rc;
+}
+
+int train_state_job_config(const char *path, char **text, Error *e) {
+    StFile f;
+    *text = NULL;
+    if (st_open(&f, path, e)) return -1;
+    const char *s = st_meta(&f, "job_config");
+    if (s && *s) *text = xstrdup(s);
+    st_close(&f);
+    return 0;
+}
+
+// Settings that do not change a continued run's trajectory.
+static int key_is_free(const char *section, const char *key) {
+    static const char *const free_keys[] = {"train.steps", "train.log_interval", "train.checkpoint_interval",
+                                            "runtime.threads", "runtime.device"};
+    static const char *const free_sections[] = {"output", "eval", "sample"};
+    for (size_t i = 0; i < sizeof free_sections / sizeof *free_sections; i++)
+        if (!strcmp(section, free_sections[i])) return 1;
+    char full[256];
+    snprintf(full, sizeof full, "%s.%s", section, key);
+    for (size_t i = 0; i < sizeof free_keys / sizeof *free_keys; i++)
+        if (!strcmp(full, free_keys[i])) return 1;
+    return 0;
+}
+
+// The value of section.key in job_config_text's layout ("sec = {" lines,
+// then "  key = value;" lines, "};"): a pointer into text and its length.
+static const char *config_value(const char *text, const char *section, const char *key, size_t *len) {
+    size_t sl = strlen(section), kl = strlen(key);
+    int in = 0;
+    for (const char *l = text; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t ll = end ? (size_t)(end - l) : strlen(l);
+        if (ll >= sl + 4 && !strncmp(l, section, sl) && !strncmp(l + sl, " = {", 4)) in = 1;
+        else if (ll >= 2 && !strncmp(l, "};", 2)) in = 0;
+        else if (in && ll > kl + 5 && !strncmp(l, "  ", 2) && !strncmp(l + 2, key, kl) && !strncmp(l + 2 + kl, " = ", 3)) {
+            *len = ll - kl - 5;
+            return l + kl + 5;
+        }
+        l = end ? end + 1 : NULL;
+    }
+    return NULL;
+}
+
+static void append_key(char *out, size_t n, size_t *used, const char *sec, const char *key) {
+    if (*used + 1 >= n) return;
+    int w = snprintf(out + *used, n - *used, "%s%s.%s", *used ? ", " : "", sec, key);
+    if (w < 0 || (size_t)w >= n - *used) {
+        if (n >= 4) memcpy(out + n - 4, "...", 4);
+        *used = n;
+        return;
+    }
+    *used += (size_t)w;
+}
+
+// Every key of text a against b (keys only in a count as differing).
+static int diff_one_way(const char *a, const char *b, int skip_shared, char *out, size_t n, size_t *used) {
+    int count = 0;
+    char sec[128] = "";
+    for (const char *l = a; l && *l;) {
+        const char *end = strchr(l, '\n');
+        size_t ll = end ? (size_t)(end - l) : strlen(l);
+        const char *brace = memchr(l, '{', ll);
+        if (brace && l[0] != ' ' && l[0] != '#') {
+            size_t k = strcspn(l, " =");
+            if (k < sizeof sec) memcpy(sec, l, k), sec[k] = '\0';
+        } else if (ll > 2 && !strncmp(l, "  ", 2) && *sec) {
+            char key[128];
+            size_t k = strcspn(l + 2, " =");
+            if (k < sizeof key) {
+                memcpy(key, l + 2, k);
+                key[k] = '\0';
+                size_t la, lb;
+                const char *va = config_value(a, sec, key, &la), *vb = config_value(b, sec, key, &lb);
+                int differs = !vb ? 1 : skip_shared ? 0 : la != lb || memcmp(va, vb, la);
+                if (differs && !key_is_free(sec, key)) {
+                    count++;
+                    append_key(out, n, used, sec, key);
+                }
+            }
+        }
+        l = end ? end + 1 : NULL;
+    }
+    return count;
+}
+
+int train_state_config_diff(const char *old_text, const char *new_text, char *out, size_t n) {
+    size_t used = 0;
+    if (n) out[0] = '\0';
+    int c = diff_one_way(old_text, new_text, 0, out, n, &used);
+    return c + diff_one_way(new_text, old_text, 1, out, n, &used);  // keys the old config lacks
 }
 
 void train_state_hash(const char *text, char out[17]) {

@@ -5,23 +5,31 @@
 // "optim.m.<name>" / "optim.v.<name>", optional EMA weights as "ema.<name>"
 // (all F32, bit-exact), and __metadata__: format, format_version, step,
 // samples_seen (the data position), seed, ranks, config_hash, config (the
-// architecture, diffusers JSON) and removed (absent layers).
+// architecture, diffusers JSON), removed (absent layers), job_config (the
+// effective job config text, so a resume can name the settings it changed)
+// and checksum: FNV-1a 64 over the tensors' 32-bit words (parameters, then
+// m, v, EMA, each in parameter order), verified on load, so a bit flip on
+// disk is an error naming the file instead of a resume that diverges later.
 //
 // The RNG is counter-based (rng.h): seed + step are its whole state.
 // Atomicity comes from st_write (temp file, fsync, rename): a file with the
 // final name is always complete, so the newest name is the newest good
 // checkpoint and a job killed mid-save leaves the previous one as it was
 // (plus a *.tmp.<pid> file that the next save deletes). No marker file.
+// What atomicity cannot prevent (a disk that truncates or flips bits after
+// the rename) the checksum catches, and train_state_load_latest falls back
+// to the previous checkpoint (the newest two are kept).
 #ifndef LD_TRAIN_STATE_H
 #define LD_TRAIN_STATE_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "core/common.h"
 #include "model/unet.h"
 
 #define TRAIN_STATE_FORMAT "laptop-diff-train-state"
-#define TRAIN_STATE_VERSION 1
+#define TRAIN_STATE_VERSION 2  // 2: checksum and job_config (1 still loads, unverified)
 
 typedef struct {
     long step;             // optimizer steps completed; the next is step + 1
@@ -29,6 +37,7 @@ typedef struct {
     uint64_t seed;         // the run's seed
     int ranks;             // world size that wrote it (bit-exact resume needs the same)
     char config_hash[65];  // caller's fingerprint of the job config, "" if none
+    const char *config_text;  // save: the effective job config (NULL: none); load: always NULL
 } TrainMeta;
 
 // "<dir>/ckpt_%08ld.safetensors" into out; -1 if it does not fit.
@@ -56,6 +65,27 @@ int train_state_find_latest(const char *dir, char *path, size_t n, Error *e);
 // weights in the file is an error. On error the outputs are unspecified.
 int train_state_load(const char *path, UNet *u, float *m, float *v, float *ema, TrainMeta *meta,
                      Error *e);
+
+// Like train_state_load, trying dir's checkpoints newest first: one that does
+// not load (truncated, checksum mismatch, ...) is reported on warn (NULL:
+// quiet) with the file and why, and the next older one is tried. 0: loaded,
+// path (n bytes) names it; 1: no checkpoint in dir; -1 + e: none loads (e
+// names the newest and why) or dir cannot be read.
+int train_state_load_latest(const char *dir, UNet *u, float *m, float *v, float *ema, TrainMeta *meta,
+                            char *path, size_t n, FILE *warn, Error *e);
+
+// The job_config text stored in a checkpoint into *text (malloc'd; NULL if
+// the file has none, as format_version 1 files). -1 + e if unreadable.
+int train_state_job_config(const char *path, char **text, Error *e);
+
+// The settings that differ between two effective job configs
+// (job_config_text) and matter for continuing a run, as "section.key"
+// separated by ", " into out (n bytes, truncated with "..."). Settings that
+// do not change the continued trajectory are ignored: train.steps (extending
+// a run), train.log_interval, train.checkpoint_interval, the output, eval and
+// sample sections, runtime.threads and runtime.device. Returns the number of
+// differing keys.
+int train_state_config_diff(const char *old_text, const char *new_text, char *out, size_t n);
 
 // FNV-1a 64 of text as 16 hex digits: a config fingerprint for TrainMeta.
 void train_state_hash(const char *text, char out[17]);

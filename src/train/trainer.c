@@ -43,7 +43,8 @@ static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *o
                            long seed, const char *hash, Error *e) {
     int rc = 0;
     if (c->rank == 0) {
-        TrainMeta meta = {.step = step, .samples_seen = step * B, .seed = (uint64_t)seed, .ranks = c->size};
+        TrainMeta meta = {.step = step, .samples_seen = step * B, .seed = (uint64_t)seed, .ranks = c->size,
+                          .config_text = opt->config_text};
         snprintf(meta.config_hash, sizeof meta.config_hash, "%s", hash);
         rc = train_state_save(opt->ckpt_dir, u, opt_state->m, opt_state->v, opt_state->ema, &meta, 2, e);
     }
@@ -85,36 +86,56 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
     if (comm_agree(comm, rc, e)) goto fail;
     train_state_hash(cfg_text, hash);
-    if (opt->resume) {
+    int resuming = 0;
+    if (opt->resume & TRAINER_RESUME_MODE) {
         char path[1200];
-        int found = train_state_find_latest(opt->ckpt_dir, path, sizeof path, e);
-        if (found != 0) {
-            if (found > 0) errorf(e, "--resume: no checkpoint in %s", opt->ckpt_dir);
-            goto fail;
-        }
         TrainMeta meta;
-        if (train_state_load(path, u, ad->m, ad->v, ad->ema, &meta, e)) goto fail;
-        if (meta.seed != (uint64_t)seed) {
-            errorf(e, "%s: written with runtime.seed = %llu, this job has %ld", path, (unsigned long long)meta.seed, seed);
-            goto fail;
+        // every rank loads the same file; rank 0 tells of the ones it skipped
+        int found = train_state_load_latest(opt->ckpt_dir, u, ad->m, ad->v, ad->ema, &meta, path, sizeof path,
+                                            comm->rank == 0 ? stderr : NULL, e);
+        if (found > 0 && (opt->resume & TRAINER_RESUME_MODE) == TRAINER_RESUME_AUTO) {
+            if (comm->rank == 0) printf("%s: --resume=auto: no checkpoint in %s, starting fresh\n", opt->stage, opt->ckpt_dir);
+            found = 0;
+        } else if (found > 0) {
+            found = errorf(e, "--resume: no checkpoint in %s (--resume=auto starts fresh then)", opt->ckpt_dir);
+        } else if (found == 0) {
+            resuming = 1;
         }
-        if (meta.samples_seen != meta.step * B) {
-            errorf(e, "%s: %ld samples after %ld steps does not match train.batch = %ld", path, meta.samples_seen,
-                   meta.step, B);
-            goto fail;
+        // the named settings first: they say more than the seed or batch checks below
+        if (!found && resuming) {
+            char *old = NULL, keys[600];
+            found = train_state_job_config(path, &old, e);
+            int nd = !found && old ? train_state_config_diff(old, cfg_text, keys, sizeof keys) : 0;
+            if (nd && !(opt->resume & TRAINER_ALLOW_CHANGES))
+                found = errorf(e, "%s: this job changes %d setting%s that matter%s for continuing the run: %s "
+                                  "(pass --allow-changes to resume anyway)", path, nd, nd == 1 ? "" : "s",
+                               nd == 1 ? "s" : "", keys);
+            else if (nd && comm->rank == 0)
+                printf("%s: --allow-changes: resuming with changed settings: %s\n", opt->stage, keys);
+            free(old);
         }
-        start = meta.step;
-        ad->step = meta.step;
-        if (comm->rank == 0) {
-            printf("%s: resumed from %s at step %ld/%ld\n", opt->stage, path, start, steps);
-            if (meta.ranks != comm->size)
-                printf("%s: note: the checkpoint was written by %d ranks, this run has %d: it continues the same "
-                       "global batches, equal to float tolerance but not bit for bit\n", opt->stage, meta.ranks, comm->size);
+        if (!found && resuming && meta.seed != (uint64_t)seed)
+            found = errorf(e, "%s: written with runtime.seed = %llu, this job has %ld", path,
+                           (unsigned long long)meta.seed, seed);
+        else if (!found && resuming && meta.samples_seen != meta.step * B)
+            found = errorf(e, "%s: %ld samples after %ld steps does not match train.batch = %ld", path,
+                           meta.samples_seen, meta.step, B);
+        if (comm_agree(comm, found, e)) goto fail;
+        if (resuming) {
+            start = meta.step;
+            ad->step = meta.step;
+            if (comm->rank == 0) {
+                printf("%s: resumed from %s at step %ld/%ld\n", opt->stage, path, start, steps);
+                if (meta.ranks != comm->size)
+                    printf("%s: note: the checkpoint was written by %d ranks, this run has %d: it continues the same "
+                           "global batches, equal to float tolerance but not bit for bit\n", opt->stage, meta.ranks,
+                           comm->size);
+            }
         }
     }
     if (comm->rank == 0) {
         // run.h5 may already hold /prune from score and plan: keep it, restart /train (or trim it on resume)
-        log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, opt->resume ? start : -1, e);
+        log = h5log_open(opt->run_h5, cfg_text, H5LOG_OPEN, resuming ? start : -1, e);
         if (!log) rc = -1;
     }
     if (comm_agree(comm, rc, e)) goto fail;

@@ -40,13 +40,20 @@ typedef struct {
     void *self;
 } TrainTask;
 
+// --resume: the newest checkpoint that loads (an error if there is none);
+// --resume=auto: the same, or a fresh start when ckpt_dir has none. A resume
+// refuses a job config whose settings that matter differ from the
+// checkpoint's (train_state_config_diff) unless TRAINER_ALLOW_CHANGES is set.
+enum { TRAINER_RESUME_NO = 0, TRAINER_RESUME_YES = 1, TRAINER_RESUME_AUTO = 2, TRAINER_RESUME_MODE = 3,
+       TRAINER_ALLOW_CHANGES = 4 };
+
 typedef struct {
     const char *stage;        // "train" or "distill": progress lines and file names
     const char *run_h5;       // path of run.h5 (rank 0 writes it)
     const char *ckpt_dir;     // checkpoints
     const char *model_out;    // final weights (.safetensors)
     const char *ema_out;      // their EMA (written when train.ema_decay > 0)
-    int resume;               // continue from the newest checkpoint in ckpt_dir
+    int resume;               // TRAINER_RESUME_* (| TRAINER_ALLOW_CHANGES): continue from ckpt_dir
     const char *const *meta;  // extra metadata for the saved model (pairs)
     int n_meta;
     const char *config_text;  // the effective job config: stored in run.h5, hashed into checkpoints

@@ -1,7 +1,9 @@
 // test_train_state.c — training checkpoints: bit-exact round trip, keep-N and
 // abandoned-future pruning, every kind of bad file rejected with an error that
 // names it, and a save SIGKILLed at random moments never leaving a checkpoint
-// that find_latest returns but load rejects.
+// that find_latest returns but load rejects; the checksum catching a flipped
+// bit, load_latest falling back past a truncated or corrupted newest file,
+// and the config diff naming the settings that matter.
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
@@ -315,8 +317,10 @@ static void test_bad_files(void) {
     expect_rejected(bad, &s, "'ranks'", "zero ranks");
     EXPECT(!patched_copy(good, bad, "\"samples_seen\":", "\"samples_sean\":"), "patch");
     expect_rejected(bad, &s, "'samples_seen'", "missing data position");
-    EXPECT(!patched_copy(good, bad, "\"format_version\":\"1\"", "\"format_version\":\"2\""), "patch");
-    expect_rejected(bad, &s, "format_version 2", "newer format");
+    EXPECT(!patched_copy(good, bad, "\"format_version\":\"2\"", "\"format_version\":\"3\""), "patch");
+    expect_rejected(bad, &s, "format_version 3", "newer format");
+    EXPECT(!patched_copy(good, bad, "\"checksum\":", "\"checksun\":"), "patch");
+    expect_rejected(bad, &s, "'checksum'", "missing checksum");
     EXPECT(!patched_copy(good, bad, "laptop-diff-train-state", "laptop-diff-train-stat_"), "patch");
     expect_rejected(bad, &s, "not a laptop-diff training checkpoint", "other format");
     EXPECT(!patched_copy(good, bad, "\"optim.v.conv_in.weight\"", "\"optim.w.conv_in.weight\""), "patch");
@@ -389,6 +393,125 @@ static void test_bad_files(void) {
 }
 
 // ---- SIGKILL during saves ------------------------------------------------------
+
+// Flips one bit of byte `at` from the end of the file (inside the tensor data).
+static void flip_bit(const char *src, const char *dst, size_t at, int bit) {
+    size_t n;
+    char *b = slurp(src, &n);
+    if (!b) return;
+    b[n - at] ^= (char)(1 << bit);
+    spit(dst, b, n);
+    free(b);
+}
+
+// One flipped bit anywhere in the data is caught by the checksum, not only
+// those that make a value NaN/Inf; a file without the checksum (format 1)
+// still loads.
+static void test_checksum(void) {
+    char dir[600], good[700], bad[700];
+    make_dir(dir, sizeof dir, "checksum");
+    State s = state_new(8);
+    if (!s.u) return;
+    state_fill(&s, 5);
+    TrainMeta tm = meta_of(5), got;
+    Error e = {0};
+    EXPECT(train_state_save(dir, s.u, s.m, s.v, s.ema, &tm, 2, &e) == 0, "save: %s", e.msg);
+    train_state_path(dir, 5, good, sizeof good);
+    snprintf(bad, sizeof bad, "%s/flipped.safetensors", dir);
+    // the lowest mantissa bit of the last float (EMA) and of one near the
+    // middle; the load without EMA must still verify the EMA bytes
+    size_t n;
+    free(slurp(good, &n));
+    size_t at[] = {1, n / 2, 4 * s.n + 3};
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        flip_bit(good, bad, at[i], 0);
+        expect_rejected(bad, &s, "checksum mismatch", "one flipped bit");
+    }
+    EXPECT(train_state_load(good, s.u, s.m, s.v, s.ema, &got, &e) == 0, "the good file still loads: %s", e.msg);
+    // format 1: no checksum to verify
+    char v1[700];
+    snprintf(v1, sizeof v1, "%s/v1.safetensors", dir);
+    EXPECT(!patched_copy(good, v1, "\"format_version\":\"2\"", "\"format_version\":\"1\""), "patch");
+    EXPECT(!patched_copy(v1, v1, "\"checksum\":", "\"checksun\":"), "patch");
+    EXPECT(train_state_load(v1, s.u, s.m, s.v, s.ema, &got, &e) == 0, "format 1 without checksum: %s", e.msg);
+    state_free(&s);
+}
+
+static long load_latest_step(const char *dir, State *s, FILE *warn, char *path, int *rc, Error *e) {
+    TrainMeta got = {0};
+    *rc = train_state_load_latest(dir, s->u, s->m, s->v, s->ema, &got, path, 700, warn, e);
+    return *rc ? -1 : got.step;
+}
+
+// The newest checkpoint truncated or bit-flipped: a warning naming it, and
+// the previous one loads; both bad: an error naming the newest and why.
+static void test_fallback(void) {
+    char dir[600], p3[700], p6[700], path[700], warnbuf[4096];
+    make_dir(dir, sizeof dir, "fallback");
+    State s = state_new(8);
+    if (!s.u) return;
+    Error e = {0};
+    int rc = 0;
+    EXPECT(load_latest_step(dir, &s, NULL, path, &rc, &e) == -1 && rc == 1, "empty dir: rc %d", rc);
+    for (long st = 3; st <= 6; st += 3) {
+        state_fill(&s, st);
+        TrainMeta tm = meta_of(st);
+        EXPECT(train_state_save(dir, s.u, s.m, s.v, s.ema, &tm, 2, &e) == 0, "save: %s", e.msg);
+    }
+    train_state_path(dir, 3, p3, sizeof p3);
+    train_state_path(dir, 6, p6, sizeof p6);
+    size_t n;
+    char *six = slurp(p6, &n);
+    if (!six) return;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == 0)
+            spit(p6, six, n - 100);  // truncated
+        else
+            flip_bit(p6, p6, 7, 3);  // restored below, then flipped
+        FILE *w = fmemopen(warnbuf, sizeof warnbuf, "w");
+        long got = load_latest_step(dir, &s, w, path, &rc, &e);
+        fclose(w);
+        const char *why = kind == 0 ? "truncated" : "bit-flipped";
+        EXPECT(rc == 0 && got == 3 && !strcmp(path, p3), "%s newest: rc %d step %ld (%s)", why, rc, got, e.msg);
+        EXPECT(strstr(warnbuf, "ckpt_00000006.safetensors") && strstr(warnbuf, "previous checkpoint") &&
+                   (kind == 0 || strstr(warnbuf, "checksum mismatch")),
+               "%s newest: warning: %s", why, warnbuf);
+        State want = state_new(8);
+        if (want.u) {
+            state_fill(&want, 3);
+            EXPECT(!memcmp(want.u->params, s.u->params, s.n * 4) && !memcmp(want.v, s.v, s.n * 4),
+                   "%s newest: the state is not step 3's", why);
+            state_free(&want);
+        }
+        spit(p6, six, n);
+    }
+    EXPECT(load_latest_step(dir, &s, NULL, path, &rc, &e) == 6, "restored newest loads: %s", e.msg);
+    // both bad
+    flip_bit(p6, p6, 9, 1);
+    char *three = slurp(p3, &n);
+    if (three) spit(p3, three, n / 3), free(three);
+    EXPECT(load_latest_step(dir, &s, NULL, path, &rc, &e) == -1 && rc == -1 && strstr(e.msg, "no checkpoint in") &&
+               strstr(e.msg, "ckpt_00000006.safetensors") && strstr(e.msg, "checksum mismatch"),
+           "none good: rc %d: %s", rc, e.msg);
+    free(six);
+    state_free(&s);
+}
+
+static void test_config_diff(void) {
+    const char *a = "# header\ntrain = {\n  steps = 100;\n  lr = 0.001;\n  log_interval = 10;\n};\n"
+                    "distill = {\n  lambda_out = 1.0;\n  feat_norm = true;\n};\noutput = {\n  dir = \"a\";\n};\n"
+                    "runtime = {\n  seed = 0;\n  threads = 2;\n};\n";
+    const char *b = "# header\ntrain = {\n  steps = 200;\n  lr = 0.002;\n  log_interval = 5;\n};\n"
+                    "distill = {\n  lambda_out = 1.0;\n  feat_norm = false;\n};\noutput = {\n  dir = \"b\";\n};\n"
+                    "runtime = {\n  seed = 0;\n  threads = 8;\n  extra = 1;\n};\n";
+    char out[256];
+    int nd = train_state_config_diff(a, b, out, sizeof out);
+    EXPECT(nd == 3 && !strcmp(out, "train.lr, distill.feat_norm, runtime.extra"), "diff: %d: %s", nd, out);
+    EXPECT(train_state_config_diff(a, a, out, sizeof out) == 0 && !*out, "same config: %s", out);
+    char small[12];
+    nd = train_state_config_diff(a, b, small, sizeof small);
+    EXPECT(nd == 3 && strlen(small) < sizeof small && strstr(small, "..."), "truncated list: %s", small);
+}
 
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -496,6 +619,9 @@ int main(void) {
     test_round_trip();
     test_keep_and_latest();
     test_bad_files();
+    test_checksum();
+    test_fallback();
+    test_config_diff();
     test_kill_during_save();
     if (tu_failures == 0) {
         char cmd[700];
