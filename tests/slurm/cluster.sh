@@ -37,6 +37,9 @@ cluster_start() {
     || { echo "munged did not start: $(tail -3 "$SL/munge/munged.log" 2>/dev/null)"; return 1; }
   cat >"$SL/slurm.conf" <<CONF
 ClusterName=ldtest
+# job ids of our own: srun's PMIx and Open MPI name their /tmp files by job id, so
+# two clusters on one host that both count from 1 would cross their steps
+FirstJobId=$(( ($$ % 20000) * 1000 + 1 ))
 SlurmctldHost=$host
 SlurmUser=root
 SlurmctldPort=$port

@@ -92,6 +92,19 @@ print("pipeline run.h5: /prune, /train (150 steps), /eval")
 PY
 fi
 
+# a failing stage: the later ones never run (afterok + --kill-on-invalid-dep)
+( cd "$T" && OUT=$T/pipefail SCORE_OPTS=$ONE PLAN_OPTS=$ONE DISTILL_OPTS=$ONE EVAL_OPTS=$ONE \
+    bash "$SRC/slurm/pipeline.sh" "$JOB" --set model.weights="$T/no_such_teacher.safetensors" ) >"$T/pipefail.txt" 2>&1 \
+  || bad "pipeline.sh (failing score): $(cat "$T/pipefail.txt")"
+declare -A FID
+while read -r stage id; do FID[$stage]=$id; done <"$T/pipefail.txt"
+wait_for 60 "the failing pipeline to end" sh -c "! squeue -h | grep -q ." || bad "the failing pipeline did not end: $(squeue)"
+[ "$(jstate "${FID[score]}")" = FAILED ] && ok || bad "failing score: $(jstate "${FID[score]}")"
+for s in plan distill eval; do
+  [ "$(jstate "${FID[$s]}")" = CANCELLED ] && [ ! -e "$T/pipefail/slurm-$s-${FID[$s]}.out" ] && ok \
+    || bad "after a failed score, $s: $(jstate "${FID[$s]}") $(ls "$T/pipefail")"
+done
+
 # --- preemption: signal, checkpoint, requeue, resume ---------------------------
 # preempt NAME LAUNCHER: a distill job on 2 ranks from the pipeline's student_init,
 # preempted once after its first checkpoint; must end bit-identical to the pipeline's.
@@ -164,4 +177,5 @@ grep -q 'feature KD "none"' "$G/slurm-0.out" && ! grep -q 'feature KD "none"' "$
 [ "$(cat "$G/1/variant.txt")" = "--set distill.feat_norm=l2sq --set distill.lambda_feat=0.5" ] && ok || bad "grid 1 variant.txt: $(cat "$G/1/variant.txt")"
 
 echo "slurm test: ${SECONDS}s in all"
+[ "$fail" -eq 0 ] || { echo "--- slurmctld log (tail)"; tail -20 "$SL/log/slurmctld.log"; }
 finish test_slurm
