@@ -11,6 +11,7 @@
 #   LAUNCHER      srun | mpirun | auto (default auto: srun when this Slurm has a
 #                 PMIx or PMI2 plugin, `srun --mpi=list`; mpirun otherwise)
 #   LD_MPI        srun's --mpi= value (default: pmix if listed, else pmi2)
+#   LD_SRUN_OPTS  extra srun options
 #   LD_MPIRUN_OPTS extra mpirun options (e.g. "--mca btl_tcp_if_include ib0")
 #   LD_MAX_RESTARTS how often a job may requeue itself (default 5)
 #
@@ -59,6 +60,7 @@ ld_launcher() {
       fi
       # --kill-on-bad-exit: a rank that fails ends the step instead of leaving the
       # others waiting in a collective until the time limit.
+      # shellcheck disable=SC2206  # LD_SRUN_OPTS is a word list by design
       LD_LAUNCH=(srun --mpi="$LD_MPI" --ntasks="$ntasks" --cpus-per-task="$cpus" --kill-on-bad-exit=1 ${LD_SRUN_OPTS:-}) ;;
     mpirun)
       # Open MPI reads the allocation (nodes, tasks per node) from Slurm itself;
@@ -67,6 +69,7 @@ ld_launcher() {
       ppn=${ppn%%(*}; ppn=${ppn%%,*}
       local map=(--map-by "slot:PE=$cpus")
       [ -n "$ppn" ] && map=(--map-by "ppr:$ppn:node:PE=$cpus")
+      # shellcheck disable=SC2206  # LD_MPIRUN_OPTS is a word list by design
       LD_LAUNCH=(mpirun -np "$ntasks" "${map[@]}" --bind-to core ${LD_MPIRUN_OPTS:-}) ;;
     *) ld_log "LAUNCHER=$want: expected srun, mpirun or auto"; exit 2 ;;
   esac
@@ -78,8 +81,11 @@ ld_resume_flag() {
   compgen -G "$OUT/checkpoints/ckpt_*.safetensors" >/dev/null && echo --resume
 }
 
+# The newest checkpoint's file name (ckpt_<8-digit step>: the glob's order is the step order).
 ld_newest_ckpt() {
-  ls "$OUT/checkpoints/" 2>/dev/null | grep -E '^ckpt_.*\.safetensors$' | sort | tail -1
+  local f last=""
+  for f in "$OUT"/checkpoints/ckpt_*.safetensors; do [ -e "$f" ] && last=${f##*/}; done
+  echo "$last"
 }
 
 # ld_step CMD...: run CMD in the background, forward SIGUSR1/SIGTERM to it, wait

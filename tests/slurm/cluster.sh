@@ -7,8 +7,6 @@
 #   cluster_stop   - stops all three (call from an EXIT trap: also on failure)
 # Exports SLURM_CONF, so sbatch/squeue/scontrol/scancel talk to this cluster.
 
-cluster_pids=()
-
 # wait_for TIMEOUT_S WHAT CMD...: poll CMD every 0.5 s until it succeeds.
 wait_for() {
   local limit=$1 what=$2 t0=$SECONDS; shift 2
@@ -82,11 +80,11 @@ CONF
 
 # stop_pidfile FILE: SIGTERM the daemon whose pid is in FILE, SIGKILL after 10 s.
 stop_pidfile() {
-  local f=$1 pid i
+  local f=$1 pid
   [ -s "$f" ] || return 0
   pid=$(cat "$f")
   kill "$pid" 2>/dev/null || return 0
-  for i in $(seq 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
   kill -9 "$pid" 2>/dev/null
 }
 

@@ -3,14 +3,17 @@
 # here in a temp dir by tests/slurm/cluster.sh, stopped on exit even on failure):
 #  - slurm/pipeline.sh on the tiny Fashion-MNIST job (teacher from init_model):
 #    four jobs chained with afterok, each stage's outputs (scores and plan in run.h5,
-#    student_init, student + checkpoints, the eval grid and /eval), all COMPLETED
+#    student_init, student + checkpoints, the eval grid and /eval), all COMPLETED, each
+#    started after the one before ended; LAUNCHER=auto picks srun; a pipeline whose
+#    score fails: the later stages end CANCELLED without running
 #  - preemption, with each launcher (srun --mpi=pmix|pmi2 and mpirun): a distill job
 #    gets `scancel --signal=USR1 --batch` after its first checkpoint; the batch shell
 #    forwards it, the ranks checkpoint and exit 3, the job requeues itself (Restarts=1),
-#    resumes from the checkpoint and finishes with a student bit-identical to the
-#    pipeline's uninterrupted distill (same ranks, runtime.threads=1)
-#  - the requeue bound: a job whose step exits 3 without a new checkpoint stops (exit 3)
-#    with a message instead of requeueing again
+#    resumes from the checkpoint (--resume passed, step 1 not rerun) and finishes with a
+#    student bit-identical to the pipeline's uninterrupted distill (2 ranks, 1 thread)
+#  - the requeue bounds (tests/slurm/fake_step.sh always exits 3): no new checkpoint ->
+#    no requeue; a new one every time -> at most LD_MAX_RESTARTS requeues; both exit 3
+#    with a message
 #  - grid.sbatch: a 2-index array, each index's variant in its own run directory
 # Args: BINARY SOURCE_DIR; $STDIFF compares tensors, $INIT_MODEL writes a seeded model.
 # SKIPPED (77) where slurm-wlm/munge are not installed or we are not root (munged
@@ -129,10 +132,12 @@ preempt() {
   # the first run stopped short of 150, wrote a checkpoint there, and the second resumed from it
   grep -Eq "resumed from .* at step [0-9]+/150" "$log" && ok || bad "$name: no resume: $(grep -i resum "$log")"
   grep -q "distill --resume on 2 ranks" "$log" && ok || bad "$name: the requeued job did not pass --resume"
+  # a fresh restart would also end bit-identical (training is deterministic): step 1 ran once only
+  [ "$(grep -c "distill step 1/150 " "$log")" = 1 ] && ok || bad "$name: step 1 ran $(grep -c "distill step 1/150 " "$log") times"
   grep -q "step exited 0" "$log" && ok || bad "$name: the resumed step did not finish: $(tail -3 "$log")"
   "$STDIFF" "$out/student.safetensors" "$P/student.safetensors" 0 >"$T/$name.diff" && ok \
     || bad "$name: the preempted student differs from the uninterrupted one: $(cat "$T/$name.diff")"
-  echo "$name: preempted at $(grep -o 'resumed from .* at step [0-9]*' "$log" | grep -o '[0-9]*$'), requeued, resumed, bit-identical; $(cat "$T/$name.diff" | head -1)"
+  echo "$name: requeued, resumed at step $(grep -o 'resumed from .* at step [0-9]*' "$log" | grep -o '[0-9]*$'); $(head -1 "$T/$name.diff")"
 }
 t0=$SECONDS
 preempt pre_srun srun
