@@ -38,7 +38,8 @@ ClusterName=ldtest
 # job ids of our own: srun's PMIx and Open MPI name their /tmp files by job id, so
 # two clusters on one host that both count from 1 would cross their steps
 FirstJobId=$(( ($$ % 20000) * 1000 + 1 ))
-SlurmctldHost=$host
+# the address given, so neither daemon depends on how this host name resolves
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
