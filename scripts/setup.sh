@@ -6,7 +6,8 @@ PKGS=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
       libconfig-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libcjson-dev
       dataset-fashion-mnist
-      python3 python3-numpy python3-h5py python3-matplotlib)
+      python3 python3-numpy python3-h5py python3-matplotlib
+      slurm-wlm munge)  # the Slurm test (tests/slurm/) starts its own one-node cluster
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
