@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Faults a cluster or a hostile user produces (issue #10), each a clean error or a clean stop:
-#  - SIGTERM, SIGINT and SIGUSR1 to the ranks (as srun / slurmstepd deliver them): every rank
+#  - SIGTERM, SIGINT and SIGUSR1 to the ranks (as srun / slurmstepd deliver them; SIGINT to one
+#    rank only): every rank
 #    stops after the same step, checkpoints, exits 3, and --resume finishes the run; SIGTERM to
 #    mpirun (Open MPI's own abort: exit 1, SIGKILL 1 s later) still leaves a newest checkpoint
 #    that loads
@@ -35,15 +36,24 @@ sig_run() {  # sig_run NAME: mpirun -np 2 train in the background; $pid = mpirun
   pid=$!
   for _ in $(seq 600); do grep -q "train step 5/300" "$T/$1.log" && break; sleep 0.1; done
 }
+stopped() {  # stopped: wait for mpirun ($pid) at most 60 s (ranks that stop at different steps hang); rc
+  for _ in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $pid 2>/dev/null; then
+    echo "mpirun still running 60 s after the signal: killed"; pkill -KILL -P $pid; kill -KILL $pid
+  fi
+  wait $pid
+}
 resumes() {  # resumes NAME K: --resume starts at step K and finishes one step later
   local n=$(($2 + 1))
   mpirun_n 2 "$BIN" train "$JOB" --set output.dir="$T/$1" --set train.steps=$n --set train.checkpoint_interval=1000 \
     --resume >"$T/$1.resume.log" 2>&1 && grep -q "resumed from .* at step $2/$n" "$T/$1.resume.log" &&
     grep -q "train step $n/$n" "$T/$1.resume.log"
 }
+# SIGINT goes to one rank only (the oldest): the reduction must still stop both.
 for sig in TERM INT USR1; do
   sig_run "r$sig"
-  pkill -"$sig" -P $pid; wait $pid; rc=$?
+  if [ $sig = INT ]; then pkill -INT -o -P $pid; else pkill -"$sig" -P $pid; fi
+  stopped; rc=$?
   k=$(sed -n 's/^train: stopped by a signal after step \([0-9]*\);.*/\1/p' "$T/r$sig.log")
   n=$(grep -c "stopped by a signal" "$T/r$sig.log")
   if [ $rc -eq 3 ] && [ -n "$k" ] && [ "$n" -eq 1 ] && [ -f "$T/r$sig/checkpoints/ckpt_$(printf %08d "$k").safetensors" ]; then
@@ -57,7 +67,7 @@ done
 # odls_base_sigkill_timeout = 1 s later), whatever the ranks do; what must hold is that the
 # checkpoint the ranks wrote, or none, is complete: a resume loads the newest one.
 sig_run mterm
-kill -TERM $pid; wait $pid; rc=$?
+kill -TERM $pid; stopped; rc=$?
 k=$(sed -n 's/^train: stopped by a signal after step \([0-9]*\);.*/\1/p' "$T/mterm.log")
 echo "SIGTERM to mpirun: exit $rc (Open MPI's), ranks stopped after step '${k}'"
 if [ -n "$k" ]; then resumes mterm "$k" && ok || bad "SIGTERM to mpirun: no resume from step $k: $(tail -2 "$T/mterm.resume.log")"; fi
