@@ -188,7 +188,7 @@ static int ensure_train_group(hid_t file) {
 }
 
 // HDF5 1.10 cannot close a file whose metadata it failed to write (a full disk): H5Fclose
-// fails and leaves the file half torn down, and the library's shutdown (in MPI_Finalize)
+// fails and leaves the file half torn down, and the library's shutdown (at MPI finalization)
 // then crashes on it. Such a file is left open and the process told to end without
 // shutting HDF5 down (h5log_unclosable). Process-wide, as HDF5's own state is.
 static int unclosable = 0;

@@ -8,7 +8,7 @@
 #  - NaN/Inf teacher weights: info and score refuse them, naming the file and the tensor
 #  - a NaN at step 1 says no checkpoint was written yet (not "the last checkpoint is intact")
 #  - model.sample_size = 2^30: the MAC count's overflow is an error naming the key
-#  - a job file that is a directory, an integer beyond 64 bits (or 32 bits without L) in a job
+#  - an empty output.dir, a job file that is a directory, an integer beyond 64 bits (or 32 bits without L) in a job
 #    file, and a 1000-character output.dir whose error keeps its reason
 # Args: BINARY SOURCE_DIR; $INIT_MODEL writes a seeded model.
 set -u
@@ -113,6 +113,8 @@ big 4294967297
 expect 1 "train.steps: got 4294967297, which libconfig reads as 1 (beyond 32 bits: add an L suffix)" -- "$BIN" info "$T/big.cfg"
 big 7
 expect 0 "Parameters: 64,361" -- "$BIN" info "$T/big.cfg"
+# output.dir = "" would put run.h5, models and checkpoints/ into /
+expect 1 "output.dir is empty" -- "$BIN" train "$JOB" --set 'output.dir=""'
 # a 1000-character output.dir under a regular file: the message keeps its reason
 touch "$T/file"
 long="$T/file/$(printf 'd%.0s' $(seq $((1000 - ${#T} - 6))))"
