@@ -3,11 +3,13 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "comm_mpi.h"
 #include "h5par.h"
 #include "io/config.h"
+#include "io/h5log.h"
 #include "kernels/runtime.h"
 #include "train/trainer.h"
 
@@ -192,6 +194,13 @@ int main(int argc, char **argv) {
     }
     free(sets);
 done:
+    if (h5log_unclosable()) {
+        // a run file that could not be written (full disk) is still open, and HDF5's
+        // shutdown in MPI_Finalize would crash on it (src/io/h5log.h): end here, error reported
+        fflush(stdout);
+        fflush(stderr);
+        _exit(rc ? rc : 1);
+    }
     MPI_Finalize();
     return rc;
 }

@@ -7,12 +7,35 @@
 #include <sys/stat.h>
 #include <time.h>
 
+// Fits a message into n bytes by shortening its longest words to their first 40 and last 20
+// characters (a path echoed into it is what is long), so the reason at its end survives.
+static void fit_message(char *dst, size_t n, char *s) {
+    enum { HEAD = 40, TAIL = 20 };
+    size_t len = strlen(s);
+    while (len >= n) {
+        size_t best = 0, best_len = 0;
+        for (size_t i = 0; i < len; i++) {
+            size_t w = strcspn(s + i, " ");
+            if (w > best_len) best = i, best_len = w;
+            i += w;
+        }
+        if (best_len <= HEAD + 3 + TAIL) break;  // no long word left: the end is cut below
+        memcpy(s + best + HEAD, "...", 3);
+        memmove(s + best + HEAD + 3, s + best + best_len - TAIL, len - (best + best_len - TAIL) + 1);
+        len = strlen(s);
+    }
+    snprintf(dst, n, "%s", s);
+}
+
 int errorf(Error *e, const char *fmt, ...) {
     if (e) {
+        // formatted apart from e->msg: callers pass e->msg itself as an argument
+        char buf[4 * sizeof e->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        fit_message(e->msg, sizeof e->msg, buf);
         e->other_rank = 0;
     }
     return -1;

@@ -3,13 +3,17 @@
 // text and the Markdown reference. Adding a key is adding one row.
 #include "io/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 typedef enum {
     T_INT,         // int or long member
@@ -383,6 +387,40 @@ static void describe_key(int k, char *buf, size_t n) {
     }
 }
 
+// A scalar setting's text as written in its file, into buf ("" when not found): libconfig keeps
+// only the parsed value, and 1.5 reads an integer beyond 64 bits as -1, 0 or a clamped value.
+static void literal(const Src *src, const config_setting_t *s, char *buf, size_t n) {
+    buf[0] = 0;
+    const char *name = config_setting_name(s);
+    if (src->set || !src->file || src->line <= 0 || !name || n < 2) return;
+    char path[2048];
+    const char *slash = src->job ? strrchr(src->job, '/') : NULL;
+    if (slash && src->file[0] != '/' && strcmp(src->file, src->job) != 0)
+        snprintf(path, sizeof path, "%.*s/%s", (int)(slash - src->job), src->job, src->file);
+    else
+        snprintf(path, sizeof path, "%s", src->file);
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char line[4096];
+    int at = 0;
+    while (fgets(line, sizeof line, f) && ++at < src->line) {}
+    fclose(f);
+    if (at != src->line) return;
+    size_t len = strlen(name);
+    for (const char *p = strstr(line, name); p; p = strstr(p + 1, name)) {
+        const char *q = p + len;
+        if (p > line && (isalnum((unsigned char)p[-1]) || p[-1] == '_')) continue;
+        while (*q == ' ' || *q == '\t') q++;
+        if (*q != '=' && *q != ':') continue;
+        for (q++; *q == ' ' || *q == '\t'; q++) {}
+        size_t m = strcspn(q, ";,]) \t\r\n#");
+        if (m >= n) m = n - 1;
+        memcpy(buf, q, m);
+        buf[m] = 0;
+        return;
+    }
+}
+
 static int expect_error(Error *e, const Src *src, int k, int idx, const config_setting_t *s) {
     char want[512], got[256];
     if (idx >= 0)
@@ -390,6 +428,12 @@ static int expect_error(Error *e, const Src *src, int k, int idx, const config_s
     else
         describe_key(k, want, sizeof want);
     show(s, got, sizeof got);
+    int t = config_setting_type(s);
+    if (idx < 0 && (t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64)) {
+        char lit[sizeof got];
+        literal(src, s, lit, sizeof lit);  // what the user wrote, not libconfig's reading of it
+        if (lit[0]) snprintf(got, sizeof got, "%s", lit);
+    }
     return key_error(e, src, k, idx, "expected %s, got %s", want, got);
 }
 
@@ -403,6 +447,17 @@ static int get_int(int k, const config_setting_t *s, const Src *src, int idx, lo
     int t = config_setting_type(s);
     if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64) return expect_error(e, src, k, idx, s);
     long long v = config_setting_get_int64(s);
+    if (idx < 0) {  // an integer libconfig could not hold reads back as another number: refuse it
+        char lit[256], *end;
+        literal(src, s, lit, sizeof lit);
+        errno = 0;
+        long long w = lit[0] ? strtoll(lit, &end, 0) : v;
+        if (lit[0] && errno == ERANGE)
+            return key_error(e, src, k, idx, "got %s, beyond the 64-bit integer range", lit);
+        if (lit[0] && (*end == 0 || *end == 'L') && w != v)
+            return key_error(e, src, k, idx, "got %s, which libconfig reads as %lld (beyond 32 bits: add an L suffix)",
+                             lit, v);
+    }
     // The member bounds the value too: long for seed-like keys, int otherwise.
     long long cap = (KEYS[k].type == T_INT && KEYS[k].size == sizeof(long)) ? LONG_MAX : INT_MAX;
     if (!in_range(&KEYS[k], (double)v) || v > cap || v < -cap) return expect_error(e, src, k, idx, s);
@@ -677,8 +732,12 @@ static int read_job_file(config_t *cf, const char *path, Error *e) {
         config_set_include_dir(cf, dir[0] ? dir : "/");
     }
     if (config_read_file(cf, path)) return check_tree(cf, path, e);
-    if (config_error_type(cf) == CONFIG_ERR_FILE_IO)
-        return errorf(e, "%s: cannot read the job file: %s", path, strerror(errno));
+    if (config_error_type(cf) == CONFIG_ERR_FILE_IO) {
+        struct stat st;
+        // fopen opens a directory; the read then fails with errno still 0 ("Success")
+        int err = errno ? errno : (!stat(path, &st) && S_ISDIR(st.st_mode)) ? EISDIR : EIO;
+        return errorf(e, "%s: cannot read the job file: %s", path, strerror(err));
+    }
     Src at = {config_error_file(cf) ? config_error_file(cf) : path, config_error_line(cf), NULL, path};
     char w[1100];
     where(&at, w, sizeof w);

@@ -14,7 +14,15 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *err, void *data) {
     ErrWalk *w = data;
     const char *d = err->desc && *err->desc ? err->desc : err->func_name;
     if (n == 0) snprintf(w->outer, sizeof w->outer, "%s", d ? d : "?");
-    snprintf(w->inner, sizeof w->inner, "%s", d ? d : "?");
+    // A failed system call comes as "file write failed: time = ..., filename = ..., ...,
+    // error message = 'No space left on device', ...": keep its head and the reason.
+    const char *colon = d ? strchr(d, ':') : NULL, *why = d ? strstr(d, "error message = '") : NULL;
+    if (colon && why) {
+        why += strlen("error message = '");
+        snprintf(w->inner, sizeof w->inner, "%.*s: %.*s", (int)(colon - d), d, (int)strcspn(why, "'"), why);
+    } else {
+        snprintf(w->inner, sizeof w->inner, "%s", d ? d : "?");
+    }
     w->n++;
     return 0;
 }

@@ -187,6 +187,25 @@ static int ensure_train_group(hid_t file) {
     return rc;
 }
 
+// HDF5 1.10 cannot close a file whose metadata it failed to write (a full disk): H5Fclose
+// fails and leaves the file half torn down, and the library's shutdown (at MPI finalization)
+// then crashes on it. Such a file is left open and the process told to end without
+// shutting HDF5 down (h5log_unclosable). Process-wide, as HDF5's own state is.
+static int unclosable = 0;
+
+int h5log_unclosable(void) { return unclosable; }
+
+// Flush, then close only if the flush worked. -1 when the file could not be closed.
+static int close_file(H5Log *l) {
+    if (l->file < 0) return 0;
+    int rc = 0;
+    H5Quiet q = h5err_quiet();
+    if (H5Fflush(l->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(l->file) < 0) unclosable = 1, rc = -1;
+    h5err_restore(q);
+    l->file = H5I_INVALID_HID;
+    return rc;
+}
+
 static H5Log *log_new(const char *path) {
     H5Log *l = xcalloc(1, sizeof *l);
     l->path = xstrdup(path);
@@ -201,7 +220,7 @@ static void log_free(H5Log *l) {
         free(l->s[i].pend);
     }
     free(l->s);
-    if (l->file >= 0) H5Fclose(l->file);
+    close_file(l);
     free(l->path);
     free(l);
 }
@@ -225,8 +244,7 @@ static int create_file(H5Log *l, const char *config_text, Error *e) {
     else if (rename(tmp, l->path) != 0)
         rc = errorf(e, "%s: cannot rename %s over it: %s", l->path, tmp, strerror(errno));
     if (rc) {
-        if (l->file >= 0) H5Fclose(l->file);
-        l->file = H5I_INVALID_HID;
+        close_file(l);
         unlink(tmp);
     } else {
         fsync_parent(l->path);
@@ -426,8 +444,7 @@ int h5log_close(H5Log *l, Error *e) {
         if (l->s[i].dset >= 0 && H5Dclose(l->s[i].dset) < 0 && !rc) rc = h5fail(e, l->path, "cannot close a series");
         l->s[i].dset = H5I_INVALID_HID;
     }
-    if (l->file >= 0 && H5Fclose(l->file) < 0 && !rc) rc = h5fail(e, l->path, "cannot close the run file");
-    l->file = H5I_INVALID_HID;
+    if (close_file(l) && !rc) rc = h5fail(e, l->path, "cannot close the run file");
     h5err_restore(q);
     if (!rc && fsync_path(l->path) != 0)
         rc = errorf(e, "%s: cannot fsync: %s", l->path, strerror(errno));

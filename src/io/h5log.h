@@ -65,6 +65,10 @@ H5Log *h5log_open(const char *path, const char *config_text, H5LogMode mode, lon
 
 // Flushes pending rows (if they are complete), closes, fsyncs. Always frees.
 int h5log_close(H5Log *l, Error *e);
+// 1 once a run file could not be written on close (a full disk): HDF5 1.10 crashes
+// closing such a file, at the latest in its shutdown at MPI finalization, so it was
+// left open and the process must end without that shutdown (mpi/main.c: _exit).
+int h5log_unclosable(void);
 
 const char *h5log_path(const H5Log *l);
 // Rows already written to every series (after trimming, on open).

@@ -2,9 +2,19 @@
 #include "model/checkpoint.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/numerics.h"
 #include "model/model_json.h"
+
+// A NaN or Inf weight makes every output, score and loss NaN without a word: refuse it at load.
+static int check_finite(const StFile *f, const ParamTensor *p, const float *x, Error *e) {
+    size_t n = p->numel, bad = first_nonfinite(x, n);
+    if (bad == n) return 0;
+    return errorf(e, "%s: tensor %s holds a non-finite weight (%g at element %zu); refusing NaN/Inf weights", f->path,
+                  p->name, (double)x[bad], bad);
+}
 
 int tensor_check_shape(const StFile *f, const StTensor *t, const ParamTensor *p, Error *e) {
     int same = t->ndim == p->ndim;
@@ -42,8 +52,25 @@ int unet_load_weights(UNet *u, const StFile *f, Error *e) {
     for (int i = 0; i < u->pt.n; i++) {
         const ParamTensor *p = &u->pt.t[i];
         if (st_read_f32(f, st_find(f, p->name), u->params + p->offset, e)) return -1;
+        if (check_finite(f, p, u->params + p->offset, e)) return -1;
     }
     return 0;
+}
+
+// unet_check_weights, then the finiteness of every tensor, read one at a time (no model-sized buffer).
+static int check_weights_finite(const UNet *u, const StFile *f, Error *e) {
+    if (unet_check_weights(u, f, e)) return -1;
+    size_t most = 0;
+    for (int i = 0; i < u->pt.n; i++)
+        if (u->pt.t[i].numel > most) most = u->pt.t[i].numel;
+    float *buf = xmalloc((most ? most : 1) * sizeof *buf);
+    int rc = 0;
+    for (int i = 0; i < u->pt.n && !rc; i++) {
+        const ParamTensor *p = &u->pt.t[i];
+        rc = st_read_f32(f, st_find(f, p->name), buf, e) || check_finite(f, p, buf, e) ? -1 : 0;
+    }
+    free(buf);
+    return rc;
 }
 
 char *unet_removed_names(const UNet *u) {
@@ -146,7 +173,7 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
     return rc;
 }
 
-// Opens, describes and builds; load_data 0 only checks names and shapes.
+// Opens, describes and builds; load_data 0 only checks names, shapes and finiteness.
 static UNet *open_model(const char *path, const ModelConfig *defaults, int load_data, Error *e) {
     StFile f;
     if (st_open(&f, path, e)) return NULL;
@@ -155,7 +182,7 @@ static UNet *open_model(const char *path, const ModelConfig *defaults, int load_
     UNet *u = NULL;
     if (checkpoint_describe(&f, &cfg, &absent, e) == 0) {
         u = unet_create(&cfg, absent, e);
-        if (u && (load_data ? unet_load_weights(u, &f, e) : unet_check_weights(u, &f, e))) {
+        if (u && (load_data ? unet_load_weights(u, &f, e) : check_weights_finite(u, &f, e))) {
             unet_free(u);
             u = NULL;
         }

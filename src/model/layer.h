@@ -5,6 +5,9 @@
 #include "core/arena.h"
 #include "core/params.h"
 
+// MAC counts are summed in doubles, exact below 2^53; the *_macs functions return -1 beyond it.
+#define LD_MACS_EXACT 9007199254740992.0
+
 typedef struct {
     const float *params;
     float *grads;

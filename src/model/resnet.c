@@ -109,8 +109,9 @@ void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
 }
 
 long long resnet_macs(const Resnet *r, int H, int W) {
-    long long HW = (long long)H * W;
-    long long m = HW * r->cout * r->cin * 9 + HW * r->cout * r->cout * 9 + (long long)r->cout * r->temb_dim;
+    // in doubles: every term is a non-negative integer, exact while the sum stays below 2^53
+    double HW = (double)H * W;
+    double m = HW * r->cout * r->cin * 9 + HW * r->cout * r->cout * 9 + (double)r->cout * r->temb_dim;
     if (r->has_shortcut) m += HW * r->cout * r->cin;
-    return m;
+    return m < LD_MACS_EXACT ? (long long)m : -1;
 }

@@ -29,5 +29,5 @@ void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
 // Accumulates into dx [B,cin,H,W], dsilu_temb [B,temb_dim] and the gradients.
 void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
                      const float *dout);
-long long resnet_macs(const Resnet *r, int H, int W);
+long long resnet_macs(const Resnet *r, int H, int W);  // -1 at or beyond LD_MACS_EXACT
 #endif

@@ -234,9 +234,11 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
 }
 
 long long transformer_macs(const Transformer *t, int H, int W, int L) {
-    long long S = (long long)H * W, C = t->C;
-    long long blk = 4 * S * C * C + 2 * S * S * C            // self-attention
-                    + 2 * S * C * C + 2 * (long long)L * t->cross_dim * C + 2 * S * L * C  // cross
-                    + 12 * S * C * C;                         // GEGLU feed-forward
-    return 2 * S * C * C + t->n_layers * blk;
+    // in doubles: every term is a non-negative integer, exact while the sum stays below 2^53
+    double S = (double)H * W, C = t->C;
+    double blk = 4 * S * C * C + 2 * S * S * C            // self-attention
+                 + 2 * S * C * C + 2 * (double)L * t->cross_dim * C + 2 * S * L * C  // cross
+                 + 12 * S * C * C;                         // GEGLU feed-forward
+    double m = 2 * S * C * C + t->n_layers * blk;
+    return m < LD_MACS_EXACT ? (long long)m : -1;
 }

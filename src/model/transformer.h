@@ -38,5 +38,5 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
                          const float *ctx, int B, int H, int W, int L);
 // Accumulates into dx [B,C,H,W] and the gradients (the context gets none: it is an input).
 void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const float *dout);
-long long transformer_macs(const Transformer *t, int H, int W, int L);
+long long transformer_macs(const Transformer *t, int H, int W, int L);  // -1 at or beyond LD_MACS_EXACT
 #endif

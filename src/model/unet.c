@@ -206,6 +206,12 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
     for (int i = 0; i < n; i++) snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "down.%d", i);
     snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "mid");
     for (int i = 0; i < n; i++) snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "up.%d", i);
+    if (unet_total_macs(u) < 0) {  // a silent 64-bit wrap would hand the knapsack negative costs
+        errorf(e, "model.sample_size = %d: the U-Net's MAC count at this size exceeds 2^53 (%.1e), beyond exact "
+                  "counting; use a smaller model.sample_size", m->sample_size, LD_MACS_EXACT);
+        unet_free(u);
+        return NULL;
+    }
     return u;
 }
 
@@ -248,22 +254,25 @@ void unet_zero_grad(UNet *u) {
 long long unet_total_macs(const UNet *u) {
     const ModelConfig *m = &u->cfg;
     int n = m->n_blocks, s0 = m->sample_size;
-    long long tot = (long long)s0 * s0 * m->block_out_channels[0] * (m->in_channels + m->out_channels) * 9;
-    tot += (long long)u->temb_dim * (m->block_out_channels[0] + u->temb_dim);
-    for (int c = 0; c < u->n_cands; c++)
-        if (u->cands[c].present) tot += u->cands[c].macs;
+    // in doubles, as resnet_macs: exact below 2^53, -1 beyond (refused by unet_create)
+    double tot = (double)s0 * s0 * m->block_out_channels[0] * (m->in_channels + m->out_channels) * 9;
+    tot += (double)u->temb_dim * (m->block_out_channels[0] + u->temb_dim);
+    for (int c = 0; c < u->n_cands; c++) {
+        if (u->cands[c].macs < 0) return -1;
+        if (u->cands[c].present) tot += (double)u->cands[c].macs;
+    }
     // non-candidate resnets and the samplers
     for (int i = 0; i < n; i++) {
         const Block *d = &u->down[i], *up = &u->up[i];
         int sd = s0 >> i, su = s0 >> (n - 1 - i);
         for (int j = 0; j < d->n_layers; j++)
-            if (d->res[j].cand < 0) tot += resnet_macs(&d->res[j], sd, sd);
+            if (d->res[j].cand < 0) tot += resnet_macs(&d->res[j], sd, sd) < 0 ? LD_MACS_EXACT : resnet_macs(&d->res[j], sd, sd);
         for (int j = 0; j < up->n_layers; j++)
-            if (up->res[j].cand < 0) tot += resnet_macs(&up->res[j], su, su);
-        if (d->has_sampler) tot += (long long)(sd / 2) * (sd / 2) * d->cout * d->cout * 9;
-        if (up->has_sampler) tot += (long long)(2 * su) * (2 * su) * up->cout * up->cout * 9;
+            if (up->res[j].cand < 0) tot += resnet_macs(&up->res[j], su, su) < 0 ? LD_MACS_EXACT : resnet_macs(&up->res[j], su, su);
+        if (d->has_sampler) tot += (double)(sd / 2) * (sd / 2) * d->cout * d->cout * 9;
+        if (up->has_sampler) tot += (double)(2 * su) * (2 * su) * up->cout * up->cout * 9;
     }
-    return tot;
+    return tot < LD_MACS_EXACT ? (long long)tot : -1;
 }
 
 // ---------------------------------------------------------------- forward

@@ -100,7 +100,7 @@ void unet_free(UNet *u);
 
 // Zeroes u->grads, allocating it on first use.
 void unet_zero_grad(UNet *u);
-long long unet_total_macs(const UNet *u);
+long long unet_total_macs(const UNet *u);  // -1 at or beyond LD_MACS_EXACT (unet_create refuses that)
 
 // Forward. sample [B,in,H,W], timesteps [B], context [B,L,cross_dim], out
 // [B,out,H,W]. skip (one flag per candidate, or NULL): layers bypassed for this

@@ -77,7 +77,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     size_t n = u->pt.total;
     AdamW *ad = adamw_create(n, tc);
     adamw_ema_init(ad, u->params);
-    long start = 0;
+    long start = 0, last_ckpt = -1;  // the step of the newest checkpoint loaded or written (-1: none)
     int rc = 0;
     H5Log *log = NULL;
     const char *cfg_text = opt->config_text;
@@ -122,7 +122,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
                            meta.samples_seen, meta.step, B);
         if (comm_agree(comm, found, e)) goto fail;
         if (resuming) {
-            start = meta.step;
+            start = last_ckpt = meta.step;
             ad->step = meta.step;
             if (comm->rank == 0) {
                 printf("%s: resumed from %s at step %ld/%ld\n", opt->stage, path, start, steps);
@@ -170,7 +170,11 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
                 errorf(e, "%s", COMM_OTHER_RANK);
                 e->other_rank = 1;
             } else {
-                errorf(e, "%s stopped at %s; the last checkpoint in %s is intact", opt->stage, why, opt->ckpt_dir);
+                if (last_ckpt < 0)
+                    errorf(e, "%s stopped at %s; no checkpoint was written yet", opt->stage, why);
+                else
+                    errorf(e, "%s stopped at %s; the last checkpoint (step %ld) in %s is intact", opt->stage, why,
+                           last_ckpt, opt->ckpt_dir);
             }
             goto fail;
         }
@@ -216,6 +220,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
         comm->max_i32(comm, &stop, 1);
         if ((tc->checkpoint_interval > 0 && done % tc->checkpoint_interval == 0) || done == steps || stop) {
             if (save_checkpoint(comm, opt, u, ad, done, B, seed, hash, e)) goto fail;
+            last_ckpt = done;
         }
         if (stop) {
             if (comm->rank == 0)
