@@ -139,15 +139,23 @@ static void entries_free(Entry *en, int n) {
     free(en);
 }
 
+// The checkpoints in dir, newest first: 0 (*en, *cnt to free with
+// entries_free), 1 when there are none (or no directory), -1 + e.
+static int list_checkpoints(const char *dir, Entry **en, int *cnt, Error *e) {
+    int rc = scan_dir(dir, en, cnt, NULL, NULL);
+    if (rc < 0) return errorf(e, "%s: cannot list checkpoints: %s", dir, strerror(errno));
+    if (rc == 1 || *cnt == 0) {
+        entries_free(*en, *cnt);
+        return 1;
+    }
+    return 0;
+}
+
 int train_state_find_latest(const char *dir, char *path, size_t n, Error *e) {
     Entry *en;
     int cnt;
-    int rc = scan_dir(dir, &en, &cnt, NULL, NULL);
-    if (rc < 0) return errorf(e, "%s: cannot list checkpoints: %s", dir, strerror(errno));
-    if (rc == 1 || cnt == 0) {
-        entries_free(en, cnt);
-        return 1;
-    }
+    int rc = list_checkpoints(dir, &en, &cnt, e);
+    if (rc) return rc;
     char *p = join(dir, en[0].name);
     rc = strlen(p) < n ? 0 : errorf(e, "%s: checkpoint path too long", dir);
     if (!rc) memcpy(path, p, strlen(p) + 1);
@@ -396,12 +404,8 @@ int train_state_load_latest(const char *dir, UNet *u, float *m, float *v, float 
                             char *path, size_t n, FILE *warn, Error *e) {
     Entry *en;
     int cnt;
-    int rc = scan_dir(dir, &en, &cnt, NULL, NULL);
-    if (rc < 0) return errorf(e, "%s: cannot list checkpoints: %s", dir, strerror(errno));
-    if (rc == 1 || cnt == 0) {
-        entries_free(en, cnt);
-        return 1;
-    }
+    int rc = list_checkpoints(dir, &en, &cnt, e);
+    if (rc) return rc;
     Error first = {0};
     rc = -1;
     for (int i = 0; i < cnt && rc; i++) {
