@@ -16,7 +16,9 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
-static void check_fixture(const char *model) {
+// A reference model with its weights, *io open on its fixture, and *cs its
+// inputs as a calibration set (batch 2) with the teacher's outputs filled in.
+static UNet *load_fixture(const char *model, StFile *io, Calib *cs) {
     char path[512];
     JobConfig jc;
     Error e;
@@ -24,19 +26,27 @@ static void check_fixture(const char *model) {
     CHECK(job_config_load(&jc, path, NULL, 0, &e) == 0);
     UNet *u = unet_create(&jc.model, NULL, &e);
     CHECK(u);
-    StFile w, io;
+    StFile w;
     snprintf(path, sizeof path, FIX "%s_weights.safetensors", model);
     CHECK(st_open(&w, path, &e) == 0 && unet_load_weights(u, &w, &e) == 0);
     st_close(&w);
     snprintf(path, sizeof path, FIX "%s_io.safetensors", model);
-    CHECK(st_open(&io, path, &e) == 0);
-    const StTensor *xs = st_find(&io, "sample"), *cx = st_find(&io, "context");
-    Calib cs = {.n = (int)xs->shape[0], .C = (int)xs->shape[1], .H = (int)xs->shape[2], .W = (int)xs->shape[3],
-                .L = (int)cx->shape[1], .D = (int)cx->shape[2], .Co = u->cfg.out_channels, .batch = 2};
-    cs.xt = tu_read_tensor(&io, "sample", NULL), cs.ctx = tu_read_tensor(&io, "context", NULL);
-    cs.t = tu_read_tensor(&io, "timesteps", NULL);
-    cs.teacher = xmalloc((size_t)cs.n * cs.Co * cs.H * cs.W * sizeof(float));
-    CHECK(calib_teacher(u, &cs, &e) == 0);
+    CHECK(st_open(io, path, &e) == 0);
+    const StTensor *xs = st_find(io, "sample"), *cx = st_find(io, "context");
+    *cs = (Calib){.n = (int)xs->shape[0], .C = (int)xs->shape[1], .H = (int)xs->shape[2], .W = (int)xs->shape[3],
+                  .L = (int)cx->shape[1], .D = (int)cx->shape[2], .Co = u->cfg.out_channels, .batch = 2};
+    cs->xt = tu_read_tensor(io, "sample", NULL), cs->ctx = tu_read_tensor(io, "context", NULL);
+    cs->t = tu_read_tensor(io, "timesteps", NULL);
+    cs->teacher = xmalloc((size_t)cs->n * cs->Co * cs->H * cs->W * sizeof(float));
+    CHECK(calib_teacher(u, cs, &e) == 0);
+    return u;
+}
+
+static void check_fixture(const char *model) {
+    Error e;
+    StFile io;
+    Calib cs;
+    UNet *u = load_fixture(model, &io, &cs);
     Comm comm = comm_serial();
     double *scores = xmalloc((size_t)u->n_cands * sizeof(double));
     CHECK(score_criterion(u, &cs, CRIT_OUTPUT_LOSS, 1, &comm, scores, 0, &e) == 0);
@@ -73,7 +83,7 @@ static void check_fixture(const char *model) {
     CHECK(score_criterion(u, &cs, CRIT_FEATURE_LOSS, 1, &comm, scores, 0, &e) == 0);
     for (int c = 0; c < u->n_cands; c++) EXPECT(scores[c] > 0 && isfinite(scores[c]), "feature_loss of %s", u->cands[c].name);
     free(list), free(ref), free(scores);
-    free(cs.xt), free(cs.ctx), free(cs.t), free(cs.teacher);
+    calib_free(&cs);
     st_close(&io);
     unet_free(u);
 }
@@ -82,25 +92,11 @@ static void check_fixture(const char *model) {
 // each shard's calib_run_range is calib_run's forward on the same chunk, so
 // outputs agree bit for bit and the sums differ by rounding order only.
 static void check_shards(void) {
-    char path[512];
-    JobConfig jc;
     Error e;
-    CHECK(job_config_load(&jc, FIX "conv.cfg", NULL, 0, &e) == 0);
-    UNet *u = unet_create(&jc.model, NULL, &e);
-    CHECK(u);
-    StFile w, io;
-    CHECK(st_open(&w, FIX "conv_weights.safetensors", &e) == 0 && unet_load_weights(u, &w, &e) == 0);
-    st_close(&w);
-    snprintf(path, sizeof path, FIX "conv_io.safetensors");
-    CHECK(st_open(&io, path, &e) == 0);
-    const StTensor *xs = st_find(&io, "sample"), *cx = st_find(&io, "context");
-    Calib cs = {.n = (int)xs->shape[0], .C = (int)xs->shape[1], .H = (int)xs->shape[2], .W = (int)xs->shape[3],
-                .L = (int)cx->shape[1], .D = (int)cx->shape[2], .Co = u->cfg.out_channels, .batch = 2};
-    cs.xt = tu_read_tensor(&io, "sample", NULL), cs.ctx = tu_read_tensor(&io, "context", NULL);
-    cs.t = tu_read_tensor(&io, "timesteps", NULL);
+    StFile io;
+    Calib cs;
+    UNet *u = load_fixture("conv", &io, &cs);
     size_t per = (size_t)cs.Co * cs.H * cs.W;
-    cs.teacher = xmalloc((size_t)cs.n * per * sizeof(float));
-    CHECK(calib_teacher(u, &cs, &e) == 0);
     // an odd batch, so the last shard is short
     cs.batch = cs.n / 2 + 1;
     int n = u->n_cands, S = calib_shards(&cs);
@@ -154,7 +150,7 @@ static void check_shards(void) {
     EXPECT(calib_run_range(u, &cs, NULL, cs.n - 1, 2, NULL, &sse, &e) != 0 && strstr(e.msg, "outside the set"),
            "a range past the set is refused: %s", e.msg);
     free(masks), free(loss), free(whole), free(part);
-    free(cs.xt), free(cs.ctx), free(cs.t), free(cs.teacher);
+    calib_free(&cs);
     st_close(&io);
     unet_free(u);
 }
