@@ -129,9 +129,7 @@ static int read_f64_quiet(const char *file, const char *path, double *out, size_
     H5Pclose(fapl);
     if (f < 0) return errorf(e, "%s: not an HDF5 file we can read", file);
     int rc = 0;
-    hid_t d = H5Lexists(f, "/prune", H5P_DEFAULT) > 0 && H5Lexists(f, path, H5P_DEFAULT) > 0
-                  ? H5Dopen2(f, path, H5P_DEFAULT)
-                  : -1;
+    hid_t d = h5_path_exists(f, path) ? H5Dopen2(f, path, H5P_DEFAULT) : -1;
     if (d < 0) {
         rc = errorf(e, "%s: no dataset %s", file, path);
     } else {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "io/h5err.h"
 #include "model/checkpoint.h"
 #include "train/trainer.h"
 
@@ -64,21 +65,6 @@ Calib *run_calib(RunCtx *r, Error *e) {
     return &r->calib;
 }
 
-// Whether path exists in the HDF5 file (read-only; file locking off, as h5log).
-static int h5_has(hid_t f, const char *path) {
-    // each prefix must exist before H5Lexists may look one level deeper
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *c = buf + 1;; c++) {
-        if (*c != '/' && *c) continue;
-        char keep = *c;
-        *c = '\0';
-        if (H5Lexists(f, buf, H5P_DEFAULT) <= 0) return 0;
-        if (!keep) return 1;
-        *c = keep;
-    }
-}
-
 // Rank 0: which pruning stages run.h5 and the run directory show complete:
 // bit 0 score (/prune/scores/<c> for every configured criterion), bit 1 plan
 // (/prune/plan and student_init.safetensors).
@@ -94,9 +80,9 @@ static int stages_done(const RunCtx *r) {
             for (int k = 0; k < r->cfg->prune.n_criteria; k++) {
                 char ds[128];
                 snprintf(ds, sizeof ds, "/prune/scores/%s", criterion_name(r->cfg->prune.criterion[k]));
-                score = score && h5_has(f, ds);
+                score = score && h5_path_exists(f, ds);
             }
-            done = score | (h5_has(f, "/prune/plan") && access(r->dir.student_init, R_OK) == 0) << 1;
+            done = score | (h5_path_exists(f, "/prune/plan") && access(r->dir.student_init, R_OK) == 0) << 1;
             H5Fclose(f);
         }
     }

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/common.h"
+
 typedef struct {
     char outer[160], inner[160];
     int n;
@@ -46,3 +48,22 @@ H5Quiet h5err_quiet(void) {
 }
 
 void h5err_restore(H5Quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
+
+// Whether every component of an absolute path exists (H5Lexists needs the
+// parents to exist).
+int h5_path_exists(hid_t file, const char *path) {
+    if (!strcmp(path, "/")) return 1;
+    size_t n = strlen(path);
+    char *p = xmalloc(n + 1);
+    memcpy(p, path, n + 1);
+    int ok = 1;
+    for (size_t i = 1; i <= n && ok; i++)
+        if (p[i] == '/' || p[i] == '\0') {
+            char c = p[i];
+            p[i] = '\0';
+            ok = H5Lexists(file, p, H5P_DEFAULT) > 0;
+            p[i] = c;
+        }
+    free(p);
+    return ok;
+}

@@ -85,25 +85,6 @@ static int put_units_doc(hid_t obj, const char *units, const char *doc) {
     return put_str_attr(obj, "units", &u, 0) || put_str_attr(obj, "description", &d, 0) ? -1 : 0;
 }
 
-// Whether every component of an absolute path exists (H5Lexists needs the
-// parents to exist).
-static int path_exists(hid_t file, const char *path) {
-    if (!strcmp(path, "/")) return 1;
-    size_t n = strlen(path);
-    char *p = xmalloc(n + 1);
-    memcpy(p, path, n + 1);
-    int ok = 1;
-    for (size_t i = 1; i <= n && ok; i++)
-        if (p[i] == '/' || p[i] == '\0') {
-            char c = p[i];
-            p[i] = '\0';
-            ok = H5Lexists(file, p, H5P_DEFAULT) > 0;
-            p[i] = c;
-        }
-    free(p);
-    return ok;
-}
-
 static int valid_abs_path(const char *path) {
     if (!path || path[0] != '/' || path[1] == '\0') return 0;
     size_t n = strlen(path);
@@ -609,7 +590,7 @@ static int types_of(H5LogType t, hid_t *ftype, hid_t *mtype) {
 // Removes whatever is at path and returns a link-creation plist that makes
 // missing parent groups.
 static hid_t prepare_path(H5Log *l, const char *path) {
-    if (path_exists(l->file, path) && H5Ldelete(l->file, path, H5P_DEFAULT) < 0) return -1;
+    if (h5_path_exists(l->file, path) && H5Ldelete(l->file, path, H5P_DEFAULT) < 0) return -1;
     hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(lcpl, 1);
     return lcpl;
@@ -759,7 +740,7 @@ static int set_attr(H5Log *l, const char *object, const char *name, AttrKind kin
     if (!object || !name || !*name) return errorf(e, "%s: bad attribute arguments", l->path);
     H5Quiet q = h5err_quiet();
     int rc = 0;
-    hid_t o = path_exists(l->file, object) ? H5Oopen(l->file, object, H5P_DEFAULT) : -1;
+    hid_t o = h5_path_exists(l->file, object) ? H5Oopen(l->file, object, H5P_DEFAULT) : -1;
     if (o < 0) {
         rc = errorf(e, "%s: cannot set attribute %s: no object %s", l->path, name, object);
     } else {
@@ -793,7 +774,7 @@ int h5log_attr_i64(H5Log *l, const char *object, const char *name, long long val
 int h5log_exists(H5Log *l, const char *path) {
     if (!path || path[0] != '/') return 0;
     H5Quiet q = h5err_quiet();
-    int r = path_exists(l->file, path);
+    int r = h5_path_exists(l->file, path);
     h5err_restore(q);
     return r;
 }
@@ -802,7 +783,7 @@ int h5log_read_f64(H5Log *l, const char *path, double **data, int *ndims, long l
     *data = NULL;
     H5Quiet q = h5err_quiet();
     int rc = 0;
-    hid_t d = path_exists(l->file, path) ? H5Dopen2(l->file, path, H5P_DEFAULT) : -1;
+    hid_t d = h5_path_exists(l->file, path) ? H5Dopen2(l->file, path, H5P_DEFAULT) : -1;
     hid_t sp = d >= 0 ? H5Dget_space(d) : -1;
     int nd = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
     hsize_t hd[H5LOG_MAX_DIMS];
