@@ -11,6 +11,7 @@
 #include "io/config.h"
 #include "io/h5log.h"
 #include "kernels/runtime.h"
+#include "core/stop.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -72,7 +73,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         printf("rank %d (node-local rank %d): %s\n", comm.rank, comm.local_rank, device);
         fflush(stdout);
     }
-    trainer_install_signal_handlers();
+    stop_install_handlers();
     H5Access h5 = h5par_access();
     RunCtx r;
     if (run_ctx_init(&r, &jc, &comm, &h5, &e)) {  // the same check on every rank

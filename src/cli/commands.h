@@ -1,7 +1,8 @@
 // commands.h — the laptop-diff commands (README "Commands"), each in its own
 // file of src/cli/: every one runs on all ranks in a RunCtx (cli/run.h) and
-// returns 0, 1 (train and distill: stopped by a signal after checkpointing)
-// or -1 + e. mpi/main.c parses the command line and dispatches here.
+// returns 0, 1 (stopped by a signal, core/stop.h: train and distill after
+// checkpointing; score and plan between work items, writing nothing) or -1 + e.
+// mpi/main.c parses the command line and dispatches here (1 -> exit 3).
 #ifndef LD_CLI_COMMANDS_H
 #define LD_CLI_COMMANDS_H
 #include <stdio.h>

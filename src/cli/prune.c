@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/stop.h"
 #include "data/calib.h"
 #include "model/checkpoint.h"
 #include "io/h5err.h"
@@ -81,6 +82,12 @@ int score_main(RunCtx *r, Error *e) {
         double t0 = now_s();
         rc = score_criterion(u, cs, crit[nc], (uint64_t)cfg->runtime.seed, comm, scores[nc], 1, e);
         secs[nc] = now_s() - t0;
+    }
+    if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
+        if (comm->rank == 0)
+            printf("score: stopped by %s before the end; nothing was written, the stage starts over when run again\n",
+                   stop_signal_name(stop_requested()));
+        goto done;
     }
     if (comm_agree(comm, rc, e)) goto done;
     if (comm->rank == 0) {
@@ -255,6 +262,14 @@ int plan_main(RunCtx *r, Error *e) {
     memcpy(masks + (size_t)K * n, p.removed, (size_t)n);
     rc = cs ? removal_losses(u, cs, masks, NULL, K + 1, comm, "plan output loss", "removal set", actual, e) : -1;
     free(masks);
+    if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
+        if (comm->rank == 0)
+            printf("plan: stopped by %s before the end; nothing was written, the stage starts over when run again\n",
+                   stop_signal_name(stop_requested()));
+        free(actual), free(sets), free(scores);
+        plan_free(&p);
+        return 1;
+    }
     if (!rc && comm->rank == 0) {
         p.actual = actual[K];
         plan_print(stdout, u, have_scores ? scores : NULL, &p);

@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "core/stop.h"
+
 static void serial_sum_f32(Comm *c, float *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_sum_f64(Comm *c, double *buf, size_t n) { (void)c, (void)buf, (void)n; }
 static void serial_max_i32(Comm *c, int *buf, size_t n) { (void)c, (void)buf, (void)n; }
@@ -55,9 +57,10 @@ int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn
     // each record: the job index, then its values
     size_t rec = (size_t)(width + 1);
     double *send = xcalloc(rec * (size_t)(mine ? mine : 1), sizeof(double));
-    int rc = 0, k = 0;
+    int rc = 0, k = 0, stop = 0;
     for (int j = 0; j < n_jobs && !rc; j++) {
         if (owner_of(owner, j, c->size) != c->rank) continue;
+        if ((stop = stop_requested() != 0)) break;
         send[rec * k] = j;
         rc = fn(ctx, j, send + rec * k + 1, e);
         k++;
@@ -65,6 +68,12 @@ int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn
     if (comm_agree(c, rc, e)) {
         free(send);
         return -1;
+    }
+    // a rank that stopped early holds fewer records: nothing is gathered
+    c->max_i32(c, &stop, 1);
+    if (stop) {
+        free(send);
+        return 1;
     }
     size_t *counts = xcalloc((size_t)c->size, sizeof *counts);
     for (int j = 0; j < n_jobs; j++) counts[owner_of(owner, j, c->size)] += rec * sizeof(double);

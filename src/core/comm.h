@@ -57,5 +57,7 @@ typedef int (*CommJobFn)(void *ctx, int j, double *out, Error *e);
 // the same out[n_jobs * width]. The values of a job never depend on the rank
 // count. A failing job stops this rank's loop; the failure is agreed
 // (comm_agree) before any gather, so no rank is left in a collective.
+// A stop signal (core/stop.h) seen by any rank between its jobs ends every
+// rank's loop: 1 is returned everywhere and out is not written.
 int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn, void *ctx, double *out, Error *e);
 #endif

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,22 +13,8 @@
 #include "io/h5log.h"
 #include "core/numerics.h"
 #include "core/progress.h"
+#include "core/stop.h"
 #include "train/train_state.h"
-
-// The one piece of process-wide state: a signal handler cannot take a context.
-static volatile sig_atomic_t stop_signal = 0;
-
-static void on_signal(int sig) { stop_signal = sig; }
-
-void trainer_install_signal_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-}
 
 // Sum of every rank's gradient contribution, bucket by bucket over the one buffer.
 static void allreduce_grads(Comm *c, float *g, size_t n, double bucket_mb) {
@@ -216,7 +201,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             }
             if (comm_agree(comm, rc, e)) goto fail;
         }
-        int stop = stop_signal != 0;
+        int stop = stop_requested() != 0;  // folded into the step's reduction: all ranks stop at this step
         comm->max_i32(comm, &stop, 1);
         if ((tc->checkpoint_interval > 0 && done % tc->checkpoint_interval == 0) || done == steps || stop) {
             if (save_checkpoint(comm, opt, u, ad, done, B, seed, hash, e)) goto fail;

@@ -65,8 +65,4 @@ typedef struct {
 // I/O); a signal stop returns 1 after checkpointing.
 int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask *task, const TrainerOptions *opt,
                 Error *e);
-
-// Signal handling (SIGTERM, SIGUSR1, SIGINT): the handler only sets a flag,
-// which the loop folds into a max-reduction so every rank stops at the same step.
-void trainer_install_signal_handlers(void);
 #endif
