@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,16 +129,48 @@ int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Erro
                         same_host ? "" : "; if that job is dead, remove the lock file");
             break;
         }
-        // A killed job's lock. (Two jobs taking over the same stale lock in
-        // the same instant is the one race left; both started by hand.)
-        if (requeued)
-            snprintf(note, n, "took over the lock %s of %s (pid %ld on %s): an earlier run (restart %ld) of this Slurm job %s",
-                     d->lock, li.command[0] ? li.command : "?", li.pid, li.host, li.slurm_restart, job);
-        else
-            snprintf(note, n, "took over the stale lock %s of %s (pid %ld, started %s): no such process on %s",
-                     d->lock, li.command[0] ? li.command : "?", li.pid, li.started[0] ? li.started : "?", host);
-        if (unlink(d->lock) != 0 && errno != ENOENT) {
+        // A killed job's lock. Two jobs may find it stale at once: a takeover
+        // happens only under an flock on <lock>.takeover (the kernel drops it
+        // when its holder dies), and only if the lock is still the dead one's.
+        // fault injection for the tests: LAPTOP_DIFF_FAULT=lock_pause widens the
+        // window in which several jobs have all found the lock stale
+        const char *fault = getenv("LAPTOP_DIFF_FAULT");
+        if (fault && !strcmp(fault, "lock_pause")) nanosleep(&(struct timespec){0, 50000000}, NULL);
+        char guard_path[RUNDIR_PATH + 16];
+        snprintf(guard_path, sizeof guard_path, "%s.takeover", d->lock);
+        int guard = open(guard_path, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+        if (guard < 0) {
+            rc = errorf(e, "%s: cannot open: %s", guard_path, strerror(errno));
+            break;
+        }
+        if (flock(guard, LOCK_EX | LOCK_NB) != 0) {
+            rc = errorf(e, "output.dir %s: another job is taking over the stale lock %s of %s (pid %ld on %s) right now",
+                        d->dir, d->lock, li.command[0] ? li.command : "?", li.pid, li.host);
+            close(guard);
+            break;
+        }
+        LockInfo now_li;
+        int same = read_lock(d->lock, &now_li) == 0 && now_li.pid == li.pid && !strcmp(now_li.host, li.host) &&
+                   !strcmp(now_li.started, li.started);
+        if (same && unlink(d->lock) != 0 && errno != ENOENT) {
             rc = errorf(e, "%s: cannot remove the stale lock: %s", d->lock, strerror(errno));
+            close(guard);
+            break;
+        }
+        // not the same: another job took it over first; the next round names it
+        int took = same && link(tmp, d->lock) == 0;
+        close(guard);
+        if (took) {
+            if (requeued)
+                snprintf(note, n, "took over the lock %s of %s (pid %ld on %s): an earlier run (restart %ld) of this Slurm job %s",
+                         d->lock, li.command[0] ? li.command : "?", li.pid, li.host, li.slurm_restart, job);
+            else
+                snprintf(note, n, "took over the stale lock %s of %s (pid %ld, started %s): no such process on %s",
+                         d->lock, li.command[0] ? li.command : "?", li.pid, li.started[0] ? li.started : "?", host);
+            break;
+        }
+        if (same && errno != EEXIST) {
+            rc = errorf(e, "%s: cannot create the lock: %s", d->lock, strerror(errno));
             break;
         }
     }

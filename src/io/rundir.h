@@ -40,7 +40,10 @@ int rundir_make(const RunDir *d, Error *e);
 // of this host whose PID is not alive is stale (a killed job): it is taken
 // over and note (n bytes) says so; so is, from any host, the lock of an
 // earlier run of the same Slurm job (SLURM_JOB_ID equal, SLURM_RESTART_COUNT
-// lower: a requeue after a lost node). Otherwise note is "". Not for the ranks
+// lower: a requeue after a lost node). Takeovers are serialised by an flock on
+// <lock>.takeover (left in place: removing it would reopen the race), so of two
+// jobs that find the same stale lock one takes it and the other is refused,
+// naming it. Otherwise note is "". Not for the ranks
 // of one job to call each: one process (rank 0) locks for the job.
 int rundir_lock(const RunDir *d, const char *command, char *note, size_t n, Error *e);
 
