@@ -23,13 +23,24 @@
 # the launcher (mpirun and srun both pass it on to every rank), the ranks stop at
 # the same step, write a checkpoint and exit 3; the shell then calls
 # `scontrol requeue`, and the requeued job (same id, same OUT) continues from the
-# newest checkpoint. A job requeues itself at most LD_MAX_RESTARTS times, and not
-# at all when its newest checkpoint did not advance since the last requeue (it
-# would fail the same way again).
+# newest checkpoint (--resume=auto). SIGTERM or SIGINT to this shell (`scancel
+# --batch --signal=TERM`, a site's preemption signal) is forwarded as SIGUSR1,
+# because Open MPI's mpirun aborts the job on its own SIGTERM/SIGINT (exit 1)
+# instead of passing them on. A job requeues itself at most LD_MAX_RESTARTS
+# times, and stops when its newest checkpoint (or the lack of one: score and plan
+# stop without one) is the same as at its last requeue: it failed the same way
+# twice and would again.
 #
-# laptop-diff's exit codes: 0 done, 1 error, 2 usage, 3 checkpointed (requeue me).
+# laptop-diff's exit codes: 0 done, 1 error, 2 usage, 3 stopped by a signal
+# (train/distill: checkpointed; score/plan: nothing written): requeue me.
 
-ld_log() { echo "[laptop-diff slurm job ${SLURM_JOB_ID:-?}${SLURM_ARRAY_TASK_ID:+ index $SLURM_ARRAY_TASK_ID} $(date -u +%T)] $*"; }
+ld_log() {
+  if [ -n "${SLURM_JOB_ID:-}" ]; then
+    echo "[laptop-diff slurm job $SLURM_JOB_ID${SLURM_ARRAY_TASK_ID:+ index $SLURM_ARRAY_TASK_ID} $(date -u +%T)] $*"
+  else
+    echo "[laptop-diff launcher $(date -u +%T)] $*"
+  fi
+}
 
 # The binary, the run directory and the threads per rank.
 ld_setup() {
@@ -76,9 +87,12 @@ ld_launcher() {
   ld_log "launcher: ${LD_LAUNCH[*]}"
 }
 
-# --resume when OUT holds a checkpoint, nothing otherwise (a fresh start).
-ld_resume_flag() {
-  compgen -G "$OUT/checkpoints/ckpt_*.safetensors" >/dev/null && echo --resume
+# ld_resume_args CMD: --resume=auto for the commands that checkpoint (train,
+# distill, run): laptop-diff resumes from the newest complete checkpoint in OUT
+# (falling back past a corrupt one) and starts fresh when there is none; `run`
+# also skips the stages run.h5 says are complete.
+ld_resume_args() {
+  case $1 in train|distill|run) echo --resume=auto ;; esac
 }
 
 # The newest checkpoint's file name (ckpt_<8-digit step>: the glob's order is the step order).
@@ -88,15 +102,19 @@ ld_newest_ckpt() {
   echo "$last"
 }
 
-# ld_step CMD...: run CMD in the background, forward SIGUSR1/SIGTERM to it, wait
-# for it, and return its exit code. A `wait` interrupted by a trapped signal
-# returns >128 although the step still runs, hence the loop.
+# ld_step CMD...: run CMD in the background, forward SIGUSR1 to it (and SIGTERM
+# and SIGINT as SIGUSR1, see above), wait for it, and return its exit code. A
+# `wait` interrupted by a trapped signal returns >128 although the step still
+# runs, hence the loop.
 ld_step() {
   ld_sig=""
   "$@" &
   ld_pid=$!
-  trap 'ld_sig=USR1; ld_log "SIGUSR1: forwarding to the step (pid $ld_pid)"; kill -USR1 "$ld_pid" 2>/dev/null' USR1
-  trap 'ld_sig=TERM; ld_log "SIGTERM: forwarding to the step (pid $ld_pid)"; kill -TERM "$ld_pid" 2>/dev/null' TERM
+  local s
+  for s in USR1 TERM INT; do
+    # shellcheck disable=SC2064  # $s is meant to be expanded now
+    trap "ld_sig=$s; ld_log \"SIG$s: forwarding to the step (pid \$ld_pid) as SIGUSR1\"; kill -USR1 \"\$ld_pid\" 2>/dev/null" $s
+  done
   local rc prev=""
   while :; do
     ld_sig=""
@@ -106,7 +124,7 @@ ld_step() {
     [ "$rc" -eq 127 ] && [ -n "$prev" ] && ! kill -0 "$ld_pid" 2>/dev/null && rc=$prev
     break
   done
-  trap - USR1 TERM
+  trap - USR1 TERM INT
   return "$rc"
 }
 
@@ -124,12 +142,13 @@ ld_finish() {
     ld_log "checkpointed ($ck), but this job was requeued $n times already (LD_MAX_RESTARTS=$max): not requeueing; continue by submitting again with OUT=$OUT"
     exit 3
   fi
-  if [ -z "$ck" ] || { [ -f "$mark" ] && [ "$(cat "$mark")" = "$ck" ]; }; then
-    ld_log "exit 3 but the newest checkpoint (${ck:-none}) did not advance since the last requeue: not requeueing (it would stop the same way again)"
+  ck=${ck:-none}
+  if [ -f "$mark" ] && [ "$(cat "$mark")" = "$ck" ]; then
+    ld_log "exit 3 but the newest checkpoint ($ck) did not advance since the last requeue: not requeueing (it would stop the same way again)"
     exit 3
   fi
   echo "$ck" >"$mark"
-  ld_log "checkpointed ($ck): requeueing (restart $((n + 1)) of at most $max)"
+  ld_log "stopped by a signal (newest checkpoint: $ck): requeueing (restart $((n + 1)) of at most $max)"
   # `scontrol requeue` ends this shell at once on success.
   scontrol requeue "$SLURM_JOB_ID" || { ld_log "scontrol requeue failed: resubmit with OUT=$OUT"; exit 3; }
   exit 3

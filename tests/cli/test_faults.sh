@@ -4,7 +4,8 @@
 #    rank only): every rank
 #    stops after the same step, checkpoints, exits 3, and --resume finishes the run; SIGTERM to
 #    mpirun (Open MPI's own abort: exit 1, SIGKILL 1 s later) still leaves a newest checkpoint
-#    that loads
+#    that loads; scripts/mpirun.sh turns SIGTERM and Ctrl-C into a clean stop (exit 3) instead
+#  - SIGUSR1 during score (alone and inside run): all ranks stop, exit 3, nothing written
 #  - NaN/Inf teacher weights: info and score refuse them, naming the file and the tensor
 #  - a NaN at step 1 says no checkpoint was written yet (not "the last checkpoint is intact")
 #  - model.sample_size = 2^30: the MAC count's overflow is an error naming the key
@@ -71,6 +72,50 @@ kill -TERM $pid; stopped; rc=$?
 k=$(sed -n 's/^train: stopped by a signal after step \([0-9]*\);.*/\1/p' "$T/mterm.log")
 echo "SIGTERM to mpirun: exit $rc (Open MPI's), ranks stopped after step '${k}'"
 if [ -n "$k" ]; then resumes mterm "$k" && ok || bad "SIGTERM to mpirun: no resume from step $k: $(tail -2 "$T/mterm.resume.log")"; fi
+
+# scripts/mpirun.sh, the stop-safe launcher: SIGTERM to it, and a Ctrl-C (SIGINT to its whole
+# process group, as a terminal sends it), reach the ranks as SIGUSR1: exit 3 from the launcher
+# too, a checkpoint, a resume. It runs in its own group (setsid) with SIGINT at its default
+# (a background job of a script starts with SIGINT ignored, which no trap can undo).
+for how in term ctrlc; do
+  rm -rf "$T/w$how"
+  setsid env --default-signal=INT "$SRC/scripts/mpirun.sh" --oversubscribe -np 2 "$BIN" train "$JOB" \
+    --set output.dir="$T/w$how" --set train.steps=300 --set train.checkpoint_interval=1000 >"$T/w$how.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do grep -q "train step 5/300" "$T/w$how.log" && break; sleep 0.1; done
+  if [ $how = term ]; then kill -TERM $pid; else kill -INT -- -$pid; fi
+  stopped; rc=$?
+  k=$(sed -n 's/^train: stopped by a signal after step \([0-9]*\);.*/\1/p' "$T/w$how.log")
+  if [ $rc -eq 3 ] && [ -n "$k" ] && [ -f "$T/w$how/checkpoints/ckpt_$(printf %08d "$k").safetensors" ]; then
+    ok; echo "scripts/mpirun.sh, $how: exit 3 after step $k"
+  else
+    bad "scripts/mpirun.sh, $how: rc $rc, step '$k': $(tail -3 "$T/w$how.log")"
+  fi
+  [ -n "$k" ] && resumes "w$how" "$k" && ok || bad "scripts/mpirun.sh, $how: no resume from step '$k'"
+done
+
+# ---- a signal during score or plan: every rank stops between work items (comm_run_jobs), exit
+# 3, nothing written (a run.h5 from before is untouched); `run --resume=auto` then does the stage.
+SJOB="$SRC/jobs/fmnist_laptop.cfg"
+SSETS=(--set model.weights="$SRC/models/fmnist_teacher.safetensors" --set prune.calib_samples=64 --set prune.batch=1 --set prune.additivity_sets=0 --set runtime.threads=1)
+for stage in score run; do
+  rm -rf "$T/s$stage"
+  mpirun --oversubscribe -np 2 "$BIN" $stage "$SJOB" --set output.dir="$T/s$stage" "${SSETS[@]}" \
+    --set train.steps=2 --set eval.samples=8 >"$T/s$stage.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 600); do grep -q "^score output_loss: .* jobs" "$T/s$stage.log" && break; sleep 0.1; done
+  sleep 1; pkill -USR1 -P $pid
+  stopped; rc=$?
+  if [ $rc -eq 3 ] && grep -q "^score: stopped by SIGUSR1 before the end; nothing was written" "$T/s$stage.log" &&
+     ! grep -q "^score: output_loss took" "$T/s$stage.log" && [ ! -e "$T/s$stage/run.h5" ]; then
+    ok; echo "SIGUSR1 during $stage's scoring: exit 3, nothing written"
+  else
+    bad "SIGUSR1 during $stage's scoring: rc $rc: $(tail -3 "$T/s$stage.log"); $(ls "$T/s$stage")"
+  fi
+done
+mpirun_n 2 "$BIN" run "$SJOB" --set output.dir="$T/srun" "${SSETS[@]}" --set prune.calib_samples=8 \
+  --set train.steps=2 --set eval.samples=8 --resume=auto >"$T/srun2.log" 2>&1 && grep -q "== run: done" "$T/srun2.log" && ok \
+  || bad "run --resume=auto after a stopped score: $(tail -3 "$T/srun2.log")"
 
 # ---- NaN/Inf teacher weights: refused at load, naming the file and the first bad tensor
 "$INIT_MODEL" "$JOB" "$T/teacher.safetensors" 5 || { echo "init_model failed"; exit 1; }

@@ -7,13 +7,16 @@
 #    started after the one before ended; LAUNCHER=auto picks srun; a pipeline whose
 #    score fails: the later stages end CANCELLED without running
 #  - preemption, with each launcher (srun --mpi=pmix|pmi2 and mpirun): a distill job
-#    gets `scancel --signal=USR1 --batch` after its first checkpoint; the batch shell
-#    forwards it, the ranks checkpoint and exit 3, the job requeues itself (Restarts=1),
-#    resumes from the checkpoint (--resume passed, step 1 not rerun) and finishes with a
+#    gets `scancel --signal=USR1 --batch` (srun) or `--signal=TERM` (mpirun) after its
+#    first checkpoint; the batch shell forwards it as USR1, the ranks checkpoint and exit
+#    3, the job requeues itself (Restarts=1), resumes from the checkpoint (--resume=auto,
+#    step 1 not rerun) and finishes with a
 #    student bit-identical to the pipeline's uninterrupted distill (2 ranks, 1 thread)
+#  - a lost node: the distill step SIGKILLed mid-run, the failed job requeued: it resumes
+#    from the newest checkpoint (taking over the dead job's lock) and ends bit-identical
 #  - the requeue bounds (tests/slurm/fake_step.sh always exits 3): no new checkpoint ->
-#    no requeue; a new one every time -> at most LD_MAX_RESTARTS requeues; both exit 3
-#    with a message
+#    one requeue, then a stop; a new one every time -> at most LD_MAX_RESTARTS requeues;
+#    both exit 3 with a message
 #  - grid.sbatch: a 2-index array, each index's variant in its own run directory
 # Args: BINARY SOURCE_DIR; $STDIFF compares tensors, $INIT_MODEL writes a seeded model.
 # SKIPPED (77) where slurm-wlm/munge are not installed or we are not root (munged
@@ -109,10 +112,12 @@ for s in plan distill eval; do
 done
 
 # --- preemption: signal, checkpoint, requeue, resume ---------------------------
-# preempt NAME LAUNCHER: a distill job on 2 ranks from the pipeline's student_init,
-# preempted once after its first checkpoint; must end bit-identical to the pipeline's.
+# preempt NAME LAUNCHER SIG: a distill job on 2 ranks from the pipeline's student_init,
+# preempted once after its first checkpoint by SIG to the batch shell (USR1: Slurm's
+# --signal=B:USR1 warning; TERM: `scancel --batch`'s default signal, which the shell must
+# pass on as USR1 since mpirun aborts on TERM); must end bit-identical to the pipeline's.
 preempt() {
-  local name=$1 launcher=$2 out=$T/$1 id log n st
+  local name=$1 launcher=$2 sig=$3 out=$T/$1 id log n st
   mkdir -p "$out" && cp "$P/student_init.safetensors" "$out/"
   # shellcheck disable=SC2086
   id=$(cd "$T" && OUT=$out LAUNCHER=$launcher sbatch --parsable $TWO --output="$out/slurm.out" \
@@ -121,17 +126,17 @@ preempt() {
   # preempt once a step after the first checkpoint (step 10) is logged
   wait_for 60 "$name's step 11" grep -q "distill step 1[1-9]/150" "$log" \
     || { bad "$name: never reached step 11: $(tail -3 "$log")"; return; }
-  scancel --signal=USR1 --batch "$id" || bad "$name: scancel --signal=USR1 failed"
+  scancel --signal="$sig" --batch "$id" || bad "$name: scancel --signal=$sig failed"
   wait_for 60 "$name to requeue" grep -q "requeueing (restart 1" "$log" \
     || { bad "$name: did not requeue: $(tail -5 "$log")"; return; }
   wait_for 150 "$name to end" done_state "$id" || { bad "$name: did not end: $(tail -3 "$log")"; return; }
   st=$(jstate "$id"); n=$(jfield "$id" Restarts)
   [ "$st" = COMPLETED ] && ok || bad "$name: job ended $st: $(tail -5 "$log")"
   [ "$n" = 1 ] && ok || bad "$name: Restarts=$n, expected 1"
-  grep -q "SIGUSR1: forwarding to the step" "$log" && ok || bad "$name: the batch shell did not forward SIGUSR1"
+  grep -q "SIG$sig: forwarding to the step (pid [0-9]*) as SIGUSR1" "$log" && ok || bad "$name: the batch shell did not forward SIG$sig"
   # the first run stopped short of 150, wrote a checkpoint there, and the second resumed from it
   grep -Eq "resumed from .* at step [0-9]+/150" "$log" && ok || bad "$name: no resume: $(grep -i resum "$log")"
-  grep -q "distill --resume on 2 ranks" "$log" && ok || bad "$name: the requeued job did not pass --resume"
+  grep -q "distill --resume=auto on 2 ranks" "$log" && ok || bad "$name: the job did not pass --resume=auto"
   # a fresh restart would also end bit-identical (training is deterministic): step 1 ran once only
   [ "$(grep -c "distill step 1/150 " "$log")" = 1 ] && ok || bad "$name: step 1 ran $(grep -c "distill step 1/150 " "$log") times"
   grep -q "step exited 0" "$log" && ok || bad "$name: the resumed step did not finish: $(tail -3 "$log")"
@@ -140,9 +145,39 @@ preempt() {
   echo "$name: requeued, resumed at step $(grep -o 'resumed from .* at step [0-9]*' "$log" | grep -o '[0-9]*$'); $(head -1 "$T/$name.diff")"
 }
 t0=$SECONDS
-preempt pre_srun srun
-preempt pre_mpirun mpirun
+preempt pre_srun srun USR1
+preempt pre_mpirun mpirun TERM
 echo "preemption: 2 jobs in $((SECONDS - t0))s"
+
+# --- a lost node: the whole step SIGKILLed (no checkpoint on the way out), then a requeue
+# (what Slurm does for a --requeue job on NODE_FAIL; here `scontrol requeue` of the failed
+# job): --resume=auto continues from the newest checkpoint; the student is bit-identical.
+t0=$SECONDS
+lost=$T/lost
+mkdir -p "$lost" && cp "$P/student_init.safetensors" "$lost/"
+# shellcheck disable=SC2086
+id=$(cd "$T" && OUT=$lost LAUNCHER=mpirun sbatch --parsable $TWO --output="$lost/slurm.out" \
+       "$SRC/slurm/cpu.sbatch" distill "$JOB" "${SETS[@]}") || bad "lost: sbatch failed"
+if wait_for 60 "lost's step 21" grep -q "distill step 2[1-9]/150" "$lost/slurm.out"; then
+  # mpirun and both ranks carry output.dir=$lost on their command lines; the batch shell does not
+  pkill -KILL -f "output.dir=$lost" || bad "lost: nothing to kill"
+  wait_for 60 "lost to fail" done_state "$id" || bad "lost: did not end after the SIGKILL"
+  st=$(jstate "$id")
+  [ "$st" = FAILED ] && ok || bad "lost: after the SIGKILL the job is $st, expected FAILED"
+  ck=$(ls "$lost/checkpoints" | tail -1)
+  scontrol requeue "$id" || bad "lost: scontrol requeue failed"
+  wait_for 150 "lost to end after the requeue" sh -c "[ \"\$(scontrol show job $id | grep -o 'Restarts=[0-9]*')\" = Restarts=1 ] && scontrol show job $id | grep -q JobState=COMPLETED" \
+    || bad "lost: did not complete after the requeue: $(jstate "$id"): $(tail -3 "$lost/slurm.out")"
+  grep -q "resumed from $lost/checkpoints/$ck at step" "$lost/slurm.out" && ok \
+    || bad "lost: did not resume from the newest checkpoint $ck: $(grep -i resum "$lost/slurm.out")"
+  grep -q "took over the lock .* an earlier run (restart 0) of this Slurm job" "$lost/slurm.out" && ok \
+    || bad "lost: the dead job's lock was not taken over: $(grep -i lock "$lost/slurm.out")"
+  "$STDIFF" "$lost/student.safetensors" "$P/student.safetensors" 0 >"$T/lost.diff" && ok \
+    || bad "lost: the student differs from the uninterrupted one: $(cat "$T/lost.diff")"
+  echo "lost node: SIGKILL after step 21, requeued, resumed from $ck; $(head -1 "$T/lost.diff") ($((SECONDS - t0))s)"
+else
+  bad "lost: never reached step 21: $(tail -3 "$lost/slurm.out")"
+fi
 
 # --- the requeue bound ----------------------------------------------------------
 # tests/slurm/fake_step.sh stands in for laptop-diff and always exits 3.
@@ -157,10 +192,11 @@ bound() {
   [ "$(jstate "$id")" = FAILED ] && [ "$(jfield "$id" ExitCode)" = "3:0" ] && ok \
     || bad "$name: $(jstate "$id") $(jfield "$id" ExitCode), expected FAILED 3:0: $(tail -3 "$log")"
 }
-# exit 3 with no checkpoint behind it: it would stop the same way again, no requeue
+# exit 3 with no checkpoint behind it (a stopped score): requeued once; stopping the same
+# way again ends it
 bound noprogress
-grep -q "did not advance since the last requeue: not requeueing" "$log" && ok || bad "noprogress: no message: $(tail -3 "$log")"
-[ "$(jfield "$id" Restarts)" = 0 ] && ok || bad "noprogress: requeued $(jfield "$id" Restarts) times"
+grep -q "newest checkpoint (none) did not advance since the last requeue: not requeueing" "$log" && ok || bad "noprogress: no message: $(tail -3 "$log")"
+[ "$(jfield "$id" Restarts)" = 1 ] && ok || bad "noprogress: requeued $(jfield "$id" Restarts) times, expected 1"
 # a new checkpoint every time, at most LD_MAX_RESTARTS=1 requeue
 bound maxrestarts FAKE_NEW_CKPT=1 LD_MAX_RESTARTS=1
 grep -q "requeued 1 times already (LD_MAX_RESTARTS=1): not requeueing" "$log" && ok || bad "maxrestarts: no message: $(tail -3 "$log")"
