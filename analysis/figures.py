@@ -270,7 +270,7 @@ def fig_additivity(a):
 
 
 def fig_ratio(a):
-    runs, notes = grid_table.gather(a.inputs[0])
+    runs, notes = grid_table.gather(a.inputs[0], a.handcrafted)
     if not runs:
         fail(f"no complete run under {a.inputs[0]}")
     cs, main_kd = grid_table.cells(runs)
@@ -399,6 +399,7 @@ def main(argv):
     ap.add_argument("--size", type=parse_size, help="WIDTHxHEIGHT in pixels")
     ap.add_argument("--criteria", help="scores: the criteria to draw (default: all in the file)")
     ap.add_argument("--metrics", default="fid,alignment", help="ratio: the /eval/student metrics to draw")
+    ap.add_argument("--handcrafted", help="ratio: names of handcrafted plans (default analysis/bksdm_layers.txt)")
     a = ap.parse_args(argv)
     if a.figure not in ("samples",) and len(a.inputs) != 1:
         ap.error(f"{a.figure} takes one input")

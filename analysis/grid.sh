@@ -153,7 +153,8 @@ run_step() {
   mkdir -p "$dir"
   t0=$(date +%s)
   echo "== $(date -u +%FT%TZ) ${MPI[*]} $BIN $what $JOB $line --set output.dir=$dir" >>"$dir/log.txt"
-  "${MPI[@]}" "$BIN" $what "$JOB" "$@" --set output.dir="$dir" >>"$dir/log.txt" 2>&1
+  # stdin from /dev/null: mpirun would read the cell list the loop below feeds on fd 3
+  "${MPI[@]}" "$BIN" $what "$JOB" "$@" --set output.dir="$dir" </dev/null >>"$dir/log.txt" 2>&1
   rc=$?
   if [ $rc -eq 0 ]; then
     echo "$line" >"$dir/grid_cell.done.tmp" && mv "$dir/grid_cell.done.tmp" "$dir/grid_cell.done"
@@ -177,7 +178,7 @@ for s in $SEEDS; do
     || failed+=("score_s$s")
 done
 k=0
-while read -r name args; do
+while read -r -u 3 name args; do
   [ $stop -eq 1 ] && break
   k=$((k + 1))
   seed=$(sed -n 's/.*--set runtime.seed=\([0-9]*\).*/\1/p' <<<"$args")
@@ -196,7 +197,7 @@ while read -r name args; do
   say "[$k/$ncells] $name"
   read -ra a <<<"$args"
   run_step "$dir" run --resume=auto "${a[@]}" || failed+=("$name")
-done < <(cells)
+done 3< <(cells)
 trap - INT TERM
 say "grid: $(($(date +%s) - t_grid)) s wall"
 if [ $stop -eq 1 ]; then
@@ -204,7 +205,8 @@ if [ $stop -eq 1 ]; then
   exit 3
 fi
 if "$PY" -c "import h5py, numpy" 2>/dev/null; then
-  "$PY" "$ROOT/analysis/grid_table.py" "$GRID_OUT" --md "$GRID_OUT/table.md" --csv "$GRID_OUT/table.csv" >/dev/null \
+  "$PY" "$ROOT/analysis/grid_table.py" "$GRID_OUT" --md "$GRID_OUT/table.md" --csv "$GRID_OUT/table.csv" \
+    ${HANDCRAFTED:+--handcrafted "$HANDCRAFTED"} >/dev/null \
     && say "table: $GRID_OUT/table.md, $GRID_OUT/table.csv" || say "grid_table.py failed"
 fi
 if [ ${#failed[@]} -gt 0 ]; then

@@ -153,6 +153,7 @@ class Notes:
     def __init__(self):
         self.missing = {}  # path -> [run names]
         self.other = []
+        self.unplanned = []
 
     def miss(self, path, run):
         self.missing.setdefault(path, []).append(run)
@@ -180,7 +181,8 @@ def read_run(path, grid_out, notes, known):
             notes.other.append(f"{path}: no job config attribute on `/`: skipped")
             return None
         if "/prune/plan" not in f:
-            return None  # a scoring run (score_s<seed>/) or not a pruning run: not a cell
+            notes.unplanned.append(name)  # a scoring run (score_s<seed>/), or a cell that failed before its plan
+            return None
         cfg = parse_config(text(f.attrs["config"]))
         if "/eval/student" not in f:
             notes.other.append(f"{name}: no /eval/student (the cell did not finish): skipped")
@@ -230,11 +232,13 @@ def read_run(path, grid_out, notes, known):
         return r
 
 
-def gather(grid_out):
-    """All complete runs under grid_out (sorted by path) and the notes about the rest."""
+def gather(grid_out, handcrafted=None):
+    """All complete runs under grid_out (sorted by path) and the notes about the rest; handcrafted:
+    the file naming the handcrafted plans (default analysis/bksdm_layers.txt)."""
     if not os.path.isdir(grid_out):
         sys.exit(f"grid_table.py: {grid_out}: not a directory")
-    notes, known = Notes(), handcrafted_names()
+    notes = Notes()
+    known = handcrafted_names(handcrafted) if handcrafted else handcrafted_names()
     paths = []
     for d, _, files in os.walk(grid_out):
         if "run.h5" in files:
@@ -242,6 +246,9 @@ def gather(grid_out):
     if not paths:
         sys.exit(f"grid_table.py: no run.h5 under {grid_out}")
     runs = [r for r in (read_run(p, grid_out, notes, known) for p in sorted(paths)) if r]
+    if notes.unplanned:
+        notes.other.append(f"{len(notes.unplanned)} run.h5 without /prune/plan (scoring runs, or cells stopped "
+                           f"before their plan): {', '.join(notes.unplanned)}")
     return runs, notes
 
 
@@ -284,7 +291,7 @@ COLUMNS = [  # (key in a run, header, format)
 
 def cell_stat(c, key):
     """(mean, sd, n) over the cell's seeds that have the value; None if none has it."""
-    v = [r[key] for r in c["runs"] if r[key] is not None]
+    v = [r[key] for r in c["runs"] if r.get(key) is not None]
     if not v:
         return None
     m, sd = mean_sd(v)
@@ -390,12 +397,14 @@ def main(argv):
     ap.add_argument("grid_out")
     ap.add_argument("--md", help="also write the Markdown here")
     ap.add_argument("--csv", help="write one row per cell here")
+    ap.add_argument("--handcrafted", help="names of handcrafted plans (NAME LAYER,LAYER,... lines; "
+                    "default analysis/bksdm_layers.txt)")
     a = ap.parse_args(argv)
     try:
         import h5py  # noqa: F401
     except ImportError:
         sys.exit("grid_table.py needs h5py (Debian: python3-h5py)")
-    runs, notes = gather(a.grid_out)
+    runs, notes = gather(a.grid_out, a.handcrafted)
     if not runs:
         for ln in notes.lines(0):
             print(ln, file=sys.stderr)
