@@ -141,8 +141,6 @@ EVAL = {  # column: (path under /eval/<model>/, scale for display)
     "fid": ("fid", 1.0),
     "ms_per_image_b1": ("seconds_per_image_b1", 1e3),
     "ms_per_image_bN": ("seconds_per_image_bN", 1e3),
-    "ms_per_step_b1": ("seconds_per_step_b1", 1e3),
-    "ms_per_step_bN": ("seconds_per_step_bN", 1e3),
     "ms_per_sample": ("seconds_per_sample", 1e3),
 }
 
@@ -202,7 +200,7 @@ def read_run(path, grid_out, notes, known):
             r["ratio"] = "-"
         else:
             r["plan"] = crit
-            r["ratio"] = f"{float(a['ratio']):g}"
+            r["ratio"] = f"{float(a.get('ratio', cfg.get('prune.ratio', float('nan')))):g}"
         r["kd"] = kd_label(cfg)
         r["oneshot_loss"] = float(a["actual_loss"]) if "actual_loss" in a else None
         if r["oneshot_loss"] is None:
@@ -227,6 +225,8 @@ def read_run(path, grid_out, notes, known):
                 r[f"{m}_{col}"] = None if v is None else v * scale
         t, s = r["teacher_ms_per_image_bN"], r["student_ms_per_image_bN"]
         r["speedup_bN"] = t / s if t is not None and s else None
+        t, s = r["teacher_alignment"], r["student_alignment"]
+        r["alignment_change"] = s / t - 1 if t and s is not None else None  # the paper's "decline" (4.0% at 50%)
         if r["last_step"] is not None and r["steps"] and r["last_step"] != r["steps"]:
             notes.other.append(f"{name}: distillation logged up to step {r['last_step']} of {r['steps']}")
         return r
@@ -270,7 +270,8 @@ def cells(runs):
         rs.sort(key=lambda r: r["seed"])
         out.append({"plan": key[0], "ratio": key[1], "budget": key[2], "kd": key[3], "steps": key[4], "batch": key[5],
                     "main_kd": key[3] == main_kd, "runs": rs})
-    out.sort(key=lambda c: (not c["main_kd"], c["ratio"] == "-", c["ratio"], plan_order(c["plan"]), c["kd"]))
+    out.sort(key=lambda c: (not c["main_kd"], c["ratio"] == "-", 0.0 if c["ratio"] == "-" else float(c["ratio"]),
+                            plan_order(c["plan"]), c["kd"]))
     return out, main_kd
 
 
@@ -280,6 +281,7 @@ COLUMNS = [  # (key in a run, header, format)
     ("macs_removed", "MACs removed", "{:.3f}"),
     ("student_alignment", "alignment student", "{:.3f}"),
     ("teacher_alignment", "alignment teacher", "{:.3f}"),
+    ("alignment_change", "alignment change vs teacher", "{:.1%}"),
     ("student_fid", "FID student", "{:.3g}"),
     ("teacher_fid", "FID teacher", "{:.3g}"),
     ("student_ms_per_image_b1", "student ms/image b1", "{:.3g}"),

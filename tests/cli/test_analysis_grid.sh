@@ -179,6 +179,7 @@ by = {(r["plan"], r["ratio"], r["kd"]): r for r in cs}
 r = by[("random", "0.25", "task+out+feat(l2sq)")]
 assert r["seeds"] == "1 2" and float(r["student_fid_mean"]) == 30 and abs(float(r["student_fid_sd"]) - math.sqrt(2)) < 1e-12, r
 assert abs(float(r["student_alignment_mean"]) - 0.7) < 1e-12 and float(r["oneshot_loss_sd"]) == 0, r
+assert abs(float(r["alignment_change_mean"]) - (0.7 / 0.95 - 1)) < 1e-12, r  # per seed 0.71/0.95 - 1, 0.69/0.95 - 1
 assert "| random | 0.25 | task+out+feat(l2sq) | 1,2 | 2 ± 0 |" in md, [l for l in md.splitlines() if l.startswith("| random | 0.25")]
 assert "30 ± 1.41" in md and "seeds 1, 2" in md
 # Spearman over the 5 plan cells (the kd-task cell is not a plan): losses x = [1, 2, 2, 3, 4] (tie),
