@@ -34,6 +34,7 @@
 # an interrupted cell from its distill checkpoint. A complete cell whose settings
 # differ from the current ones is reported as failed, never silently reused.
 # A failed cell is reported and the grid goes on; the exit status is 1 if any failed.
+# SIGINT/SIGTERM (Ctrl-C) stops the grid after the running command (exit 3); run it again to continue.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOB=${JOB:-jobs/fmnist_laptop.cfg}
@@ -161,7 +162,11 @@ run_step() {
     say "done $(basename "$dir") in $(($(date +%s) - t0)) s"
     return 0
   fi
-  say "FAILED $(basename "$dir") (exit $rc): $(tail -2 "$dir/log.txt" | tr '\n' ' ')"
+  if [ $stop -eq 1 ]; then
+    say "stopped $(basename "$dir") by a signal (exit $rc): it continues from its checkpoint on the next run"
+  else
+    say "FAILED $(basename "$dir") (exit $rc): $(tail -2 "$dir/log.txt" | tr '\n' ' ')"
+  fi
   return 1
 }
 
