@@ -24,7 +24,8 @@
 #   ADDITIVITY=                  prune.additivity_sets of the output_loss cells (empty: the job's);
 #                                the other cells skip the additivity check (it does not depend on the plan)
 #   GRID_SET=                    more "--set key=value" words for every cell and the scoring
-#   BIN=build/laptop-diff, MPIRUN="mpirun --oversubscribe -np $NP"
+#   BIN=build/laptop-diff, MPIRUN="bash scripts/mpirun.sh --oversubscribe -np $NP" (plain mpirun
+#                                where the checkout has no scripts/mpirun.sh)
 #
 # Scoring runs once per seed (all criteria, into $GRID_OUT/score_s<seed>/); each cell
 # starts from a copy of that run.h5 and runs `laptop-diff run --resume=auto`, which
@@ -52,7 +53,13 @@ GRID_SET=${GRID_SET:-}
 BIN=${BIN:-build/laptop-diff}
 PY=${PY:-/usr/bin/python3}
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
-read -ra MPI <<<"${MPIRUN:-mpirun --oversubscribe -np $NP}"
+# scripts/mpirun.sh (where the checkout has it) turns Ctrl-C and SIGTERM into SIGUSR1 for the ranks, so a
+# stopped cell checkpoints (exit 3) and continues on the next run; a plain mpirun aborts the cell instead
+if [ -z "${MPIRUN+set}" ]; then
+  MPIRUN="mpirun --oversubscribe -np $NP"
+  [ -f "$ROOT/scripts/mpirun.sh" ] && MPIRUN="bash $ROOT/scripts/mpirun.sh --oversubscribe -np $NP"
+fi
+read -ra MPI <<<"$MPIRUN"
 read -ra EXTRA <<<"$GRID_SET"
 
 die() { echo "grid.sh: $*" >&2; exit 2; }
