@@ -12,7 +12,8 @@ MPI=(mpirun --oversubscribe -np "$NP")
 CRITS=(output_loss feature_loss taylor magnitude random)
 "${MPI[@]}" "$BIN" score "$JOB" --set output.dir="$OUT" --set "prune.criterion=[$(IFS=,; echo "${CRITS[*]}")]" > "$OUT.score.log"
 # BK-SDM "Base" on this U-Net: one (resnet, attention) pair less per down stage, the middle pair of every up stage
-BKSDM="[down_blocks.0.resnets.1,down_blocks.1.resnets.1,down_blocks.2.resnets.1,down_blocks.2.attentions.1,down_blocks.3.resnets.1,down_blocks.3.attentions.1,up_blocks.0.resnets.1,up_blocks.0.attentions.1,up_blocks.1.resnets.1,up_blocks.1.attentions.1,up_blocks.2.resnets.1,up_blocks.3.resnets.1]"
+BKSDM="[$(awk '$1 == "bksdm_base" {print $2}' "$(dirname "$0")/bksdm_layers.txt")]"
+[ "$BKSDM" != "[]" ] || { echo "no bksdm_base line in $(dirname "$0")/bksdm_layers.txt"; exit 1; }
 echo "| plan | ratio asked | params removed | layers | output loss (measured) | sum of scores |"
 echo "| --- | --- | --- | --- | --- | --- |"
 for ratio in 0.25 0.5; do
