@@ -82,6 +82,11 @@ import h5py, numpy as np
 with h5py.File('$T/d7.h5', 'w') as f:
     f['sample'] = np.zeros((2, 4, 16, 16), np.float32); f['timestep'] = np.array([1.0, 2.0]); f['context'] = np.zeros((2, 5, 7))"
 fail wrong_d 1 "d7.h5: /context is [2,5,7] but the model $W has cross_attention_dim = 12" -- "$W" --inputs "$T/d7.h5" --out "$T/bad.h5"
+/usr/bin/python3 -c "
+import h5py, numpy as np
+with h5py.File('$T/hw.h5', 'w') as f:
+    f['sample'] = np.zeros((1, 4, 16, 10), np.float32); f['timestep'] = np.array([1.0]); f['context'] = np.zeros((1, 5, 12))"
+fail wrong_hw 1 "hw.h5: /sample is [1,4,16,10] but the model $W downsamples 2 times: H and W must be multiples of 4" -- "$W" --inputs "$T/hw.h5" --out "$T/bad.h5"
 $PY "$IO" make "$FX/conv_io.safetensors" "$T/nan.h5" --nan --repeat 2
 fail nan 1 "nan.h5: /sample row 5 holds a non-finite value" -- "$W" --inputs "$T/nan.h5" --out "$T/bad.h5"
 printf 'this is not an HDF5 file' >"$T/junk.h5"
