@@ -12,7 +12,7 @@
 // model or a checkpoint (one process: needs no context).
 int info_run(FILE *out, const char *target, const char *const *sets, int n_sets, Error *e);
 
-// forward: the U-Net of MODEL (a .safetensors, or a diffusers unet/ folder)
+// forward: the U-Net of MODEL (a .safetensors, a diffusers unet/ folder or its pipeline folder)
 // on IN.h5's /sample [B,C,H,W], /timestep [B], /context [B,L,D] (float32 or
 // float64) -> OUT.h5 /out [B,C_out,H,W] float32, and with with_taps the taps
 // as /taps/<name> [B,C,H,W]. defaults (+ --set model.*) fill what the file

@@ -171,14 +171,17 @@ static int inputs_open(Inputs *in, const char *path, const UNet *u, const char *
 }
 
 // A diffusers unet/ folder holds diffusion_pytorch_model.safetensors beside
-// its config.json (which checkpoint_describe reads).
+// its config.json (which checkpoint_describe reads); a pipeline folder holds
+// that unet/ folder.
 static void model_file(const char *model, char *buf, size_t n) {
     struct stat st;
-    if (!stat(model, &st) && S_ISDIR(st.st_mode))
-        snprintf(buf, n, "%s%sdiffusion_pytorch_model.safetensors", model,
-                 model[0] && model[strlen(model) - 1] == '/' ? "" : "/");
-    else
+    if (stat(model, &st) || !S_ISDIR(st.st_mode)) {
         snprintf(buf, n, "%s", model);
+        return;
+    }
+    const char *sep = model[0] && model[strlen(model) - 1] == '/' ? "" : "/";
+    snprintf(buf, n, "%s%sunet/diffusion_pytorch_model.safetensors", model, sep);
+    if (stat(buf, &st)) snprintf(buf, n, "%s%sdiffusion_pytorch_model.safetensors", model, sep);
 }
 
 int forward_run(FILE *log, const char *model, const char *inputs, const char *out_path, int with_taps,

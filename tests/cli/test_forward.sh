@@ -57,6 +57,10 @@ $PY "$IO" unetdir "$FX/xl_weights.safetensors" "$T/unet"
 run dir -- "$T/unet" --inputs "$T/in_xl.h5" --out "$T/out_dir.h5"
 [ $rc -eq 0 ] && ok || bad "unet folder: exit $rc: $(head -3 "$T/dir.log")"
 check dir "unet folder vs diffusers" -- compare "$T/out_dir.h5" "$FX/xl_io.safetensors"
+mkdir -p "$T/pipe" && mv "$T/unet" "$T/pipe/unet"  # a pipeline folder: its unet/
+run pipe -- "$T/pipe/" --inputs "$T/in_xl.h5" --out "$T/out_pipe.h5"
+[ $rc -eq 0 ] && ok || bad "pipeline folder: exit $rc: $(head -3 "$T/pipe.log")"
+check pipe "pipeline folder vs unet folder" -- same "$T/out_pipe.h5" "$T/out_dir.h5"
 
 # fail NAME RC PATTERN -- forward args: exit RC, PATTERN in the output, no $T/bad.h5 (or .tmp)
 fail() {
@@ -93,6 +97,8 @@ printf 'this is not an HDF5 file' >"$T/junk.h5"
 fail not_hdf5 1 "junk.h5: not an HDF5 file" -- "$W" --inputs "$T/junk.h5" --out "$T/bad.h5"
 fail missing_in 1 "missing.h5: cannot open the inputs" -- "$W" --inputs "$T/missing.h5" --out "$T/bad.h5"
 fail missing_model 1 "none.safetensors" -- "$T/none.safetensors" --inputs "$T/in_conv.h5" --out "$T/bad.h5"
+mkdir -p "$T/empty"  # a folder without a U-Net: the file looked for is named
+fail empty_dir 1 "$T/empty/diffusion_pytorch_model.safetensors" -- "$T/empty" --inputs "$T/in_xl.h5" --out "$T/bad.h5"
 fail no_out 2 "forward needs --inputs IN.h5 and --out OUT.h5" -- "$W" --inputs "$T/in_conv.h5"
 fail bad_set 1 "unknown key" -- "$W" --inputs "$T/in_conv.h5" --out "$T/bad.h5" --set model.bogus=1
 "$BIN" info "$W" --out "$T/bad.h5" >"$T/info_out.log" 2>&1; rc=$?
