@@ -20,6 +20,9 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  info JOB.cfg|MODEL.safetensors   architecture table, candidate layers, totals\n"
+            "  forward MODEL.safetensors|UNET_DIR --inputs IN.h5 --out OUT.h5 [--taps]\n"
+            "                                   the U-Net's prediction for IN.h5's /sample, /timestep,\n"
+            "                                   /context -> OUT.h5 /out (--taps: also /taps/<name>); one process\n"
             "  train JOB.cfg [--resume]          train the U-Net (data-parallel over the MPI ranks)\n"
             "  sample JOB.cfg                    DDIM samples with classifier-free guidance: PNG grid + HDF5\n"
             "  score JOB.cfg                     score every candidate layer of the teacher (model.weights)\n"
@@ -36,6 +39,35 @@ static void usage(FILE *f) {
             "with a warning); --resume=auto does the same, or starts fresh when there is none.\n"
             "run skips the stages complete in run.h5. A resume refuses a job whose settings that\n"
             "matter changed (it names them) unless --allow-changes is given.\n");
+}
+
+// forward: one process (the batch is not split across ranks). Runtime keys
+// (threads, device) and model keys come from --set on the defaults.
+static int run_forward(const char *model, const char *inputs, const char *out, int taps, const char *const *sets,
+                       int n_sets) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (size != 1) {
+        if (rank == 0)
+            fprintf(stderr, "laptop-diff: forward runs on one process, not %d ranks: start it without mpirun or "
+                            "with -np 1\n", size);
+        return 2;
+    }
+    JobConfig jc;
+    Error e = {0};
+    char device[320];
+    if (job_config_load(&jc, NULL, sets, n_sets, &e) ||
+        runtime_select_device(jc.runtime.device, 0, device, sizeof device, &e)) {
+        fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        return 1;
+    }
+    runtime_set_threads(jc.runtime.threads, 1);
+    if (forward_run(stdout, model, inputs, out, taps, &jc.model, &e)) {
+        fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
 }
 
 // After a failure every rank knows of (comm_agree): ranks usually fail together
@@ -132,7 +164,8 @@ int main(int argc, char **argv) {
     }
     // TARGET then options
     const char *target = NULL;
-    int resume = 0, allow_changes = 0;
+    int resume = 0, allow_changes = 0, taps = 0;
+    const char *inputs = NULL, *out = NULL;
     const char **sets = calloc((size_t)argc, sizeof *sets);
     int n_sets = 0;
     for (int i = 2; i < argc; i++) {
@@ -149,6 +182,16 @@ int main(int argc, char **argv) {
             resume = (resume & ~TRAINER_RESUME_MODE) | TRAINER_RESUME_AUTO;
         } else if (!strcmp(argv[i], "--allow-changes")) {
             allow_changes = 1;
+        } else if (!strcmp(argv[i], "--inputs") || !strcmp(argv[i], "--out")) {
+            if (i + 1 >= argc) {
+                if (rank == 0) fprintf(stderr, "laptop-diff: %s needs a file name\n", argv[i]);
+                rc = 2;
+                break;
+            }
+            *(argv[i][2] == 'i' ? &inputs : &out) = argv[i + 1];
+            i++;
+        } else if (!strcmp(argv[i], "--taps")) {
+            taps = 1;
         } else if (!strncmp(argv[i], "--set=", 6)) {
             sets[n_sets++] = argv[i] + 6;
         } else if (argv[i][0] == '-' && argv[i][1] == '-') {
@@ -171,6 +214,14 @@ int main(int argc, char **argv) {
             rc = 2;
         }
     }
+    if (!rc && strcmp(cmd, "forward") && (inputs || out || taps)) {
+        if (rank == 0) fprintf(stderr, "laptop-diff: --inputs, --out and --taps only go with forward\n");
+        rc = 2;
+    }
+    if (!rc && !strcmp(cmd, "forward") && (!inputs || !out)) {
+        if (rank == 0) fprintf(stderr, "laptop-diff: forward needs --inputs IN.h5 and --out OUT.h5\n");
+        rc = 2;
+    }
     if (!rc && !target) {
         if (rank == 0) fprintf(stderr, "laptop-diff: %s needs a JOB.cfg or MODEL.safetensors\n", cmd);
         rc = 2;
@@ -182,6 +233,8 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "laptop-diff: %s\n", e.msg);
                 rc = 1;
             }
+        } else if (!strcmp(cmd, "forward")) {
+            rc = run_forward(target, inputs, out, taps, sets, n_sets);
         } else if (!strcmp(cmd, "train") || !strcmp(cmd, "sample") || !strcmp(cmd, "score") || !strcmp(cmd, "plan") ||
                    !strcmp(cmd, "distill") || !strcmp(cmd, "eval") || !strcmp(cmd, "run")) {
             rc = run_stage(cmd, target, sets, n_sets, resume);

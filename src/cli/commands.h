@@ -13,6 +13,14 @@
 // model or a checkpoint (one process: needs no context).
 int info_run(FILE *out, const char *target, const char *const *sets, int n_sets, Error *e);
 
+// forward: the U-Net of MODEL (a .safetensors, a diffusers unet/ folder or its pipeline folder)
+// on IN.h5's /sample [B,C,H,W], /timestep [B], /context [B,L,D] (float32 or
+// float64) -> OUT.h5 /out [B,C_out,H,W] float32, and with with_taps the taps
+// as /taps/<name> [B,C,H,W]. defaults (+ --set model.*) fill what the file
+// cannot say. One process (no context); progress to log (may be NULL).
+int forward_run(FILE *log, const char *model, const char *inputs, const char *out, int with_taps,
+                const ModelConfig *defaults, Error *e);
+
 // train: the denoising task (epsilon prediction) from train.init or a seeded
 // initialisation -> model.safetensors, run.h5 /train/*, checkpoints/.
 int train_main(RunCtx *r, int resume, Error *e);

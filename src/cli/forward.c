@@ -1,0 +1,286 @@
+// forward.c — the `forward` command (commands.h): the U-Net's prediction for
+// the samples, timesteps and contexts of an HDF5 file, what a user runs to
+// check a converted or pruned checkpoint against PyTorch. One process; the
+// batch runs in chunks of FORWARD_CHUNK rows, read and written as hyperslabs,
+// so memory stays bounded whatever B is. The output file appears only complete
+// (written as OUT.tmp, renamed at the end).
+#include "cli/commands.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/numerics.h"
+#include "io/h5err.h"
+#include "model/checkpoint.h"
+#include "model/unet.h"
+
+enum { FORWARD_CHUNK = 4 };  // rows per U-Net pass
+
+static void shape_str(char *buf, size_t cap, const hsize_t *dims, int rank) {
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+// Opens dataset name of the input file: it must exist, have the given rank,
+// sizes in 1..INT_MAX, and a floating-point type (or an integer one where
+// allow_int: timesteps written from torch.long). Its dims go to dims.
+static hid_t open_input(hid_t f, const char *path, const char *name, int want_rank, int allow_int,
+                        const char *meaning, hsize_t *dims, Error *e) {
+    if (!h5_path_exists(f, name)) {
+        errorf(e, "%s: no dataset %s (expected %s)", path, name, meaning);
+        return -1;
+    }
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    if (ds < 0) {
+        errorf(e, "%s: %s is not a dataset (expected %s)", path, name, meaning);
+        return -1;
+    }
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+    H5T_class_t cls = H5Tget_class(t);
+    int rank = H5Sget_simple_extent_ndims(sp);
+    hsize_t d[H5S_MAX_RANK];
+    if (rank > 0) H5Sget_simple_extent_dims(sp, d, NULL);
+    H5Tclose(t), H5Sclose(sp);
+    char shape[200];
+    shape_str(shape, sizeof shape, d, rank > 0 ? rank : 0);
+    if (cls != H5T_FLOAT && !(allow_int && cls == H5T_INTEGER)) {
+        errorf(e, "%s: %s %s is not floating point (expected float32 or float64: %s)", path, name, shape, meaning);
+    } else if (rank != want_rank) {
+        errorf(e, "%s: %s has shape %s, rank %d; expected rank %d: %s", path, name, shape, rank, want_rank, meaning);
+    } else {
+        int good = 1;
+        for (int i = 0; i < rank; i++) {
+            if (d[i] < 1 || d[i] > INT_MAX) good = 0;
+            dims[i] = d[i];
+        }
+        if (good) return ds;
+        errorf(e, "%s: %s has shape %s; every size must be 1..%d: %s", path, name, shape, INT_MAX, meaning);
+    }
+    H5Dclose(ds);
+    return -1;
+}
+
+// Rows [r0, r0+k) of ds (rank rank, dims) as float32 into dst (HDF5 converts
+// float64 and integers), then a finiteness check naming the first bad element.
+static int read_rows(hid_t ds, const char *path, const char *name, int rank, const hsize_t *dims, hsize_t r0,
+                     hsize_t k, float *dst, Error *e) {
+    hsize_t start[4] = {r0, 0, 0, 0}, count[4] = {k, 0, 0, 0};
+    size_t per = 1;
+    for (int i = 1; i < rank; i++) count[i] = dims[i], per *= dims[i];
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(rank, count, NULL);
+    herr_t rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (rc >= 0) rc = H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, dst);
+    H5Sclose(ms), H5Sclose(fs);
+    if (rc < 0) {
+        char stack[400];
+        h5err_suffix(stack, sizeof stack);
+        return errorf(e, "%s: reading %s rows %llu..%llu failed%s", path, name, (unsigned long long)r0,
+                      (unsigned long long)(r0 + k - 1), stack);
+    }
+    size_t n = (size_t)k * per, bad = first_nonfinite(dst, n);
+    if (bad < n)
+        return errorf(e, "%s: %s row %llu holds a non-finite value (%g, element %zu of the row; float64 values "
+                      "beyond float32's range become infinite)", path, name, (unsigned long long)(r0 + bad / per),
+                      dst[bad], bad % per);
+    return 0;
+}
+
+// A [B, dims...] float32 dataset in the output file (an extra group level
+// for /taps/<name> is made by the link-creation property).
+static hid_t create_output(hid_t f, const char *name, int rank, const hsize_t *dims) {
+    hid_t sp = H5Screate_simple(rank, dims, NULL), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t ds = H5Dcreate2(f, name, H5T_IEEE_F32LE, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose(lcpl), H5Sclose(sp);
+    return ds;
+}
+
+static herr_t write_rows(hid_t ds, hsize_t r0, hsize_t k, int C, int H, int W, const float *src) {
+    hsize_t start[4] = {r0, 0, 0, 0}, count[4] = {k, (hsize_t)C, (hsize_t)H, (hsize_t)W};
+    hid_t fs = H5Dget_space(ds), ms = H5Screate_simple(4, count, NULL);
+    herr_t rc = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    if (rc >= 0) rc = H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, src);
+    H5Sclose(ms), H5Sclose(fs);
+    return rc;
+}
+
+static herr_t write_attr(hid_t obj, const char *key, const char *val) {
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, strlen(val) + 1);
+    hid_t as = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(obj, key, st, as, H5P_DEFAULT, H5P_DEFAULT);
+    herr_t rc = a < 0 ? -1 : H5Awrite(a, st, val);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(as), H5Tclose(st);
+    return rc;
+}
+
+typedef struct {
+    const char *path;
+    hid_t file, sample, timestep, context;
+    hsize_t sd[4], td[1], cd[3];
+} Inputs;
+
+static void inputs_close(Inputs *in) {
+    if (in->sample >= 0) H5Dclose(in->sample);
+    if (in->timestep >= 0) H5Dclose(in->timestep);
+    if (in->context >= 0) H5Dclose(in->context);
+    if (in->file >= 0) H5Fclose(in->file);
+}
+
+// Opens the three inputs and checks them against each other and the model.
+static int inputs_open(Inputs *in, const char *path, const UNet *u, const char *model, Error *e) {
+    *in = (Inputs){.path = path, .file = -1, .sample = -1, .timestep = -1, .context = -1};
+    if (access(path, R_OK) != 0) return errorf(e, "%s: cannot open the inputs: %s", path, strerror(errno));
+    if (H5Fis_hdf5(path) <= 0) return errorf(e, "%s: not an HDF5 file (--inputs needs /sample, /timestep, /context)", path);
+    in->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (in->file < 0) return errorf(e, "%s: HDF5 cannot open the file (corrupt, or locked)", path);
+    const ModelConfig *m = &u->cfg;
+    in->sample = open_input(in->file, path, "/sample", 4, 0, "the noisy samples [B,C,H,W]", in->sd, e);
+    if (in->sample < 0) return -1;
+    in->timestep = open_input(in->file, path, "/timestep", 1, 1, "the diffusion timesteps [B]", in->td, e);
+    if (in->timestep < 0) return -1;
+    in->context = open_input(in->file, path, "/context", 3, 0, "the conditioning [B,L,D]", in->cd, e);
+    if (in->context < 0) return -1;
+    char ss[200], ts[80], cs[200];
+    shape_str(ss, sizeof ss, in->sd, 4), shape_str(ts, sizeof ts, in->td, 1), shape_str(cs, sizeof cs, in->cd, 3);
+    unsigned long long B = in->sd[0];
+    if (in->td[0] != B)
+        return errorf(e, "%s: /timestep is %s but /sample is %s: expected one timestep per sample, [%llu]", path, ts,
+                      ss, B);
+    if (in->cd[0] != B)
+        return errorf(e, "%s: /context is %s but /sample is %s: expected one context per sample, [%llu,L,D]", path, cs,
+                      ss, B);
+    if (in->sd[1] != (hsize_t)m->in_channels)
+        return errorf(e, "%s: /sample is %s but the model %s takes in_channels = %d: expected [B,%d,H,W]", path, ss,
+                      model, m->in_channels, m->in_channels);
+    int f = 1 << (m->n_blocks - 1);
+    if (in->sd[2] % f || in->sd[3] % f)
+        return errorf(e, "%s: /sample is %s but the model %s downsamples %d times: H and W must be multiples of %d",
+                      path, ss, model, m->n_blocks - 1, f);
+    if (in->cd[2] != (hsize_t)m->cross_attention_dim)
+        return errorf(e, "%s: /context is %s but the model %s has cross_attention_dim = %d: expected [B,L,%d]", path,
+                      cs, model, m->cross_attention_dim, m->cross_attention_dim);
+    return 0;
+}
+
+// A diffusers unet/ folder holds diffusion_pytorch_model.safetensors beside
+// its config.json (which checkpoint_describe reads); a pipeline folder holds
+// that unet/ folder.
+static void model_file(const char *model, char *buf, size_t n) {
+    struct stat st;
+    if (stat(model, &st) || !S_ISDIR(st.st_mode)) {
+        snprintf(buf, n, "%s", model);
+        return;
+    }
+    const char *sep = model[0] && model[strlen(model) - 1] == '/' ? "" : "/";
+    snprintf(buf, n, "%s%sunet/diffusion_pytorch_model.safetensors", model, sep);
+    if (stat(buf, &st)) snprintf(buf, n, "%s%sdiffusion_pytorch_model.safetensors", model, sep);
+}
+
+int forward_run(FILE *log, const char *model, const char *inputs, const char *out_path, int with_taps,
+                const ModelConfig *defaults, Error *e) {
+    // --out must not replace --inputs: the rename at the end would
+    struct stat si, so;
+    if (!stat(inputs, &si) && !stat(out_path, &so) && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+        return errorf(e, "%s: --out is the --inputs file; write the outputs elsewhere", out_path);
+    char mpath[1100];
+    model_file(model, mpath, sizeof mpath);
+    UNet *u = unet_from_file(mpath, defaults, e);
+    if (!u) return -1;
+    H5Quiet q = h5err_quiet();  // our Errors instead of HDF5's printed stacks
+    Inputs in;
+    int rc = inputs_open(&in, inputs, u, mpath, e);
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
+    hid_t of = -1, ods = -1, tds[2 * LD_MAX_BLOCKS + 1];
+    int n_tds = 0, created = 0;
+    float *x = NULL, *t = NULL, *c = NULL, *y = NULL;
+    if (rc) goto done;
+    const ModelConfig *m = &u->cfg;
+    int B = (int)in.sd[0], C = m->in_channels, H = (int)in.sd[2], W = (int)in.sd[3], L = (int)in.cd[1],
+        D = (int)in.cd[2], Co = m->out_channels;
+    errno = 0;
+    of = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    created = of >= 0;
+    if (of < 0) {
+        rc = errorf(e, "%s: cannot create the output (as %s: %s)", out_path, tmp,
+                    errno ? strerror(errno) : "HDF5 refused");
+        goto done;
+    }
+    hsize_t od[4] = {(hsize_t)B, (hsize_t)Co, (hsize_t)H, (hsize_t)W};
+    ods = create_output(of, "/out", 4, od);
+    if (ods < 0 || write_attr(ods, "model", mpath) < 0 || write_attr(ods, "inputs", inputs) < 0 ||
+        write_attr(ods, "layout", "[B, out_channels, H, W], row b from /sample[b], /timestep[b], /context[b]") < 0) {
+        rc = errorf(e, "%s: cannot write /out", tmp);
+        goto done;
+    }
+    int K = B < FORWARD_CHUNK ? B : FORWARD_CHUNK;
+    x = xmalloc(sizeof(float) * (size_t)K * C * H * W), t = xmalloc(sizeof(float) * (size_t)K);
+    c = xmalloc(sizeof(float) * (size_t)K * L * D), y = xmalloc(sizeof(float) * (size_t)K * Co * H * W);
+    double t0 = now_s();
+    for (int b0 = 0; b0 < B && !rc; b0 += K) {
+        int k = B - b0 < K ? B - b0 : K;
+        rc = read_rows(in.sample, inputs, "/sample", 4, in.sd, (hsize_t)b0, (hsize_t)k, x, e) ||
+             read_rows(in.timestep, inputs, "/timestep", 1, in.td, (hsize_t)b0, (hsize_t)k, t, e) ||
+             read_rows(in.context, inputs, "/context", 3, in.cd, (hsize_t)b0, (hsize_t)k, c, e) ||
+             unet_forward(u, y, x, t, c, k, H, W, L, NULL, e);
+        if (rc) break;
+        if (write_rows(ods, (hsize_t)b0, (hsize_t)k, Co, H, W, y) < 0) {
+            rc = errorf(e, "%s: writing /out rows %d..%d failed (disk full?)", tmp, b0, b0 + k - 1);
+            break;
+        }
+        for (int i = 0; with_taps && i < u->n_taps; i++) {
+            const Tap *tp = &u->taps[i];
+            char name[64];
+            snprintf(name, sizeof name, "/taps/%s", tp->name);
+            if (b0 == 0) {  // the taps' shapes are known after the first pass
+                hsize_t td[4] = {(hsize_t)B, (hsize_t)tp->C, (hsize_t)tp->H, (hsize_t)tp->W};
+                tds[n_tds] = create_output(of, name, 4, td);
+                if (tds[n_tds] < 0) {
+                    rc = errorf(e, "%s: cannot create %s", tmp, name);
+                    break;
+                }
+                n_tds++;
+            }
+            if (write_rows(tds[i], (hsize_t)b0, (hsize_t)k, tp->C, tp->H, tp->W, tp->data) < 0) {
+                rc = errorf(e, "%s: writing %s rows %d..%d failed (disk full?)", tmp, name, b0, b0 + k - 1);
+                break;
+            }
+        }
+    }
+    if (!rc) {
+        for (int i = 0; i < n_tds; i++) H5Dclose(tds[i]);
+        n_tds = 0;
+        herr_t cd = H5Dclose(ods);
+        ods = -1;
+        herr_t cf = H5Fclose(of);
+        of = -1;
+        if (cd < 0 || cf < 0) {
+            rc = errorf(e, "%s: closing the output failed (disk full?)", tmp);
+        } else if (rename(tmp, out_path) != 0) {
+            rc = errorf(e, "%s: cannot rename %s into place: %s", out_path, tmp, strerror(errno));
+        } else if (log) {
+            fprintf(log, "forward: %d sample%s [%d,%d,%d] with %d-token contexts through %s in %.2f s -> %s "
+                         "/out [%d,%d,%d,%d]%s\n",
+                    B, B == 1 ? "" : "s", C, H, W, L, mpath, now_s() - t0, out_path, B, Co, H, W,
+                    with_taps ? " and /taps/*" : "");
+        }
+    }
+done:
+    for (int i = 0; i < n_tds; i++) H5Dclose(tds[i]);
+    if (ods >= 0) H5Dclose(ods);
+    if (of >= 0) H5Fclose(of);
+    if (rc && created) remove(tmp);  // never a half-written output
+    inputs_close(&in);
+    h5err_restore(q);
+    free(x), free(t), free(c), free(y);
+    unet_free(u);
+    return rc ? -1 : 0;
+}
