@@ -4,7 +4,7 @@
 # and nothing in src/ calls MPI. Prints each violation; exits 1 if any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ORDER=(core kernels cuda model io diffusion data prune train cli)
+ORDER=(core kernels cuda model io diffusion data metrics prune train cli)
 rank() { local i; for i in "${!ORDER[@]}"; do [ "${ORDER[$i]}" = "$1" ] && { echo "$i"; return; }; done; echo -1; }
 bad=0
 for f in src/*/*.[ch]; do
