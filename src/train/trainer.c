@@ -21,6 +21,8 @@ static volatile sig_atomic_t stop_signal = 0;
 
 static void on_signal(int sig) { stop_signal = sig; }
 
+int trainer_signal_pending(void) { return stop_signal; }
+
 void trainer_install_signal_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -69,4 +69,6 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
 // Signal handling (SIGTERM, SIGUSR1, SIGINT): the handler only sets a flag,
 // which the loop folds into a max-reduction so every rank stops at the same step.
 void trainer_install_signal_handlers(void);
+// The signal caught so far (0: none), for loops outside trainer_run (train-classifier).
+int trainer_signal_pending(void);
 #endif
