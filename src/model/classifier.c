@@ -202,6 +202,22 @@ void clf_predict(Classifier *c, const float *x, int n, int batch, int *pred, flo
     }
 }
 
+double clf_alignment(Classifier *c, const float *x, const int *cls, int n, int batch, double *per_class) {
+    int K = c->arch.classes, *pred = xmalloc((size_t)n * sizeof(int));
+    long *hit = xcalloc((size_t)K, sizeof(long)), *tot = xcalloc((size_t)K, sizeof(long)), ok = 0;
+    clf_predict(c, x, n, batch, pred, NULL);
+    for (int i = 0; i < n; i++) {
+        CHECK(cls[i] >= 0 && cls[i] < K);
+        tot[cls[i]]++;
+        hit[cls[i]] += pred[i] == cls[i];
+        ok += pred[i] == cls[i];
+    }
+    if (per_class)
+        for (int k = 0; k < K; k++) per_class[k] = tot[k] ? (double)hit[k] / tot[k] : NAN;
+    free(pred), free(hit), free(tot);
+    return (double)ok / n;
+}
+
 static char *arch_to_json(const ClfArch *a) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddNumberToObject(o, "in_channels", a->in_channels);

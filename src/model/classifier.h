@@ -65,6 +65,12 @@ void clf_backward(Classifier *c, const int *labels, float scale);
 // batches of `batch`.
 void clf_predict(Classifier *c, const float *x, int n, int batch, int *pred, float *feat);
 
+// Alignment: the fraction of the n images x whose predicted class is cls[i]
+// (what eval reports for class-conditioned samples; for real images with their
+// labels it is the accuracy). per_class (may be NULL) gets one fraction per
+// class, NaN for a class without images. n >= 1.
+double clf_alignment(Classifier *c, const float *x, const int *cls, int n, int batch, double *per_class);
+
 // Writes the parameters (tensor names as params_add registered them) and the
 // architecture, plus extra metadata pairs (meta[2i], meta[2i+1]), atomically.
 int clf_save(const Classifier *c, const char *path, const char *const *meta, int n_meta, Error *e);
