@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "  distill JOB.cfg [--resume]        retrain the student against the teacher (normalized feature KD)\n"
             "  eval JOB.cfg                      teacher vs student on held-out data, side-by-side samples\n"
             "  run JOB.cfg [--resume]            score -> plan -> distill -> eval in one job\n"
+            "  train-classifier JOB.cfg          train the evaluator CNN for eval's alignment and FID (classifier.out)\n"
             "  config-reference                 every job-file key with default and meaning (Markdown)\n"
             "\n"
             "A checkpoint's architecture comes from its own metadata, a diffusers config.json\n"
@@ -132,6 +133,8 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         rc = distill_main(&r, resume, &e);
     else if (!strcmp(cmd, "eval"))
         rc = eval_main(&r, &e);
+    else if (!strcmp(cmd, "train-classifier"))
+        rc = train_classifier_main(&r, &e);
     else
         rc = run_main(&r, resume, &e);
     run_ctx_free(&r);
@@ -236,7 +239,8 @@ int main(int argc, char **argv) {
         } else if (!strcmp(cmd, "forward")) {
             rc = run_forward(target, inputs, out, taps, sets, n_sets);
         } else if (!strcmp(cmd, "train") || !strcmp(cmd, "sample") || !strcmp(cmd, "score") || !strcmp(cmd, "plan") ||
-                   !strcmp(cmd, "distill") || !strcmp(cmd, "eval") || !strcmp(cmd, "run")) {
+                   !strcmp(cmd, "distill") || !strcmp(cmd, "eval") || !strcmp(cmd, "run") ||
+                   !strcmp(cmd, "train-classifier")) {
             rc = run_stage(cmd, target, sets, n_sets, resume);
         } else {
             if (rank == 0) {

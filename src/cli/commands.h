@@ -41,6 +41,11 @@ int plan_main(RunCtx *r, Error *e);
 // /train/*, /activations/*, checkpoints/.
 int distill_main(RunCtx *r, int resume, Error *e);
 
+// train-classifier: the evaluator CNN (model/classifier.h, the classifier
+// section) on the Fashion-MNIST train split -> classifier.out, with its test
+// accuracy printed and in the file's metadata.
+int train_classifier_main(RunCtx *r, Error *e);
+
 // eval: teacher vs student on held-out data -> /eval/<model>/*,
 // teacher_vs_student.png.
 int eval_main(RunCtx *r, Error *e);

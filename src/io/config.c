@@ -130,6 +130,21 @@ static const KeySpec KEYS[] = {
     {"distill", "activation_interval", T_INT, "0", 0, NOMAX, AT(distill.activation_interval), .doc = "Steps between activation snapshots (teacher and student taps on a fixed probe batch) in /activations/<step>/<tap>; 0: none."},
     {"distill", "probe_samples", T_INT, "8", 1, NOMAX, AT(distill.probe_samples), .doc = "Samples in the fixed probe batch of the activation snapshots (split across ranks)."},
     {"eval", "samples", T_INT, "256", 1, NOMAX, AT(eval.samples), .doc = "Held-out (test split) samples for the evaluation's task loss and output MSE to the teacher."},
+    {"eval", "classifier", T_STRING, "\"\"", AT(eval.classifier), .doc = "The evaluator CNN (`train-classifier`, e.g. the shipped models/fmnist_classifier.safetensors) for the image-quality metrics alignment and FID; empty: eval skips them (it says so)."},
+    {"eval", "fid_samples", T_INT, "100", 10, NOMAX, AT(eval.fid_samples), .doc = "Class-balanced generated samples (a multiple of 10, DDIM + CFG with the sample section's steps and guidance) for alignment and FID, compared with as many real test images."},
+    {"eval", "speed_batch", T_INT, "8", 1, NOMAX, AT(eval.speed_batch), .doc = "Batch N of the sampling-speed metrics seconds_per_step_bN and seconds_per_image_bN (rank 0; batch 1 is always measured)."},
+    {"classifier", "out", T_STRING, "\"models/fmnist_classifier.safetensors\"", AT(classifier.out), .doc = "Where `train-classifier` writes the evaluator (atomically)."},
+    {"classifier", "channels", T_INT_ARRAY, "[24, 48, 48, 96, 96, 128]", 1, NOMAX, AT(classifier.channels), COUNT(classifier.n_layers), .doc = "Output channels of each conv3x3-GroupNorm-SiLU layer (at most 8); the last is the width of the features FID uses."},
+    {"classifier", "strides", T_INTS, "[1, 2, 1, 2, 1, 2]", 1, 2, .len_of = "channels", AT(classifier.strides), .doc = "Stride (1 or 2) of each layer's convolution; one int or one per layer."},
+    {"classifier", "groups", T_INT, "8", 1, NOMAX, AT(classifier.groups), .doc = "GroupNorm groups; every classifier.channels entry must be divisible by it."},
+    {"classifier", "epochs", T_INT, "3", 1, NOMAX, AT(classifier.epochs), .doc = "Passes over the Fashion-MNIST train split."},
+    {"classifier", "batch", T_INT, "64", 1, NOMAX, AT(classifier.batch), .doc = "Global batch per step, split across ranks (must be divisible by the rank count)."},
+    {"classifier", "lr", T_FLOAT, "2e-3", .min = 0, .max = 1, .min_open = 1, AT(classifier.lr), .doc = "Peak learning rate (AdamW with train.beta1, train.beta2, train.adam_eps; linear warmup, cosine decay to 0)."},
+    {"classifier", "weight_decay", T_FLOAT, "0.01", 0, 1, AT(classifier.weight_decay), .doc = "AdamW decoupled weight decay."},
+    {"classifier", "warmup_steps", T_INT, "100", 0, NOMAX, AT(classifier.warmup_steps), .doc = "Linear warmup steps of the learning rate."},
+    {"classifier", "flip", T_BOOL, "false", AT(classifier.flip), .doc = "Flip each training image horizontally with probability 1/2 (seeded by runtime.seed)."},
+    {"classifier", "log_interval", T_INT, "100", 1, NOMAX, AT(classifier.log_interval), .doc = "Steps between progress lines."},
+    {"classifier", "test_samples", T_INT, "10000", 1, 10000, AT(classifier.test_samples), .doc = "Test-split images the reported accuracy is measured on (the first ones)."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (cuBLAS GEMMs; needs an LD_CUDA_GEMM build; each rank takes GPU node-local rank mod the node's GPUs)."},
@@ -679,6 +694,21 @@ static int validate_model(const JobConfig *jc, const Src *srcs, Error *e) {
     return 0;
 }
 
+static int validate_eval(const JobConfig *jc, const Src *srcs, Error *e) {
+    const int fid = key_index("eval", "fid_samples"), ch = key_index("classifier", "channels");
+    const int groups = key_index("classifier", "groups");
+    if (jc->eval.fid_samples % 10)  // class-balanced: as many of each of the 10 classes
+        return pair_error(e, srcs, fid, fid, "eval.fid_samples = %d is not a multiple of 10 (the classes)",
+                          jc->eval.fid_samples);
+    const ClassifierConfig *c = &jc->classifier;
+    for (int i = 0; i < c->n_layers; i++)
+        if (c->channels[i] % c->groups)
+            return pair_error(e, srcs, ch, groups,
+                              "classifier.channels[%d] = %d is not divisible by classifier.groups = %d (GroupNorm)", i,
+                              c->channels[i], c->groups);
+    return 0;
+}
+
 // ---- the file, the overrides and the defaults --------------------------------------
 
 // Rejects anything in the file that is not a known section holding known keys.
@@ -900,7 +930,7 @@ int job_config_load(JobConfig *jc, const char *path, const char *const *sets, in
         }
         if (store(&tmp, k, chosen[k], srcs, e)) goto done;
     }
-    if (validate_model(&tmp, srcs, e)) goto done;
+    if (validate_model(&tmp, srcs, e) || validate_eval(&tmp, srcs, e)) goto done;
     *jc = tmp;
     rc = 0;
 done:

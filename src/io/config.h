@@ -10,6 +10,7 @@
 
 #include "core/common.h"
 #include "kernels/runtime.h"
+#include "model/classifier.h"
 #include "model/model_config.h"
 
 // The enumerated keys, each parsed once at load into its enum (the names
@@ -99,7 +100,22 @@ typedef struct {
 
 typedef struct {
     int samples;              // held-out (test split) samples for the loss metrics
+    char classifier[1024];    // evaluator (model/classifier.h) for alignment and FID; "" = skip them
+    int fid_samples;          // generated (class-balanced) and real test images for alignment and FID
+    int speed_batch;          // N of the seconds_per_*_bN timings
 } EvalConfig;
+
+typedef struct {
+    char out[1024];           // where train-classifier writes the evaluator
+    int channels[CLF_MAX_LAYERS], n_layers, strides[CLF_MAX_LAYERS];
+    int groups;               // GroupNorm groups
+    int epochs, batch;        // passes over the train split; global batch (split across ranks)
+    double lr, weight_decay;  // AdamW (beta1, beta2, adam_eps from the train section)
+    int warmup_steps;
+    int flip;                 // random horizontal flips of the training images
+    int log_interval;
+    int test_samples;         // test images for the reported accuracy
+} ClassifierConfig;
 
 typedef struct {
     char path[1024];  // the job file it came from ("" for defaults + overrides only)
@@ -112,6 +128,7 @@ typedef struct {
     PruneConfig prune;
     DistillConfig distill;
     EvalConfig eval;
+    ClassifierConfig classifier;
     RuntimeConfig runtime;
     OutputConfig output;
 } JobConfig;

@@ -90,4 +90,15 @@ void timestep_embedding(float *out, const float *t, int B, int dim, int flip_sin
 // -scale * d/da into db when db != NULL), scale being the upstream gradient.
 double mse_forward(const float *a, const float *b, size_t n);
 void mse_backward(float *da, float *db, const float *a, const float *b, size_t n, float scale);
+
+// ---- pool.c: global average pooling, x [B,C,HW] -> out [B,C] = mean over HW.
+void global_avgpool_forward(float *out, const float *x, int B, int C, int HW);
+void global_avgpool_backward(float *dx, const float *dout, int B, int C, int HW);
+
+// ---- xent.c: softmax cross-entropy, logits [N,K] -> probs [N,K] (softmax);
+// returns the mean over N of -log probs[n, labels[n]] (labels NULL: just the
+// softmax, returns 0). Backward adds scale * (probs - onehot(labels)) into
+// dlogits: scale 1/N is the gradient of the mean.
+double softmax_xent_forward(float *probs, const float *logits, const int *labels, int N, int K);
+void softmax_xent_backward(float *dlogits, const float *probs, const int *labels, int N, int K, float scale);
 #endif

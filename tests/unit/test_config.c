@@ -166,6 +166,25 @@ static void bad_set(const char *set, const char *detail) {
 static void test_overrides(void) {
     JobConfig jc;
     Error e = {0};
+    {   // the evaluator's keys and their cross-key rules
+        const char *ok[] = {"eval.fid_samples=30", "classifier.channels=[8, 16]", "classifier.strides=2",
+                            "classifier.groups=4", "eval.classifier=models/x.safetensors"};
+        EXPECT(job_config_load(&jc, NULL, ok, 5, &e) == 0, "classifier keys: %s", e.msg);
+        EXPECT(jc.eval.fid_samples == 30 && jc.classifier.n_layers == 2 && jc.classifier.channels[1] == 16 &&
+                   jc.classifier.strides[0] == 2 && jc.classifier.strides[1] == 2 &&
+                   !strcmp(jc.eval.classifier, "models/x.safetensors"),
+               "classifier keys stored");
+        const char *fid[] = {"eval.fid_samples=25"};
+        EXPECT(job_config_load(&jc, NULL, fid, 1, &e) != 0 && has(e.msg, "eval.fid_samples = 25 is not a multiple of 10"),
+               "fid_samples not class-balanced: %s", e.msg);
+        const char *grp[] = {"classifier.channels=[8, 12]", "classifier.strides=1", "classifier.groups=8"};
+        EXPECT(job_config_load(&jc, NULL, grp, 3, &e) != 0 &&
+                   has(e.msg, "classifier.channels[1] = 12 is not divisible by classifier.groups = 8"),
+               "classifier groups: %s", e.msg);
+        const char *str[] = {"classifier.strides=3"};
+        EXPECT(job_config_load(&jc, NULL, str, 1, &e) != 0 && has(e.msg, "classifier.strides"),
+               "classifier stride 3: %s", e.msg);
+    }
     {
         const char *sets[] = {"model.norm_num_groups=16",        // int
                               "model.norm_eps = 1e-6",           // float, spaces
