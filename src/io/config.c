@@ -137,7 +137,7 @@ static const KeySpec KEYS[] = {
     {"classifier", "channels", T_INT_ARRAY, "[24, 48, 48, 96, 96, 128]", 1, NOMAX, AT(classifier.channels), COUNT(classifier.n_layers), .doc = "Output channels of each conv3x3-GroupNorm-SiLU layer (at most 8); the last is the width of the features FID uses."},
     {"classifier", "strides", T_INTS, "[1, 2, 1, 2, 1, 2]", 1, 2, .len_of = "channels", AT(classifier.strides), .doc = "Stride (1 or 2) of each layer's convolution; one int or one per layer."},
     {"classifier", "groups", T_INT, "8", 1, NOMAX, AT(classifier.groups), .doc = "GroupNorm groups; every classifier.channels entry must be divisible by it."},
-    {"classifier", "epochs", T_INT, "3", 1, NOMAX, AT(classifier.epochs), .doc = "Passes over the Fashion-MNIST train split."},
+    {"classifier", "epochs", T_INT, "4", 1, NOMAX, AT(classifier.epochs), .doc = "Passes over the Fashion-MNIST train split."},
     {"classifier", "batch", T_INT, "64", 1, NOMAX, AT(classifier.batch), .doc = "Global batch per step, split across ranks (must be divisible by the rank count)."},
     {"classifier", "lr", T_FLOAT, "2e-3", .min = 0, .max = 1, .min_open = 1, AT(classifier.lr), .doc = "Peak learning rate (AdamW with train.beta1, train.beta2, train.adam_eps; linear warmup, cosine decay to 0)."},
     {"classifier", "weight_decay", T_FLOAT, "0.01", 0, 1, AT(classifier.weight_decay), .doc = "AdamW decoupled weight decay."},
