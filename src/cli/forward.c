@@ -8,63 +8,17 @@
 
 #include <errno.h>
 #include <hdf5.h>
-#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/numerics.h"
 #include "io/h5err.h"
+#include "io/h5read.h"
 #include "model/checkpoint.h"
 #include "model/unet.h"
 
 enum { FORWARD_CHUNK = 4 };  // rows per U-Net pass
-
-static void shape_str(char *buf, size_t cap, const hsize_t *dims, int rank) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < rank && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? "," : "", (unsigned long long)dims[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
-// Opens dataset name of the input file: it must exist, have the given rank,
-// sizes in 1..INT_MAX, and a floating-point type (or an integer one where
-// allow_int: timesteps written from torch.long). Its dims go to dims.
-static hid_t open_input(hid_t f, const char *path, const char *name, int want_rank, int allow_int,
-                        const char *meaning, hsize_t *dims, Error *e) {
-    if (!h5_path_exists(f, name)) {
-        errorf(e, "%s: no dataset %s (expected %s)", path, name, meaning);
-        return -1;
-    }
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    if (ds < 0) {
-        errorf(e, "%s: %s is not a dataset (expected %s)", path, name, meaning);
-        return -1;
-    }
-    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
-    H5T_class_t cls = H5Tget_class(t);
-    int rank = H5Sget_simple_extent_ndims(sp);
-    hsize_t d[H5S_MAX_RANK];
-    if (rank > 0) H5Sget_simple_extent_dims(sp, d, NULL);
-    H5Tclose(t), H5Sclose(sp);
-    char shape[200];
-    shape_str(shape, sizeof shape, d, rank > 0 ? rank : 0);
-    if (cls != H5T_FLOAT && !(allow_int && cls == H5T_INTEGER)) {
-        errorf(e, "%s: %s %s is not floating point (expected float32 or float64: %s)", path, name, shape, meaning);
-    } else if (rank != want_rank) {
-        errorf(e, "%s: %s has shape %s, rank %d; expected rank %d: %s", path, name, shape, rank, want_rank, meaning);
-    } else {
-        int good = 1;
-        for (int i = 0; i < rank; i++) {
-            if (d[i] < 1 || d[i] > INT_MAX) good = 0;
-            dims[i] = d[i];
-        }
-        if (good) return ds;
-        errorf(e, "%s: %s has shape %s; every size must be 1..%d: %s", path, name, shape, INT_MAX, meaning);
-    }
-    H5Dclose(ds);
-    return -1;
-}
 
 // Rows [r0, r0+k) of ds (rank rank, dims) as float32 into dst (HDF5 converts
 // float64 and integers), then a finiteness check naming the first bad element.
@@ -142,14 +96,14 @@ static int inputs_open(Inputs *in, const char *path, const UNet *u, const char *
     in->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (in->file < 0) return errorf(e, "%s: HDF5 cannot open the file (corrupt, or locked)", path);
     const ModelConfig *m = &u->cfg;
-    in->sample = open_input(in->file, path, "/sample", 4, 0, "the noisy samples [B,C,H,W]", in->sd, e);
+    in->sample = h5_open_float(in->file, path, "/sample", 4, 0, 0, "the noisy samples [B,C,H,W]", in->sd, e);
     if (in->sample < 0) return -1;
-    in->timestep = open_input(in->file, path, "/timestep", 1, 1, "the diffusion timesteps [B]", in->td, e);
+    in->timestep = h5_open_float(in->file, path, "/timestep", 1, 1, 0, "the diffusion timesteps [B]", in->td, e);
     if (in->timestep < 0) return -1;
-    in->context = open_input(in->file, path, "/context", 3, 0, "the conditioning [B,L,D]", in->cd, e);
+    in->context = h5_open_float(in->file, path, "/context", 3, 0, 0, "the conditioning [B,L,D]", in->cd, e);
     if (in->context < 0) return -1;
     char ss[200], ts[80], cs[200];
-    shape_str(ss, sizeof ss, in->sd, 4), shape_str(ts, sizeof ts, in->td, 1), shape_str(cs, sizeof cs, in->cd, 3);
+    h5_shape_str(ss, sizeof ss, in->sd, 4), h5_shape_str(ts, sizeof ts, in->td, 1), h5_shape_str(cs, sizeof cs, in->cd, 3);
     unsigned long long B = in->sd[0];
     if (in->td[0] != B)
         return errorf(e, "%s: /timestep is %s but /sample is %s: expected one timestep per sample, [%llu]", path, ts,

@@ -4,11 +4,11 @@
 #include <errno.h>
 #include <hdf5.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "io/h5err.h"
+#include "io/h5read.h"
 
 struct H5Data {
     char path[1024];
@@ -17,62 +17,6 @@ struct H5Data {
     H5Shape s;
 };
 
-static void shape_str(char *buf, size_t cap, const hsize_t *dims, int rank) {
-    size_t n = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < rank && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%llu", i ? "," : "",
-                              (unsigned long long)dims[i]);
-    if (n < cap) snprintf(buf + n, cap - n, "]");
-}
-
-// Opens dataset name, checks it is floating point of the given rank and
-// returns its dims; -1 with an Error otherwise.
-static hid_t open_float(H5Data *h, const char *name, int want_rank, const char *meaning,
-                        hsize_t *dims, Error *e) {
-    // check each link level: H5Dopen's failure does not say which part is missing
-    char part[96];
-    for (const char *p = strchr(name + 1, '/');; p = strchr(p + 1, '/')) {
-        size_t len = p ? (size_t)(p - name) : strlen(name);
-        snprintf(part, sizeof part, "%.*s", (int)len, name);
-        if (H5Lexists(h->file, part, H5P_DEFAULT) <= 0) {
-            errorf(e, "%s: no dataset %s (expected %s)", h->path, name, meaning);
-            return -1;
-        }
-        if (!p) break;
-    }
-    hid_t ds = H5Dopen2(h->file, name, H5P_DEFAULT);
-    if (ds < 0) {
-        errorf(e, "%s: %s is not a dataset (expected %s)", h->path, name, meaning);
-        return -1;
-    }
-    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
-    H5T_class_t cls = H5Tget_class(t);
-    int rank = H5Sget_simple_extent_ndims(sp);
-    hsize_t d[H5S_MAX_RANK];
-    if (rank > 0) H5Sget_simple_extent_dims(sp, d, NULL);
-    H5Tclose(t);
-    H5Sclose(sp);
-    char shape[160];
-    shape_str(shape, sizeof shape, d, rank > 0 ? rank : 0);
-    if (cls != H5T_FLOAT) {
-        errorf(e, "%s: %s %s is not floating point (expected float32 or float64: %s)", h->path,
-               name, shape, meaning);
-    } else if (rank != want_rank) {
-        errorf(e, "%s: %s has shape %s, rank %d; expected rank %d: %s", h->path, name, shape, rank,
-               want_rank, meaning);
-    } else {
-        int ok = 1;
-        for (int i = 0; i < rank; i++) {
-            if (d[i] > INT_MAX || (i > 0 && d[i] == 0)) ok = 0;
-            dims[i] = d[i];
-        }
-        if (ok) return ds;
-        errorf(e, "%s: %s has shape %s; every size must be 1..%d: %s", h->path, name, shape,
-               INT_MAX, meaning);
-    }
-    H5Dclose(ds);
-    return -1;
-}
 
 H5Data *h5data_open(const char *path, const char *group, Error *e) {
     if (access(path, R_OK) != 0) {
@@ -100,13 +44,13 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
         goto fail;
     }
     hsize_t ld[4], cd[3], ud[2];
-    h->lat = open_float(h, h->lat_name, 4, "VAE latents [N,C,H,W]", ld, e);
+    h->lat = h5_open_float(h->file, h->path, h->lat_name, 4, 0, 1, "VAE latents [N,C,H,W]", ld, e);
     if (h->lat < 0) goto fail;
-    h->ctx = open_float(h, h->ctx_name, 3, "text-encoder states [N,L,D]", cd, e);
+    h->ctx = h5_open_float(h->file, h->path, h->ctx_name, 3, 0, 1, "text-encoder states [N,L,D]", cd, e);
     if (h->ctx < 0) goto fail;
     char ls[160], cs[160];
-    shape_str(ls, sizeof ls, ld, 4);
-    shape_str(cs, sizeof cs, cd, 3);
+    h5_shape_str(ls, sizeof ls, ld, 4);
+    h5_shape_str(cs, sizeof cs, cd, 3);
     if (ld[0] != cd[0]) {
         errorf(e, "%s: %s is %s but %s is %s: both need the same number of rows N", path,
                h->lat_name, ls, h->ctx_name, cs);
@@ -118,11 +62,11 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
     }
     h->s = (H5Shape){(int64_t)ld[0], (int)ld[1], (int)ld[2], (int)ld[3], (int)cd[1], (int)cd[2], 0};
     if (H5Lexists(h->file, h->unc_name, H5P_DEFAULT) > 0) {
-        h->unc = open_float(h, h->unc_name, 2, "the empty prompt's context [L,D]", ud, e);
+        h->unc = h5_open_float(h->file, h->path, h->unc_name, 2, 0, 1, "the empty prompt's context [L,D]", ud, e);
         if (h->unc < 0) goto fail;
         if (ud[0] != cd[1] || ud[1] != cd[2]) {
             char us[160];
-            shape_str(us, sizeof us, ud, 2);
+            h5_shape_str(us, sizeof us, ud, 2);
             errorf(e, "%s: %s is %s but %s is %s: expected [%d,%d]", path, h->unc_name, us,
                    h->ctx_name, cs, h->s.L, h->s.D);
             goto fail;
