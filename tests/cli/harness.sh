@@ -22,3 +22,16 @@ require_h5py() {
     /usr/bin/python3 -c "import $m" 2>/dev/null || skip "Python module $m not installed for /usr/bin/python3 (scripts/setup.sh installs it)"
   done
 }
+png_is() {  # FILE W H: a PNG (magic, IHDR) of that many pixels that PIL decodes (the figure tests)
+  /usr/bin/python3 - "$@" <<'PY'
+import sys, struct
+from PIL import Image
+p, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+b = open(p, "rb").read()
+assert len(b) > 1000 and b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR", p
+assert struct.unpack(">II", b[16:24]) == (w, h), (p, struct.unpack(">II", b[16:24]), (w, h))
+with Image.open(p) as im:
+    im.load()
+    assert im.size == (w, h)
+PY
+}

@@ -33,19 +33,6 @@ mpirun_n 1 "$BIN" score "$JOB" --set model.weights="$T/teacher.safetensors" --se
   --set prune.calib_samples=6 --set prune.batch=3 --set output.dir="$T/scoreonly" >"$T/score.log" 2>&1 \
   || { echo "score failed: $(tail -3 "$T/score.log")"; exit 1; }
 
-png_is() {  # FILE W H: a PNG (magic, IHDR) of that many pixels that PIL decodes
-  $PY - "$@" <<'PY'
-import sys, struct
-from PIL import Image
-p, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-b = open(p, "rb").read()
-assert len(b) > 1000 and b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR", p
-assert struct.unpack(">II", b[16:24]) == (w, h), (p, struct.unpack(">II", b[16:24]), (w, h))
-with Image.open(p) as im:
-    im.load()
-    assert im.size == (w, h)
-PY
-}
 fig() {  # NAME W H ARGS...: the figure at --size WxH
   local name=$1 w=$2 h=$3; shift 3
   if $PY "$FIG" "$name" "$@" --out "$T/$name.png" --size "${w}x$h" >"$T/$name.log" 2>&1 && png_is "$T/$name.png" "$w" "$h"; then

@@ -225,19 +225,6 @@ assert c == {"prune.criterion": ["output_loss", "random"], "prune.ratio": 0.5, "
 PY
 
 # metric vs ratio on the fake grid
-png_is() {  # FILE W H: a PNG (magic, IHDR) of that many pixels that PIL decodes
-  $PY - "$@" <<'PY'
-import sys, struct
-from PIL import Image
-p, w, h = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-b = open(p, "rb").read()
-assert len(b) > 1000 and b[:8] == b"\x89PNG\r\n\x1a\n" and b[12:16] == b"IHDR", p
-assert struct.unpack(">II", b[16:24]) == (w, h), (p, struct.unpack(">II", b[16:24]), (w, h))
-with Image.open(p) as im:
-    im.load()
-    assert im.size == (w, h)
-PY
-}
 $PY "$SRC/analysis/figures.py" ratio "$F" --handcrafted "$T/hand.txt" --out "$T/ratio.png" --size 1000x450 >"$T/ratio.log" 2>&1 \
   && png_is "$T/ratio.png" 1000 450 && ok || bad "ratio figure: $(tail -3 "$T/ratio.log")"
 $PY "$SRC/analysis/figures.py" ratio "$F" --metrics fid,kid --out "$T/ratio2.png" --size 600x400 >"$T/ratio2.log" 2>&1 \
