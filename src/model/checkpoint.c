@@ -87,13 +87,7 @@ char *unet_removed_names(const UNet *u) {
 
 int unet_save(const UNet *u, const char *path, const char *const *meta, int n_meta, Error *e) {
     StOut *ts = xcalloc((size_t)u->pt.n, sizeof *ts);
-    for (int i = 0; i < u->pt.n; i++) {
-        const ParamTensor *p = &u->pt.t[i];
-        ts[i].name = p->name;
-        ts[i].ndim = p->ndim;
-        for (int d = 0; d < p->ndim; d++) ts[i].shape[d] = p->shape[d];
-        ts[i].data = u->params + p->offset;
-    }
+    st_outs_from_params(ts, &u->pt, u->params);
     char *cfg = model_config_to_json(&u->cfg), *rm = unet_removed_names(u);
     const char **kv = xcalloc((size_t)2 * (n_meta + 2), sizeof *kv);
     kv[0] = "config", kv[1] = cfg, kv[2] = "removed", kv[3] = rm;

@@ -273,13 +273,7 @@ static int arch_from_json(const char *path, const char *s, ClfArch *a, Error *e)
 
 int clf_save(const Classifier *c, const char *path, const char *const *meta, int n_meta, Error *e) {
     StOut *ts = xcalloc((size_t)c->pt.n, sizeof *ts);
-    for (int i = 0; i < c->pt.n; i++) {
-        const ParamTensor *p = &c->pt.t[i];
-        ts[i].name = p->name;
-        ts[i].ndim = p->ndim;
-        for (int d = 0; d < p->ndim; d++) ts[i].shape[d] = p->shape[d];
-        ts[i].data = c->params + p->offset;
-    }
+    st_outs_from_params(ts, &c->pt, c->params);
     char *arch = arch_to_json(&c->arch);
     const char **kv = xcalloc((size_t)2 * (n_meta + 2), sizeof *kv);
     kv[0] = "format", kv[1] = CLF_FORMAT, kv[2] = "architecture", kv[3] = arch;

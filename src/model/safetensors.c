@@ -562,6 +562,16 @@ static int valid_utf8_str(const char *s) {
 
 // Checks the inputs and builds the padded header; data offsets follow the
 // given tensor order.
+void st_outs_from_params(StOut *out, const ParamTable *pt, const float *params) {
+    for (int i = 0; i < pt->n; i++) {
+        const ParamTensor *p = &pt->t[i];
+        out[i].name = p->name;
+        out[i].ndim = p->ndim;
+        for (int d = 0; d < p->ndim; d++) out[i].shape[d] = p->shape[d];
+        out[i].data = params + p->offset;
+    }
+}
+
 static int build_header(const char *path, const StOut *ts, int n, const char *const *meta,
                         int n_meta, Buf *hdr, Error *e) {
     if (n < 0 || n_meta < 0 || (n > 0 && !ts) || (n_meta > 0 && !meta))

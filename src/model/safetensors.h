@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/common.h"
+#include "core/params.h"
 
 #define ST_MAX_DIMS 8
 
@@ -46,6 +47,10 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     const float *data;
 } StOut;
+
+// out[0..pt->n) describe the tensors of pt with their values in params (the
+// names are pt's, borrowed): what every writer of a parameter buffer passes on.
+void st_outs_from_params(StOut *out, const ParamTable *pt, const float *params);
 
 // Writes n F32 tensors and n_meta key/value pairs (meta[2i], meta[2i+1]).
 int st_write(const char *path, const StOut *tensors, int n, const char *const *meta, int n_meta,

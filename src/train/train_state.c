@@ -202,18 +202,15 @@ int train_state_save(const char *dir, const UNet *u, const float *m, const float
     int ng = ema ? 4 : 3, np = u->pt.n;
     StOut *ts = xcalloc((size_t)ng * (size_t)np, sizeof *ts);
     char **names = xcalloc((size_t)ng * (size_t)np, sizeof *names);
-    for (int g = 0; g < ng; g++)
-        for (int i = 0; i < np; i++) {
-            const ParamTensor *p = &u->pt.t[i];
-            StOut *t = &ts[g * np + i];
-            size_t len = strlen(kGroups[g]) + strlen(p->name) + 1;
+    for (int g = 0; g < ng; g++) {
+        st_outs_from_params(ts + g * np, &u->pt, arrays[g]);
+        for (int i = 0; i < np; i++) {  // each group's tensors under its prefix
+            size_t len = strlen(kGroups[g]) + strlen(u->pt.t[i].name) + 1;
             names[g * np + i] = xmalloc(len);
-            snprintf(names[g * np + i], len, "%s%s", kGroups[g], p->name);
-            t->name = names[g * np + i];
-            t->ndim = p->ndim;
-            for (int d = 0; d < p->ndim; d++) t->shape[d] = p->shape[d];
-            t->data = arrays[g] + p->offset;
+            snprintf(names[g * np + i], len, "%s%s", kGroups[g], u->pt.t[i].name);
+            ts[g * np + i].name = names[g * np + i];
         }
+    }
     char step[32], seen[32], seed[32], ranks[16], version[16];
     snprintf(step, sizeof step, "%ld", meta->step);
     snprintf(seen, sizeof seen, "%ld", meta->samples_seen);
