@@ -7,6 +7,7 @@ PKGS=(build-essential cmake pkg-config
       libconfig-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libcjson-dev
       dataset-fashion-mnist
       python3 python3-numpy python3-h5py python3-matplotlib
+      python3-torch python3-venv python3-pip python3-tqdm python3-pil  # scripts/ bridges + their tests
       slurm-wlm munge)  # the Slurm test (tests/slurm/) starts its own one-node cluster
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,3 +19,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "setup: all ${#PKGS[@]} packages present"
+
+# The Python bridges in scripts/ (prepare_data.py, diffusers_student.py) and
+# their tests need diffusers and transformers, which Debian 12 lacks: a venv
+# on top of Debian's interpreter (torch, numpy, h5py stay Debian's), with the
+# versions pinned. Never used inside a job. LD_VENV moves it.
+VENV=${LD_VENV:-$(cd "$(dirname "$0")/.." && pwd)/.venv}
+PIP_PINS=(diffusers==0.27.2 huggingface_hub==0.23.5 transformers==4.41.2 tokenizers==0.19.1)
+if ! "$VENV/bin/python" - "${PIP_PINS[@]}" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(p.split("==")[0]) != p.split("==")[1] for p in sys.argv[1:]))
+PY
+then
+  /usr/bin/python3 -m venv --system-site-packages "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PIP_PINS[@]}"
+fi
+echo "setup: python bridges in $VENV (${PIP_PINS[*]})"
