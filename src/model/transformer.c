@@ -12,6 +12,11 @@ static const float LN_EPS = 1e-5f;  // BasicTransformerBlock's LayerNorms
 
 void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C, int heads,
                       int n_layers, int linear_proj, int cross_dim, int groups) {
+    transformer_init_pruned(t, pt, prefix, C, heads, n_layers, linear_proj, cross_dim, groups, NULL);
+}
+
+void transformer_init_pruned(Transformer *t, ParamTable *pt, const char *prefix, int C, int heads, int n_layers,
+                             int linear_proj, int cross_dim, int groups, const uint8_t *absent_blocks) {
     memset(t, 0, sizeof *t);
     snprintf(t->prefix, sizeof t->prefix, "%s", prefix);
     t->C = C, t->heads = heads, t->n_layers = n_layers, t->linear_proj = linear_proj;
@@ -27,6 +32,13 @@ void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C,
     t->blk = xcalloc((size_t)n_layers, sizeof *t->blk);
     for (int i = 0; i < n_layers; i++) {
         TBlock *b = &t->blk[i];
+        b->cand = -1;
+        b->first_tensor = b->end_tensor = pt->n;
+        if (absent_blocks && absent_blocks[i]) {
+            b->skip = 1;
+            continue;
+        }
+        b->present = 1;
         char p[LD_NAME_MAX];
         snprintf(p, sizeof p, "%s.transformer_blocks.%d", prefix, i);
         b->n1w = params_add(pt, p, "norm1.weight", 1, C, 0, 0, 0);
@@ -49,6 +61,7 @@ void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C,
         b->f0b = params_add(pt, p, "ff.net.0.proj.bias", 1, 8 * C, 0, 0, 0);
         b->f2w = params_add(pt, p, "ff.net.2.weight", 2, C, 4 * C, 0, 0);
         b->f2b = params_add(pt, p, "ff.net.2.bias", 1, C, 0, 0, 0);
+        b->end_tensor = pt->n;
     }
     if (linear_proj)
         t->pow = params_add(pt, prefix, "proj_out.weight", 2, C, C, 0, 0);
@@ -107,6 +120,7 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     geglu_forward(b->gg, b->f0, N, 4 * C);
     linear_forward(out, b->gg, p + b->f2w, p + b->f2b, N, 4 * C, C);
     add_forward(out, out, b->t2, n);
+    b->out = out;
 }
 
 static void tblock_backward(const Transformer *t, TBlock *b, const LayerCtx *c, float *dx,
@@ -179,6 +193,8 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
         transpose_cn_forward(tok, pin, B, C, S);
     }
     for (int i = 0; i < t->n_layers; i++) {
+        t->blk[i].out = NULL;
+        if (t->blk[i].skip || !t->blk[i].present) continue;  // removed: identity on the tokens
         float *next = arena_alloc(a, n);
         tblock_forward(t, &t->blk[i], c, next, tok, B, S, L);
         tok = next;
@@ -215,6 +231,7 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
         transpose_nc_backward(dtok, dpo, B, S, C);
     }
     for (int i = t->n_layers - 1; i >= 0; i--) {
+        if (t->blk[i].skip || !t->blk[i].present) continue;  // identity: the gradient passes unchanged
         float *dprev = arena_zeros(w, n);
         tblock_backward(t, &t->blk[i], c, dprev, dtok);
         dtok = dprev;
@@ -233,12 +250,22 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
     arena_release(w, mark);
 }
 
-long long transformer_macs(const Transformer *t, int H, int W, int L) {
-    // in doubles: every term is a non-negative integer, exact while the sum stays below 2^53
+// in doubles: every term is a non-negative integer, exact while the sum stays below 2^53
+static double block_macs(const Transformer *t, int H, int W, int L) {
     double S = (double)H * W, C = t->C;
-    double blk = 4 * S * C * C + 2 * S * S * C            // self-attention
-                 + 2 * S * C * C + 2 * (double)L * t->cross_dim * C + 2 * S * L * C  // cross
-                 + 12 * S * C * C;                         // GEGLU feed-forward
-    double m = 2 * S * C * C + t->n_layers * blk;
+    return 4 * S * C * C + 2 * S * S * C                                   // self-attention
+           + 2 * S * C * C + 2 * (double)L * t->cross_dim * C + 2 * S * L * C  // cross
+           + 12 * S * C * C;                                                // GEGLU feed-forward
+}
+
+long long tblock_macs(const Transformer *t, int H, int W, int L) {
+    double m = block_macs(t, H, W, L);
+    return m < LD_MACS_EXACT ? (long long)m : -1;
+}
+
+long long transformer_macs(const Transformer *t, int H, int W, int L) {
+    double S = (double)H * W, C = t->C, m = 2 * S * C * C;
+    for (int i = 0; i < t->n_layers; i++)
+        if (!t->blk || t->blk[i].present) m += block_macs(t, H, W, L);  // blk NULL: an absent layer's shape
     return m < LD_MACS_EXACT ? (long long)m : -1;
 }

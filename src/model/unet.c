@@ -12,7 +12,15 @@
 typedef struct {
     UNet *u;
     const uint8_t *absent;
+    Granularity gran;
+    int next;  // index of the next candidate, in enumerate()'s order
 } Builder;
+
+// Whether the next candidate is to be left out of the build.
+static int take_absent(Builder *b) {
+    int i = b->next++;
+    return b->absent && b->absent[i];
+}
 
 static int validate(const ModelConfig *m, Error *e) {
     if (m->n_blocks < 1 || m->n_blocks > LD_MAX_BLOCKS)
@@ -39,30 +47,17 @@ static int validate(const ModelConfig *m, Error *e) {
     return 0;
 }
 
-// Registers a candidate and reports whether its layer is built.
-static int add_candidate(Builder *b, const char *name, CandKind kind, StageKind stage, int block) {
-    UNet *u = b->u;
-    u->cands = xrealloc(u->cands, (size_t)(u->n_cands + 1) * sizeof *u->cands);
-    Candidate *c = &u->cands[u->n_cands];
-    memset(c, 0, sizeof *c);
-    snprintf(c->name, sizeof c->name, "%s", name);
-    c->kind = kind, c->stage = stage, c->block = block;
-    c->present = !(b->absent && b->absent[u->n_cands]);
-    u->n_cands++;
-    return c->present;
+// A resnet is a candidate when removal keeps shapes (see DESIGN §3).
+static int resnet_removable(const Resnet *r, StageKind stage) {
+    return stage == STAGE_UP ? r->hidden_ch == r->cout : r->cin == r->cout;
 }
 
-// A resnet: candidate when removal keeps shapes (see DESIGN §3).
 static void build_resnet(Builder *b, Resnet *r, const char *prefix, int cin, int cout,
-                         int hidden_ch, StageKind stage, int block) {
+                         int hidden_ch, StageKind stage) {
     UNet *u = b->u;
     const ModelConfig *m = &u->cfg;
     int removable = stage == STAGE_UP ? hidden_ch == cout : cin == cout;
-    int present = 1, cand = -1;
-    if (removable) {
-        cand = u->n_cands;
-        present = add_candidate(b, prefix, CAND_RESNET, stage, block);
-    }
+    int present = !(removable && take_absent(b));
     if (present) {
         resnet_init(r, &u->pt, prefix, cin, cout, u->temb_dim, m->norm_num_groups, m->norm_eps);
     } else {  // shape only: no parameters, never run
@@ -71,22 +66,24 @@ static void build_resnet(Builder *b, Resnet *r, const char *prefix, int cin, int
         r->cin = cin, r->cout = cout, r->temb_dim = u->temb_dim;
         r->has_shortcut = cin != cout;
     }
-    r->cand = cand;
+    r->cand = -1;  // set by enumerate()
     r->hidden_ch = stage == STAGE_UP ? hidden_ch : 0;
-    if (cand >= 0) {
-        u->cands[cand].res = r;
-        u->cands[cand].params =
-            present ? (long long)params_count_range(&u->pt, r->first_tensor, r->end_tensor) : 0;
-    }
 }
 
-static void build_attn(Builder *b, Transformer *t, const char *prefix, int C, int heads,
-                       int layers, StageKind stage, int block) {
+// Whether a Transformer2DModel is a candidate as a whole at granularity g;
+// otherwise each of its BasicTransformerBlocks is (a stack of >= 2 at "block").
+static int attn_whole(const Transformer *t, Granularity g) { return g == GRAN_LAYER || t->n_layers < 2; }
+
+static void build_attn(Builder *b, Transformer *t, const char *prefix, int C, int heads, int layers) {
     UNet *u = b->u;
     const ModelConfig *m = &u->cfg;
-    int cand = u->n_cands;
-    int present = add_candidate(b, prefix, CAND_ATTENTION, stage, block);
-    if (present) {
+    if (b->gran == GRAN_BLOCK && layers >= 2) {  // always built; some of its blocks may be absent
+        uint8_t *blk_absent = xcalloc((size_t)layers, 1);
+        for (int k = 0; k < layers; k++) blk_absent[k] = (uint8_t)take_absent(b);
+        transformer_init_pruned(t, &u->pt, prefix, C, heads, layers, m->use_linear_projection,
+                                m->cross_attention_dim, m->norm_num_groups, blk_absent);
+        free(blk_absent);
+    } else if (!take_absent(b)) {
         transformer_init(t, &u->pt, prefix, C, heads, layers, m->use_linear_projection,
                          m->cross_attention_dim, m->norm_num_groups);
     } else {
@@ -95,19 +92,155 @@ static void build_attn(Builder *b, Transformer *t, const char *prefix, int C, in
         t->C = C, t->heads = heads, t->n_layers = layers, t->cross_dim = m->cross_attention_dim;
         t->linear_proj = m->use_linear_projection;
     }
-    t->cand = cand;
-    u->cands[cand].attn = t;
-    u->cands[cand].params =
-        present ? (long long)params_count_range(&u->pt, t->first_tensor, t->end_tensor) : 0;
+    t->cand = -1;
 }
 
+static int resnet_built(const Resnet *r) { return r->end_tensor > r->first_tensor; }
+static int attn_built(const Transformer *t) { return t->blk != NULL; }
+
+// ---------------------------------------------------------------- candidates
+
+static Candidate *cand_push(UNet *u, const char *name, CandKind kind, StageKind stage, int block, int present) {
+    u->cands = xrealloc(u->cands, (size_t)(u->n_cands + 1) * sizeof *u->cands);
+    Candidate *c = &u->cands[u->n_cands++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->kind = kind, c->stage = stage, c->block = block, c->present = present, c->tblock = -1;
+    return c;
+}
+
+static int stage_size(const UNet *u, StageKind stage, int block) {
+    int n = u->cfg.n_blocks;
+    return u->cfg.sample_size >> (stage == STAGE_DOWN ? block : stage == STAGE_MID ? n - 1 : n - 1 - block);
+}
+
+static void enum_resnet(UNet *u, Resnet *r, StageKind stage, int block) {
+    r->cand = -1;
+    if (!resnet_removable(r, stage)) return;
+    int s = stage_size(u, stage, block), present = resnet_built(r);
+    r->cand = u->n_cands;
+    Candidate *c = cand_push(u, r->prefix, CAND_RESNET, stage, block, present);
+    c->res = r;
+    c->params = present ? (long long)params_count_range(&u->pt, r->first_tensor, r->end_tensor) : 0;
+    c->macs = resnet_macs(r, s, s);
+}
+
+static void enum_attn(UNet *u, Transformer *t, StageKind stage, int block, Granularity g) {
+    int s = stage_size(u, stage, block), L = u->cfg.context_length;
+    t->cand = -1;
+    if (attn_whole(t, g)) {
+        if (t->blk)
+            for (int k = 0; k < t->n_layers; k++) t->blk[k].cand = -1;
+        t->cand = u->n_cands;
+        Candidate *c = cand_push(u, t->prefix, CAND_ATTENTION, stage, block, attn_built(t));
+        c->attn = t;
+        c->params = c->present ? (long long)params_count_range(&u->pt, t->first_tensor, t->end_tensor) : 0;
+        c->macs = transformer_macs(t, s, s, L);
+        return;
+    }
+    char name[LD_NAME_MAX + 32];
+    for (int k = 0; k < t->n_layers; k++) {
+        TBlock *b = &t->blk[k];
+        snprintf(name, sizeof name, "%s.transformer_blocks.%d", t->prefix, k);
+        b->cand = u->n_cands;
+        Candidate *c = cand_push(u, name, CAND_BLOCK, stage, block, b->present);
+        c->attn = t, c->tblock = k;
+        c->params = b->present ? (long long)params_count_range(&u->pt, b->first_tensor, b->end_tensor) : 0;
+        c->macs = tblock_macs(t, s, s, L);
+    }
+}
+
+// The candidate list of a built tree at granularity g, in execution order
+// (the order build_* consumes `absent` flags in).
+static void enumerate(UNet *u, Granularity g) {
+    const ModelConfig *m = &u->cfg;
+    int n = m->n_blocks;
+    free(u->cands);
+    u->cands = NULL, u->n_cands = 0, u->gran = g;
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->down[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            enum_resnet(u, &blk->res[j], STAGE_DOWN, i);
+            if (blk->attn) enum_attn(u, &blk->attn[j], STAGE_DOWN, i, g);
+        }
+    }
+    enum_resnet(u, &u->mid_res[0], STAGE_MID, 0);
+    enum_attn(u, &u->mid_attn, STAGE_MID, 0, g);
+    enum_resnet(u, &u->mid_res[1], STAGE_MID, 0);
+    for (int i = 0; i < n; i++) {
+        Block *blk = &u->up[i];
+        for (int j = 0; j < blk->n_layers; j++) {
+            enum_resnet(u, &blk->res[j], STAGE_UP, i);
+            if (blk->attn) enum_attn(u, &blk->attn[j], STAGE_UP, i, g);
+        }
+    }
+    free(u->bypass);
+    u->bypass = xcalloc((size_t)u->n_cands + 1, 1);
+    u->have_forward = 0;  // the last forward's flags are indexed by the old list
+}
+
+// Every Transformer2DModel of the tree (down, mid, up), for the checks below.
+static int all_attn(UNet *u, Transformer **out) {
+    int k = 0;
+    for (int i = 0; i < u->cfg.n_blocks; i++)
+        for (int j = 0; u->down[i].attn && j < u->down[i].n_layers; j++) out[k++] = &u->down[i].attn[j];
+    out[k++] = &u->mid_attn;
+    for (int i = 0; i < u->cfg.n_blocks; i++)
+        for (int j = 0; u->up[i].attn && j < u->up[i].n_layers; j++) out[k++] = &u->up[i].attn[j];
+    return k;
+}
+
+static int max_attn(const UNet *u) { return 1 + 2 * u->cfg.n_blocks * (u->cfg.layers_per_block + 1); }
+
+int unet_set_granularity(UNet *u, Granularity g, Error *e) {
+    if (g == u->gran) return 0;
+    Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
+    int n = all_attn(u, ts), rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const Transformer *t = ts[i];
+        if (t->n_layers < 2) continue;
+        if (!attn_built(t))  // its norm and projections are gone too: no block-level equivalent
+            rc = errorf(e, "%s was removed as a whole Transformer2DModel: this model can be pruned further only at "
+                           "prune.granularity = \"layer\"", t->prefix);
+        for (int k = 0; attn_built(t) && k < t->n_layers && !rc; k++)
+            if (!t->blk[k].present)
+                rc = errorf(e, "%s.transformer_blocks.%d was removed as a single block: this model can be pruned "
+                               "further only at prune.granularity = \"block\"", t->prefix, k);
+    }
+    free(ts);
+    if (!rc) enumerate(u, g);
+    return rc;
+}
+
+int unet_count_candidates(const UNet *u, Granularity g) {
+    Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
+    int n = all_attn((UNet *)u, ts), count = 0;
+    for (int i = 0; i < n; i++) count += attn_whole(ts[i], g) ? 1 : ts[i]->n_layers;
+    free(ts);
+    for (int c = 0; c < u->n_cands; c++) count += u->cands[c].kind == CAND_RESNET;
+    return count;
+}
+
+const char *cand_kind_name(CandKind k) {
+    return k == CAND_RESNET ? "resnet" : k == CAND_ATTENTION ? "attention" : "block";
+}
+
+const char *granularity_name(Granularity g) { return g == GRAN_BLOCK ? "block" : "layer"; }
+
+Granularity granularity_of_names(const char *names) {
+    return names && strstr(names, ".transformer_blocks.") ? GRAN_BLOCK : GRAN_LAYER;
+}
 
 UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
+    return unet_create_at(cfg, GRAN_LAYER, absent, e);
+}
+
+UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *absent, Error *e) {
     if (validate(cfg, e)) return NULL;
     UNet *u = xcalloc(1, sizeof *u);
     u->cfg = *cfg;
     const ModelConfig *m = &u->cfg;
-    Builder b = {u, absent};
+    Builder b = {u, absent, gran, 0};
     int n = m->n_blocks, L = m->layers_per_block;
     const int *ch = m->block_out_channels;
     char p[LD_NAME_MAX];
@@ -131,10 +264,10 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
         blk->layer_in = xcalloc((size_t)2 * L, sizeof *blk->layer_in);
         for (int j = 0; j < L; j++) {
             snprintf(p, sizeof p, "down_blocks.%d.resnets.%d", i, j);
-            build_resnet(&b, &blk->res[j], p, j == 0 ? blk->cin : blk->cout, blk->cout, 0, STAGE_DOWN, i);
+            build_resnet(&b, &blk->res[j], p, j == 0 ? blk->cin : blk->cout, blk->cout, 0, STAGE_DOWN);
             if (blk->attn) {
                 snprintf(p, sizeof p, "down_blocks.%d.attentions.%d", i, j);
-                build_attn(&b, &blk->attn[j], p, blk->cout, m->heads[i], m->transformer_layers[i], STAGE_DOWN, i);
+                build_attn(&b, &blk->attn[j], p, blk->cout, m->heads[i], m->transformer_layers[i]);
             }
         }
         blk->has_sampler = i < n - 1;
@@ -146,10 +279,9 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
     }
     // mid block: resnet, attention, resnet at the innermost width
     int cm = ch[n - 1];
-    build_resnet(&b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, 0, STAGE_MID, 0);
-    build_attn(&b, &u->mid_attn, "mid_block.attentions.0", cm, m->heads[n - 1],
-               m->transformer_layers[n - 1], STAGE_MID, 0);
-    build_resnet(&b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, 0, STAGE_MID, 0);
+    build_resnet(&b, &u->mid_res[0], "mid_block.resnets.0", cm, cm, 0, STAGE_MID);
+    build_attn(&b, &u->mid_attn, "mid_block.attentions.0", cm, m->heads[n - 1], m->transformer_layers[n - 1]);
+    build_resnet(&b, &u->mid_res[1], "mid_block.resnets.1", cm, cm, 0, STAGE_MID);
     // up blocks, widths reversed; each resnet takes cat([hidden, skip])
     int prev = ch[n - 1];
     for (int i = 0; i < n; i++) {
@@ -166,10 +298,10 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
             int skip_ch = j == L ? in : out;
             int hidden = j == 0 ? prev : out;
             snprintf(p, sizeof p, "up_blocks.%d.resnets.%d", i, j);
-            build_resnet(&b, &blk->res[j], p, hidden + skip_ch, out, hidden, STAGE_UP, i);
+            build_resnet(&b, &blk->res[j], p, hidden + skip_ch, out, hidden, STAGE_UP);
             if (blk->attn) {
                 snprintf(p, sizeof p, "up_blocks.%d.attentions.%d", i, j);
-                build_attn(&b, &blk->attn[j], p, out, m->heads[rev], m->transformer_layers[rev], STAGE_UP, i);
+                build_attn(&b, &blk->attn[j], p, out, m->heads[rev], m->transformer_layers[rev]);
             }
         }
         blk->has_sampler = i < n - 1;
@@ -188,20 +320,13 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
     u->params = xcalloc(u->pt.total, sizeof(float));
     // u->grads comes with the first unet_zero_grad or backward: a frozen
     // teacher never needs one (3.4 GB at SD-1.5 scale)
-    u->bypass = xcalloc((size_t)u->n_cands + 1, 1);
+    enumerate(u, gran);
+    CHECK(u->n_cands == b.next);  // the build consumed one absent flag per candidate
     u->max_skips = 1 + n * (L + 1);
     u->skip_data = xcalloc((size_t)u->max_skips, sizeof *u->skip_data);
     u->skip_C = xcalloc((size_t)u->max_skips, sizeof *u->skip_C);
     u->skip_HW = xcalloc((size_t)u->max_skips, sizeof *u->skip_HW);
 
-    // MACs of each candidate at the configured sample size, batch 1
-    for (int c = 0; c < u->n_cands; c++) {
-        Candidate *cd = &u->cands[c];
-        int s = m->sample_size >> (cd->stage == STAGE_DOWN ? cd->block
-                                   : cd->stage == STAGE_MID ? n - 1
-                                                            : n - 1 - cd->block);
-        cd->macs = cd->res ? resnet_macs(cd->res, s, s) : transformer_macs(cd->attn, s, s, m->context_length);
-    }
     // taps: every down block, the mid block, every up block
     for (int i = 0; i < n; i++) snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "down.%d", i);
     snprintf(u->taps[u->n_taps++].name, sizeof u->taps[0].name, "mid");
@@ -251,27 +376,34 @@ void unet_zero_grad(UNet *u) {
         memset(u->grads, 0, u->pt.total * sizeof(float));
 }
 
+// m < 0 (beyond exact counting) pushes the total past the limit.
+static void add_macs(double *tot, long long m) { *tot += m < 0 ? LD_MACS_EXACT : (double)m; }
+
 long long unet_total_macs(const UNet *u) {
     const ModelConfig *m = &u->cfg;
-    int n = m->n_blocks, s0 = m->sample_size;
-    // in doubles, as resnet_macs: exact below 2^53, -1 beyond (refused by unet_create)
+    int n = m->n_blocks, s0 = m->sample_size, ctx = m->context_length;
+    // in doubles, as resnet_macs: exact below 2^53, -1 beyond (refused by unet_create).
+    // Every built layer of the tree, so the sum does not depend on the granularity.
     double tot = (double)s0 * s0 * m->block_out_channels[0] * (m->in_channels + m->out_channels) * 9;
     tot += (double)u->temb_dim * (m->block_out_channels[0] + u->temb_dim);
-    for (int c = 0; c < u->n_cands; c++) {
-        if (u->cands[c].macs < 0) return -1;
-        if (u->cands[c].present) tot += (double)u->cands[c].macs;
-    }
-    // non-candidate resnets and the samplers
     for (int i = 0; i < n; i++) {
         const Block *d = &u->down[i], *up = &u->up[i];
         int sd = s0 >> i, su = s0 >> (n - 1 - i);
-        for (int j = 0; j < d->n_layers; j++)
-            if (d->res[j].cand < 0) tot += resnet_macs(&d->res[j], sd, sd) < 0 ? LD_MACS_EXACT : resnet_macs(&d->res[j], sd, sd);
-        for (int j = 0; j < up->n_layers; j++)
-            if (up->res[j].cand < 0) tot += resnet_macs(&up->res[j], su, su) < 0 ? LD_MACS_EXACT : resnet_macs(&up->res[j], su, su);
+        for (int j = 0; j < d->n_layers; j++) {
+            if (resnet_built(&d->res[j])) add_macs(&tot, resnet_macs(&d->res[j], sd, sd));
+            if (d->attn && attn_built(&d->attn[j])) add_macs(&tot, transformer_macs(&d->attn[j], sd, sd, ctx));
+        }
+        for (int j = 0; j < up->n_layers; j++) {
+            if (resnet_built(&up->res[j])) add_macs(&tot, resnet_macs(&up->res[j], su, su));
+            if (up->attn && attn_built(&up->attn[j])) add_macs(&tot, transformer_macs(&up->attn[j], su, su, ctx));
+        }
         if (d->has_sampler) tot += (double)(sd / 2) * (sd / 2) * d->cout * d->cout * 9;
         if (up->has_sampler) tot += (double)(2 * su) * (2 * su) * up->cout * up->cout * 9;
     }
+    int sm = s0 >> (n - 1);
+    for (int k = 0; k < 2; k++)
+        if (resnet_built(&u->mid_res[k])) add_macs(&tot, resnet_macs(&u->mid_res[k], sm, sm));
+    if (attn_built(&u->mid_attn)) add_macs(&tot, transformer_macs(&u->mid_attn, sm, sm, ctx));
     return tot < LD_MACS_EXACT ? (long long)tot : -1;
 }
 
@@ -296,6 +428,21 @@ static void note_io(UNet *u, int cand, const float *in, const float *out, int C,
 }
 
 static int runs(const UNet *u, int cand) { return cand < 0 || !u->bypass[cand]; }
+
+// A Transformer2DModel on h: its blocks' skip flags from this pass's bypass
+// (kept for backward), the layer, then what each block candidate received and
+// produced (token-major [B,S,C]: the same count per sample as [C,H,W]).
+static void attn_forward(UNet *u, const LayerCtx *c, Transformer *t, float *o, const float *h, int B, int hh, int ww,
+                         int L) {
+    for (int k = 0; k < t->n_layers; k++) {
+        TBlock *b = &t->blk[k];
+        b->skip = !b->present || (b->cand >= 0 && u->bypass[b->cand]);
+    }
+    transformer_forward(t, c, o, h, u->context, B, hh, ww, L);
+    note_io(u, t->cand, h, o, t->C, hh, ww);
+    for (int k = 0; k < t->n_layers; k++)
+        if (t->blk[k].out) note_io(u, t->blk[k].cand, t->blk[k].t, t->blk[k].out, t->C, hh, ww);
+}
 
 int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
                  const float *context, int B, int H, int W, int L, const uint8_t *skip, Error *e) {
@@ -357,8 +504,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
                 blk->layer_in[2 * j + 1] = h;
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hh * ww);
-                    transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
-                    note_io(u, t->cand, h, o, t->C, hh, ww);
+                    attn_forward(u, &c, t, o, h, B, hh, ww, L);
                     h = o;
                 }
             }
@@ -386,8 +532,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
     }
     if (runs(u, u->mid_attn.cand)) {
         float *o = arena_alloc(&u->acts, nm);
-        transformer_forward(&u->mid_attn, &c, o, h, u->context, B, hh, ww, L);
-        note_io(u, u->mid_attn.cand, h, o, cm, hh, ww);
+        attn_forward(u, &c, &u->mid_attn, o, h, B, hh, ww, L);
         h = o;
     }
     if (runs(u, u->mid_res[1].cand)) {
@@ -421,8 +566,7 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
                 blk->layer_in[2 * j + 1] = h;
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hw);
-                    transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
-                    note_io(u, t->cand, h, o, t->C, hh, ww);
+                    attn_forward(u, &c, t, o, h, B, hh, ww, L);
                     h = o;
                 }
             }

@@ -4,9 +4,13 @@
 // name, so a checkpoint maps 1:1 and one all-reduce covers every gradient.
 //
 // Candidates are the removable layers (DESIGN §3): ResnetBlock2Ds whose removal
-// keeps shapes, and every Transformer2DModel. A U-Net is built either whole or
-// *pruned* (given layers absent: no parameters, no compute); candidate indices
-// always refer to the full architecture, so a student and its teacher agree.
+// keeps shapes, and every Transformer2DModel (granularity "layer") or, at
+// "block", every single BasicTransformerBlock of a stack of >= 2 (a stack of
+// one stays a whole-Transformer2DModel candidate, as in the reference
+// fixtures). A U-Net is built either whole or *pruned* (given candidates
+// absent: no parameters, no compute); candidate indices always refer to the
+// full architecture at the U-Net's granularity, so a student and its teacher
+// agree.
 #ifndef LD_UNET_H
 #define LD_UNET_H
 #include <stddef.h>
@@ -19,7 +23,8 @@
 #include "model/resnet.h"
 #include "model/transformer.h"
 
-typedef enum { CAND_RESNET = 0, CAND_ATTENTION = 1 } CandKind;
+typedef enum { CAND_RESNET = 0, CAND_ATTENTION = 1, CAND_BLOCK = 2 } CandKind;
+typedef enum { GRAN_LAYER = 0, GRAN_BLOCK = 1 } Granularity;  // prune.granularity
 typedef enum { STAGE_DOWN = 0, STAGE_MID = 1, STAGE_UP = 2 } StageKind;
 
 typedef struct {
@@ -30,11 +35,13 @@ typedef struct {
     long long params;        // parameters of the layer
     long long macs;          // multiply-accumulates at cfg.sample_size, batch 1
     int present;             // 0 when this U-Net was built without it
-    Resnet *res;             // the layer (one of the two is set when present)
-    Transformer *attn;
+    Resnet *res;             // the layer (one of the two is set)
+    Transformer *attn;       // CAND_ATTENTION: the layer; CAND_BLOCK: the Transformer2DModel holding it
+    int tblock;              // CAND_BLOCK: the block's index in attn->blk, else -1
     // Last forward, when the layer ran: what it received (for an up-block
     // resnet, the hidden state before the skip concat: what removal passes on)
-    // and what it produced; [B, C, H, W] with C = the layer's output width.
+    // and what it produced; [B, C, H, W] with C = the layer's output width
+    // (a block: its tokens [B, H*W, C], the same count per sample).
     const float *in, *out;
     int C, H, W;
 } Candidate;
@@ -77,6 +84,7 @@ typedef struct {
 
     Candidate *cands;
     int n_cands;
+    Granularity gran;  // what the candidates are
 
     Tap taps[2 * LD_MAX_BLOCKS + 1];
     int n_taps;
@@ -93,9 +101,23 @@ typedef struct {
 } UNet;
 
 // Builds the architecture. `absent` (one flag per candidate of the full
-// architecture, or NULL) lists layers this network does not have at all.
-// Parameters are zero; load or initialise them. NULL + e on a bad config.
+// architecture at granularity g, or NULL) lists layers this network does not
+// have at all. Parameters are zero; load or initialise them. NULL + e on a bad
+// config. unet_create is granularity "layer".
+UNet *unet_create_at(const ModelConfig *cfg, Granularity g, const uint8_t *absent, Error *e);
 UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e);
+// Re-lists the candidates of a built U-Net at granularity g (parameters and
+// compute unchanged). Refused (-1 + e) when what is absent has no equivalent
+// at g: a whole Transformer2DModel of >= 2 blocks at "block", a single block
+// at "layer".
+int unet_set_granularity(UNet *u, Granularity g, Error *e);
+// How many candidates the full architecture has at granularity g.
+int unet_count_candidates(const UNet *u, Granularity g);
+const char *cand_kind_name(CandKind k);     // "resnet", "attention", "block"
+const char *granularity_name(Granularity g);  // "layer", "block"
+// The granularity a "removed" list was made at: "block" when it names a
+// BasicTransformerBlock (such names exist only there), else "layer".
+Granularity granularity_of_names(const char *names);
 void unet_free(UNet *u);
 
 // Zeroes u->grads, allocating it on first use.
