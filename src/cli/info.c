@@ -1,6 +1,8 @@
 // info.c — the `info` command (commands.h): the architecture as a table
 // (block, layers, params), the candidate layers (index, diffusers name, kind,
-// params, MACs) and totals, for a job file's model or a checkpoint.
+// params, MACs) and totals, for a job file's model (at its prune.granularity)
+// or a checkpoint (at the granularity its removed names were made at), and the
+// candidate counts at both granularities.
 #include "cli/commands.h"
 
 #include <string.h>
@@ -84,28 +86,33 @@ static void print_model(FILE *out, const UNet *u, const char *source) {
     fprintf(out, "\nParameters: %s in %d tensors.  MACs: %s (%.2f G)\n\n", grouped((long long)u->pt.total, b1, sizeof b1),
             u->pt.n, grouped(total_macs, b2, sizeof b2), total_macs / 1e9);
 
-    int nres = 0, nattn = 0, nabsent = 0;
+    int nres = 0, nattn = 0, nblk = 0, nabsent = 0;
     long long cp = 0, cm = 0;
-    fprintf(out, "Candidate layers (removable without changing any shape):\n");
-    fprintf(out, "  %4s  %-32s %-10s %-6s %14s %16s\n", "idx", "name", "kind", "stage", "params", "MACs");
+    fprintf(out, "Candidate layers at granularity \"%s\" (removable without changing any shape):\n",
+            granularity_name(u->gran));
+    fprintf(out, "  %4s  %-48s %-10s %-6s %14s %16s\n", "idx", "name", "kind", "stage", "params", "MACs");
     for (int c = 0; c < u->n_cands; c++) {
         const Candidate *cd = &u->cands[c];
         const char *stage = cd->stage == STAGE_DOWN ? "down" : cd->stage == STAGE_MID ? "mid" : "up";
         if (!cd->present) {
             nabsent++;
-            fprintf(out, "  %4d  %-32s %-10s %-6s %14s %16s\n", c, cd->name,
-                    cd->kind == CAND_RESNET ? "resnet" : "attention", stage, "(removed)", "-");
+            fprintf(out, "  %4d  %-48s %-10s %-6s %14s %16s\n", c, cd->name, cand_kind_name(cd->kind), stage,
+                    "(removed)", "-");
             continue;
         }
-        fprintf(out, "  %4d  %-32s %-10s %-6s %14s %16s\n", c, cd->name, cd->kind == CAND_RESNET ? "resnet" : "attention",
-                stage, grouped(cd->params, b1, sizeof b1), grouped(cd->macs, b2, sizeof b2));
-        cd->kind == CAND_RESNET ? nres++ : nattn++;
+        fprintf(out, "  %4d  %-48s %-10s %-6s %14s %16s\n", c, cd->name, cand_kind_name(cd->kind), stage,
+                grouped(cd->params, b1, sizeof b1), grouped(cd->macs, b2, sizeof b2));
+        cd->kind == CAND_RESNET ? nres++ : cd->kind == CAND_ATTENTION ? nattn++ : nblk++;
         cp += cd->params, cm += cd->macs;
     }
-    fprintf(out, "\nCandidates: %d (%d resnets, %d attentions)", u->n_cands, nres, nattn);
+    fprintf(out, "\nCandidates: %d (%d resnets, %d attentions", u->n_cands, nres, nattn);
+    if (nblk) fprintf(out, ", %d transformer blocks", nblk);
+    fprintf(out, ")");
     if (nabsent) fprintf(out, ", %d already removed", nabsent);
     fprintf(out, "; together %s params (%.1f%% of the U-Net), %s MACs (%.1f%%)\n", grouped(cp, b1, sizeof b1),
             100.0 * cp / (double)u->pt.total, grouped(cm, b3, sizeof b3), 100.0 * cm / (double)total_macs);
+    fprintf(out, "Candidates by prune.granularity: %d (layer), %d (block)\n", unet_count_candidates(u, GRAN_LAYER),
+            unet_count_candidates(u, GRAN_BLOCK));
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -122,7 +129,7 @@ int info_run(FILE *out, const char *target, const char *const *sets, int n_sets,
         u = unet_describe_file(target, &jc.model, e);
     } else {
         if (job_config_load(&jc, target, sets, n_sets, e)) return -1;
-        u = unet_create(&jc.model, NULL, e);
+        u = unet_create_at(&jc.model, (Granularity)jc.prune.granularity, NULL, e);
     }
     if (!u) return -1;
     print_model(out, u, target);

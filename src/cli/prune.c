@@ -36,19 +36,35 @@ static int write_candidates(H5Log *log, const UNet *u, Error *e) {
     for (int i = 0; i < n; i++) {
         const Candidate *c = &u->cands[i];
         name[i] = c->name;
-        kind[i] = c->kind == CAND_RESNET ? "resnet" : "attention";
+        kind[i] = cand_kind_name(c->kind);
         stage[i] = c->stage == STAGE_DOWN ? "down" : c->stage == STAGE_MID ? "mid" : "up";
         params[i] = c->params, macs[i] = c->macs;
     }
-    H5LogColumn cols[] = {{"name", H5LOG_STR, name, "diffusers prefix"}, {"kind", H5LOG_STR, kind, "resnet or attention"},
+    H5LogColumn cols[] = {{"name", H5LOG_STR, name, "diffusers prefix"}, {"kind", H5LOG_STR, kind, "resnet, attention or block"},
                           {"stage", H5LOG_STR, stage, "down, mid or up"}, {"params", H5LOG_I64, params, "1"},
                           {"macs", H5LOG_I64, macs, "MAC"}};
     int rc = h5log_write_table(log, "/prune/candidates", n, cols, 5,
                                "removable layers (diffusers prefixes), their parameters, and MACs at model.sample_size "
                                "for one sample; row i is candidate index i",
                                e);
+    if (!rc) rc = h5log_attr_str(log, "/prune/candidates", "granularity", granularity_name(u->gran), e);
     free(name), free(kind), free(stage), free(params), free(macs);
     return rc;
+}
+
+// The run's teacher with its candidates listed at prune.granularity (the
+// same on every rank: a function of the model and the key).
+static UNet *teacher_at_granularity(RunCtx *r, Error *e) {
+    UNet *u = run_teacher(r, e);
+    if (!u) return NULL;
+    int rc = unet_set_granularity(u, (Granularity)r->cfg->prune.granularity, e);
+    if (rc) {
+        char inner[sizeof e->msg];
+        snprintf(inner, sizeof inner, "%s", e->msg);
+        errorf(e, "prune.granularity = \"%s\": model.weights %s: %s", granularity_name((Granularity)r->cfg->prune.granularity),
+               r->cfg->weights, inner);
+    }
+    return comm_agree(r->comm, rc, e) ? NULL : u;
 }
 
 static const char *DESCRIPTIONS[CRIT_COUNT] = {
@@ -62,12 +78,13 @@ static const char *DESCRIPTIONS[CRIT_COUNT] = {
 int score_main(RunCtx *r, Error *e) {
     const JobConfig *cfg = r->cfg;
     Comm *comm = r->comm;
-    UNet *u = run_teacher(r, e);
+    UNet *u = teacher_at_granularity(r, e);
     Calib *cs = u ? run_calib(r, e) : NULL;
     if (!cs) return -1;
     int rc = 0;
     if (comm->rank == 0) {
-        printf("score: %d candidates, %d calibration samples, criteria ", u->n_cands, cs->n);
+        printf("score: %d candidates (granularity %s), %d calibration samples, criteria ", u->n_cands,
+               granularity_name(u->gran), cs->n);
         for (int k = 0; k < cfg->prune.n_criteria; k++)
             printf("%s%s", k ? "," : "", criterion_name(cfg->prune.criterion[k]));
         printf(", %d rank%s\n", comm->size, comm->size == 1 ? "" : "s");
@@ -91,11 +108,11 @@ int score_main(RunCtx *r, Error *e) {
     }
     if (comm_agree(comm, rc, e)) goto done;
     if (comm->rank == 0) {
-        printf("  %4s  %-32s %-10s %12s", "idx", "name", "kind", "params");
+        printf("  %4s  %-44s %-10s %12s", "idx", "name", "kind", "params");
         for (int k = 0; k < nc; k++) printf(" %14s", criterion_name(crit[k]));
         printf("\n");
         for (int i = 0; i < n; i++) {
-            printf("  %4d  %-32s %-10s %12lld", i, u->cands[i].name, u->cands[i].kind == CAND_RESNET ? "resnet" : "attention",
+            printf("  %4d  %-44s %-10s %12lld", i, u->cands[i].name, cand_kind_name(u->cands[i].kind),
                    u->cands[i].params);
             for (int k = 0; k < nc; k++) printf(" %14.6g", scores[k][i]);
             printf("\n");
@@ -187,6 +204,7 @@ static int write_plan(H5Log *log, const Plan *p, int have_scores, int K, const d
     if (!rc) rc = h5log_attr_str(log, "/prune/plan", "criterion", p->criterion, e);
     if (!rc) rc = h5log_attr_f64(log, "/prune/plan", "ratio", p->ratio, e);
     if (!rc) rc = h5log_attr_str(log, "/prune/plan", "budget", p->budget_macs ? "macs" : "params", e);
+    if (!rc) rc = h5log_attr_str(log, "/prune/plan", "granularity", granularity_name(p->gran), e);
     if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "total", p->total, e);
     if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "required", p->required, e);
     if (!rc) rc = h5log_attr_i64(log, "/prune/plan", "removed", p->removed_cost, e);
@@ -209,8 +227,9 @@ static int write_student(const RunCtx *r, const UNet *u, const Plan *p, Error *e
     snprintf(ratio, sizeof ratio, "%.17g", p->ratio);
     snprintf(loss, sizeof loss, "%.17g", p->actual);
     const char *meta[] = {"laptop_diff.criterion", p->criterion, "laptop_diff.ratio", ratio,
-                          "laptop_diff.budget", p->budget_macs ? "macs" : "params", "laptop_diff.actual_loss", loss};
-    int rc = unet_save(s, r->dir.student_init, meta, 4, e);
+                          "laptop_diff.budget", p->budget_macs ? "macs" : "params", "laptop_diff.actual_loss", loss,
+                          "laptop_diff.granularity", granularity_name(p->gran)};
+    int rc = unet_save(s, r->dir.student_init, meta, 5, e);
     if (!rc)
         printf("plan: student %zu parameters (teacher %zu, %.1f%% removed) -> %s\n", s->pt.total, u->pt.total,
                100.0 * (1.0 - (double)s->pt.total / (double)u->pt.total), r->dir.student_init);
@@ -221,7 +240,7 @@ static int write_student(const RunCtx *r, const UNet *u, const Plan *p, Error *e
 int plan_main(RunCtx *r, Error *e) {
     const JobConfig *cfg = r->cfg;
     Comm *comm = r->comm;
-    UNet *u = run_teacher(r, e);
+    UNet *u = teacher_at_granularity(r, e);
     if (!u) return -1;
     int n = u->n_cands, rc = 0;
     const Criterion crit = cfg->prune.criterion[0];  // the plan uses the first

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "model/unet.h"  // Granularity
+
 typedef enum {
     T_INT,         // int or long member
     T_FLOAT,       // float or double member
@@ -57,6 +59,7 @@ static const EnumName CRITERIA[] = {{"output_loss", CRIT_OUTPUT_LOSS}, {"random"
                                     {"magnitude", CRIT_MAGNITUDE}, {"feature_loss", CRIT_FEATURE_LOSS},
                                     {"taylor", CRIT_TAYLOR}, {NULL, 0}};
 static const EnumName BUDGETS[] = {{"params", BUDGET_PARAMS}, {"macs", BUDGET_MACS}, {NULL, 0}};
+static const EnumName GRANULARITIES[] = {{"layer", GRAN_LAYER}, {"block", GRAN_BLOCK}, {NULL, 0}};
 static const EnumName FEAT_NORMS[] = {{"l2sq", FEAT_NORM_L2SQ}, {"none", FEAT_NORM_NONE}, {NULL, 0}};
 static const EnumName LR_SCHEDULES[] = {{"constant", LR_CONSTANT}, {"cosine", LR_COSINE}, {NULL, 0}};
 
@@ -119,6 +122,7 @@ static const KeySpec KEYS[] = {
     {"prune", "batch", T_INT, "16", 1, NOMAX, AT(prune.batch), .doc = "Calibration samples per forward pass while scoring (memory vs speed)."},
     {"prune", "ratio", T_FLOAT, "0.25", .min = 0, .max = 1, .min_open = 1, AT(prune.ratio), .doc = "Fraction of the U-Net's budget (parameters or MACs) the plan must remove at least."},
     {"prune", "budget", T_ENUM, "\"params\"", .names = BUDGETS, AT(prune.budget), .doc = "What prune.ratio counts: \"params\" or \"macs\" (at model.sample_size)."},
+    {"prune", "granularity", T_ENUM, "\"layer\"", .names = GRANULARITIES, AT(prune.granularity), .doc = "What a candidate is: \"layer\" (a ResnetBlock2D or a whole Transformer2DModel) or \"block\" (the same, but each single BasicTransformerBlock of a stack of >= 2 instead of its Transformer2DModel; removed = identity on the tokens)."},
     {"prune", "scores_from", T_STRING, "\"\"", AT(prune.scores_from), .doc = "run.h5 of an earlier `score` to plan from (empty: this run's OUTPUT/run.h5)."},
     {"prune", "layers", T_STRING_LIST, "[]", AT(prune.layers), COUNT(prune.n_layers), ELEM(prune.layers), .doc = "A handcrafted plan (BK-SDM style): the diffusers names of the layers to remove; empty: solve the knapsack."},
     {"prune", "additivity_sets", T_INT, "24", 0, NOMAX, AT(prune.additivity_sets), .doc = "Random removal sets (sizes spread over the ratio range) whose actual output loss is compared with the sum of their scores (0: skip)."},

@@ -84,6 +84,7 @@ typedef struct {
     int batch;             // samples per forward while scoring
     double ratio;          // fraction of the budget to remove
     Budget budget;         // what ratio counts: parameters or MACs
+    int granularity;       // prune.granularity: a Granularity (model/unet.h), GRAN_LAYER or GRAN_BLOCK
     char scores_from[1024];  // run.h5 of an earlier `score` (empty: this run's)
     char layers[PRUNE_MAX_LAYERS][PRUNE_LAYER_NAME];  // handcrafted plan (diffusers prefixes)
     int n_layers;                                     // 0: solve the knapsack

@@ -154,10 +154,11 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
         free(text);
         if (rc) return -1;
     }
-    UNet *full = unet_create(cfg, NULL, e);
+    // a student made at block granularity names its removed blocks: its candidate list is that one
+    const char *rm = st_meta(f, "removed");
+    UNet *full = unet_create_at(cfg, granularity_of_names(rm), NULL, e);
     if (!full) return -1;
     *absent = xcalloc((size_t)full->n_cands + 1, 1);
-    const char *rm = st_meta(f, "removed");
     int rc = rm ? candidates_from_names(full, rm, *absent, f->path, e) : 0;
     unet_free(full);
     if (rc) {
@@ -175,7 +176,7 @@ static UNet *open_model(const char *path, const ModelConfig *defaults, int load_
     uint8_t *absent = NULL;
     UNet *u = NULL;
     if (checkpoint_describe(&f, &cfg, &absent, e) == 0) {
-        u = unet_create(&cfg, absent, e);
+        u = unet_create_at(&cfg, granularity_of_names(st_meta(&f, "removed")), absent, e);
         if (u && (load_data ? unet_load_weights(u, &f, e) : check_weights_finite(u, &f, e))) {
             unet_free(u);
             u = NULL;

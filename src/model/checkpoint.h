@@ -24,7 +24,8 @@ int unet_save(const UNet *u, const char *path, const char *const *meta, int n_me
 // The architecture and removed layers a checkpoint describes: its own
 // metadata, else a diffusers config.json beside it, else inferred from shapes
 // (starting from *cfg, e.g. SD-1.5 defaults for head counts).
-// absent: one flag per candidate of the full architecture (caller frees).
+// absent: one flag per candidate of the full architecture (caller frees), at
+// the granularity of the removed names (granularity_of_names, model/unet.h).
 int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Error *e);
 
 // Opens, describes, builds and loads: the whole "give me this model" step.

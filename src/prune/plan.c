@@ -17,6 +17,7 @@ int plan_make(const UNet *teacher, const double *scores, Criterion criterion, co
     memset(p, 0, sizeof *p);
     int n = teacher->n_cands;
     p->n_cands = n;
+    p->gran = teacher->gran;
     p->removed = xcalloc((size_t)n, 1);
     p->budget_macs = pc->budget == BUDGET_MACS;
     p->total = budget_total(teacher, p->budget_macs);
@@ -72,15 +73,15 @@ void plan_free(Plan *p) {
 }
 
 void plan_print(FILE *f, const UNet *u, const double *scores, const Plan *p) {
-    fprintf(f, "plan (%s, budget %s, ratio %.4g): remove %d of %d candidates\n", p->criterion,
-            p->budget_macs ? "macs" : "params", p->ratio, p->n_removed, u->n_cands);
+    fprintf(f, "plan (%s, budget %s, ratio %.4g): remove %d of %d candidates (granularity %s)\n", p->criterion,
+            p->budget_macs ? "macs" : "params", p->ratio, p->n_removed, u->n_cands, granularity_name(u->gran));
     fprintf(f, "  %-32s %-10s %14s %16s %12s %9s\n", "layer", "kind", "params", "MACs", "score", "ratio");
     long long run = 0;
     for (int i = 0; i < u->n_cands; i++) {
         if (!p->removed[i]) continue;
         const Candidate *c = &u->cands[i];
         run += cand_cost(c, p->budget_macs);
-        fprintf(f, "  %-32s %-10s %14lld %16lld %12.6g %9.4f\n", c->name, c->kind == CAND_RESNET ? "resnet" : "attention",
+        fprintf(f, "  %-32s %-10s %14lld %16lld %12.6g %9.4f\n", c->name, cand_kind_name(c->kind),
                 c->params, c->macs, scores ? scores[i] : NAN, (double)run / (double)p->total);
     }
     fprintf(f, "  removed %lld of %lld %s (%.2f%%; required %lld); predicted output loss (sum of scores) %.6g",
@@ -132,7 +133,7 @@ double pearson(const double *x, const double *y, int n) {
 UNet *plan_student(const UNet *teacher, const uint8_t *removed, Error *e) {
     uint8_t *absent = xcalloc((size_t)teacher->n_cands, 1);
     for (int i = 0; i < teacher->n_cands; i++) absent[i] = removed[i] || !teacher->cands[i].present;
-    UNet *s = unet_create(&teacher->cfg, absent, e);
+    UNet *s = unet_create_at(&teacher->cfg, teacher->gran, absent, e);
     free(absent);
     if (!s) return NULL;
     for (int i = 0; i < s->pt.n; i++) {

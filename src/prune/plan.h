@@ -11,6 +11,7 @@
 
 typedef struct {
     int n_cands;
+    Granularity gran;        // the teacher's candidate list the plan indexes
     uint8_t *removed;        // per candidate of the full architecture
     int n_removed;
     int budget_macs;         // 0: parameters, 1: MACs
@@ -38,6 +39,7 @@ uint8_t *additivity_sets(const UNet *teacher, int K, double max_ratio, int budge
 // Pearson correlation of x and y (n >= 2).
 double pearson(const double *x, const double *y, int n);
 
-// A pruned copy: built without the removed layers, every kept tensor copied by name.
+// A pruned copy at the teacher's granularity: built without the removed
+// layers (or blocks), every kept tensor copied by name.
 UNet *plan_student(const UNet *teacher, const uint8_t *removed, Error *e);
 #endif

@@ -127,8 +127,12 @@ int removal_losses(UNet *u, const Calib *cs, const uint8_t *masks, const uint8_t
 
 static int layer_tensors(const Candidate *c, int *first, int *end) {
     if (!c->present) return 0;
-    *first = c->res ? c->res->first_tensor : c->attn->first_tensor;
-    *end = c->res ? c->res->end_tensor : c->attn->end_tensor;
+    if (c->kind == CAND_BLOCK) {
+        *first = c->attn->blk[c->tblock].first_tensor, *end = c->attn->blk[c->tblock].end_tensor;
+    } else {
+        *first = c->res ? c->res->first_tensor : c->attn->first_tensor;
+        *end = c->res ? c->res->end_tensor : c->attn->end_tensor;
+    }
     return 1;
 }
 
