@@ -4,7 +4,9 @@
 // model (conv: SD-1.5-like; linear: linear projections, 2-deep stacks, odd time
 // embedding; xl: SDXL-like, per-block stack depth), the output and EVERY
 // parameter's gradient of loss = sum(out * R), the feature taps, the gradients
-// with extra loss terms on the taps, and the same with two layers removed.
+// with extra loss terms on the taps, and the same with two layers removed
+// (bypassed, and built without them; xl's are a BasicTransformerBlock, at
+// prune.granularity = "block", and an up-block resnet).
 // Tolerances: see TOL_OUT / TOL_GRAD. The same comparison with the config's
 // norm_eps doubled must fail, so the tolerances are known to discriminate.
 #include <math.h>
@@ -58,30 +60,11 @@ static double max_abs(const float *x, size_t n) {
     return m;
 }
 
-// The C U-Net has no BasicTransformerBlock candidates (DESIGN §3's optional
-// prune.granularity = "block" is not built), but xl's removed variant takes
-// one out. A block is residual (x + attn1 + attn2 + ff), so with its three
-// output projections zero it is exactly the identity the fixture replaced it
-// with: every other gradient is then the fixture's, the block's inner tensors
-// get exactly zero as there, and only these six get a gradient (not compared).
-static const char *const BLOCK_OUT[] = {"attn1.to_out.0.weight", "attn1.to_out.0.bias", "attn2.to_out.0.weight",
-                                        "attn2.to_out.0.bias",   "ff.net.2.weight",     "ff.net.2.bias"};
-#define N_BLOCK_OUT (int)(sizeof BLOCK_OUT / sizeof *BLOCK_OUT)
-
-static int is_block_out(const char *name, const char *block) {
-    size_t n = strlen(block);
-    if (!block[0] || strncmp(name, block, n) || name[n] != '.') return 0;
-    for (int k = 0; k < N_BLOCK_OUT; k++)
-        if (!strcmp(name + n + 1, BLOCK_OUT[k])) return 1;
-    return 0;
-}
-
 // One pass (full or with layers removed) compared with the fixture's prefix.
 // with_taps: the loss also has sum(tap * tap_weight) for every tap, so the
 // gradients entering at the taps (feature distillation) are checked too.
-// block: a BasicTransformerBlock emulated as removed (see BLOCK_OUT), or "".
-static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, const uint8_t *skip, int with_taps,
-                         const char *block) {
+// Every parameter u has is compared (a pruned u has only the kept ones).
+static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, const uint8_t *skip, int with_taps) {
     int64_t xs[4], cs[3];
     float *sample = tu_read_tensor(io, "sample", xs), *t = tu_read_tensor(io, "timesteps", NULL);
     float *ctx = tu_read_tensor(io, "context", cs), *R = tu_read_tensor(io, "loss_weight", NULL);
@@ -116,7 +99,6 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
     int compared = 0;
     for (int i = 0; i < u->pt.n; i++) {
         const ParamTensor *p = &u->pt.t[i];
-        if (is_block_out(p->name, block)) continue;
         snprintf(name, sizeof name, "%s%s%s", pfx, gpfx, p->name);
         float *g = tu_read_tensor(io, name, NULL);
         double m = max_abs(g, p->numel);
@@ -127,8 +109,7 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
         compared++;
         free(g);
     }
-    EXPECT(compared == u->pt.n - (block[0] ? N_BLOCK_OUT : 0), "%s: %d of %d gradients compared", c->model, compared,
-           u->pt.n);
+    EXPECT(compared == u->pt.n, "%s: %d of %d gradients compared", c->model, compared, u->pt.n);
     if (!c->quiet)
         printf("%-6s %-8s output+taps error %.2e, gradients of %d tensors worst %.2e (%s)\n", c->model,
                with_taps ? "+taps" : *pfx ? "removed" : "full", c->out_err, compared, c->grad_err, c->grad_name);
@@ -136,14 +117,15 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
     free(sample), free(t), free(ctx), free(R), free(ref), free(out);
 }
 
-static UNet *load_model(const char *model, double eps_factor) {
+// At granularity g (the fixture's removed list names blocks for xl).
+static UNet *load_model(const char *model, double eps_factor, Granularity g) {
     char path[512];
     JobConfig jc;
     Error e;
     snprintf(path, sizeof path, FIX "%s.cfg", model);
     if (job_config_load(&jc, path, NULL, 0, &e)) FATAL("%s", e.msg);
     jc.model.norm_eps = (float)(jc.model.norm_eps * eps_factor);
-    UNet *u = unet_create(&jc.model, NULL, &e);
+    UNet *u = unet_create_at(&jc.model, g, NULL, &e);
     if (!u) FATAL("%s", e.msg);
     StFile wf;
     snprintf(path, sizeof path, FIX "%s_weights.safetensors", model);
@@ -152,57 +134,52 @@ static UNet *load_model(const char *model, double eps_factor) {
     return u;
 }
 
-// The fixture's removed layers: candidates into skip, at most one
-// BasicTransformerBlock (its output projections zeroed, old values in saved).
-static void removed_layers(Cmp *c, UNet *u, const char *removed, uint8_t *skip, char *block, float **saved) {
-    char *list = xstrdup(removed), *save = NULL;
-    int n = 0;
-    block[0] = 0, *saved = NULL;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save), n++) {
-        Error e;
-        if (strstr(tok, ".transformer_blocks.")) {
-            EXPECT(!block[0], "%s: at most one removed transformer block", c->model);
-            snprintf(block, LD_NAME_MAX, "%s", tok);
-            *saved = xmalloc(u->pt.total * sizeof(float));
-            memcpy(*saved, u->params, u->pt.total * sizeof(float));
-            int zeroed = 0;
-            for (int i = 0; i < u->pt.n; i++)
-                if (is_block_out(u->pt.t[i].name, block)) {
-                    memset(u->params + u->pt.t[i].offset, 0, u->pt.t[i].numel * sizeof(float));
-                    zeroed++;
-                }
-            EXPECT(zeroed == N_BLOCK_OUT, "%s: %s has its %d output tensors (%d)", c->model, tok, N_BLOCK_OUT, zeroed);
-        } else {
-            EXPECT(candidates_from_names(u, tok, skip, "fixture", &e) == 0, "%s: %s", c->model, e.msg);
-        }
+// u without the candidates of rm (absent: no parameters), the kept weights copied by name.
+static UNet *pruned_copy(const UNet *u, const uint8_t *rm) {
+    Error e;
+    UNet *s = unet_create_at(&u->cfg, u->gran, rm, &e);
+    if (!s) FATAL("%s", e.msg);
+    for (int i = 0; i < s->pt.n; i++) {
+        const ParamTensor *t = &s->pt.t[i], *f = params_find(&u->pt, t->name);
+        CHECK(f && f->numel == t->numel);
+        memcpy(s->params + t->offset, u->params + f->offset, t->numel * sizeof(float));
     }
-    EXPECT(n == 2, "%s: two removed layers (%s)", c->model, removed);
-    free(list);
+    return s;
 }
 
 static void check_model(const char *model) {
     Cmp c = {.model = model};
-    UNet *u = load_model(model, 1);
     StFile io;
     char path[512];
     Error e;
     snprintf(path, sizeof path, FIX "%s_io.safetensors", model);
     if (st_open(&io, path, &e)) FATAL("%s", e.msg);
-    compare_pass(&c, u, &io, "", NULL, 0, "");
-    double worst_out = c.out_err, worst_grad = c.grad_err;
-    compare_pass(&c, u, &io, "", NULL, 1, "");
-    worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
     const char *removed = st_meta(&io, "removed");
     EXPECT(removed != NULL, "%s: fixture names its removed layers", model);
+    // xl's removed variant takes out a single BasicTransformerBlock: a block candidate
+    Granularity g = granularity_of_names(removed);
+    UNet *u = load_model(model, 1, g);
+    compare_pass(&c, u, &io, "", NULL, 0);
+    double worst_out = c.out_err, worst_grad = c.grad_err;
+    compare_pass(&c, u, &io, "", NULL, 1);
+    worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
     if (removed) {
+        // bypassed in the full network (the removed layers' reference gradients are exactly zero, ours must be)
         uint8_t *skip = xcalloc((size_t)u->n_cands, 1);
-        char block[LD_NAME_MAX];
-        float *saved;
-        removed_layers(&c, u, removed, skip, block, &saved);
-        compare_pass(&c, u, &io, "removed.", skip, 0, block);
+        EXPECT(candidates_from_names(u, removed, skip, "fixture", &e) == 0, "%s: %s", model, e.msg);
+        int n = 0;
+        for (int k = 0; k < u->n_cands; k++) n += skip[k];
+        EXPECT(n == 2, "%s: two removed layers (%s)", model, removed);
+        compare_pass(&c, u, &io, "removed.", skip, 0);
         worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
-        if (saved) memcpy(u->params, saved, u->pt.total * sizeof(float));
-        free(saved), free(skip);
+        // and built without them: the student's path (no parameters, no compute)
+        UNet *s = pruned_copy(u, skip);
+        compare_pass(&c, s, &io, "removed.", NULL, 0);
+        worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
+        printf("%-6s removed (%s, granularity %s): bypassed and built without them both match\n", model, removed,
+               granularity_name(g));
+        unet_free(s);
+        free(skip);
     }
     unet_free(u);
     printf("%-6s worst: output+taps %.2e (tolerance %.0e), gradients %.2e (tolerance %.0e)\n", model, worst_out,
@@ -210,8 +187,8 @@ static void check_model(const char *model) {
 
     // The same full pass with GroupNorm's norm_eps doubled must fail.
     Cmp bad = {.model = model, .quiet = 1};
-    u = load_model(model, 2);
-    compare_pass(&bad, u, &io, "", NULL, 0, "");
+    u = load_model(model, 2, GRAN_LAYER);
+    compare_pass(&bad, u, &io, "", NULL, 0);
     printf("%-6s norm_eps x2: output+taps error %.2e, gradients worst %.2e (%s): %d mismatches\n", model, bad.out_err,
            bad.grad_err, bad.grad_name, bad.mismatches);
     EXPECT(bad.mismatches > 0, "%s: doubling norm_eps (%g) goes unnoticed", model, u->cfg.norm_eps / 2);
