@@ -106,7 +106,15 @@ int candidate_mark(const UNet *full, const char *name, uint8_t *flags, const cha
             flags[c] = 1;
             return 0;
         }
-    return errorf(e, "%s: \"%s\" is not a removable layer of this architecture", what, name);
+    // the name may be one of the other granularity's: say so
+    const char *hint = "";
+    size_t len = strlen(name);
+    if (full->gran == GRAN_LAYER && strstr(name, ".transformer_blocks."))
+        hint = " at prune.granularity = \"layer\" (single BasicTransformerBlocks are candidates at \"block\")";
+    for (int c = 0; c < full->n_cands && full->gran == GRAN_BLOCK && !*hint; c++)
+        if (!strncmp(full->cands[c].name, name, len) && !strcmp(full->cands[c].name + len, ".transformer_blocks.0"))
+            hint = " at prune.granularity = \"block\" (a Transformer2DModel of >= 2 blocks is removed block by block there)";
+    return errorf(e, "%s: \"%s\" is not a removable layer of this architecture%s", what, name, hint);
 }
 
 int candidates_from_names(const UNet *full, const char *names, uint8_t *flags, const char *what, Error *e) {
