@@ -180,7 +180,7 @@ static void enumerate(UNet *u, Granularity g) {
 }
 
 // Every Transformer2DModel of the tree (down, mid, up), for the checks below.
-static int all_attn(UNet *u, Transformer **out) {
+static int all_attn(const UNet *u, const Transformer **out) {
     int k = 0;
     for (int i = 0; i < u->cfg.n_blocks; i++)
         for (int j = 0; u->down[i].attn && j < u->down[i].n_layers; j++) out[k++] = &u->down[i].attn[j];
@@ -194,7 +194,7 @@ static int max_attn(const UNet *u) { return 1 + 2 * u->cfg.n_blocks * (u->cfg.la
 
 int unet_set_granularity(UNet *u, Granularity g, Error *e) {
     if (g == u->gran) return 0;
-    Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
+    const Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
     int n = all_attn(u, ts), rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         const Transformer *t = ts[i];
@@ -213,8 +213,8 @@ int unet_set_granularity(UNet *u, Granularity g, Error *e) {
 }
 
 int unet_count_candidates(const UNet *u, Granularity g) {
-    Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
-    int n = all_attn((UNet *)u, ts), count = 0;
+    const Transformer **ts = xcalloc((size_t)max_attn(u), sizeof *ts);
+    int n = all_attn(u, ts), count = 0;
     for (int i = 0; i < n; i++) count += attn_whole(ts[i], g) ? 1 : ts[i]->n_layers;
     free(ts);
     for (int c = 0; c < u->n_cands; c++) count += u->cands[c].kind == CAND_RESNET;
