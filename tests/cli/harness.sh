@@ -35,3 +35,17 @@ with Image.open(p) as im:
     assert im.size == (w, h)
 PY
 }
+# The Python bridges in scripts/ (prepare_data.py, diffusers_student.py) run in the venv that
+# scripts/setup.sh makes (diffusers, transformers on Debian's torch), at ${LD_VENV:-$SRC/.venv}:
+# require_venv [MODULE...] sets $VPY to its interpreter, or ends as SKIPPED naming what is missing.
+require_venv() {
+  local venv=${LD_VENV:-$SRC/.venv} m
+  VPY=$venv/bin/python
+  [ -x "$VPY" ] || skip "no Python venv at $venv (scripts/setup.sh makes it; LD_VENV=DIR points elsewhere)"
+  local mods=(torch diffusers transformers safetensors h5py numpy "$@")
+  "$VPY" -c "import $(IFS=,; echo "${mods[*]}")" 2>/dev/null && return 0
+  for m in "${mods[@]}"; do  # one import failed: name it
+    "$VPY" -c "import $m" 2>/dev/null || skip "Python module $m missing in the venv $venv (run scripts/setup.sh)"
+  done
+  echo "FAIL: the venv $venv imports ${mods[*]} one by one but not together"; exit 1
+}
