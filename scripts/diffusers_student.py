@@ -198,7 +198,7 @@ def load_student(path, dtype=torch.float32):
     return unet.to(dtype).eval()
 
 
-def _torch1_baddbmm_workaround():
+def patch_torch1_baddbmm():
     """Debian's torch 1.13 can return NaN from baddbmm(empty, a, b, beta=0) (it reads the
     uninitialised input), which diffusers' default attention (AttnProcessor, the only one without
     torch 2's scaled_dot_product_attention) calls for every score. beta = 0 means a plain bmm."""
@@ -261,7 +261,7 @@ def main(argv=None):
               f"{len(removed)} layers removed{': ' + ', '.join(removed) if removed else ''}")
         if a.inputs:
             if torch.__version__.split(".")[0] == "1":
-                _torch1_baddbmm_workaround()
+                patch_torch1_baddbmm()
             shape = forward_file(unet, a.inputs, a.out, dtype)
             print(f"{a.out}: /out {list(shape)}")
     except (OSError, ValueError) as err:

@@ -11,6 +11,8 @@
 #    UpBlock2D resnet and a down Transformer2DModel removed, and, where the binary
 #    knows block candidates (prune.granularity = "block"), one BasicTransformerBlock too;
 #  - the unpruned teacher (nothing removed);
+#  - the README's recipe: StableDiffusionPipeline.from_pretrained(folder, unet=load_student(...))
+#    samples (a pipeline folder of tiny random parts);
 #  - the reference fixtures' removed variants (tests/reference: diffusers with modules replaced by
 #    make_fixtures.py), one of them a single BasicTransformerBlock: removed.out to 3e-5.
 # Errors: a file without laptop-diff's metadata, a student with a tensor missing or one too
@@ -103,6 +105,34 @@ for m in conv linear xl; do
     ok; echo "$m fixture, removed $(sed -n 's/.*removed: //p' "$T/fx_$m.log"): $(cat "$T/fx_$m.cmp")"
   else bad "$m fixture vs diffusers' removed variant: $(cat "$T/fx_$m.cmp")"; fi
 done
+
+# the README's recipe: a diffusers pipeline folder (here of tiny random parts: prepare_io.py's VAE,
+# CLIP text encoder and tokenizer, context [8,16] as the student's) loaded with the student as its
+# U-Net, sampling 2 DDIM steps
+"$VPY" "$SRC/tests/cli/prepare_io.py" models "$T/pipe" sd >/dev/null 2>&1 || bad "the tiny pipeline parts"
+"$VPY" - "$T" "$SRC/scripts" >"$T/pipe.log" 2>&1 <<'PY' && ok || bad "pipeline with the student: $(tail -4 "$T/pipe.log")"
+import sys
+import numpy as np, torch
+T = sys.argv[1]
+sys.path.insert(0, sys.argv[2])
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+from transformers import CLIPTextModel, CLIPTokenizer
+from diffusers_student import load_student, patch_torch1_baddbmm
+if torch.__version__.startswith("1."):
+    patch_torch1_baddbmm()
+# a pipeline folder as a real one is laid out, with the teacher (nothing removed, so it round-trips)
+StableDiffusionPipeline(vae=AutoencoderKL.from_pretrained(f"{T}/pipe/vae"), text_encoder=CLIPTextModel.from_pretrained(f"{T}/pipe/text_encoder"),
+                        tokenizer=CLIPTokenizer.from_pretrained(f"{T}/pipe/tokenizer"), unet=load_student(f"{T}/conv/teacher.safetensors"),
+                        scheduler=DDIMScheduler(), safety_checker=None, feature_extractor=None,
+                        requires_safety_checker=False).save_pretrained(f"{T}/pipe")
+# the recipe
+unet = load_student(f"{T}/conv/student.safetensors")
+pipe = StableDiffusionPipeline.from_pretrained(f"{T}/pipe", unet=unet, safety_checker=None)
+assert pipe.unet is unet
+img = pipe("a photo of a cat", num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+assert img.shape == (1, 32, 32, 3) and np.isfinite(img).all(), img.shape
+print("pipeline image", img.shape)
+PY
 
 # errors: load_student raises ValueError / FileNotFoundError naming the file and what is wrong
 # (one interpreter for all: each start costs seconds), and the command exits 1 with the message
