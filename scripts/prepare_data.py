@@ -42,7 +42,8 @@ keeps the finished shards and continues after them; --max-shards K stops after K
 (exit status 3: run again to continue). When every shard is there they are joined into OUT
 (again a temporary name, then renamed: OUT is complete or absent) and OUT.parts/ is removed.
 Bad input stops the run before anything is encoded: a line of the listing that is malformed or
-names a missing image (file and line number), a model folder without a part it needs.
+names a missing image (file and line number), a model folder without a part it needs; an image
+that cannot be decoded stops it at its shard (file and line; the finished shards are kept).
 """
 import argparse
 import csv
@@ -266,8 +267,9 @@ def load_image(path, res, where):
 # ----------------------------------------------------------------------------------------------
 # Shards
 # ----------------------------------------------------------------------------------------------
-def fingerprint(a, parts, sdxl, splits):
-    """What the shards depend on; a parts folder of other inputs is not resumed."""
+def fingerprint(a, parts, sdxl, splits, device):
+    """What the shards depend on (the batch size and device too: they change the last bits), so
+    a parts folder of other inputs is not resumed."""
     h = {}
     for split, (path, rows) in splits.items():
         d = hashlib.sha256()
@@ -275,6 +277,7 @@ def fingerprint(a, parts, sdxl, splits):
             d.update(f.read())
         h[split] = {"listing": os.path.abspath(path), "sha256": d.hexdigest(), "rows": len(rows)}
     return {"format": FORMAT, "resolution": a.resolution, "shard_size": a.shard_size, "sdxl": sdxl,
+            "batch_size": a.batch_size, "device": device,
             "parts": {k: os.path.abspath(v) for k, v in sorted(parts.items())}, "splits": h}
 
 
@@ -390,7 +393,9 @@ def run(a):
     splits = {"train": (a.listing, read_listing(a.listing))}
     if a.test_listing:
         splits["test"] = (a.test_listing, read_listing(a.test_listing))
-    fp = fingerprint(a, parts, sdxl, splits)
+    import torch
+    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fp = fingerprint(a, parts, sdxl, splits, device)
     parts_dir = a.out + ".parts"
     fp_path = os.path.join(parts_dir, "inputs.json")
     if os.path.isdir(parts_dir):
@@ -400,17 +405,15 @@ def run(a):
         except (OSError, ValueError):
             old = None
         if old != fp:
-            raise Bad(f"{parts_dir}: shards of another run (other listing, model, resolution or shard "
-                      "size): remove the folder to start over")
+            raise Bad(f"{parts_dir}: shards of another run (other listing, model, resolution, shard "
+                      "size, batch size or device): remove the folder to start over")
     else:
         os.makedirs(parts_dir)
         with open(fp_path + ".tmp", "w") as f:
             json.dump(fp, f, sort_keys=True, indent=1)
         os.replace(fp_path + ".tmp", fp_path)
 
-    import torch
     from tqdm import tqdm
-    device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     enc = Encoders(parts, sdxl, device)
     todo, counts, done_rows = [], {}, 0
     for split, (listing, rows) in splits.items():

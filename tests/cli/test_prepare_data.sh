@@ -11,7 +11,8 @@
 #    tiny model of the same context shape (the SDXL file: where the binary knows text-time
 #    conditioning)
 #  - bad input: a missing image, a malformed CSV or JSONL line (file and line number), a model
-#    folder without a part, resuming with other arguments: exit 1, a message, no output file
+#    folder without a part, resuming with other arguments, an image that does not decode (at its
+#    shard, the shards before it kept): exit 1, a message, no output file
 # Runs in the venv of scripts/setup.sh (SKIPPED without it). Args: BINARY SOURCE_DIR.
 set -u
 BIN=$1; SRC=$2
@@ -102,6 +103,13 @@ fail json "json.jsonl:3: not a JSON object" "$T/json.jsonl" --model "$T/model"
 mkdir -p "$T/nomodel" && cp -r "$T/model/vae" "$T/model/tokenizer" "$T/nomodel/"
 fail part "$T/nomodel: no text_encoder/ (a diffusers model folder has vae/, text_encoder/, tokenizer/" "$T/list.csv" --model "$T/nomodel"
 fail listing "nothere.csv: no such listing file" "$T/nothere.csv" --model "$T/model"
+# an image that does not decode: found while encoding its shard, named with its line; the shard before it kept
+printf 'not a png' >"$T/img/junk.png"
+{ cat "$T/list.csv"; echo "img/junk.png,junk"; } >"$T/junk.csv"
+rm -rf "$T/bad.h5" "$T/bad.h5.parts"
+prep junk "$T/junk.csv" --model "$T/model" --out "$T/bad.h5" "${ARGS[@]}"
+[ $rc -eq 1 ] && grep -qF "junk.csv:9: cannot read image $T/img/junk.png" "$T/junk.log" && [ ! -e "$T/bad.h5" ] &&
+  [ -f "$T/bad.h5.parts/train_00001.h5" ] && [ ! -e "$T/bad.h5.parts/train_00002.h5" ] && ok || bad "undecodable image: exit $rc: $(tail -2 "$T/junk.log")"
 # resuming with another resolution: refused, the finished shards kept
 prep o1 "$T/list.csv" --model "$T/model" --out "$T/other.h5" "${ARGS[@]}" --max-shards 1
 "$VPY" "$PD" "$T/list.csv" --model "$T/model" --out "$T/other.h5" --resolution 64 --shard-size 3 --quiet >"$T/o2.log" 2>&1; rc=$?
