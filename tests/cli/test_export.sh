@@ -11,6 +11,8 @@
 #    UpBlock2D resnet and a down Transformer2DModel removed, and, where the binary
 #    knows block candidates (prune.granularity = "block"), one BasicTransformerBlock too;
 #  - the unpruned teacher (nothing removed);
+#  - where the binary has SDXL's text-time conditioning: a text_time student and teacher (/pooled,
+#    /time_ids in the inputs);
 #  - the README's recipe: StableDiffusionPipeline.from_pretrained(folder, unet=load_student(...))
 #    samples (a pipeline folder of tiny random parts);
 #  - the reference fixtures' removed variants (tests/reference: diffusers with modules replaced by
@@ -42,6 +44,9 @@ with h5py.File(sys.argv[1], "w") as f:
     f["sample"] = r.standard_normal((3, 4, 16, 16)).astype(np.float32)
     f["timestep"] = np.array([3.0, 420.0, 999.0], np.float32)
     f["context"] = r.standard_normal((3, 8, 16)).astype(np.float32)
+    # SDXL's added conditioning (models without it ignore these): pooled [3,20], time ids [3,6]
+    f["pooled"] = r.standard_normal((3, 20)).astype(np.float32)
+    f["time_ids"] = np.array([[512, 512, 0, 0, 512, 512], [600, 480, 44, 0, 512, 512], [32, 40, 0, 4, 32, 32]], np.float32)
 PY
 
 # student NAME LAYERS SETS...: init_model teacher + plan's handcrafted student in $T/NAME/
@@ -85,11 +90,33 @@ student lin "up_blocks.0.resnets.1, down_blocks.1.attentions.0" "${LIN[@]}" &&
 # a single BasicTransformerBlock (prune.granularity = "block") where the binary has block candidates
 BLK=mid_block.attentions.0.transformer_blocks.1
 if "$BIN" info "$JOB" --set prune.granularity=block >"$T/gran.log" 2>&1; then
-  student blk "$BLK, up_blocks.1.attentions.2, up_blocks.2.resnets.0" "${LIN[@]}" --set prune.granularity=block &&
-    same "$T/blk/student_init.safetensors" "linear, a transformer block removed" &&
+  # (both blocks of one stack too: its norm, proj_in and proj_out stay)
+  student blk "$BLK, up_blocks.1.attentions.2.transformer_blocks.0, up_blocks.1.attentions.2.transformer_blocks.1, up_blocks.2.resnets.1" \
+      "${LIN[@]}" --set prune.granularity=block &&
+    same "$T/blk/student_init.safetensors" "linear, transformer blocks removed" &&
     { grep -q "$BLK" "$T/blk/student_init.py.log" && ok || bad "block student: $BLK not listed as removed"; }
 else
   echo "(this binary has no prune.granularity ($(grep -o 'unknown key[^;]*' "$T/gran.log" | head -1)): block removal not run)"
+fi
+
+# SDXL's text-time conditioning (add_time_proj + add_embedding), where the binary has it (issue #12
+# item 1): a text_time student with a Transformer2DModel and an up-block resnet removed
+TT=(--set 'model.addition_embed_type="text_time"' --set model.addition_time_embed_dim=8
+    --set model.projection_class_embeddings_input_dim=68 --set model.transformer_layers_per_block=2)
+if "$BIN" info "$JOB" "${LAT[@]}" "${TT[@]}" >"$T/tt.log" 2>&1; then
+  "$VPY" - "$T/lat_tt.h5" <<'PY' || bad "text_time data"
+import sys, h5py, numpy as np  # make_latents' shapes plus the added conditioning plan reads
+r = np.random.default_rng(3)
+with h5py.File(sys.argv[1], "w") as f:
+    f["latents"] = r.standard_normal((8, 4, 16, 16)).astype(np.float32)
+    f["context"] = r.standard_normal((8, 8, 16)).astype(np.float32)
+    f["pooled"] = r.standard_normal((8, 20)).astype(np.float32)
+    f["time_ids"] = np.tile(np.array([64, 64, 0, 0, 64, 64], np.float32), (8, 1))
+PY
+  student tt "up_blocks.0.attentions.1, up_blocks.1.resnets.1" "${TT[@]}" --set data.path="$T/lat_tt.h5" &&
+    same "$T/tt/student_init.safetensors" "text_time, 2 removed" && same "$T/tt/teacher.safetensors" "text_time teacher"
+else
+  echo "(this binary has no text-time conditioning ($(grep -o 'unknown key [^ ]*' "$T/tt.log" | head -1)): that part not run)"
 fi
 
 # diffusers' own removed variants (tests/reference): each fixture's pruned checkpoint through

@@ -71,7 +71,7 @@ mpirun_n 1 "$BIN" score "$JOB" "${C[@]}" --set model.weights="$T/teacher.safeten
   grep -q "score: wrote /prune/candidates" "$T/score.log" && ok || bad "laptop-diff score on the prepared file: $(tail -3 "$T/score.log")"
 # The SDXL-layout file, where this binary has text-time conditioning (issue #12 item 1): cross_attention_dim
 # 16 + 24, pooled 20, time ids 6 x addition_time_embed_dim 8
-XL=(--set model.cross_attention_dim=40 --set model.addition_embed_type=text_time --set model.addition_time_embed_dim=8
+XL=(--set model.cross_attention_dim=40 --set 'model.addition_embed_type="text_time"' --set model.addition_time_embed_dim=8
     --set model.projection_class_embeddings_input_dim=68)
 if "$BIN" info "$JOB" "${C[@]}" "${XL[@]}" >"$T/xlinfo.log" 2>&1; then
   "$INIT_MODEL" "$JOB" "$T/xl_teacher.safetensors" 3 "${C[@]}" "${XL[@]}" >/dev/null || bad "init_model (text-time)"
