@@ -79,7 +79,7 @@ def read_listing(path):
         raise Bad(f"{path}: no such listing file")
     base = os.path.dirname(os.path.abspath(path))
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
         if path.endswith(".jsonl"):
             for ln, line in enumerate(f, 1):
                 if not line.strip():
@@ -396,6 +396,9 @@ def run(a):
     import torch
     device = a.device or ("cuda" if torch.cuda.is_available() else "cpu")
     fp = fingerprint(a, parts, sdxl, splits, device)
+    out_dir = os.path.dirname(os.path.abspath(a.out))
+    if not os.path.isdir(out_dir):
+        raise Bad(f"{a.out}: the folder {out_dir} does not exist")
     parts_dir = a.out + ".parts"
     fp_path = os.path.join(parts_dir, "inputs.json")
     if os.path.isdir(parts_dir):

@@ -1,6 +1,6 @@
 # Sourced by every CLI test: pass/fail counters (ok, bad "why"), a temp dir $T
 # removed on exit, `finish NAME` to print the tally and set the exit status,
-# `skip WHY` / `require_h5py` to end as SKIPPED, and mpirun_n (mpi.sh).
+# `skip WHY` / `require_h5py` / `require_venv` to end as SKIPPED, and mpirun_n (mpi.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/mpi.sh"
 pass=0; fail=0
 ok() { pass=$((pass+1)); }

@@ -103,6 +103,11 @@ fail json "json.jsonl:3: not a JSON object" "$T/json.jsonl" --model "$T/model"
 mkdir -p "$T/nomodel" && cp -r "$T/model/vae" "$T/model/tokenizer" "$T/nomodel/"
 fail part "$T/nomodel: no text_encoder/ (a diffusers model folder has vae/, text_encoder/, tokenizer/" "$T/list.csv" --model "$T/nomodel"
 fail listing "nothere.csv: no such listing file" "$T/nothere.csv" --model "$T/model"
+"$VPY" "$PD" "$T/list.csv" --model "$T/model" --out "$T/nodir/x.h5" "${ARGS[@]}" >"$T/nodir.log" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -qF "the folder $T/nodir does not exist" "$T/nodir.log" && [ ! -e "$T/nodir" ] && ok || bad "missing output folder: exit $rc: $(tail -2 "$T/nodir.log")"
+printf '\xef\xbb\xbffile,caption\nimg/0.png,cat\n' >"$T/bom.csv"  # a spreadsheet's export: byte-order mark
+prep bom "$T/bom.csv" --model "$T/model" --out "$T/bom.h5" "${ARGS[@]}"
+[ $rc -eq 0 ] && [ -f "$T/bom.h5" ] && ok || bad "CSV with a byte-order mark: exit $rc: $(tail -2 "$T/bom.log")"
 # an image that does not decode: found while encoding its shard, named with its line; the shard before it kept
 printf 'not a png' >"$T/img/junk.png"
 { cat "$T/list.csv"; echo "img/junk.png,junk"; } >"$T/junk.csv"
