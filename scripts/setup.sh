@@ -25,7 +25,8 @@ echo "setup: all ${#PKGS[@]} packages present"
 # on top of Debian's interpreter (torch, numpy, h5py stay Debian's), with the
 # versions pinned. Never used inside a job. LD_VENV moves it.
 VENV=${LD_VENV:-$(cd "$(dirname "$0")/.." && pwd)/.venv}
-PIP_PINS=(diffusers==0.27.2 huggingface_hub==0.23.5 transformers==4.41.2 tokenizers==0.19.1)
+PIP_PINS=(diffusers==0.27.2 huggingface_hub==0.23.5 transformers==4.41.2 tokenizers==0.19.1
+          safetensors==0.8.0)  # imported by scripts/diffusers_student.py itself
 if ! "$VENV/bin/python" - "${PIP_PINS[@]}" 2>/dev/null <<'PY'
 import sys
 from importlib.metadata import version

@@ -1,6 +1,6 @@
 # Sourced by every CLI test: pass/fail counters (ok, bad "why"), a temp dir $T
 # removed on exit, `finish NAME` to print the tally and set the exit status,
-# `skip WHY` / `require_h5py` to end as SKIPPED, and mpirun_n (mpi.sh).
+# `skip WHY` / `require_h5py` / `require_venv` to end as SKIPPED, and mpirun_n (mpi.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/mpi.sh"
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
@@ -34,4 +34,18 @@ with Image.open(p) as im:
     im.load()
     assert im.size == (w, h)
 PY
+}
+# The Python bridges in scripts/ (prepare_data.py, diffusers_student.py) run in the venv that
+# scripts/setup.sh makes (diffusers, transformers on Debian's torch), at ${LD_VENV:-$SRC/.venv}:
+# require_venv [MODULE...] sets $VPY to its interpreter, or ends as SKIPPED naming what is missing.
+require_venv() {
+  local venv=${LD_VENV:-$SRC/.venv} m
+  VPY=$venv/bin/python
+  [ -x "$VPY" ] || skip "no Python venv at $venv (scripts/setup.sh makes it; LD_VENV=DIR points elsewhere)"
+  local mods=(torch diffusers transformers safetensors h5py numpy "$@")
+  "$VPY" -c "import $(IFS=,; echo "${mods[*]}")" 2>/dev/null && return 0
+  for m in "${mods[@]}"; do  # one import failed: name it
+    "$VPY" -c "import $m" 2>/dev/null || skip "Python module $m missing in the venv $venv (run scripts/setup.sh)"
+  done
+  echo "FAIL: the venv $venv imports ${mods[*]} one by one but not together"; exit 1
 }
