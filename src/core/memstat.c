@@ -22,7 +22,7 @@ int memstat_read(MemStat *m, const void *region, size_t bytes, Error *e) {
     m->peak_rss = m->rss = -1;
     FILE *f = fopen("/proc/self/status", "r");
     if (!f) return errorf(e, "memory report: cannot read /proc/self/status (Linux only)");
-    char line[512];
+    char line[4096];  // PATH_MAX: a header line with a long file name stays one line
     while (fgets(line, sizeof line, f))
         if (!kb_field(line, "VmHWM:", &m->peak_rss)) kb_field(line, "VmRSS:", &m->rss);
     fclose(f);
