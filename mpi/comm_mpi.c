@@ -4,8 +4,12 @@
 
 #include <limits.h>
 #include <mpi.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 
 #define MPI_CHECK(call)                                                                  \
@@ -84,18 +88,115 @@ static void barrier(Comm *c) {
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 
+// The ranks of this node (MPI_COMM_TYPE_SHARED), kept for the shared windows.
+typedef struct {
+    MPI_Comm node;
+} CommMpi;
+
+typedef struct {
+    MPI_Win win;
+} NodeWin;
+
+// Open MPI backs a shared window with a file in this directory (tmpfs): a
+// window larger than its free space would not fail here but kill the leader
+// with SIGBUS while it fills the window, so the leader checks first.
+static const char *backing_dir(void) {
+    const char *d = getenv("OMPI_MCA_osc_sm_backing_directory");
+    return d && d[0] ? d : "/dev/shm";
+}
+
+static int node_alloc(Comm *c, size_t bytes, void **ptr, void **handle, Error *e) {
+    MPI_Comm node = ((CommMpi *)c->impl)->node;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    // only the leader contributes memory; one page more to align the start
+    MPI_Aint want = c->local_rank == 0 ? (MPI_Aint)(bytes + page) : 0;
+    long long avail = -1;
+    struct statvfs sv;
+    if (c->local_rank == 0 && statvfs(backing_dir(), &sv) == 0) avail = (long long)sv.f_bavail * (long long)sv.f_frsize;
+    MPI_CHECK(MPI_Bcast(&avail, 1, MPI_LONG_LONG, 0, node));
+    if (avail >= 0 && (unsigned long long)avail < bytes + page)
+        return errorf(e, "node-shared memory: the teacher needs %zu bytes, %s has %lld free (make room there, or set "
+                      "runtime.share_teacher = false)", bytes, backing_dir(), avail);
+    NodeWin *w = calloc(1, sizeof *w);
+    void *base = NULL;
+    int rc = MPI_Win_allocate_shared(want, 1, MPI_INFO_NULL, node, &base, &w->win);
+    int bad = rc != MPI_SUCCESS;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, node));
+    if (bad) {
+        char msg[MPI_MAX_ERROR_STRING] = "another rank of this node failed";
+        int len = 0;
+        if (rc != MPI_SUCCESS) MPI_Error_string(rc, msg, &len);
+        if (rc == MPI_SUCCESS) MPI_Win_free(&w->win);
+        free(w);
+        return errorf(e, "node-shared memory: MPI_Win_allocate_shared of %zu bytes failed: %s (set "
+                      "runtime.share_teacher = false to load the teacher per rank)", bytes, msg);
+    }
+    MPI_Aint size = 0;
+    int disp = 0;
+    MPI_CHECK(MPI_Win_shared_query(w->win, 0, &size, &disp, &base));
+    // a passive-target epoch on the whole window: what MPI_Win_sync needs
+    MPI_CHECK(MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win));
+    *ptr = (void *)(((uintptr_t)base + page - 1) / page * page);
+    *handle = w;
+    return 0;
+}
+
+// The separate-memory-model-safe way to publish the leader's stores:
+// sync, barrier, sync.
+static void node_sync(Comm *c, void *handle) {
+    NodeWin *w = handle;
+    MPI_CHECK(MPI_Win_sync(w->win));
+    MPI_CHECK(MPI_Barrier(((CommMpi *)c->impl)->node));
+    MPI_CHECK(MPI_Win_sync(w->win));
+}
+
+static void node_free(Comm *c, void *handle) {
+    (void)c;
+    NodeWin *w = handle;
+    MPI_CHECK(MPI_Win_unlock_all(w->win));
+    MPI_CHECK(MPI_Win_free(&w->win));  // collective over the node
+    free(w);
+}
+
 Comm comm_mpi_world(void) {
     Comm c = {0};
     MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &c.rank));
     MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &c.size));
-    MPI_Comm node;
-    MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c.rank, MPI_INFO_NULL, &node));
-    MPI_CHECK(MPI_Comm_size(node, &c.local_size));
-    MPI_CHECK(MPI_Comm_rank(node, &c.local_rank));
-    MPI_CHECK(MPI_Comm_free(&node));
+    CommMpi *m = calloc(1, sizeof *m);
+    // LD_TEST_NODES=K (tests only): pretend the ranks sit on K nodes, rank r on
+    // node r % K, so one machine can check one teacher copy per node
+    const char *fake = getenv("LD_TEST_NODES");
+    int k = fake ? atoi(fake) : 0;
+    if (k > 0)
+        MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, c.rank % k, c.rank, &m->node));
+    else
+        MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c.rank, MPI_INFO_NULL, &m->node));
+    // a failed window allocation is reported (node_alloc), not fatal
+    MPI_CHECK(MPI_Comm_set_errhandler(m->node, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_size(m->node, &c.local_size));
+    MPI_CHECK(MPI_Comm_rank(m->node, &c.local_rank));
+    // node index: the leaders' order by world rank, passed on to their node
+    MPI_Comm leaders;
+    MPI_CHECK(MPI_Comm_split(MPI_COMM_WORLD, c.local_rank == 0 ? 0 : MPI_UNDEFINED, c.rank, &leaders));
+    if (c.local_rank == 0) {
+        MPI_CHECK(MPI_Comm_rank(leaders, &c.node));
+        MPI_CHECK(MPI_Comm_size(leaders, &c.n_nodes));
+        MPI_CHECK(MPI_Comm_free(&leaders));
+    }
+    int nn[2] = {c.node, c.n_nodes};
+    MPI_CHECK(MPI_Bcast(nn, 2, MPI_INT, 0, m->node));
+    c.node = nn[0], c.n_nodes = nn[1];
+    c.impl = m;
     c.sum_f32 = sum_f32, c.sum_f64 = sum_f64, c.max_i32 = max_i32, c.bcast = bcast;
     c.gatherv_bytes = gatherv_bytes, c.barrier = barrier;
+    c.node_alloc = node_alloc, c.node_sync = node_sync, c.node_free = node_free;
     return c;
 }
 
-void comm_mpi_free(Comm *c) { (void)c; }
+void comm_mpi_free(Comm *c) {
+    CommMpi *m = c->impl;
+    if (!m) return;
+    MPI_Comm_free(&m->node);
+    free(m);
+    c->impl = NULL;
+}

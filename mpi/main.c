@@ -137,6 +137,9 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         rc = train_classifier_main(&r, &e);
     else
         rc = run_main(&r, resume, &e);
+    // the stages that hold the teacher end with their memory (run_main reports its score and distill inside)
+    if (rc == 0 && (!strcmp(cmd, "score") || !strcmp(cmd, "distill") || !strcmp(cmd, "run")))
+        rc = run_report_memory(&r, cmd, &e);
     run_ctx_free(&r);
     if (rc < 0) {
         report(&comm, &e);

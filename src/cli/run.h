@@ -21,6 +21,9 @@ typedef struct {
     const H5Access *h5;  // how the ranks write one HDF5 file together (parallel under MPI)
     RunDir dir;
     UNet *teacher;       // NULL until run_teacher
+    CommShared teacher_mem;  // the teacher's parameters when runtime.share_teacher (one copy per node)
+    long long peak_prior;    // run_main: the highest VmHWM of its earlier stages (reset between stages)
+    int peak_reset;          // run_main reset VmHWM at a stage's start (memstat_reset_peak)
     Calib calib;         // valid once have_calib
     int have_calib;
     int locked;          // rank 0 holds dir.lock (released by run_ctx_free)
@@ -36,9 +39,23 @@ int run_ctx_lock(RunCtx *r, const char *command, Error *e);
 // Frees what the context loaded and releases the lock: call it on every exit.
 void run_ctx_free(RunCtx *r);
 
-// The teacher (model.weights), loaded by every rank on first use; all ranks
-// agree on the outcome. NULL + e (on every rank) on failure.
+// The teacher (model.weights), loaded on first use; all ranks agree on the
+// outcome. NULL + e (on every rank) on failure. With runtime.share_teacher the
+// ranks of a node hold one copy: every rank builds the model from the file's
+// header, the node's first rank reads the weights into node-shared memory,
+// the others map the same pages, and the buffer is read-only from then on
+// (the teacher's gradients, when a criterion needs them, are per rank in
+// u->grads). Otherwise every rank reads its own copy.
 UNet *run_teacher(RunCtx *r, Error *e);
+
+// The memory report of a stage (collective): every rank's peak resident set
+// (VmHWM; since the stage started where run_main could reset it, else since
+// the process started) and, per node, the sum over its ranks of what they
+// hold privately plus the teacher's shared pages once. Rank 0 prints it and
+// writes /memory/<stage>/{peak_rss_bytes, teacher_shared_bytes, node,
+// node_peak_bytes} to run.h5. Where /proc cannot be read it prints why and
+// writes nothing (returns 0); -1 + e only when run.h5 cannot be written.
+int run_report_memory(RunCtx *r, const char *stage, Error *e);
 
 // The calibration set (prune.*, data.*, runtime.seed) with the teacher's
 // outputs, built on first use (loads the teacher if needed). NULL + e.

@@ -2,7 +2,10 @@
 // collectives; see comm.h.
 #include "core/comm.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/stop.h"
 
@@ -16,11 +19,51 @@ static void serial_gatherv(Comm *c, const void *send, size_t bytes, void *recv, 
 }
 static void serial_barrier(Comm *c) { (void)c; }
 
+// One process is its own node: the shared buffer is a private allocation.
+static int serial_node_alloc(Comm *c, size_t bytes, void **ptr, void **handle, Error *e) {
+    (void)c;
+    void *p = NULL;
+    if (posix_memalign(&p, (size_t)sysconf(_SC_PAGESIZE), bytes ? bytes : 1))
+        return errorf(e, "could not allocate %zu bytes for the node-shared buffer", bytes);
+    *ptr = *handle = p;
+    return 0;
+}
+static void serial_node_sync(Comm *c, void *handle) { (void)c, (void)handle; }
+static void serial_node_free(Comm *c, void *handle) { (void)c, free(handle); }
+
 Comm comm_serial(void) {
     Comm c = {.rank = 0, .size = 1, .local_size = 1, .local_rank = 0, .impl = NULL, .sum_f32 = serial_sum_f32,
               .sum_f64 = serial_sum_f64, .max_i32 = serial_max_i32, .bcast = serial_bcast,
-              .gatherv_bytes = serial_gatherv, .barrier = serial_barrier};
+              .gatherv_bytes = serial_gatherv, .barrier = serial_barrier, .node = 0, .n_nodes = 1,
+              .node_alloc = serial_node_alloc, .node_sync = serial_node_sync, .node_free = serial_node_free};
     return c;
+}
+
+// The whole pages of a shared buffer (its start is page-aligned).
+static size_t sealable(const CommShared *s) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return s->bytes / page * page;
+}
+
+int comm_node_shared_alloc(Comm *c, size_t bytes, CommShared *s, Error *e) {
+    memset(s, 0, sizeof *s);
+    void *p = NULL, *h = NULL;
+    if (c->node_alloc(c, bytes, &p, &h, e)) return -1;
+    s->ptr = p, s->bytes = bytes, s->handle = h;
+    return 0;
+}
+
+void comm_node_shared_seal(Comm *c, CommShared *s) {
+    c->node_sync(c, s->handle);
+    // best effort: where mprotect refuses, the buffer stays writable, and correct
+    if (sealable(s)) (void)mprotect(s->ptr, sealable(s), PROT_READ);
+}
+
+void comm_node_shared_free(Comm *c, CommShared *s) {
+    if (!s->handle) return;
+    if (sealable(s)) (void)mprotect(s->ptr, sealable(s), PROT_READ | PROT_WRITE);  // the allocator may write on free
+    c->node_free(c, s->handle);
+    memset(s, 0, sizeof *s);
 }
 
 void comm_shard(long n, int rank, int size, long *start, long *count) {

@@ -15,6 +15,7 @@ struct Comm {
     int rank, size;
     int local_size;  // ranks on this node (for thread counts)
     int local_rank;  // this rank among them, 0..local_size-1 (picks its GPU)
+    int node, n_nodes;  // this rank's node, 0..n_nodes-1 (numbered in order of their lowest rank)
     void *impl;
     // In-place sums over all ranks (every rank gets the result).
     void (*sum_f32)(Comm *c, float *buf, size_t n);
@@ -26,10 +27,37 @@ struct Comm {
     // (recv and counts are read on the root only).
     void (*gatherv_bytes)(Comm *c, const void *send, size_t bytes, void *recv, const size_t *counts, int root);
     void (*barrier)(Comm *c);
+    // Node-shared memory, used through comm_node_shared_* below. node_alloc
+    // (collective) gives every rank of a node the same page-aligned `bytes`
+    // (*handle is the implementation's); node_sync is a barrier among the
+    // node's ranks after which all of them see what was written before it.
+    int (*node_alloc)(Comm *c, size_t bytes, void **ptr, void **handle, Error *e);
+    void (*node_sync)(Comm *c, void *handle);
+    void (*node_free)(Comm *c, void *handle);
 };
 
 // The single-process communicator (rank 0 of 1): every collective is a no-op.
 Comm comm_serial(void);
+
+// One buffer per node that every rank of the node maps (under MPI a shared
+// memory window; serially a plain page-aligned allocation): how ranks on a
+// node hold one copy of read-only data such as the teacher's parameters.
+typedef struct {
+    float *ptr;     // bytes / 4 floats, the same pages on every rank of the node
+    size_t bytes;
+    void *handle;
+} CommShared;
+// Collective over all ranks; every rank gets the node's buffer, which only the
+// node's leader (local_rank 0) writes, between this call and
+// comm_node_shared_seal. -1 + e where it cannot be had (each failing rank
+// holds a message; agree on it with comm_agree).
+int comm_node_shared_alloc(Comm *c, size_t bytes, CommShared *s, Error *e);
+// Collective: the leader's writes become visible to the node's ranks, then the
+// buffer is made read-only on every rank (mprotect), so a stray write into
+// data another rank reads faults at once instead of changing its results.
+void comm_node_shared_seal(Comm *c, CommShared *s);
+// Collective; a zeroed CommShared is a no-op.
+void comm_node_shared_free(Comm *c, CommShared *s);
 
 // Rows [start, start+count) of n that `rank` of `size` owns: contiguous, sizes differing by at most one.
 void comm_shard(long n, int rank, int size, long *start, long *count);

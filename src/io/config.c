@@ -152,6 +152,7 @@ static const KeySpec KEYS[] = {
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (cuBLAS GEMMs; needs an LD_CUDA_GEMM build; each rank takes GPU node-local rank mod the node's GPUs)."},
+    {"runtime", "share_teacher", T_BOOL, "true", AT(runtime.share_teacher), .doc = "Ranks on one node share one read-only copy of the teacher's weights (node-shared memory, loaded by the node's first rank); false: every rank loads its own."},
     {"output", "dir", T_STRING, "\"runs/default\"", AT(output.dir), .doc = "Run directory: run.h5, models, checkpoints and sample grids go here."},
 };
 // clang-format on

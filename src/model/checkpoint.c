@@ -176,7 +176,8 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
     return rc;
 }
 
-// Opens, describes and builds; load_data 0 only checks names, shapes and finiteness.
+// Opens, describes and builds; load_data 1 loads, 0 only checks names, shapes and
+// finiteness, -1 names and shapes (the header).
 static UNet *open_model(const char *path, const ModelConfig *defaults, int load_data, Error *e) {
     StFile f;
     if (st_open(&f, path, e)) return NULL;
@@ -185,7 +186,9 @@ static UNet *open_model(const char *path, const ModelConfig *defaults, int load_
     UNet *u = NULL;
     if (checkpoint_describe(&f, &cfg, &absent, e) == 0) {
         u = unet_create_at(&cfg, granularity_of_names(st_meta(&f, "removed")), absent, e);
-        if (u && (load_data ? unet_load_weights(u, &f, e) : check_weights_finite(u, &f, e))) {
+        if (u && (load_data > 0 ? unet_load_weights(u, &f, e)
+                  : load_data == 0 ? check_weights_finite(u, &f, e)
+                                   : unet_check_weights(u, &f, e))) {
             unet_free(u);
             u = NULL;
         }
@@ -201,4 +204,16 @@ UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e) {
 
 UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e) {
     return open_model(path, defaults, 0, e);
+}
+
+UNet *unet_shape_file(const char *path, const ModelConfig *defaults, Error *e) {
+    return open_model(path, defaults, -1, e);
+}
+
+int unet_load_file(UNet *u, const char *path, Error *e) {
+    StFile f;
+    if (st_open(&f, path, e)) return -1;
+    int rc = unet_load_weights(u, &f, e);
+    st_close(&f);
+    return rc;
 }

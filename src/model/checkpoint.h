@@ -32,6 +32,12 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
 UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
 // The same without reading the weights (names and shapes checked; parameters zero).
 UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);
+// Only the header: describes and builds the model and checks every tensor's
+// name and shape; no data is read, parameters stay zero (an untouched buffer,
+// not resident). Then unet_load_file fills u->params, wherever it points
+// (unet_adopt_params): how ranks load one teacher per node.
+UNet *unet_shape_file(const char *path, const ModelConfig *defaults, Error *e);
+int unet_load_file(UNet *u, const char *path, Error *e);
 
 // Marks the candidate called `name`; an unknown name is an error ("what: ...").
 int candidate_mark(const UNet *full, const char *name, uint8_t *flags, const char *what, Error *e);

@@ -340,6 +340,11 @@ UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *ab
     return u;
 }
 
+void unet_adopt_params(UNet *u, float *params) {
+    if (!u->params_borrowed) free(u->params);
+    u->params = params, u->params_borrowed = 1;
+}
+
 static void free_block(Block *b) {
     if (b->attn)
         for (int j = 0; j < b->n_layers; j++) transformer_free(&b->attn[j]);
@@ -356,7 +361,7 @@ void unet_free(UNet *u) {
     }
     transformer_free(&u->mid_attn);
     params_free(&u->pt);
-    free(u->params);
+    if (!u->params_borrowed) free(u->params);
     free(u->grads);
     free(u->cands);
     free(u->bypass);

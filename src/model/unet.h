@@ -71,6 +71,7 @@ typedef struct {
     ModelConfig cfg;
     ParamTable pt;
     float *params, *grads;  // pt.total floats each; grads NULL until the first zero_grad/backward
+    int params_borrowed;    // params is someone else's buffer (unet_adopt_params): unet_free leaves it
 
     int temb_dim;  // 4 * block_out_channels[0]
     size_t conv_in_w, conv_in_b, t1_w, t1_b, t2_w, t2_b, norm_out_w, norm_out_b, conv_out_w,
@@ -119,6 +120,10 @@ const char *granularity_name(Granularity g);  // "layer", "block"
 // BasicTransformerBlock (such names exist only there), else "layer".
 Granularity granularity_of_names(const char *names);
 void unet_free(UNet *u);
+// Makes `params` (pt.total floats, owned by the caller, who frees it after
+// unet_free) the parameter buffer; the model's own zero buffer is freed. For a
+// teacher whose weights live in memory shared by the ranks of a node.
+void unet_adopt_params(UNet *u, float *params);
 
 // Zeroes u->grads, allocating it on first use.
 void unet_zero_grad(UNet *u);
