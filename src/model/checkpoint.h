@@ -27,7 +27,13 @@ int unet_save(const UNet *u, const char *path, const char *const *meta, int n_me
 // absent: one flag per candidate of the full architecture (caller frees).
 int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Error *e);
 
-// Opens, describes, builds and loads: the whole "give me this model" step.
+// The safetensors file a model path names: the path itself, or for a folder
+// (diffusers' unet/: config.json + weights) its diffusion_pytorch_model.safetensors,
+// else diffusion_pytorch_model.fp16.safetensors. Error naming the folder if neither.
+int checkpoint_resolve(const char *path, char *file, size_t n, Error *e);
+
+// Opens, describes, builds and loads: the whole "give me this model" step;
+// path is a .safetensors file or a diffusers unet/ folder (checkpoint_resolve).
 UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
 // The same without reading the weights (names and shapes checked; parameters zero).
 UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);
