@@ -164,8 +164,9 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     struct stat si, so;
     if (!stat(inputs, &si) && !stat(out_path, &so) && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
         return errorf(e, "%s: --out is the --inputs file; write the outputs elsewhere", out_path);
-    char mpath[1100];
-    model_file(model, mpath, sizeof mpath);
+    char dir[1100], mpath[4096];
+    model_file(model, dir, sizeof dir);
+    if (checkpoint_resolve(dir, mpath, sizeof mpath, e)) return -1;  // the file itself, for the log and /out's "model"
     UNet *u = unet_from_file(mpath, defaults, e);
     if (!u) return -1;
     H5Quiet q = h5err_quiet();  // our Errors instead of HDF5's printed stacks
