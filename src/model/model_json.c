@@ -36,15 +36,12 @@ char *model_config_to_json(const ModelConfig *m) {
     cJSON_AddBoolToObject(o, "flip_sin_to_cos", m->flip_sin_to_cos);
     cJSON_AddNumberToObject(o, "freq_shift", m->freq_shift);
     cJSON_AddNumberToObject(o, "context_length", m->context_length);
-    // diffusers writes null for "no added conditioning"
+    // no added conditioning: the keys stay out (absent is diffusers' default, None), so an SD-1.x
+    // model's config text is what it was before text_time existed
     if (m->addition_embed_type == ADD_EMBED_TEXT_TIME) {
         cJSON_AddStringToObject(o, "addition_embed_type", "text_time");
         cJSON_AddNumberToObject(o, "addition_time_embed_dim", m->addition_time_embed_dim);
         cJSON_AddNumberToObject(o, "projection_class_embeddings_input_dim", m->projection_class_embeddings_input_dim);
-    } else {
-        cJSON_AddNullToObject(o, "addition_embed_type");
-        cJSON_AddNullToObject(o, "addition_time_embed_dim");
-        cJSON_AddNullToObject(o, "projection_class_embeddings_input_dim");
     }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
