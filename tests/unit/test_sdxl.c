@@ -19,6 +19,7 @@
 #include "data/h5data.h"
 #include "diffusion/ddim.h"
 #include "io/config.h"
+#include "model/checkpoint.h"
 #include "model/init.h"
 #include "model/model_json.h"
 #include "model/unet.h"
@@ -265,6 +266,38 @@ static void test_h5(void) {
     unet_free(u);
 }
 
+// A text_time checkpoint without metadata or config.json: text_time and the
+// add_embedding width come from the shapes, the time-embed width from the defaults.
+static void test_infer(void) {
+    ModelConfig m;
+    xlt_model(&m);
+    Error e = {0};
+    UNet *u = unet_create(&m, NULL, &e);
+    CHECK(u);
+    unet_init_params(u, 9);
+    StOut *ts = xcalloc((size_t)u->pt.n, sizeof *ts);
+    st_outs_from_params(ts, &u->pt, u->params);
+    const char *path = tmp("bare.safetensors");
+    CHECK(st_write(path, ts, u->pt.n, NULL, 0, &e) == 0);
+    free(ts);
+    ModelConfig def = m;  // the job's section, as a user would have it, but without text_time
+    def.addition_embed_type = ADD_EMBED_NONE, def.projection_class_embeddings_input_dim = 0;
+    UNet *v = unet_from_file(path, &def, &e);
+    EXPECT(v && v->pooled_dim == P && v->cfg.projection_class_embeddings_input_dim == 58 &&
+               v->cfg.transformer_layers[2] == 3 && v->pt.total == u->pt.total,
+           "inferred text_time: %s", v ? "" : e.msg);
+    if (v) EXPECT(!memcmp(v->params, u->params, u->pt.total * sizeof(float)), "weights");
+    unet_free(v);
+    def.addition_time_embed_dim = 0;
+    v = unet_from_file(path, &def, &e);
+    EXPECT(!v && strstr(e.msg, "add_embedding.linear_1.weight takes 58 inputs") &&
+               strstr(e.msg, "model.addition_time_embed_dim"),
+           "no split without the time-embed width: %s", e.msg);
+    unet_free(v);
+    unlink(path);
+    unet_free(u);
+}
+
 static void test_fmnist_neutral(void) {
     ModelConfig m;
     xlt_model(&m);
@@ -336,6 +369,7 @@ int main(void) {
     test_sdxl_size();
     test_config_keys();
     test_json_round_trip();
+    test_infer();
     test_h5();
     test_fmnist_neutral();
     test_forward_and_ddim();
