@@ -699,6 +699,10 @@ static int validate_model(const JobConfig *jc, const Src *srcs, Error *e) {
             return pair_error(e, srcs, atd, atd,
                               "model.addition_time_embed_dim = %d: addition_embed_type \"text_time\" needs a "
                               "positive even width (SDXL: 256)", m->addition_time_embed_dim);
+        if (m->freq_shift >= m->addition_time_embed_dim / 2)  // add_time_proj shares the timestep embedding's shift
+            return pair_error(e, srcs, shift, atd,
+                              "model.freq_shift = %g must be < model.addition_time_embed_dim / 2 = %d",
+                              (double)m->freq_shift, m->addition_time_embed_dim / 2);
         if (model_pooled_dim(m) < 1)
             return pair_error(e, srcs, proj, atd,
                               "model.projection_class_embeddings_input_dim = %d must exceed 6 * "

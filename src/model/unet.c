@@ -39,10 +39,11 @@ static int validate(const ModelConfig *m, Error *e) {
     if (m->addition_embed_type != ADD_EMBED_NONE && m->addition_embed_type != ADD_EMBED_TEXT_TIME)
         return errorf(e, "model.addition_embed_type: only none or \"text_time\" is supported");
     if (m->addition_embed_type == ADD_EMBED_TEXT_TIME &&
-        (m->addition_time_embed_dim < 2 || m->addition_time_embed_dim % 2 || model_pooled_dim(m) < 1))
-        return errorf(e, "model: text_time needs an even addition_time_embed_dim (%d) and "
+        (m->addition_time_embed_dim < 2 || m->addition_time_embed_dim % 2 || model_pooled_dim(m) < 1 ||
+         m->freq_shift >= m->addition_time_embed_dim / 2))
+        return errorf(e, "model: text_time needs an even addition_time_embed_dim (%d) above 2 * freq_shift (%g) and "
                          "projection_class_embeddings_input_dim (%d) above 6 times it",
-                      m->addition_time_embed_dim, m->projection_class_embeddings_input_dim);
+                      m->addition_time_embed_dim, (double)m->freq_shift, m->projection_class_embeddings_input_dim);
     return 0;
 }
 

@@ -3,6 +3,10 @@
 // gradients in another of the same layout), each tensor under its diffusers
 // name, so a checkpoint maps 1:1 and one all-reduce covers every gradient.
 //
+// SDXL's text_time conditioning (addition_embed_type): add_embedding turns the
+// pooled text embedding and the 6 time ids into a term added to the time
+// embedding; unet_forward_added takes them (UNetAdded).
+//
 // Candidates are the removable layers (DESIGN §3): ResnetBlock2Ds whose removal
 // keeps shapes, and every Transformer2DModel. A U-Net is built either whole or
 // *pruned* (given layers absent: no parameters, no compute); candidate indices

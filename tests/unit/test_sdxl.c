@@ -78,6 +78,8 @@ static void test_config_keys(void) {
     // the fixture's file names its own line for the key it set
     const char *zero[] = {"model.addition_time_embed_dim=0"};
     expect_cfg_fail(zero, 1, "addition_embed_type \"text_time\" needs", "zero dim");
+    const char *shift[] = {"model.freq_shift=4"};  // add_time_proj's half width is 4
+    expect_cfg_fail(shift, 1, "model.freq_shift = 4 must be < model.addition_time_embed_dim / 2 = 4", "freq shift");
     JobConfig jc;
     Error e = {0};
     const char *none[] = {"model.addition_embed_type=\"none\""};
