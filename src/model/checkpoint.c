@@ -184,12 +184,17 @@ int checkpoint_resolve(const char *path, char *file, size_t n, Error *e) {
             return errorf(e, "%s: path too long", path);
         if (access(file, F_OK) == 0) return 0;
     }
-    snprintf(file, n, "%s%sdiffusion_pytorch_model.safetensors.index.json", path, sep);
-    if (access(file, F_OK) == 0)
-        return errorf(e, "%s: a sharded checkpoint (diffusion_pytorch_model.safetensors.index.json); sharded files are "
-                         "not supported: merge the shards into one diffusion_pytorch_model.safetensors", path);
-    return errorf(e, "%s: a folder without diffusion_pytorch_model.safetensors or "
-                     "diffusion_pytorch_model.fp16.safetensors (expected a diffusers unet/ folder: config.json + weights)",
+    // sharded: the index (st_open reads its shards)
+    static const char *const index[] = {"diffusion_pytorch_model.safetensors.index.json",
+                                        "diffusion_pytorch_model.safetensors.index.fp16.json",
+                                        "diffusion_pytorch_model.fp16.safetensors.index.json"};
+    for (int i = 0; i < 3; i++) {
+        if ((size_t)snprintf(file, n, "%s%s%s", path, sep, index[i]) >= n) return errorf(e, "%s: path too long", path);
+        if (access(file, F_OK) == 0) return 0;
+    }
+    return errorf(e, "%s: a folder without diffusion_pytorch_model.safetensors, diffusion_pytorch_model.fp16.safetensors "
+                     "or a sharded diffusion_pytorch_model.safetensors.index.json (expected a diffusers unet/ folder: "
+                     "config.json + weights)",
                   path);
 }
 

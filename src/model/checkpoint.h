@@ -29,7 +29,9 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
 
 // The safetensors file a model path names: the path itself, or for a folder
 // (diffusers' unet/: config.json + weights) its diffusion_pytorch_model.safetensors,
-// else diffusion_pytorch_model.fp16.safetensors. Error naming the folder if neither.
+// else diffusion_pytorch_model.fp16.safetensors, else a sharded checkpoint's
+// index (diffusion_pytorch_model.safetensors.index.json or its fp16 forms).
+// Error naming the folder if none.
 int checkpoint_resolve(const char *path, char *file, size_t n, Error *e);
 
 // Opens, describes, builds and loads: the whole "give me this model" step;

@@ -6,7 +6,7 @@
     forward_io.py compare OUT.h5 FIXTURE_io.safetensors [--taps] [--repeat N] [--tol T]
     forward_io.py same A.h5 B.h5
     forward_io.py prune FIXTURE_weights.safetensors FIXTURE_io.safetensors OUT.safetensors
-    forward_io.py unetdir FIXTURE_weights.safetensors DIR [--f16 | --f16-rounded]
+    forward_io.py unetdir FIXTURE_weights.safetensors DIR [--f16 | --f16-rounded | --shards N [--break WHAT]]
 
 make writes the fixture's diffusers inputs as the `forward` command's IN.h5 (/sample, /timestep,
 /context, and /pooled, /time_ids for a text_time fixture), optionally in float64, with a dataset left out, with the wrong channel count or the
@@ -18,7 +18,10 @@ fixture's removed variant as a pruned checkpoint (the removed layers' tensors le
 "removed" and "config"); unetdir writes a diffusers unet/ folder (diffusion_pytorch_model.safetensors
 without metadata, config.json beside it); --f16 writes the weights as F16 under diffusers' fp16 name
 diffusion_pytorch_model.fp16.safetensors, --f16-rounded the same F16-rounded values as F32 (what the
-F16 folder must compute, bit for bit).
+F16 folder must compute, bit for bit); --shards N splits the weights over N shard files with
+diffusers' diffusion_pytorch_model.safetensors.index.json (--break missing-shard | unmapped |
+wrong-shard: an index naming an absent shard, a shard tensor the map leaves out, a tensor mapped to
+the wrong shard).
 """
 import json
 import struct
@@ -73,6 +76,23 @@ def unetdir(args):
     os.makedirs(args[1], exist_ok=True)
     if "--f16" in args:
         write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.fp16.safetensors"), w, None, "F16")
+    elif "--shards" in args:
+        k = int(opt(args, "--shards"))
+        names = list(w)
+        parts = [names[i::k] for i in range(k)]
+        files = [f"diffusion_pytorch_model-{i + 1:05d}-of-{k:05d}.safetensors" for i in range(k)]
+        wmap = {n: files[i] for i, part in enumerate(parts) for n in part}
+        brk = opt(args, "--break")
+        for i, part in enumerate(parts):
+            write_safetensors(os.path.join(args[1], files[i]), {n: w[n] for n in part}, None)
+        if brk == "missing-shard":
+            os.remove(os.path.join(args[1], files[-1]))
+        elif brk == "unmapped":
+            del wmap[parts[0][0]]
+        elif brk == "wrong-shard":
+            wmap[parts[0][0]] = files[1]
+        with open(os.path.join(args[1], "diffusion_pytorch_model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, f)
     elif "--f16-rounded" in args:
         r = {k: v.astype(np.float16).astype(np.float32) for k, v in w.items()}
         write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.safetensors"), r, None)

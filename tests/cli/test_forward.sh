@@ -100,7 +100,7 @@ fail not_hdf5 1 "junk.h5: not an HDF5 file" -- "$W" --inputs "$T/junk.h5" --out 
 fail missing_in 1 "missing.h5: cannot open the inputs" -- "$W" --inputs "$T/missing.h5" --out "$T/bad.h5"
 fail missing_model 1 "none.safetensors" -- "$T/none.safetensors" --inputs "$T/in_conv.h5" --out "$T/bad.h5"
 mkdir -p "$T/empty"  # a folder without a U-Net: the file looked for is named
-fail empty_dir 1 "$T/empty: a folder without diffusion_pytorch_model.safetensors or diffusion_pytorch_model.fp16.safetensors" -- "$T/empty" --inputs "$T/in_xl.h5" --out "$T/bad.h5"
+fail empty_dir 1 "$T/empty: a folder without diffusion_pytorch_model.safetensors, diffusion_pytorch_model.fp16.safetensors or a sharded" -- "$T/empty" --inputs "$T/in_xl.h5" --out "$T/bad.h5"
 # text_time (xlt): the added conditioning is required and shape-checked
 WX="$FX/xlt_weights.safetensors"
 $PY "$IO" make "$FX/xlt_io.safetensors" "$T/no_pool.h5" --drop pooled
@@ -130,6 +130,20 @@ run f16 -- "$T/unet_f16" --inputs "$T/in_xlt.h5" --out "$T/out_f16.h5"
 run f16r -- "$T/unet_f16r" --inputs "$T/in_xlt.h5" --out "$T/out_f16r.h5"
 check f16 "F16 folder vs its F16-rounded weights in F32" -- same "$T/out_f16.h5" "$T/out_f16r.h5"
 check f16d "F16 folder vs diffusers (F16 weight rounding: tolerance 1e-2)" -- compare "$T/out_f16.h5" "$FX/xlt_io.safetensors" --tol 1e-2
+# a sharded unet/ folder (index.json + 3 shards): the same bits as the single file
+$PY "$IO" unetdir "$WX" "$T/unet_sh" --shards 3
+run sh -- "$T/unet_sh" --inputs "$T/in_xlt.h5" --out "$T/out_sh.h5"
+[ $rc -eq 0 ] && grep -qF "unet_sh/diffusion_pytorch_model.safetensors.index.json" "$T/sh.log" && ok || bad "sharded folder: exit $rc: $(head -3 "$T/sh.log")"
+check sh "sharded folder vs the single file" -- same "$T/out_sh.h5" "$T/out_dir_xlt.h5"
+for b in missing-shard unmapped wrong-shard; do
+  rm -rf "$T/unet_b"; $PY "$IO" unetdir "$WX" "$T/unet_b" --shards 3 --break $b
+  case $b in
+    missing-shard) want="unet_b/diffusion_pytorch_model-00003-of-00003.safetensors: cannot open" ;;
+    unmapped) want="which weight_map does not name" ;;
+    wrong-shard) want="which does not hold it" ;;
+  esac
+  fail shard_$b 1 "$want" -- "$T/unet_b" --inputs "$T/in_xlt.h5" --out "$T/bad.h5"
+done
 fail no_out 2 "forward needs --inputs IN.h5 and --out OUT.h5" -- "$W" --inputs "$T/in_conv.h5"
 fail bad_set 1 "unknown key" -- "$W" --inputs "$T/in_conv.h5" --out "$T/bad.h5" --set model.bogus=1
 "$BIN" info "$W" --out "$T/bad.h5" >"$T/info_out.log" 2>&1; rc=$?
