@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/batch.h"
@@ -300,6 +301,80 @@ static void test_infer(void) {
     unet_free(u);
 }
 
+// A sharded checkpoint: the xlt weights over two shards and an index, loaded
+// as one file; broken indexes are errors (and leak nothing, under ASan).
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    CHECK(fp && fputs(text, fp) >= 0 && fclose(fp) == 0);
+}
+
+static void test_sharded(void) {
+    ModelConfig m;
+    xlt_model(&m);
+    Error e = {0};
+    UNet *u = unet_create(&m, NULL, &e);
+    CHECK(u);
+    unet_init_params(u, 13);
+    StOut *ts = xcalloc((size_t)u->pt.n, sizeof *ts);
+    st_outs_from_params(ts, &u->pt, u->params);
+    int half = u->pt.n / 2;
+    char dir[512], a[600], b[600], idx[600];
+    snprintf(dir, sizeof dir, "%s", tmp("unet_sharded"));
+    CHECK(mkdir(dir, 0755) == 0);
+    snprintf(a, sizeof a, "%s/a.safetensors", dir), snprintf(b, sizeof b, "%s/b.safetensors", dir);
+    snprintf(idx, sizeof idx, "%s/diffusion_pytorch_model.safetensors.index.json", dir);
+    CHECK(st_write(a, ts, half, NULL, 0, &e) == 0 && st_write(b, ts + half, u->pt.n - half, NULL, 0, &e) == 0);
+    // the index: every tensor mapped to its shard (a JSON object built by hand)
+    size_t cap = 64 + (size_t)u->pt.n * (LD_NAME_MAX + 32), len = 0;
+    char *json = xmalloc(cap);
+    len += (size_t)snprintf(json + len, cap - len, "{\"metadata\": {}, \"weight_map\": {");
+    for (int i = 0; i < u->pt.n; i++)
+        len += (size_t)snprintf(json + len, cap - len, "%s\"%s\": \"%s\"", i ? ", " : "", u->pt.t[i].name,
+                                i < half ? "a.safetensors" : "b.safetensors");
+    snprintf(json + len, cap - len, "}}");
+    write_text(idx, json);
+    char cj[600];
+    snprintf(cj, sizeof cj, "%s/config.json", dir);
+    char *cfg = model_config_to_json(&m);
+    write_text(cj, cfg);
+    free(cfg);
+    UNet *v = unet_from_file(dir, &m, &e);  // the folder: checkpoint_resolve finds the index
+    EXPECT(v && v->pt.total == u->pt.total && !memcmp(v->params, u->params, u->pt.total * sizeof(float)),
+           "sharded folder loads the same weights: %s", v ? "" : e.msg);
+    unet_free(v);
+    // broken indexes
+    struct { const char *from, *to, *want; } brk[] = {
+        {"\"b.safetensors\"}}", "\"c.safetensors\"}}", "c.safetensors: cannot open"},  // last tensor in a missing shard
+        {"\"a.safetensors\", \"", "\"b.safetensors\", \"", "which does not hold it"},  // first tensor in the wrong shard
+        {"\"weight_map\"", "\"weights\"", "no \"weight_map\" object"},
+    };
+    for (size_t k = 0; k < sizeof brk / sizeof *brk; k++) {
+        char *p = strstr(json, brk[k].from);
+        CHECK(p);
+        size_t nf = strlen(brk[k].from), nt = strlen(brk[k].to);
+        char *bad = xmalloc(strlen(json) + nt + 1);
+        memcpy(bad, json, (size_t)(p - json));
+        strcpy(bad + (p - json), brk[k].to);
+        strcat(bad, p + nf);
+        write_text(idx, bad);
+        free(bad);
+        v = unet_from_file(dir, &m, &e);
+        EXPECT(!v && strstr(e.msg, brk[k].want), "broken index %zu: %s", k, v ? "loaded" : e.msg);
+        unet_free(v);
+    }
+    // a shard tensor the map leaves out: drop the last entry
+    char *last = strrchr(json, ',');
+    CHECK(last);
+    strcpy(last, "}}");
+    write_text(idx, json);
+    v = unet_from_file(dir, &m, &e);
+    EXPECT(!v && strstr(e.msg, "which weight_map does not name"), "unmapped tensor: %s", v ? "loaded" : e.msg);
+    unet_free(v);
+    free(json), free(ts);
+    unlink(a), unlink(b), unlink(idx), unlink(cj), rmdir(dir);
+    unet_free(u);
+}
+
 static void test_fmnist_neutral(void) {
     ModelConfig m;
     xlt_model(&m);
@@ -372,6 +447,7 @@ int main(void) {
     test_config_keys();
     test_json_round_trip();
     test_infer();
+    test_sharded();
     test_h5();
     test_fmnist_neutral();
     test_forward_and_ddim();
