@@ -77,20 +77,22 @@ static herr_t write_attr(hid_t obj, const char *key, const char *val) {
 
 typedef struct {
     const char *path;
-    hid_t file, sample, timestep, context;
-    hsize_t sd[4], td[1], cd[3];
+    hid_t file, sample, timestep, context, pooled, time_ids;  // the last two: text_time models only
+    hsize_t sd[4], td[1], cd[3], pd[2], id[2];
 } Inputs;
 
 static void inputs_close(Inputs *in) {
     if (in->sample >= 0) H5Dclose(in->sample);
     if (in->timestep >= 0) H5Dclose(in->timestep);
     if (in->context >= 0) H5Dclose(in->context);
+    if (in->pooled >= 0) H5Dclose(in->pooled);
+    if (in->time_ids >= 0) H5Dclose(in->time_ids);
     if (in->file >= 0) H5Fclose(in->file);
 }
 
 // Opens the three inputs and checks them against each other and the model.
 static int inputs_open(Inputs *in, const char *path, const UNet *u, const char *model, Error *e) {
-    *in = (Inputs){.path = path, .file = -1, .sample = -1, .timestep = -1, .context = -1};
+    *in = (Inputs){.path = path, .file = -1, .sample = -1, .timestep = -1, .context = -1, .pooled = -1, .time_ids = -1};
     if (access(path, R_OK) != 0) return errorf(e, "%s: cannot open the inputs: %s", path, strerror(errno));
     if (H5Fis_hdf5(path) <= 0) return errorf(e, "%s: not an HDF5 file (--inputs needs /sample, /timestep, /context)", path);
     in->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -121,6 +123,23 @@ static int inputs_open(Inputs *in, const char *path, const UNet *u, const char *
     if (in->cd[2] != (hsize_t)m->cross_attention_dim)
         return errorf(e, "%s: /context is %s but the model %s has cross_attention_dim = %d: expected [B,L,%d]", path,
                       cs, model, m->cross_attention_dim, m->cross_attention_dim);
+    if (u->pooled_dim > 0) {  // SDXL: the added conditioning is required; other models ignore it
+        const char *why = "(the model has addition_embed_type \"text_time\")";
+        char what[200];
+        snprintf(what, sizeof what, "the pooled text embeddings [B,%d] %s", u->pooled_dim, why);
+        in->pooled = h5_open_float(in->file, path, "/pooled", 2, 0, 0, what, in->pd, e);
+        if (in->pooled < 0) return -1;
+        snprintf(what, sizeof what, "the micro-conditioning time ids [B,%d] %s", LD_TIME_IDS, why);
+        in->time_ids = h5_open_float(in->file, path, "/time_ids", 2, 1, 0, what, in->id, e);
+        if (in->time_ids < 0) return -1;
+        char ps[200], is[200];
+        h5_shape_str(ps, sizeof ps, in->pd, 2), h5_shape_str(is, sizeof is, in->id, 2);
+        if (in->pd[0] != B || in->pd[1] != (hsize_t)u->pooled_dim)
+            return errorf(e, "%s: /pooled is %s but /sample is %s and the model %s takes %d pooled features: expected "
+                          "[%llu,%d]", path, ps, ss, model, u->pooled_dim, B, u->pooled_dim);
+        if (in->id[0] != B || in->id[1] != LD_TIME_IDS)
+            return errorf(e, "%s: /time_ids is %s but /sample is %s: expected [%llu,%d]", path, is, ss, B, LD_TIME_IDS);
+    }
     return 0;
 }
 
@@ -133,9 +152,10 @@ static void model_file(const char *model, char *buf, size_t n) {
         snprintf(buf, n, "%s", model);
         return;
     }
+    // checkpoint_resolve picks the weights file inside the unet/ folder
     const char *sep = model[0] && model[strlen(model) - 1] == '/' ? "" : "/";
-    snprintf(buf, n, "%s%sunet/diffusion_pytorch_model.safetensors", model, sep);
-    if (stat(buf, &st)) snprintf(buf, n, "%s%sdiffusion_pytorch_model.safetensors", model, sep);
+    snprintf(buf, n, "%s%sunet", model, sep);
+    if (stat(buf, &st) || !S_ISDIR(st.st_mode)) snprintf(buf, n, "%s", model);
 }
 
 int forward_run(FILE *log, const char *model, const char *inputs, const char *out_path, int with_taps,
@@ -144,8 +164,9 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     struct stat si, so;
     if (!stat(inputs, &si) && !stat(out_path, &so) && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
         return errorf(e, "%s: --out is the --inputs file; write the outputs elsewhere", out_path);
-    char mpath[1100];
-    model_file(model, mpath, sizeof mpath);
+    char dir[1100], mpath[4096];
+    model_file(model, dir, sizeof dir);
+    if (checkpoint_resolve(dir, mpath, sizeof mpath, e)) return -1;  // the file itself, for the log and /out's "model"
     UNet *u = unet_from_file(mpath, defaults, e);
     if (!u) return -1;
     H5Quiet q = h5err_quiet();  // our Errors instead of HDF5's printed stacks
@@ -155,7 +176,7 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
     hid_t of = -1, ods = -1, tds[2 * LD_MAX_BLOCKS + 1];
     int n_tds = 0, created = 0;
-    float *x = NULL, *t = NULL, *c = NULL, *y = NULL;
+    float *x = NULL, *t = NULL, *c = NULL, *y = NULL, *pl = NULL, *ti = NULL;
     if (rc) goto done;
     const ModelConfig *m = &u->cfg;
     int B = (int)in.sd[0], C = m->in_channels, H = (int)in.sd[2], W = (int)in.sd[3], L = (int)in.cd[1],
@@ -178,13 +199,18 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     int K = B < FORWARD_CHUNK ? B : FORWARD_CHUNK;
     x = xmalloc(sizeof(float) * (size_t)K * C * H * W), t = xmalloc(sizeof(float) * (size_t)K);
     c = xmalloc(sizeof(float) * (size_t)K * L * D), y = xmalloc(sizeof(float) * (size_t)K * Co * H * W);
+    if (u->pooled_dim > 0)
+        pl = xmalloc(sizeof(float) * (size_t)K * u->pooled_dim), ti = xmalloc(sizeof(float) * (size_t)K * LD_TIME_IDS);
+    UNetAdded add = {pl, ti};
     double t0 = now_s();
     for (int b0 = 0; b0 < B && !rc; b0 += K) {
         int k = B - b0 < K ? B - b0 : K;
         rc = read_rows(in.sample, inputs, "/sample", 4, in.sd, (hsize_t)b0, (hsize_t)k, x, e) ||
              read_rows(in.timestep, inputs, "/timestep", 1, in.td, (hsize_t)b0, (hsize_t)k, t, e) ||
              read_rows(in.context, inputs, "/context", 3, in.cd, (hsize_t)b0, (hsize_t)k, c, e) ||
-             unet_forward(u, y, x, t, c, k, H, W, L, NULL, e);
+             (pl && read_rows(in.pooled, inputs, "/pooled", 2, in.pd, (hsize_t)b0, (hsize_t)k, pl, e)) ||
+             (ti && read_rows(in.time_ids, inputs, "/time_ids", 2, in.id, (hsize_t)b0, (hsize_t)k, ti, e)) ||
+             unet_forward_added(u, y, x, t, c, &add, k, H, W, L, NULL, e);
         if (rc) break;
         if (write_rows(ods, (hsize_t)b0, (hsize_t)k, Co, H, W, y) < 0) {
             rc = errorf(e, "%s: writing /out rows %d..%d failed (disk full?)", tmp, b0, b0 + k - 1);
@@ -234,7 +260,7 @@ done:
     if (rc && created) remove(tmp);  // never a half-written output
     inputs_close(&in);
     h5err_restore(q);
-    free(x), free(t), free(c), free(y);
+    free(x), free(t), free(c), free(y), free(pl), free(ti);
     unet_free(u);
     return rc ? -1 : 0;
 }

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 #include "model/checkpoint.h"
 #include "model/unet.h"
@@ -63,6 +64,7 @@ static void print_model(FILE *out, const UNet *u, const char *source) {
     fprintf(out, "  %-26s %-26s %-10s %15s  %6s\n", "block", "type", "layers", "params", "share");
     print_block_row(out, u, "conv_in", "Conv2d 3x3", "1");
     print_block_row(out, u, "time_embedding", "TimestepEmbedding", "2 linear");
+    if (u->pooled_dim > 0) print_block_row(out, u, "add_embedding", "TimestepEmbedding", "2 linear");
     for (int i = 0; i < m->n_blocks; i++) {
         const Block *blk = &u->down[i];
         snprintf(pre, sizeof pre, "down_blocks.%d.", i);
@@ -123,7 +125,8 @@ static int ends_with(const char *s, const char *suffix) {
 int info_run(FILE *out, const char *target, const char *const *sets, int n_sets, Error *e) {
     JobConfig jc;
     UNet *u = NULL;
-    if (ends_with(target, ".safetensors")) {
+    struct stat sb;
+    if (ends_with(target, ".safetensors") || (stat(target, &sb) == 0 && S_ISDIR(sb.st_mode))) {
         // defaults (+ --set model.*) fill what a checkpoint cannot say, e.g. head counts
         if (job_config_load(&jc, NULL, sets, n_sets, e)) return -1;
         u = unet_describe_file(target, &jc.model, e);

@@ -30,7 +30,8 @@ static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B,
     DiffusionTask *d = self;
     size_t n = (size_t)b * d->numel;
     batch_fill(&d->bt, d->data_cfg, d->seed, d->data, &d->sched, step, g0, b, B);
-    if (unet_forward(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, b, d->H, d->W, d->L, NULL, e)) return -1;
+    UNetAdded add = batch_added(&d->bt, 0);
+    if (unet_forward_added(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, &add, b, d->H, d->W, d->L, NULL, e)) return -1;
     double w = (double)b / B;  // this shard's share of the global mean
     losses[0] = mse_forward(d->out, d->bt.noise, n) * w;
     memset(d->dout, 0, n * sizeof(float));
@@ -65,8 +66,15 @@ int train_main(RunCtx *r, int resume, Error *e) {
                u->cfg.in_channels, u->cfg.out_channels, u->cfg.cross_attention_dim, d.C, d.D);
         goto done;
     }
+    if (u->pooled_dim != sh.P) {  // the data was opened for the job's model section
+        errorf(e, "%s: the model takes %d pooled text features (addition_embed_type) but the job's model section "
+                  "says %d",
+               cfg->train.init, u->pooled_dim, sh.P);
+        goto done;
+    }
     long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
+    batch_alloc_added(&d.bt, sh.P);
     d.out = xmalloc((size_t)b * d.numel * sizeof(float));
     d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
 

@@ -5,6 +5,7 @@
 
 void batch_alloc(Batch *bt, int b, size_t numel, int LD) {
     bt->b = b, bt->numel = numel, bt->LD = LD;
+    bt->P = 0, bt->pooled = bt->time_ids = NULL;  // batch_alloc_added, for text_time models
     bt->x0 = xmalloc((size_t)b * numel * sizeof(float));
     bt->xt = xmalloc((size_t)b * numel * sizeof(float));
     bt->noise = xmalloc((size_t)b * numel * sizeof(float));
@@ -13,7 +14,22 @@ void batch_alloc(Batch *bt, int b, size_t numel, int LD) {
     bt->ti = xmalloc((size_t)b * sizeof(int));
 }
 
+void batch_alloc_added(Batch *bt, int P) {
+    bt->P = P;
+    if (P <= 0) return;
+    bt->pooled = xmalloc((size_t)bt->b * P * sizeof(float));
+    bt->time_ids = xmalloc((size_t)bt->b * LD_TIME_IDS * sizeof(float));
+}
+
+UNetAdded batch_added(const Batch *bt, int i) {
+    UNetAdded a = {NULL, NULL};
+    if (bt->P > 0) a = (UNetAdded){bt->pooled + (size_t)i * bt->P, bt->time_ids + (size_t)i * LD_TIME_IDS};
+    return a;
+}
+
 void batch_free(Batch *bt) {
+    free(bt->pooled), free(bt->time_ids);
+    bt->pooled = bt->time_ids = NULL;
     free(bt->x0), free(bt->xt), free(bt->noise), free(bt->ctx), free(bt->tf), free(bt->ti);
     bt->x0 = bt->xt = bt->noise = bt->ctx = bt->tf = NULL;
     bt->ti = NULL;
@@ -29,6 +45,8 @@ void batch_fill(Batch *bt, const DataConfig *dc, long run_seed, const Dataset *d
         int64_t idx = dataset_order(seed, k / N, N, k % N);
         int drop = cond_drop(seed, (uint64_t)step, (uint64_t)g, dc->cfg_drop);
         dataset_get(d, idx, bt->x0 + i * bt->numel, bt->ctx + (size_t)i * bt->LD, NULL, drop);
+        if (bt->P > 0)
+            dataset_get_added(d, idx, bt->pooled + (size_t)i * bt->P, bt->time_ids + (size_t)i * LD_TIME_IDS, drop);
     }
     schedule_draw_timesteps(bt->ti, b, s->T, seed, (uint64_t)step, (uint64_t)g0);
     schedule_draw_noise(bt->noise, b, bt->numel, seed, (uint64_t)step, (uint64_t)g0);

@@ -7,6 +7,7 @@
 #include "io/config.h"
 #include "data/dataset.h"
 #include "diffusion/schedule.h"
+#include "model/unet.h"
 
 typedef struct {
     int b;        // capacity (samples)
@@ -14,9 +15,15 @@ typedef struct {
     int LD;       // per sample context: L*D
     float *x0, *xt, *noise, *ctx, *tf;
     int *ti;
+    int P;                    // SDXL text_time: pooled width (0: none)
+    float *pooled, *time_ids; // [b, P], [b, 6] when P > 0, else NULL
 } Batch;
 
 void batch_alloc(Batch *bt, int b, size_t numel, int LD);
+// Adds room for SDXL's added conditioning (P = model_pooled_dim; 0: nothing).
+void batch_alloc_added(Batch *bt, int P);
+// The added conditioning of the batch's samples [i, ...) (NULLs when P == 0).
+UNetAdded batch_added(const Batch *bt, int i);
 void batch_free(Batch *bt);
 // Fills positions [g0, g0 + b) of step `step`'s global batch of B, drawn from
 // seed (runtime.seed), dropping captions at dc->cfg_drop.

@@ -32,10 +32,17 @@ int calib_build_from(Calib *cs, const DataConfig *dc, const DiffusionConfig *dif
     cs->ctx = xmalloc((size_t)n * sh.L * sh.D * sizeof(float));
     cs->t = xmalloc((size_t)n * sizeof(float));
     int *ti = xmalloc((size_t)n * sizeof(int));
+    cs->P = sh.P;
+    if (sh.P > 0) {
+        cs->pooled = xmalloc((size_t)n * sh.P * sizeof(float));
+        cs->time_ids = xmalloc((size_t)n * LD_TIME_IDS * sizeof(float));
+    }
     const uint64_t useed = (uint64_t)seed;
     for (int i = 0; i < n; i++) {
         int64_t idx = (int64_t)rng_below(useed, RNG_CALIB, (uint64_t)i, (uint64_t)sh.n);
         dataset_get(d, idx, cs->xt + i * per, cs->ctx + (size_t)i * sh.L * sh.D, NULL, 0);
+        if (sh.P > 0)
+            dataset_get_added(d, idx, cs->pooled + (size_t)i * sh.P, cs->time_ids + (size_t)i * LD_TIME_IDS, 0);
         ti[i] = (int)rng_below(useed, RNG_CALIB, ((uint64_t)1 << 32) + (uint64_t)i, (uint64_t)s.T);
         cs->t[i] = (float)ti[i];
         uint64_t key = rng_bits(useed, RNG_CALIB, ((uint64_t)2 << 32) + (uint64_t)i);
@@ -50,6 +57,7 @@ int calib_build_from(Calib *cs, const DataConfig *dc, const DiffusionConfig *dif
 
 void calib_free(Calib *cs) {
     free(cs->xt), free(cs->noise), free(cs->teacher), free(cs->ctx), free(cs->t);
+    free(cs->pooled), free(cs->time_ids);
     memset(cs, 0, sizeof *cs);
 }
 
@@ -63,8 +71,9 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
     for (int k = 0; k < count; k += cs->batch) {
         int i = first + k, b = count - k < cs->batch ? count - k : cs->batch;
         float *o = out ? out + (size_t)k * per : tmp;
-        if (unet_forward(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
-                         cs->W, cs->L, skip, e)) {
+        UNetAdded add = calib_added(cs, i);
+        if (unet_forward_added(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
+                               b, cs->H, cs->W, cs->L, skip, e)) {
             free(tmp);
             return -1;
         }
@@ -86,6 +95,13 @@ int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double 
     if (calib_run_range(u, cs, skip, 0, cs->n, out, mse ? &sum : NULL, e)) return -1;
     if (mse) *mse = sum / ((double)cs->n * cs->Co * cs->H * cs->W);
     return 0;
+}
+
+UNetAdded calib_added(const Calib *cs, int first) {
+    UNetAdded a = {NULL, NULL};
+    if (cs->P > 0 && cs->pooled && cs->time_ids)
+        a = (UNetAdded){cs->pooled + (size_t)first * cs->P, cs->time_ids + (size_t)first * LD_TIME_IDS};
+    return a;
 }
 
 int calib_shards(const Calib *cs) { return (cs->n + cs->batch - 1) / cs->batch; }

@@ -12,12 +12,15 @@
 
 typedef struct {
     int n, C, H, W, L, D;
+    int P;            // pooled width of a text_time model (SDXL), else 0
     int Co;           // output channels (= C for a diffusion model; fixtures may differ)
     int batch;        // samples per forward
     float *xt;        // [n, C, H, W]
     float *noise;     // [n, C, H, W] (the task-loss target)
     float *ctx;       // [n, L, D]
     float *t;         // [n]
+    float *pooled;    // [n, P] and
+    float *time_ids;  // [n, 6]: SDXL's added conditioning (NULL when P == 0)
     float *teacher;   // [n, Co, H, W]: the teacher's output, filled by calib_teacher
 } Calib;
 
@@ -41,6 +44,9 @@ int calib_run(UNet *u, const Calib *cs, const uint8_t *skip, float *out, double 
 // partial sums of disjoint ranges add up to calib_run's (up to rounding).
 int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, int count, float *out, double *sse,
                     Error *e);
+
+// The added conditioning of samples [first, first + b) (all NULL when P == 0).
+UNetAdded calib_added(const Calib *cs, int first);
 
 // The calibration shards that split scoring's work across ranks: fixed chunks
 // of cs->batch samples in order (the last may be shorter). They depend on the

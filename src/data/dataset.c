@@ -7,6 +7,7 @@
 #include "data/fmnist.h"
 #include "data/h5data.h"
 #include "core/rng.h"
+#include "model/unet.h"
 
 struct Dataset {
     DataSource source;
@@ -18,6 +19,7 @@ struct Dataset {
     H5Data *h5;
     int64_t start, count;  // resident rows
     float *lat, *ctx;      // [count, C*H*W], [count, L*D]
+    float *pooled, *tids;  // [count, P], [count, 6]: text_time models only
     float *uncond;         // [L*D]
 };
 
@@ -44,7 +46,7 @@ static Dataset *open_fmnist(const DataConfig *dc, const ModelConfig *m, const ch
         return NULL;
     }
     d->s = (DatasetShape){d->fm.n, 1, FMNIST_SIDE, FMNIST_SIDE, m->context_length,
-                          m->cross_attention_dim};
+                          m->cross_attention_dim, model_pooled_dim(m)};
     return d;
 }
 
@@ -74,13 +76,18 @@ static Dataset *open_hdf5(const DataConfig *dc, const ModelConfig *m, const char
     Dataset *d = xcalloc(1, sizeof *d);
     d->source = DATA_HDF5;
     d->h5 = h;
-    d->s = (DatasetShape){hs.n, hs.C, hs.H, hs.W, hs.L, hs.D};
+    d->s = (DatasetShape){hs.n, hs.C, hs.H, hs.W, hs.L, hs.D, model_pooled_dim(m)};  // checked: == hs.P
     size_t xn = (size_t)hs.C * hs.H * hs.W, cn = (size_t)hs.L * hs.D;
     d->start = start, d->count = count;
     d->lat = xmalloc((size_t)count * xn * sizeof(float));
     d->ctx = xmalloc((size_t)count * cn * sizeof(float));
     d->uncond = xcalloc(cn, sizeof(float));
+    if (d->s.P > 0) {
+        d->pooled = xmalloc((size_t)count * d->s.P * sizeof(float));
+        d->tids = xmalloc((size_t)count * LD_TIME_IDS * sizeof(float));
+    }
     if (h5data_read(h, start, count, d->lat, d->ctx, e) ||
+        (d->s.P > 0 && h5data_read_added(h, start, count, d->pooled, d->tids, e)) ||
         (hs.has_uncond && h5data_read_uncond(h, d->uncond, e))) {
         dataset_close(d);
         return NULL;
@@ -108,6 +115,8 @@ void dataset_close(Dataset *d) {
     free(d->lat);
     free(d->ctx);
     free(d->uncond);
+    free(d->pooled);
+    free(d->tids);
     free(d);
 }
 
@@ -141,6 +150,25 @@ void dataset_get(const Dataset *d, int64_t index, float *x, float *ctx, int *lab
         if (h5data_read(d->h5, index, 1, x, drop_caption ? NULL : ctx, &e)) FATAL("%s", e.msg);
     }
     if (ctx && drop_caption) dataset_uncond(d, ctx);
+}
+
+void dataset_get_added(const Dataset *d, int64_t index, float *pooled, float *time_ids, int drop_caption) {
+    CHECK(index >= 0 && index < d->s.n && d->s.P > 0);
+    size_t P = (size_t)d->s.P;
+    if (d->source == DATA_FASHION_MNIST) {
+        if (pooled) memset(pooled, 0, P * sizeof(float));
+        if (time_ids) unet_neutral_time_ids(time_ids, d->s.H, d->s.W);
+        return;
+    }
+    if (index >= d->start && index < d->start + d->count) {
+        size_t r = (size_t)(index - d->start);
+        if (pooled) memcpy(pooled, d->pooled + r * P, P * sizeof(float));
+        if (time_ids) memcpy(time_ids, d->tids + r * LD_TIME_IDS, LD_TIME_IDS * sizeof(float));
+    } else {
+        Error e;
+        if (h5data_read_added(d->h5, index, 1, drop_caption ? NULL : pooled, time_ids, &e)) FATAL("%s", e.msg);
+    }
+    if (pooled && drop_caption) memset(pooled, 0, P * sizeof(float));
 }
 
 void dataset_shard_range(int64_t n, int rank, int size, int64_t *start, int64_t *count) {

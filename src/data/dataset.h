@@ -27,6 +27,7 @@ typedef struct {
     int64_t n;     // samples in the split (all rows, not just the shard)
     int C, H, W;   // x
     int L, D;      // ctx
+    int P;         // pooled [P] + time ids [6] per sample (SDXL's text_time models); 0: none
 } DatasetShape;
 
 // The whole split in memory. split: "train" or "test" (hdf5: "test" reads
@@ -49,6 +50,13 @@ DatasetShape dataset_shape(const Dataset *d);
 // one thread) and an I/O failure there is fatal (the file was checked at open).
 void dataset_get(const Dataset *d, int64_t index, float *x, float *ctx, int *label,
                  int drop_caption);
+// SDXL's added conditioning of a sample, for a text_time model (P > 0):
+// pooled [P] and time_ids [6] (either may be NULL). hdf5: /pooled and /time_ids
+// rows; fashion-mnist: neutral values, pooled zeros and time ids (H, W, 0, 0,
+// H, W). drop_caption (as dataset_get's): pooled zeros, SDXL's empty prompt;
+// the time ids stay. Same threading rules as dataset_get.
+void dataset_get_added(const Dataset *d, int64_t index, float *pooled, float *time_ids, int drop_caption);
+
 // The unconditional context [L*D] (classifier-free guidance): the empty
 // caption's for fashion-mnist; for hdf5 /uncond_context if the file has it,
 // else zeros (SDXL's convention for the empty prompt).

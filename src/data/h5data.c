@@ -12,8 +12,8 @@
 
 struct H5Data {
     char path[1024];
-    char lat_name[96], ctx_name[96], unc_name[96];
-    hid_t file, lat, ctx, unc;  // unc < 0: no /uncond_context
+    char lat_name[96], ctx_name[96], unc_name[96], pool_name[96], tid_name[96];
+    hid_t file, lat, ctx, unc, pool, tid;  // unc, pool, tid < 0: not in the file
     H5Shape s;
 };
 
@@ -32,11 +32,13 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
         return NULL;
     }
     H5Data *h = xcalloc(1, sizeof *h);
-    h->lat = h->ctx = h->unc = -1;
+    h->lat = h->ctx = h->unc = h->pool = h->tid = -1;
     snprintf(h->path, sizeof h->path, "%s", path);
     snprintf(h->lat_name, sizeof h->lat_name, "%s/latents", group);
     snprintf(h->ctx_name, sizeof h->ctx_name, "%s/context", group);
     snprintf(h->unc_name, sizeof h->unc_name, "%s/uncond_context", group);
+    snprintf(h->pool_name, sizeof h->pool_name, "%s/pooled", group);
+    snprintf(h->tid_name, sizeof h->tid_name, "%s/time_ids", group);
     h->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (h->file < 0) {
         errorf(e, "%s: HDF5 cannot open the file (corrupt, or locked: HDF5_USE_FILE_LOCKING=FALSE "
@@ -60,7 +62,7 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
         errorf(e, "%s: %s is %s: no rows", path, h->lat_name, ls);
         goto fail;
     }
-    h->s = (H5Shape){(int64_t)ld[0], (int)ld[1], (int)ld[2], (int)ld[3], (int)cd[1], (int)cd[2], 0};
+    h->s = (H5Shape){(int64_t)ld[0], (int)ld[1], (int)ld[2], (int)ld[3], (int)cd[1], (int)cd[2], 0, 0, 0};
     if (H5Lexists(h->file, h->unc_name, H5P_DEFAULT) > 0) {
         h->unc = h5_open_float(h->file, h->path, h->unc_name, 2, 0, 1, "the empty prompt's context [L,D]", ud, e);
         if (h->unc < 0) goto fail;
@@ -73,6 +75,33 @@ H5Data *h5data_open(const char *path, const char *group, Error *e) {
         }
         h->s.has_uncond = 1;
     }
+    // SDXL's added conditioning: opened when present, required by h5data_check_model for text_time models
+    if (H5Lexists(h->file, h->pool_name, H5P_DEFAULT) > 0) {
+        hsize_t pd[2];
+        h->pool = h5_open_float(h->file, h->path, h->pool_name, 2, 0, 1, "pooled text embeddings [N,P]", pd, e);
+        if (h->pool < 0) goto fail;
+        if (pd[0] != ld[0]) {
+            char ps[160];
+            h5_shape_str(ps, sizeof ps, pd, 2);
+            errorf(e, "%s: %s is %s but %s is %s: both need the same number of rows N", path, h->pool_name, ps,
+                   h->lat_name, ls);
+            goto fail;
+        }
+        h->s.P = (int)pd[1];
+    }
+    if (H5Lexists(h->file, h->tid_name, H5P_DEFAULT) > 0) {
+        hsize_t td[2];
+        h->tid = h5_open_float(h->file, h->path, h->tid_name, 2, 1, 1, "micro-conditioning time ids [N,6]", td, e);
+        if (h->tid < 0) goto fail;
+        if (td[0] != ld[0] || td[1] != LD_TIME_IDS) {
+            char ts[160];
+            h5_shape_str(ts, sizeof ts, td, 2);
+            errorf(e, "%s: %s is %s but %s is %s: expected [%llu,%d] (original H, W, crop top, left, target H, W)",
+                   path, h->tid_name, ts, h->lat_name, ls, (unsigned long long)ld[0], LD_TIME_IDS);
+            goto fail;
+        }
+        h->s.has_time_ids = 1;
+    }
     h5err_restore(q);
     return h;
 fail:
@@ -84,6 +113,8 @@ fail:
 void h5data_close(H5Data *h) {
     if (!h) return;
     if (h->unc >= 0) H5Dclose(h->unc);
+    if (h->pool >= 0) H5Dclose(h->pool);
+    if (h->tid >= 0) H5Dclose(h->tid);
     if (h->ctx >= 0) H5Dclose(h->ctx);
     if (h->lat >= 0) H5Dclose(h->lat);
     if (h->file >= 0) H5Fclose(h->file);
@@ -107,6 +138,20 @@ int h5data_check_model(const H5Data *h, const ModelConfig *m, Error *e) {
         return errorf(e, "%s: %s is [%" PRId64 ",%d,%d] but the model expects [N,%d,%d] "
                       "(model.context_length, model.cross_attention_dim)", h->path, h->ctx_name,
                       s->n, s->L, s->D, m->context_length, m->cross_attention_dim);
+    int P = model_pooled_dim(m);
+    if (P > 0) {
+        if (!s->P)
+            return errorf(e, "%s: no dataset %s: the model has addition_embed_type \"text_time\" (SDXL) and needs the "
+                          "pooled text embeddings [N,%d] beside %s", h->path, h->pool_name, P, h->ctx_name);
+        if (s->P != P)
+            return errorf(e, "%s: %s is [%" PRId64 ",%d] but the model expects [N,%d] "
+                          "(model.projection_class_embeddings_input_dim - 6 * model.addition_time_embed_dim)",
+                          h->path, h->pool_name, s->n, s->P, P);
+        if (!s->has_time_ids)
+            return errorf(e, "%s: no dataset %s: the model has addition_embed_type \"text_time\" (SDXL) and needs the "
+                          "time ids [N,%d] (original H, W, crop top, left, target H, W)", h->path, h->tid_name,
+                          LD_TIME_IDS);
+    }
     return 0;
 }
 
@@ -138,6 +183,21 @@ int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, f
     int rc = 0;
     if (latents) rc = read_rows(h, h->lat, h->lat_name, 4, start, count, latents, e);
     if (!rc && context) rc = read_rows(h, h->ctx, h->ctx_name, 3, start, count, context, e);
+    h5err_restore(q);
+    return rc;
+}
+
+int h5data_read_added(const H5Data *h, int64_t start, int64_t count, float *pooled, float *time_ids, Error *e) {
+    if (start < 0 || count < 0 || start > h->s.n || count > h->s.n - start)
+        return errorf(e, "%s: rows [%" PRId64 ", %" PRId64 ") are outside [0, %" PRId64 ")",
+                      h->path, start, start + count, h->s.n);
+    if (pooled && h->pool < 0) return errorf(e, "%s: no dataset %s", h->path, h->pool_name);
+    if (time_ids && h->tid < 0) return errorf(e, "%s: no dataset %s", h->path, h->tid_name);
+    if (count == 0) return 0;
+    H5Quiet q = h5err_quiet();
+    int rc = 0;
+    if (pooled) rc = read_rows(h, h->pool, h->pool_name, 2, start, count, pooled, e);
+    if (!rc && time_ids) rc = read_rows(h, h->tid, h->tid_name, 2, start, count, time_ids, e);
     h5err_restore(q);
     return rc;
 }

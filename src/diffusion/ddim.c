@@ -72,17 +72,25 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
     float *tb = xmalloc((size_t)B * sizeof(float));
     const float g = (float)sc->guidance;
     int rc = 0;
+    // text_time: what the caller gave, neutral values for the rest
+    int P = u->pooled_dim;
+    float *pz = P > 0 ? xcalloc((size_t)B * P, sizeof(float)) : NULL;
+    float *tid = P > 0 ? xmalloc((size_t)B * LD_TIME_IDS * sizeof(float)) : NULL;
+    for (int b = 0; tid && b < B; b++) unet_neutral_time_ids(tid + (size_t)b * LD_TIME_IDS, H, W);
+    const float *ids = o->time_ids ? o->time_ids : tid;
+    UNetAdded add_c = {o->pooled_cond ? o->pooled_cond : pz, ids};
+    UNetAdded add_u = {o->pooled_uncond ? o->pooled_uncond : pz, ids};
 
     sample_noise(out, B, numel, seed, o->first_sample, 0);
     for (int i = 0; i < sc->steps; i++) {
         int t = ts[i], prev = t - r;
         for (int b = 0; b < B; b++) tb[b] = (float)t;
-        if (unet_forward(u, eps, out, tb, ctx_cond, B, H, W, L, NULL, e) < 0) {
+        if (unet_forward_added(u, eps, out, tb, ctx_cond, &add_c, B, H, W, L, NULL, e) < 0) {
             rc = -1;
             break;
         }
         if (guided) {
-            if (unet_forward(u, eps_u, out, tb, ctx_uncond, B, H, W, L, NULL, e) < 0) {
+            if (unet_forward_added(u, eps_u, out, tb, ctx_uncond, &add_u, B, H, W, L, NULL, e) < 0) {
                 rc = -1;
                 break;
             }
@@ -99,5 +107,6 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
     free(eps_u);
     free(z);
     free(tb);
+    free(pz), free(tid);
     return rc;
 }

@@ -26,6 +26,11 @@
 typedef struct {
     int clip_x0;        // clamp the predicted x0 to [-1, 1] (pixel space: 1; latents: 0)
     long first_sample;  // global index of sample 0 of this call (noise keys)
+    // SDXL's added conditioning (text_time models; ignored by others): pooled
+    // text embeddings [B,P] of the conditional and unconditional passes and
+    // the time ids [B,6] of both. NULL: neutral values, pooled zeros (SDXL's
+    // empty prompt) and time ids (H, W, 0, 0, H, W).
+    const float *pooled_cond, *pooled_uncond, *time_ids;
 } DdimOptions;
 
 // Fills ts[0 .. steps) with the timesteps in the order they run (descending).

@@ -51,6 +51,8 @@ typedef struct {
 
 static const EnumName DOWN_TYPES[] = {{"DownBlock2D", 0}, {"CrossAttnDownBlock2D", 1}, {NULL, 0}};
 static const EnumName UP_TYPES[] = {{"UpBlock2D", 0}, {"CrossAttnUpBlock2D", 1}, {NULL, 0}};
+static const EnumName ADD_EMBED_TYPES[] = {{"", ADD_EMBED_NONE}, {"none", ADD_EMBED_NONE},
+                                          {"text_time", ADD_EMBED_TEXT_TIME}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", DATA_FASHION_MNIST}, {"hdf5", DATA_HDF5}, {NULL, 0}};
@@ -87,9 +89,12 @@ static const KeySpec KEYS[] = {
     {"model", "flip_sin_to_cos", T_BOOL, "true", AT(model.flip_sin_to_cos), .doc = "Timestep embedding as [cos, sin] (true) or [sin, cos] (false)."},
     {"model", "freq_shift", T_FLOAT, "0", 0, NOMAX, AT(model.freq_shift), .doc = "Timestep-embedding frequencies exp(-ln(10000) j / (half - freq_shift)); must be < block_out_channels[0] / 2."},
     {"model", "context_length", T_INT, "77", 1, NOMAX, AT(model.context_length), .doc = "Tokens in the conditioning context (77: CLIP); for MAC counts and shape checks (not a diffusers key)."},
+    {"model", "addition_embed_type", T_ENUM, "\"\"", .names = ADD_EMBED_TYPES, AT(model.addition_embed_type), .doc = "Added conditioning: \"\" (none: SD-1.x) or \"text_time\" (SDXL: the pooled text embedding and 6 time ids through add_embedding into the time embedding; the data then carries /pooled and /time_ids)."},
+    {"model", "addition_time_embed_dim", T_INT, "0", 0, NOMAX, AT(model.addition_time_embed_dim), .doc = "text_time: width of each time id's sinusoidal embedding (add_time_proj; SDXL: 256); even."},
+    {"model", "projection_class_embeddings_input_dim", T_INT, "0", 0, NOMAX, AT(model.projection_class_embeddings_input_dim), .doc = "text_time: input width of add_embedding = pooled width + 6 * addition_time_embed_dim (SDXL: 2816 = 1280 + 6 * 256)."},
     {"model", "weights", T_STRING, "\"\"", AT(weights), .doc = "The trained U-Net (.safetensors, diffusers names) that score, plan and distill start from: the teacher. Its own metadata or config.json, when present, describes the architecture instead of this section."},
     {"data", "source", T_ENUM, "\"fashion-mnist\"", .names = SOURCES, AT(data.source), .doc = "Training data: \"fashion-mnist\" (Debian's dataset-fashion-mnist, pixel space, class captions) or \"hdf5\" (precomputed /latents and /context)."},
-    {"data", "path", T_STRING, "\"/usr/share/datasets/fashion-mnist\"", AT(data.path), .doc = "Directory of the Fashion-MNIST IDX files, or the HDF5 file with /latents [N,C,H,W] and /context [N,L,D]."},
+    {"data", "path", T_STRING, "\"/usr/share/datasets/fashion-mnist\"", AT(data.path), .doc = "Directory of the Fashion-MNIST IDX files, or the HDF5 file with /latents [N,C,H,W] and /context [N,L,D] (and /pooled [N,P], /time_ids [N,6] for a text_time model)."},
     {"data", "cfg_drop", T_FLOAT, "0.1", 0, 1, AT(data.cfg_drop), .doc = "Fraction of training captions replaced by the empty caption, so the model also learns the unconditional output (classifier-free guidance)."},
     {"data", "embed_seed", T_INT, "2024", 0, 2147483647, AT(data.embed_seed), .doc = "Seed of the fixed token-embedding table that turns captions into contexts; teacher and student must use the same."},
     {"diffusion", "schedule", T_ENUM, "\"scaled_linear\"", .names = SCHEDULES, AT(diffusion.schedule), .doc = "Beta schedule: \"scaled_linear\" (SD: sqrt-linear) or \"linear\"."},
@@ -692,6 +697,24 @@ static int validate_model(const JobConfig *jc, const Src *srcs, Error *e) {
                           "model.sample_size = %d is not divisible by %d (it is halved %d times "
                           "for %d blocks)",
                           m->sample_size, 1 << (n - 1), n - 1, n);
+    if (m->addition_embed_type == ADD_EMBED_TEXT_TIME) {
+        const int atd = key_index("model", "addition_time_embed_dim");
+        const int proj = key_index("model", "projection_class_embeddings_input_dim");
+        if (m->addition_time_embed_dim < 2 || m->addition_time_embed_dim % 2)
+            return pair_error(e, srcs, atd, atd,
+                              "model.addition_time_embed_dim = %d: addition_embed_type \"text_time\" needs a "
+                              "positive even width (SDXL: 256)", m->addition_time_embed_dim);
+        if (m->freq_shift >= m->addition_time_embed_dim / 2)  // add_time_proj shares the timestep embedding's shift
+            return pair_error(e, srcs, shift, atd,
+                              "model.freq_shift = %g must be < model.addition_time_embed_dim / 2 = %d",
+                              (double)m->freq_shift, m->addition_time_embed_dim / 2);
+        if (model_pooled_dim(m) < 1)
+            return pair_error(e, srcs, proj, atd,
+                              "model.projection_class_embeddings_input_dim = %d must exceed 6 * "
+                              "model.addition_time_embed_dim = %d: the rest is the pooled text embedding "
+                              "(SDXL: 2816 = 1280 + 6 * 256)",
+                              m->projection_class_embeddings_input_dim, LD_TIME_IDS * m->addition_time_embed_dim);
+    }
     if (m->freq_shift >= m->block_out_channels[0] / 2)
         return pair_error(e, srcs, shift, ch,
                           "model.freq_shift = %g must be < model.block_out_channels[0] / 2 = %d",

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/numerics.h"
 #include "model/model_json.h"
@@ -176,11 +178,41 @@ int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Err
     return rc;
 }
 
+int checkpoint_resolve(const char *path, char *file, size_t n, Error *e) {
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(file, n, "%s", path);  // a file (or nothing: st_open says so)
+        return 0;
+    }
+    // diffusers' unet/ folder: full precision first, then the fp16 variant
+    static const char *const names[] = {"diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"};
+    size_t len = strlen(path);
+    const char *sep = len && path[len - 1] == '/' ? "" : "/";
+    for (int i = 0; i < 2; i++) {
+        if ((size_t)snprintf(file, n, "%s%s%s", path, sep, names[i]) >= n)
+            return errorf(e, "%s: path too long", path);
+        if (access(file, F_OK) == 0) return 0;
+    }
+    // sharded: the index (st_open reads its shards)
+    static const char *const index[] = {"diffusion_pytorch_model.safetensors.index.json",
+                                        "diffusion_pytorch_model.safetensors.index.fp16.json",
+                                        "diffusion_pytorch_model.fp16.safetensors.index.json"};
+    for (int i = 0; i < 3; i++) {
+        if ((size_t)snprintf(file, n, "%s%s%s", path, sep, index[i]) >= n) return errorf(e, "%s: path too long", path);
+        if (access(file, F_OK) == 0) return 0;
+    }
+    return errorf(e, "%s: a folder without diffusion_pytorch_model.safetensors, diffusion_pytorch_model.fp16.safetensors "
+                     "or a sharded diffusion_pytorch_model.safetensors.index.json (expected a diffusers unet/ folder: "
+                     "config.json + weights)",
+                  path);
+}
+
 // Opens, describes and builds; load_data 1 loads, 0 only checks names, shapes and
 // finiteness, -1 names and shapes (the header).
 static UNet *open_model(const char *path, const ModelConfig *defaults, int load_data, Error *e) {
     StFile f;
-    if (st_open(&f, path, e)) return NULL;
+    char file[4096];
+    if (checkpoint_resolve(path, file, sizeof file, e) || st_open(&f, file, e)) return NULL;
     ModelConfig cfg = *defaults;
     uint8_t *absent = NULL;
     UNet *u = NULL;

@@ -28,7 +28,15 @@ int unet_save(const UNet *u, const char *path, const char *const *meta, int n_me
 // the granularity of the removed names (granularity_of_names, model/unet.h).
 int checkpoint_describe(const StFile *f, ModelConfig *cfg, uint8_t **absent, Error *e);
 
-// Opens, describes, builds and loads: the whole "give me this model" step.
+// The safetensors file a model path names: the path itself, or for a folder
+// (diffusers' unet/: config.json + weights) its diffusion_pytorch_model.safetensors,
+// else diffusion_pytorch_model.fp16.safetensors, else a sharded checkpoint's
+// index (diffusion_pytorch_model.safetensors.index.json or its fp16 forms).
+// Error naming the folder if none.
+int checkpoint_resolve(const char *path, char *file, size_t n, Error *e);
+
+// Opens, describes, builds and loads: the whole "give me this model" step;
+// path is a .safetensors file or a diffusers unet/ folder (checkpoint_resolve).
 UNet *unet_from_file(const char *path, const ModelConfig *defaults, Error *e);
 // The same without reading the weights (names and shapes checked; parameters zero).
 UNet *unet_describe_file(const char *path, const ModelConfig *defaults, Error *e);

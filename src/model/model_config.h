@@ -25,7 +25,22 @@ typedef struct {
     int flip_sin_to_cos;
     float freq_shift;
     int context_length;                       // conditioning tokens L, for MAC counts and shape checks
+    // SDXL's added conditioning (addition_embed_type "text_time"): the pooled
+    // text embedding [P] and 6 micro-conditioning time ids, each embedded
+    // sinusoidally at addition_time_embed_dim, through add_embedding into the
+    // time embedding. P = projection_class_embeddings_input_dim - 6 * that dim.
+    int addition_embed_type;                  // ADD_EMBED_NONE or ADD_EMBED_TEXT_TIME
+    int addition_time_embed_dim;              // 256 in SDXL
+    int projection_class_embeddings_input_dim;  // 2816 in SDXL (1280 pooled + 6 * 256)
 } ModelConfig;
+
+enum { ADD_EMBED_NONE = 0, ADD_EMBED_TEXT_TIME = 1 };
+#define LD_TIME_IDS 6  // SDXL's (orig H, orig W, crop top, crop left, target H, target W)
+
+// Width P of the pooled text embedding a text_time model takes (0 otherwise).
+int model_pooled_dim(const ModelConfig *m);
+// SDXL-base's architecture (diffusers' stabilityai/stable-diffusion-xl-base-1.0 unet config).
+void model_config_sdxl(ModelConfig *m);
 
 // SD-1.5's architecture (diffusers' runwayml/stable-diffusion-v1-5 unet config).
 void model_config_sd15(ModelConfig *m);

@@ -36,6 +36,13 @@ char *model_config_to_json(const ModelConfig *m) {
     cJSON_AddBoolToObject(o, "flip_sin_to_cos", m->flip_sin_to_cos);
     cJSON_AddNumberToObject(o, "freq_shift", m->freq_shift);
     cJSON_AddNumberToObject(o, "context_length", m->context_length);
+    // no added conditioning: the keys stay out (absent is diffusers' default, None), so an SD-1.x
+    // model's config text is what it was before text_time existed
+    if (m->addition_embed_type == ADD_EMBED_TEXT_TIME) {
+        cJSON_AddStringToObject(o, "addition_embed_type", "text_time");
+        cJSON_AddNumberToObject(o, "addition_time_embed_dim", m->addition_time_embed_dim);
+        cJSON_AddNumberToObject(o, "projection_class_embeddings_input_dim", m->projection_class_embeddings_input_dim);
+    }
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     char *r = xstrdup(s);
@@ -134,6 +141,28 @@ int model_config_from_json(ModelConfig *m, const char *json, const char *what, E
         if (get_num(o, ints[i].key, &v, what, e)) goto done;
         *ints[i].dst = (int)v;
     }
+    // added conditioning: absent or null is diffusers' default, none
+    m->addition_embed_type = ADD_EMBED_NONE;
+    m->addition_time_embed_dim = m->projection_class_embeddings_input_dim = 0;
+    const cJSON *aet = cJSON_GetObjectItemCaseSensitive(o, "addition_embed_type");
+    if (aet && !cJSON_IsNull(aet)) {
+        if (!cJSON_IsString(aet) || strcmp(aet->valuestring, "text_time")) {
+            errorf(e, "%s: \"addition_embed_type\": only null or \"text_time\" (SDXL) is supported", what);
+            goto done;
+        }
+        m->addition_embed_type = ADD_EMBED_TEXT_TIME;
+        double atd = 0, proj = 0;
+        if (get_num(o, "addition_time_embed_dim", &atd, what, e) ||
+            get_num(o, "projection_class_embeddings_input_dim", &proj, what, e))
+            goto done;
+        m->addition_time_embed_dim = (int)atd, m->projection_class_embeddings_input_dim = (int)proj;
+        if (atd < 2 || (int)atd % 2 || model_pooled_dim(m) < 1) {
+            errorf(e, "%s: \"text_time\" needs an even \"addition_time_embed_dim\" (got %d) and "
+                      "\"projection_class_embeddings_input_dim\" (got %d) above 6 times it",
+                   what, m->addition_time_embed_dim, m->projection_class_embeddings_input_dim);
+            goto done;
+        }
+    }
     double eps = m->norm_eps, fs = m->freq_shift;
     if (get_num(o, "norm_eps", &eps, what, e) || get_num(o, "freq_shift", &fs, what, e)) goto done;
     m->norm_eps = (float)eps, m->freq_shift = (float)fs;
@@ -192,5 +221,20 @@ int model_config_infer(ModelConfig *m, const StFile *f, Error *e) {
     }
     m->use_linear_projection = linear;
     m->mid_cross = 1;
+    // the shapes give add_embedding's input width, not how it splits into
+    // pooled + 6 time ids: that width stays as the defaults say
+    const StTensor *a1 = st_find(f, "add_embedding.linear_1.weight");
+    if (a1 && a1->ndim == 2) {
+        m->addition_embed_type = ADD_EMBED_TEXT_TIME;
+        m->projection_class_embeddings_input_dim = (int)a1->shape[1];
+        if (m->addition_time_embed_dim < 2 || m->addition_time_embed_dim % 2 || model_pooled_dim(m) < 1)
+            return errorf(e, "%s: add_embedding.linear_1.weight takes %d inputs (SDXL text_time conditioning) but "
+                             "model.addition_time_embed_dim = %d does not split them into pooled + 6 time ids; "
+                             "set it, or put diffusers' config.json beside the file", f->path,
+                          m->projection_class_embeddings_input_dim, m->addition_time_embed_dim);
+    } else {
+        m->addition_embed_type = ADD_EMBED_NONE;
+        m->addition_time_embed_dim = m->projection_class_embeddings_input_dim = 0;
+    }
     return 0;
 }

@@ -11,7 +11,8 @@
 // malloc'd JSON text with diffusers' key names.
 char *model_config_to_json(const ModelConfig *m);
 // Parses diffusers-style JSON (unknown keys are ignored, as diffusers does;
-// missing ones keep the values already in *m). `what` names the source in errors.
+// missing ones keep the values already in *m, except the added conditioning:
+// no "addition_embed_type" is diffusers' default, none). `what` names the source in errors.
 int model_config_from_json(ModelConfig *m, const char *json, const char *what, Error *e);
 // Infers the architecture from tensor names and shapes. Head counts cannot be
 // seen in weights: they stay as already in *m (SD-1.x: 8).

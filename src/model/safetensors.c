@@ -434,11 +434,116 @@ static int open_impl(StFile *f, const char *path, Error *e) {
     return rc;
 }
 
+static char *read_small_file(const char *path, size_t limit, Error *e) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        errorf(e, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *s = xmalloc(limit + 1);
+    size_t n = fread(s, 1, limit + 1, fp);
+    fclose(fp);
+    if (n > limit) {
+        free(s);
+        errorf(e, "%s: larger than %zu bytes", path, limit);
+        return NULL;
+    }
+    s[n] = 0;
+    return s;
+}
+
+// diffusers' sharded form: {"metadata": {...}, "weight_map": {"tensor": "shard file", ...}}.
+static int open_index(StFile *f, const char *path, Error *e) {
+    char *text = read_small_file(path, 64u << 20, e);
+    if (!text) return -1;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+    int rc = -1, n = cJSON_IsObject(map) ? cJSON_GetArraySize(map) : 0;
+    char **files = NULL;
+    if (!cJSON_IsObject(map) || n < 1) {
+        errorf(e, "%s: not a sharded-checkpoint index (no \"weight_map\" object of tensor -> shard file)", path);
+        goto done;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) slash[1] = 0; else dir[0] = 0;
+    // the distinct shard files, in order of first mention
+    files = xcalloc((size_t)n, sizeof *files);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, map) {
+        if (!cJSON_IsString(it) || !it->valuestring[0] || strchr(it->valuestring, '/')) {
+            errorf(e, "%s: weight_map[\"" ST_NAME_FMT "\"] must name a shard file beside the index", path, it->string);
+            goto done;
+        }
+        int k = 0;
+        while (k < f->n_shards && strcmp(files[k], it->valuestring)) k++;
+        if (k == f->n_shards) files[f->n_shards++] = it->valuestring;
+    }
+    f->shards = xcalloc((size_t)f->n_shards, sizeof *f->shards);
+    int total = 0;
+    for (int k = 0; k < f->n_shards; k++) {
+        char sp[8192];
+        snprintf(sp, sizeof sp, "%s%s", dir, files[k]);
+        if (st_open(&f->shards[k], sp, e)) {
+            for (int j = k + 1; j < f->n_shards; j++) f->shards[j].fd = -1;
+            goto done;
+        }
+        total += f->shards[k].n_tensors;
+    }
+    f->tensors = xcalloc((size_t)n, sizeof *f->tensors);
+    cJSON_ArrayForEach(it, map) {
+        int k = 0;
+        while (strcmp(files[k], it->valuestring)) k++;
+        const StTensor *t = st_find(&f->shards[k], it->string);
+        if (!t) {
+            errorf(e, "%s: weight_map puts tensor " ST_NAME_FMT " in %s, which does not hold it", path, it->string,
+                   f->shards[k].path);
+            goto done;
+        }
+        StTensor *d = &f->tensors[f->n_tensors++];
+        *d = *t;
+        d->name = xstrdup(t->name);
+        d->shard = k + 1;
+    }
+    char **names = xmalloc((size_t)n * sizeof *names);
+    for (int i = 0; i < n; i++) names[i] = f->tensors[i].name;
+    const char *dup = find_duplicate(names, n);
+    if (dup) errorf(e, "%s: weight_map names tensor " ST_NAME_FMT " twice", path, dup);
+    free(names);
+    if (dup) goto done;
+    if (total != n) {  // a tensor in a shard that the map does not name would be silently ignored
+        for (int k = 0; k < f->n_shards; k++)
+            for (int i = 0; i < f->shards[k].n_tensors; i++)
+                if (!st_find(f, f->shards[k].tensors[i].name)) {
+                    errorf(e, "%s: %s holds tensor " ST_NAME_FMT ", which weight_map does not name", path,
+                           f->shards[k].path, f->shards[k].tensors[i].name);
+                    goto done;
+                }
+        errorf(e, "%s: a tensor is in more than one shard", path);  // counts differ, every name mapped
+        goto done;
+    }
+    rc = 0;
+done:
+    free(files);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
 int st_open(StFile *f, const char *path, Error *e) {
     memset(f, 0, sizeof *f);
     f->fd = -1;
     f->path = xstrdup(path);
-    if (open_impl(f, path, e)) {
+    // *.safetensors.index.json, also with a variant (*.safetensors.index.fp16.json)
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int index = ends_with(base, ".json") && strstr(base, ".safetensors.index.");
+    if (index ? open_index(f, path, e) : open_impl(f, path, e)) {
         st_close(f);  // frees whatever was built so far
         return -1;
     }
@@ -448,6 +553,8 @@ int st_open(StFile *f, const char *path, Error *e) {
 void st_close(StFile *f) {
     if (!f) return;
     if (f->fd >= 0) close(f->fd);
+    for (int k = 0; k < f->n_shards; k++) st_close(&f->shards[k]);
+    free(f->shards);
     for (int i = 0; i < f->n_tensors; i++) free(f->tensors[i].name);
     free(f->tensors);
     for (int i = 0; i < f->n_meta; i++) {
@@ -474,6 +581,7 @@ const char *st_meta(const StFile *f, const char *key) {
 }
 
 int st_read_f32(const StFile *f, const StTensor *t, float *dst, Error *e) {
+    if (t->shard > 0 && t->shard <= f->n_shards) return st_read_f32(&f->shards[t->shard - 1], t, dst, e);
     const char *path = f->path ? f->path : "?", *name = t->name ? t->name : "?";
     size_t dsize = dtype_size(t->dtype);
     uint64_t data_size = f->file_size >= f->data_start ? f->file_size - f->data_start : 0;

@@ -21,9 +21,10 @@ typedef struct {
     int64_t shape[ST_MAX_DIMS];
     int64_t numel;
     uint64_t begin, end;  // data_offsets, relative to the end of the header
+    int shard;            // sharded checkpoints: 1 + index into StFile.shards of its file; 0: this file
 } StTensor;
 
-typedef struct {
+typedef struct StFile {
     char *path;
     int fd;
     uint64_t file_size, data_start;
@@ -31,8 +32,14 @@ typedef struct {
     StTensor *tensors;  // in header order
     int n_meta;
     char **meta_keys, **meta_vals;
+    int n_shards;            // a sharded checkpoint (diffusers' *.safetensors.index.json):
+    struct StFile *shards;   // the shard files; tensors point into them; fd < 0 for the index
 } StFile;
 
+// path: a .safetensors file, or a sharded checkpoint's *.safetensors.index.json
+// (or *.safetensors.index.VARIANT.json)
+// (its "weight_map" names each tensor's shard, beside it): the tensors of all
+// shards, each checked to be where the map says and in no other shard.
 int st_open(StFile *f, const char *path, Error *e);
 void st_close(StFile *f);
 const StTensor *st_find(const StFile *f, const char *name);  // NULL if absent

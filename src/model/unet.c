@@ -44,6 +44,14 @@ static int validate(const ModelConfig *m, Error *e) {
                           m->n_blocks - 1 - i, i);
     }
     if (m->cross_attention_dim < 1) return errorf(e, "model.cross_attention_dim must be >= 1");
+    if (m->addition_embed_type != ADD_EMBED_NONE && m->addition_embed_type != ADD_EMBED_TEXT_TIME)
+        return errorf(e, "model.addition_embed_type: only none or \"text_time\" is supported");
+    if (m->addition_embed_type == ADD_EMBED_TEXT_TIME &&
+        (m->addition_time_embed_dim < 2 || m->addition_time_embed_dim % 2 || model_pooled_dim(m) < 1 ||
+         m->freq_shift >= m->addition_time_embed_dim / 2))
+        return errorf(e, "model: text_time needs an even addition_time_embed_dim (%d) above 2 * freq_shift (%g) and "
+                         "projection_class_embeddings_input_dim (%d) above 6 times it",
+                      m->addition_time_embed_dim, (double)m->freq_shift, m->projection_class_embeddings_input_dim);
     return 0;
 }
 
@@ -252,6 +260,15 @@ UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *ab
     u->t1_b = params_add(&u->pt, "time_embedding.linear_1", "bias", 1, u->temb_dim, 0, 0, 0);
     u->t2_w = params_add(&u->pt, "time_embedding.linear_2", "weight", 2, u->temb_dim, u->temb_dim, 0, 0);
     u->t2_b = params_add(&u->pt, "time_embedding.linear_2", "bias", 1, u->temb_dim, 0, 0, 0);
+    // diffusers' order: add_embedding follows time_embedding
+    u->pooled_dim = model_pooled_dim(m);
+    if (u->pooled_dim > 0) {
+        u->add_in_dim = m->projection_class_embeddings_input_dim;
+        u->a1_w = params_add(&u->pt, "add_embedding.linear_1", "weight", 2, u->temb_dim, u->add_in_dim, 0, 0);
+        u->a1_b = params_add(&u->pt, "add_embedding.linear_1", "bias", 1, u->temb_dim, 0, 0, 0);
+        u->a2_w = params_add(&u->pt, "add_embedding.linear_2", "weight", 2, u->temb_dim, u->temb_dim, 0, 0);
+        u->a2_b = params_add(&u->pt, "add_embedding.linear_2", "bias", 1, u->temb_dim, 0, 0, 0);
+    }
 
     // down blocks
     for (int i = 0; i < n; i++) {
@@ -391,6 +408,7 @@ long long unet_total_macs(const UNet *u) {
     // Every built layer of the tree, so the sum does not depend on the granularity.
     double tot = (double)s0 * s0 * m->block_out_channels[0] * (m->in_channels + m->out_channels) * 9;
     tot += (double)u->temb_dim * (m->block_out_channels[0] + u->temb_dim);
+    if (u->pooled_dim > 0) tot += (double)u->temb_dim * (u->add_in_dim + u->temb_dim);
     for (int i = 0; i < n; i++) {
         const Block *d = &u->down[i], *up = &u->up[i];
         int sd = s0 >> i, su = s0 >> (n - 1 - i);
@@ -434,6 +452,11 @@ static void note_io(UNet *u, int cand, const float *in, const float *out, int C,
 
 static int runs(const UNet *u, int cand) { return cand < 0 || !u->bypass[cand]; }
 
+void unet_neutral_time_ids(float *time_ids, int H, int W) {
+    const float v[LD_TIME_IDS] = {(float)H, (float)W, 0, 0, (float)H, (float)W};
+    memcpy(time_ids, v, sizeof v);
+}
+
 // A Transformer2DModel on h: its blocks' skip flags from this pass's bypass
 // (kept for backward), the layer, then what each block candidate received and
 // produced (token-major [B,S,C]: the same count per sample as [C,H,W]).
@@ -451,11 +474,20 @@ static void attn_forward(UNet *u, const LayerCtx *c, Transformer *t, float *o, c
 
 int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
                  const float *context, int B, int H, int W, int L, const uint8_t *skip, Error *e) {
+    return unet_forward_added(u, out, sample, timesteps, context, NULL, B, H, W, L, skip, e);
+}
+
+int unet_forward_added(UNet *u, float *out, const float *sample, const float *timesteps, const float *context,
+                       const UNetAdded *add, int B, int H, int W, int L, const uint8_t *skip, Error *e) {
     const ModelConfig *m = &u->cfg;
     int n = m->n_blocks, f = 1 << (n - 1);
     if (B < 1 || H < f || W < f || H % f || W % f)
         return errorf(e, "U-Net input %dx%d: height and width must be positive multiples of %d", H, W, f);
     if (L < 1 || !context) return errorf(e, "U-Net input: a context of at least one token is required");
+    if (u->pooled_dim > 0 && (!add || !add->pooled || !add->time_ids))
+        return errorf(e, "U-Net input: this model has addition_embed_type \"text_time\" (SDXL) and needs the pooled "
+                         "text embedding [B,%d] and the time ids [B,%d] beside the context",
+                      u->pooled_dim, LD_TIME_IDS);
     arena_reset(&u->acts);
     arena_reset(&u->work);
     LayerCtx c = ctx_of(u);
@@ -481,6 +513,24 @@ int unet_forward(UNet *u, float *out, const float *sample, const float *timestep
     silu_forward(u->t_a1, u->t_h1, (size_t)B * td);
     u->temb = arena_alloc(&u->acts, (size_t)B * td);
     linear_forward(u->temb, u->t_a1, p + u->t2_w, p + u->t2_b, B, td, td);
+    if (u->pooled_dim > 0) {  // emb = emb + add_embedding(cat(pooled, add_time_proj(time_ids)))
+        int P = u->pooled_dim, ad = m->addition_time_embed_dim, K = u->add_in_dim;
+        float *tp = arena_alloc(&u->work, (size_t)B * LD_TIME_IDS * ad);
+        timestep_embedding(tp, add->time_ids, B * LD_TIME_IDS, ad, m->flip_sin_to_cos, m->freq_shift);
+        u->add_in = arena_alloc(&u->acts, (size_t)B * K);
+        for (int b = 0; b < B; b++) {
+            memcpy(u->add_in + (size_t)b * K, add->pooled + (size_t)b * P, (size_t)P * sizeof(float));
+            memcpy(u->add_in + (size_t)b * K + P, tp + (size_t)b * LD_TIME_IDS * ad,
+                   (size_t)LD_TIME_IDS * ad * sizeof(float));
+        }
+        u->add_h1 = arena_alloc(&u->acts, (size_t)B * td);
+        linear_forward(u->add_h1, u->add_in, p + u->a1_w, p + u->a1_b, B, K, td);
+        u->add_a1 = arena_alloc(&u->acts, (size_t)B * td);
+        silu_forward(u->add_a1, u->add_h1, (size_t)B * td);
+        float *aug = arena_alloc(&u->work, (size_t)B * td);
+        linear_forward(aug, u->add_a1, p + u->a2_w, p + u->a2_b, B, td, td);
+        accumulate(u->temb, aug, (size_t)B * td);
+    }
     u->silu_temb = arena_alloc(&u->acts, (size_t)B * td);
     silu_forward(u->silu_temb, u->temb, (size_t)B * td);
 
@@ -738,5 +788,12 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     float *dh1 = arena_zeros(&u->work, (size_t)B * td);
     silu_backward(dh1, da1, u->t_h1, (size_t)B * td);
     linear_backward(NULL, g + u->t1_w, g + u->t1_b, dh1, u->t_emb0, p + u->t1_w, B, c0, td);
+    if (u->pooled_dim > 0) {  // the same gradient reaches add_embedding; pooled and time ids are inputs
+        float *dd1 = arena_zeros(&u->work, (size_t)B * td);
+        linear_backward(dd1, g + u->a2_w, g + u->a2_b, dtemb, u->add_a1, p + u->a2_w, B, td, td);
+        float *ddh = arena_zeros(&u->work, (size_t)B * td);
+        silu_backward(ddh, dd1, u->add_h1, (size_t)B * td);
+        linear_backward(NULL, g + u->a1_w, g + u->a1_b, ddh, u->add_in, p + u->a1_w, B, u->add_in_dim, td);
+    }
     free(ds);
 }

@@ -3,6 +3,10 @@
 // gradients in another of the same layout), each tensor under its diffusers
 // name, so a checkpoint maps 1:1 and one all-reduce covers every gradient.
 //
+// SDXL's text_time conditioning (addition_embed_type): add_embedding turns the
+// pooled text embedding and the 6 time ids into a term added to the time
+// embedding; unet_forward_added takes them (UNetAdded).
+//
 // Candidates are the removable layers (DESIGN §3): ResnetBlock2Ds whose removal
 // keeps shapes, and every Transformer2DModel (granularity "layer") or, at
 // "block", every single BasicTransformerBlock of a stack of >= 2 (a stack of
@@ -76,6 +80,9 @@ typedef struct {
     int temb_dim;  // 4 * block_out_channels[0]
     size_t conv_in_w, conv_in_b, t1_w, t1_b, t2_w, t2_b, norm_out_w, norm_out_b, conv_out_w,
         conv_out_b;
+    // text_time (SDXL): add_embedding.linear_1/2; pooled_dim 0 when the model has none
+    int pooled_dim, add_in_dim;
+    size_t a1_w, a1_b, a2_w, a2_b;
     Block down[LD_MAX_BLOCKS], up[LD_MAX_BLOCKS];
     Resnet mid_res[2];
     Transformer mid_attn;
@@ -97,6 +104,7 @@ typedef struct {
     uint8_t *bypass;  // per candidate, 1 = not run in the last forward (removed or absent)
     const float *context;
     float *t_emb0, *t_h1, *t_a1, *temb, *silu_temb;
+    float *add_in, *add_h1, *add_a1;  // text_time: [pooled, add_time_proj(time_ids)], linear_1, SiLU
     float *sample, *no_in, *no_norm, *no_mean, *no_rstd, *no_act;
     int have_forward;
 } UNet;
@@ -129,12 +137,26 @@ void unet_adopt_params(UNet *u, float *params);
 void unet_zero_grad(UNet *u);
 long long unet_total_macs(const UNet *u);  // -1 at or beyond LD_MACS_EXACT (unet_create refuses that)
 
+// SDXL's added conditioning, per sample: what a model with addition_embed_type
+// "text_time" needs beside the context (ignored by any other model).
+typedef struct {
+    const float *pooled;    // [B, P]: the pooled text embedding (P = model_pooled_dim)
+    const float *time_ids;  // [B, 6]: original size, crop offset, target size
+} UNetAdded;
+
 // Forward. sample [B,in,H,W], timesteps [B], context [B,L,cross_dim], out
 // [B,out,H,W]. skip (one flag per candidate, or NULL): layers bypassed for this
 // pass only, with DESIGN §3's removal semantics. Fills u->taps. H and W must be
 // divisible by 2^(n_blocks-1). Returns -1 + e on a shape error.
 int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
                  const float *context, int B, int H, int W, int L, const uint8_t *skip, Error *e);
+// The same with the added conditioning (add may be NULL for a model without
+// it; a text_time model without it is an error).
+int unet_forward_added(UNet *u, float *out, const float *sample, const float *timesteps, const float *context,
+                       const UNetAdded *add, int B, int H, int W, int L, const uint8_t *skip, Error *e);
+// SDXL's neutral micro-conditioning for an H x W sample: (H, W, 0, 0, H, W),
+// for data that carries none (Fashion-MNIST, sampling without a dataset).
+void unet_neutral_time_ids(float *time_ids, int H, int W);
 
 // Backward of the last forward: dout [B,out,H,W]; dtaps (u->n_taps entries,
 // each [B,C,H,W] or NULL; the array may be NULL) are extra gradients arriving at

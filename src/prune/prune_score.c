@@ -155,8 +155,9 @@ static int feature_loss(UNet *u, Calib *cs, double *scores, Error *e) {
     float *tmp = xmalloc((size_t)cs->batch * cs->Co * cs->H * cs->W * sizeof(float));
     for (int i = 0; i < cs->n; i += cs->batch) {
         int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
-        if (unet_forward(u, tmp, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
-                         cs->W, cs->L, NULL, e)) {
+        UNetAdded add = calib_added(cs, i);
+        if (unet_forward_added(u, tmp, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
+                               b, cs->H, cs->W, cs->L, NULL, e)) {
             free(acc), free(tmp);
             return -1;
         }
@@ -187,8 +188,9 @@ static int taylor(UNet *u, Calib *cs, double *scores, Error *e) {
     unet_zero_grad(u);
     for (int i = 0; i < cs->n; i += cs->batch) {
         int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
-        if (unet_forward(u, out, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, b, cs->H,
-                         cs->W, cs->L, NULL, e)) {
+        UNetAdded add = calib_added(cs, i);
+        if (unet_forward_added(u, out, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
+                               b, cs->H, cs->W, cs->L, NULL, e)) {
             free(out), free(dout);
             return -1;
         }

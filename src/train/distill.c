@@ -55,15 +55,22 @@ typedef struct {
     // the fixed probe batch of the snapshots (this rank's rows)
     long probe_first, probe_rows;
     float *probe_xt, *probe_ctx, *probe_t, *probe_out;
+    float *probe_pooled, *probe_tids;  // text_time models (SDXL) only
 } DistillTask;
 
 int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
                  const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
                  float *const *dtaps, double *v, Error *e) {
+    return distill_loss_added(teacher, u, dc, xt, tf, ctx, NULL, noise, b, B, H, W, L, outS, outT, dout, dtaps, v, e);
+}
+
+int distill_loss_added(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf,
+                       const float *ctx, const UNetAdded *add, const float *noise, int b, int B, int H, int W, int L,
+                       float *outS, float *outT, float *dout, float *const *dtaps, double *v, Error *e) {
     size_t n = (size_t)b * u->cfg.out_channels * H * W;
     int normalized = dc->feat_norm == FEAT_NORM_L2SQ, n_taps = teacher->n_taps;
-    if (unet_forward(teacher, outT, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
-    if (unet_forward(u, outS, xt, tf, ctx, b, H, W, L, NULL, e)) return -1;
+    if (unet_forward_added(teacher, outT, xt, tf, ctx, add, b, H, W, L, NULL, e)) return -1;
+    if (unet_forward_added(u, outS, xt, tf, ctx, add, b, H, W, L, NULL, e)) return -1;
     double w = (double)b / B;
     double task = mse_forward(outS, noise, n), out = mse_forward(outS, outT, n), feat = 0;
     memset(dout, 0, n * sizeof(float));
@@ -91,8 +98,9 @@ int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *x
 static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
     DistillTask *d = self;
     batch_fill(&d->bt, d->job->data, d->job->seed, d->data, &d->sched, step, g0, b, B);
-    return distill_loss(d->teacher, u, d->job->distill, d->bt.xt, d->bt.tf, d->bt.ctx, d->bt.noise, b, B, d->H, d->W,
-                        d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
+    UNetAdded add = batch_added(&d->bt, 0);
+    return distill_loss_added(d->teacher, u, d->job->distill, d->bt.xt, d->bt.tf, d->bt.ctx, &add, d->bt.noise, b, B,
+                              d->H, d->W, d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
 }
 
 static int distill_log(void *self, H5Log *log, long step, const double *v, Error *e) {
@@ -121,8 +129,9 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     const float *data[2 * MAX_TAPS];
     float *copies[MAX_TAPS] = {0};
     int rc = 0;
-    if (rows > 0 && unet_forward(d->teacher, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, (int)rows, d->H, d->W,
-                                 d->L, NULL, e))
+    UNetAdded add = {d->probe_pooled, d->probe_tids};
+    if (rows > 0 && unet_forward_added(d->teacher, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, &add, (int)rows,
+                                       d->H, d->W, d->L, NULL, e))
         rc = -1;
     // the teacher's taps live until its next forward; copy them before the student runs
     for (int t = 0; t < d->n_taps && !rc; t++) {
@@ -132,7 +141,8 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
         if (rows) memcpy(copies[t], tt->data, (size_t)rows * m * sizeof(float));
     }
     if (!rc && rows > 0 &&
-        unet_forward(u, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, (int)rows, d->H, d->W, d->L, NULL, e))
+        unet_forward_added(u, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, &add, (int)rows, d->H, d->W, d->L,
+                           NULL, e))
         rc = -1;
     for (int t = 0; t < d->n_taps && !rc; t++) {
         const Tap *tt = &d->teacher->taps[t];
@@ -163,7 +173,18 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     const DistillJob *o = job;
     const DistillConfig *dc = job->distill;
     int rc = -1;
-    d.data = dataset_open(job->data, job->model, "train", e);
+    // the data carries SDXL's added conditioning when the teacher (its own file's architecture) takes it
+    ModelConfig dm = *job->model;
+    dm.addition_embed_type = teacher->cfg.addition_embed_type;
+    dm.addition_time_embed_dim = teacher->cfg.addition_time_embed_dim;
+    dm.projection_class_embeddings_input_dim = teacher->cfg.projection_class_embeddings_input_dim;
+    const int P = teacher->pooled_dim;
+    if (s->pooled_dim != P) {
+        errorf(e, "%s: the student takes %d pooled text features (addition_embed_type) but the teacher %s takes %d",
+               job->student_path, s->pooled_dim, job->teacher_path, P);
+        return -1;
+    }
+    d.data = dataset_open(job->data, &dm, "train", e);
     if (!d.data || schedule_init(&d.sched, job->diffusion, e)) goto done;
     DatasetShape sh = dataset_shape(d.data);
     d.C = sh.C, d.H = sh.H, d.W = sh.W, d.L = sh.L, d.D = sh.D, d.numel = (size_t)sh.C * sh.H * sh.W;
@@ -191,6 +212,7 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     }
     long B = job->train->batch, b = B / comm->size + 1;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
+    batch_alloc_added(&d.bt, P);
     d.outS = xmalloc((size_t)b * d.numel * sizeof(float));
     d.outT = xmalloc((size_t)b * d.numel * sizeof(float));
     d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
@@ -198,8 +220,11 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     {
         float *x = xcalloc(d.numel, sizeof(float)), *c = xcalloc((size_t)d.L * d.D, sizeof(float)), t = 0;
         float *o = xmalloc(d.numel * sizeof(float));
-        int frc = unet_forward(d.teacher, o, x, &t, c, 1, d.H, d.W, d.L, NULL, e);
-        free(x), free(c), free(o);
+        float *pz = xcalloc((size_t)P + 1, sizeof(float)), tid[LD_TIME_IDS];
+        unet_neutral_time_ids(tid, d.H, d.W);
+        UNetAdded add = {pz, tid};
+        int frc = unet_forward_added(d.teacher, o, x, &t, c, &add, 1, d.H, d.W, d.L, NULL, e);
+        free(x), free(c), free(o), free(pz);
         if (frc) goto done;
         for (int t2 = 0; t2 < d.n_taps; t2++) {
             const Tap *tp = &d.teacher->taps[t2];
@@ -209,20 +234,26 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     // the probe batch: fixed samples from the test split, this rank's rows
     if (dc->activation_interval > 0) {
         comm_shard(dc->probe_samples, comm->rank, comm->size, &d.probe_first, &d.probe_rows);
-        Dataset *test = dataset_open(job->data, job->model, "test", e);
+        Dataset *test = dataset_open(job->data, &dm, "test", e);
         if (!test) goto done;
         long r = d.probe_rows ? d.probe_rows : 1;
         d.probe_xt = xmalloc((size_t)r * d.numel * sizeof(float));
         d.probe_ctx = xmalloc((size_t)r * d.L * d.D * sizeof(float));
         d.probe_t = xmalloc((size_t)r * sizeof(float));
         d.probe_out = xmalloc((size_t)r * d.numel * sizeof(float));
+        if (P > 0) {
+            d.probe_pooled = xmalloc((size_t)r * P * sizeof(float));
+            d.probe_tids = xmalloc((size_t)r * LD_TIME_IDS * sizeof(float));
+        }
         int *ti = xmalloc((size_t)r * sizeof(int));
         float *noise = xmalloc((size_t)r * d.numel * sizeof(float));
         uint64_t seed = (uint64_t)job->seed;
         for (long i = 0; i < d.probe_rows; i++) {
             uint64_t g = (uint64_t)(d.probe_first + i);
-            dataset_get(test, (int64_t)rng_below(seed, RNG_MISC, (7ULL << 32) + g, (uint64_t)dataset_size(test)),
-                        d.probe_xt + i * d.numel, d.probe_ctx + (size_t)i * d.L * d.D, NULL, 0);
+            int64_t idx = (int64_t)rng_below(seed, RNG_MISC, (7ULL << 32) + g, (uint64_t)dataset_size(test));
+            dataset_get(test, idx, d.probe_xt + i * d.numel, d.probe_ctx + (size_t)i * d.L * d.D, NULL, 0);
+            if (P > 0)
+                dataset_get_added(test, idx, d.probe_pooled + (size_t)i * P, d.probe_tids + (size_t)i * LD_TIME_IDS, 0);
             ti[i] = (int)rng_below(seed, RNG_MISC, (8ULL << 32) + g, (uint64_t)d.sched.T);
             d.probe_t[i] = (float)ti[i];
             rng_normal_fill(noise + i * d.numel, d.numel, rng_bits(seed, RNG_MISC, (9ULL << 32) + g), RNG_MISC, 0);
@@ -251,6 +282,7 @@ done:
     free(d.outS), free(d.outT), free(d.dout);
     for (int t = 0; t < MAX_TAPS; t++) free(d.dtaps[t]);
     free(d.probe_xt), free(d.probe_ctx), free(d.probe_t), free(d.probe_out);
+    free(d.probe_pooled), free(d.probe_tids);
     if (d.data) schedule_free(&d.sched);
     dataset_close(d.data);
     return rc;

@@ -53,4 +53,9 @@ void distill_feat_term(const float *S, const float *T, int b, size_t n, int norm
 int distill_loss(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf, const float *ctx,
                  const float *noise, int b, int B, int H, int W, int L, float *outS, float *outT, float *dout,
                  float *const *dtaps, double *v, Error *e);
+// The same with SDXL's added conditioning (add: pooled [b,P], time ids [b,6];
+// NULL for models without it).
+int distill_loss_added(UNet *teacher, UNet *u, const DistillConfig *dc, const float *xt, const float *tf,
+                       const float *ctx, const UNetAdded *add, const float *noise, int b, int B, int H, int W, int L,
+                       float *outS, float *outT, float *dout, float *const *dtaps, double *v, Error *e);
 #endif

@@ -2,21 +2,26 @@
 """Helpers of test_forward.sh (h5py + numpy; no torch or safetensors module needed).
 
     forward_io.py make FIXTURE_io.safetensors IN.h5 [--float64] [--int-timestep] [--drop NAME]
-                       [--channels C] [--timesteps B] [--repeat N] [--nan]
+                       [--channels C] [--timesteps B] [--repeat N] [--nan] [--pooled-width P]
     forward_io.py compare OUT.h5 FIXTURE_io.safetensors [--taps] [--repeat N] [--tol T]
     forward_io.py same A.h5 B.h5
     forward_io.py prune FIXTURE_weights.safetensors FIXTURE_io.safetensors OUT.safetensors
-    forward_io.py unetdir FIXTURE_weights.safetensors DIR
+    forward_io.py unetdir FIXTURE_weights.safetensors DIR [--f16 | --f16-rounded | --shards N [--break WHAT]]
 
 make writes the fixture's diffusers inputs as the `forward` command's IN.h5 (/sample, /timestep,
-/context), optionally in float64, with a dataset left out, with the wrong channel count or the
+/context, and /pooled, /time_ids for a text_time fixture), optionally in float64, with a dataset left out, with the wrong channel count or the
 wrong number of timesteps, with a NaN in the last sample, or with the batch repeated N times (more rows than one chunk).
 compare checks /out (and /taps/<name> against tap.<name>) against diffusers' stored outputs:
 max |C - ref| <= tol * max |ref| (tol 3e-5, test_reference.c's), every row (--removed: against
 the removed variant's removed.out / removed.tap.*). same: /out bitwise equal. prune writes the
 fixture's removed variant as a pruned checkpoint (the removed layers' tensors left out, metadata
 "removed" and "config"); unetdir writes a diffusers unet/ folder (diffusion_pytorch_model.safetensors
-without metadata, config.json beside it).
+without metadata, config.json beside it); --f16 writes the weights as F16 under diffusers' fp16 name
+diffusion_pytorch_model.fp16.safetensors, --f16-rounded the same F16-rounded values as F32 (what the
+F16 folder must compute, bit for bit); --shards N splits the weights over N shard files with
+diffusers' diffusion_pytorch_model.safetensors.index.json (--break missing-shard | unmapped |
+wrong-shard: an index naming an absent shard, a shard tensor the map leaves out, a tensor mapped to
+the wrong shard).
 """
 import json
 import struct
@@ -40,11 +45,11 @@ def read_safetensors(path, with_meta=False):
     return (out, meta) if with_meta else out
 
 
-def write_safetensors(path, tensors, meta):
+def write_safetensors(path, tensors, meta, dtype="F32"):
     header, blobs, off = {}, [], 0
     for name, a in tensors.items():
-        b = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
+        b = np.ascontiguousarray(a, dtype="<f2" if dtype == "F16" else "<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
     if meta:
@@ -69,7 +74,30 @@ def unetdir(args):
     import os
     w, meta = read_safetensors(args[0], with_meta=True)
     os.makedirs(args[1], exist_ok=True)
-    write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.safetensors"), w, None)
+    if "--f16" in args:
+        write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.fp16.safetensors"), w, None, "F16")
+    elif "--shards" in args:
+        k = int(opt(args, "--shards"))
+        names = list(w)
+        parts = [names[i::k] for i in range(k)]
+        files = [f"diffusion_pytorch_model-{i + 1:05d}-of-{k:05d}.safetensors" for i in range(k)]
+        wmap = {n: files[i] for i, part in enumerate(parts) for n in part}
+        brk = opt(args, "--break")
+        for i, part in enumerate(parts):
+            write_safetensors(os.path.join(args[1], files[i]), {n: w[n] for n in part}, None)
+        if brk == "missing-shard":
+            os.remove(os.path.join(args[1], files[-1]))
+        elif brk == "unmapped":
+            del wmap[parts[0][0]]
+        elif brk == "wrong-shard":
+            wmap[parts[0][0]] = files[1]
+        with open(os.path.join(args[1], "diffusion_pytorch_model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, f)
+    elif "--f16-rounded" in args:
+        r = {k: v.astype(np.float16).astype(np.float32) for k, v in w.items()}
+        write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.safetensors"), r, None)
+    else:
+        write_safetensors(os.path.join(args[1], "diffusion_pytorch_model.safetensors"), w, None)
     with open(os.path.join(args[1], "config.json"), "w") as f:
         f.write(meta["config"])
     return 0
@@ -86,6 +114,10 @@ def make(args):
     sample = np.concatenate([t["sample"]] * rep)
     timestep = np.concatenate([t["timesteps"]] * rep)
     context = np.concatenate([t["context"]] * rep)
+    added = {k: np.concatenate([t[k]] * rep) for k in ("pooled", "time_ids") if k in t}
+    if "--pooled-width" in args:  # the wrong pooled width
+        p = added["pooled"]
+        added["pooled"] = np.resize(p, (p.shape[0], int(opt(args, "--pooled-width")))).astype(np.float32)
     if "--channels" in args:  # wrong C: cut or pad channels
         c = int(opt(args, "--channels"))
         sample = np.resize(sample, (sample.shape[0], c) + sample.shape[2:]).astype(np.float32)
@@ -103,6 +135,9 @@ def make(args):
             f["timestep"] = timestep.astype(np.int64) if "--int-timestep" in args else timestep.astype(dt)
         if drop != "context":
             f["context"] = context.astype(dt)
+        for k, v in added.items():
+            if drop != k:
+                f[k] = v.astype(dt)
 
 
 def compare(args):

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # `laptop-diff forward` end to end on the diffusers reference fixtures
 # (tests/reference): /out and the taps match diffusers' stored outputs to
-# test_reference.c's tolerance for all three models, a pruned checkpoint matches
-# diffusers' removed variant, a diffusers unet/ folder loads, float64 and integer
+# test_reference.c's tolerance for all four models (xlt: SDXL's text_time
+# conditioning, /pooled and /time_ids inputs), a pruned checkpoint matches
+# diffusers' removed variant, a diffusers unet/ folder loads (F32, and F16 under
+# the fp16 name bit for bit as its F16-rounded F32 weights), float64 and integer
 # inputs give the float32 result bit for bit, a batch of several chunks matches
 # row by row; malformed inputs and outputs each give a clear error, a nonzero
 # exit and no output file (an existing one stays as it was). Args: BINARY SOURCE_DIR.
@@ -23,7 +25,7 @@ check() {
   if $PY "$IO" "$@" >"$T/$name.cmp" 2>&1; then ok; else bad "$what: $(cat "$T/$name.cmp")"; fi
 }
 
-for m in conv linear xl; do
+for m in conv linear xl xlt; do
   $PY "$IO" make "$FX/${m}_io.safetensors" "$T/in_$m.h5"
   run $m -- "$FX/${m}_weights.safetensors" --inputs "$T/in_$m.h5" --out "$T/out_$m.h5" --taps
   [ $rc -eq 0 ] && ok || { bad "$m: forward exited $rc"; sed 's/^/    /' "$T/$m.log" | head -5; continue; }
@@ -98,7 +100,50 @@ fail not_hdf5 1 "junk.h5: not an HDF5 file" -- "$W" --inputs "$T/junk.h5" --out 
 fail missing_in 1 "missing.h5: cannot open the inputs" -- "$W" --inputs "$T/missing.h5" --out "$T/bad.h5"
 fail missing_model 1 "none.safetensors" -- "$T/none.safetensors" --inputs "$T/in_conv.h5" --out "$T/bad.h5"
 mkdir -p "$T/empty"  # a folder without a U-Net: the file looked for is named
-fail empty_dir 1 "$T/empty/diffusion_pytorch_model.safetensors" -- "$T/empty" --inputs "$T/in_xl.h5" --out "$T/bad.h5"
+fail empty_dir 1 "$T/empty: a folder without diffusion_pytorch_model.safetensors, diffusion_pytorch_model.fp16.safetensors or a sharded" -- "$T/empty" --inputs "$T/in_xl.h5" --out "$T/bad.h5"
+# text_time (xlt): the added conditioning is required and shape-checked
+WX="$FX/xlt_weights.safetensors"
+$PY "$IO" make "$FX/xlt_io.safetensors" "$T/no_pool.h5" --drop pooled
+fail no_pooled 1 "no_pool.h5: no dataset /pooled (expected the pooled text embeddings [B,10] (the model has addition_embed_type \"text_time\"))" -- "$WX" --inputs "$T/no_pool.h5" --out "$T/bad.h5"
+$PY "$IO" make "$FX/xlt_io.safetensors" "$T/no_tid.h5" --drop time_ids
+fail no_time_ids 1 "no_tid.h5: no dataset /time_ids" -- "$WX" --inputs "$T/no_tid.h5" --out "$T/bad.h5"
+$PY "$IO" make "$FX/xlt_io.safetensors" "$T/p9.h5" --pooled-width 9
+fail pooled_width 1 "p9.h5: /pooled is [3,9] but /sample is [3,4,16,16] and the model $WX takes 10 pooled features" -- "$WX" --inputs "$T/p9.h5" --out "$T/bad.h5"
+# ... and a model without it ignores them: conv on xlt-style inputs is conv's result
+$PY "$IO" make "$FX/conv_io.safetensors" "$T/conv_extra.h5"
+/usr/bin/python3 -c "
+import h5py, numpy as np
+with h5py.File('$T/conv_extra.h5', 'a') as f:
+    f['pooled'] = np.ones((3, 10), np.float32); f['time_ids'] = np.ones((3, 6), np.float32)"
+run extra -- "$W" --inputs "$T/conv_extra.h5" --out "$T/out_extra.h5"
+[ $rc -eq 0 ] && ok || bad "conv with /pooled: exit $rc: $(head -3 "$T/extra.log")"
+check extra "conv ignores /pooled, /time_ids" -- same "$T/out_extra.h5" "$T/out_conv.h5"
+# diffusers unet/ folders of the text_time model: F32, and F16 under the fp16 name
+$PY "$IO" unetdir "$WX" "$T/unet_xlt"
+run dir_xlt -- "$T/unet_xlt" --inputs "$T/in_xlt.h5" --out "$T/out_dir_xlt.h5"
+[ $rc -eq 0 ] && ok || bad "xlt unet folder: exit $rc: $(head -3 "$T/dir_xlt.log")"
+check dir_xlt "xlt unet folder vs diffusers" -- compare "$T/out_dir_xlt.h5" "$FX/xlt_io.safetensors"
+$PY "$IO" unetdir "$WX" "$T/unet_f16" --f16
+$PY "$IO" unetdir "$WX" "$T/unet_f16r" --f16-rounded
+run f16 -- "$T/unet_f16" --inputs "$T/in_xlt.h5" --out "$T/out_f16.h5"
+[ $rc -eq 0 ] && grep -qF "unet_f16/diffusion_pytorch_model.fp16.safetensors" "$T/f16.log" && ok || bad "F16 folder: exit $rc: $(head -3 "$T/f16.log")"
+run f16r -- "$T/unet_f16r" --inputs "$T/in_xlt.h5" --out "$T/out_f16r.h5"
+check f16 "F16 folder vs its F16-rounded weights in F32" -- same "$T/out_f16.h5" "$T/out_f16r.h5"
+check f16d "F16 folder vs diffusers (F16 weight rounding: tolerance 1e-2)" -- compare "$T/out_f16.h5" "$FX/xlt_io.safetensors" --tol 1e-2
+# a sharded unet/ folder (index.json + 3 shards): the same bits as the single file
+$PY "$IO" unetdir "$WX" "$T/unet_sh" --shards 3
+run sh -- "$T/unet_sh" --inputs "$T/in_xlt.h5" --out "$T/out_sh.h5"
+[ $rc -eq 0 ] && grep -qF "unet_sh/diffusion_pytorch_model.safetensors.index.json" "$T/sh.log" && ok || bad "sharded folder: exit $rc: $(head -3 "$T/sh.log")"
+check sh "sharded folder vs the single file" -- same "$T/out_sh.h5" "$T/out_dir_xlt.h5"
+for b in missing-shard unmapped wrong-shard; do
+  rm -rf "$T/unet_b"; $PY "$IO" unetdir "$WX" "$T/unet_b" --shards 3 --break $b
+  case $b in
+    missing-shard) want="unet_b/diffusion_pytorch_model-00003-of-00003.safetensors: cannot open" ;;
+    unmapped) want="which weight_map does not name" ;;
+    wrong-shard) want="which does not hold it" ;;
+  esac
+  fail shard_$b 1 "$want" -- "$T/unet_b" --inputs "$T/in_xlt.h5" --out "$T/bad.h5"
+done
 fail no_out 2 "forward needs --inputs IN.h5 and --out OUT.h5" -- "$W" --inputs "$T/in_conv.h5"
 fail bad_set 1 "unknown key" -- "$W" --inputs "$T/in_conv.h5" --out "$T/bad.h5" --set model.bogus=1
 "$BIN" info "$W" --out "$T/bad.h5" >"$T/info_out.log" 2>&1; rc=$?

@@ -20,9 +20,9 @@ import numpy as np
 from safetensors.numpy import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MODELS = ["conv", "linear", "xl"]
+MODELS = ["conv", "linear", "xl", "xlt"]
 REQUIRED_META = ["config", "removed", "versions", "loss"]
-SIZE_BUDGET = 8 * 1024 * 1024
+SIZE_BUDGET = 16 * 1024 * 1024  # 14.0 MB with xlt (9.8 MB before it, over the old 8 MiB)
 
 failures = []
 
@@ -96,6 +96,13 @@ def check_model(d, name):
     check(io["sample"].shape == (B, cfg["in_channels"], H, H), f"{name}: sample {io['sample'].shape}")
     check(io["timesteps"].shape == (B,), f"{name}: timesteps {io['timesteps'].shape}")
     check(io["context"].shape == (B, L, cfg["cross_attention_dim"]), f"{name}: context shape")
+    if cfg.get("addition_embed_type") == "text_time":  # SDXL's added conditioning among the inputs
+        P = cfg["projection_class_embeddings_input_dim"] - 6 * cfg["addition_time_embed_dim"]
+        check("pooled" in io and io["pooled"].shape == (B, P), f"{name}: pooled missing/shape")
+        check("time_ids" in io and io["time_ids"].shape == (B, 6), f"{name}: time_ids missing/shape")
+        check(any(n.startswith("add_embedding.") for n in W), f"{name}: no add_embedding parameters")
+    else:
+        check("pooled" not in io and "time_ids" not in io, f"{name}: pooled/time_ids without text_time")
     for k in ("out", "removed.out", "loss_weight"):
         check(k in io and io[k].shape == (B, cfg["out_channels"], H, H), f"{name}: {k} missing/shape")
 

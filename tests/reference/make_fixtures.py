@@ -6,8 +6,10 @@ Pinned versions (checked at start; anything else is refused):
     torch     1.13.x   (Debian's python3-torch, reports "1.13.0a0")
     safetensors, numpy (any recent)
 
-Regenerate (from the repository root, with Debian's interpreter, not a pyenv one):
-    /usr/bin/python3 tests/reference/make_fixtures.py
+Regenerate (from the repository root, with an interpreter that has Debian's torch 1.13 and
+diffusers 0.27.2: scripts/setup.sh's venv, which sees Debian's torch through --system-site-packages):
+    .venv/bin/python tests/reference/make_fixtures.py            # everything
+    .venv/bin/python tests/reference/make_fixtures.py xlt        # one model
 
 This is the only place in the project where PyTorch/diffusers are used. It builds small
 UNet2DConditionModels, re-draws every parameter from a seeded normal, rounds weights and inputs to
@@ -136,7 +138,44 @@ MODELS = [
         ),
         "remove": ["mid_block.attentions.0.transformer_blocks.1", "up_blocks.2.resnets.2"],
     },
+    {
+        # SDXL's text-time conditioning on the xl layout: the pooled text embedding and 6 time
+        # ids (add_time_proj, sinusoidal at addition_time_embed_dim) through add_embedding into
+        # the time embedding; transformer stacks of 1, 2 and 3 (the mid block takes the last).
+        # Its removed variant takes out whole layers only: a Transformer2DModel of a 2-stack and
+        # a mid-block resnet.
+        "name": "xlt",
+        "seed": 4004,
+        "config": dict(
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=(8, 12, 16),
+            layers_per_block=2,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            mid_block_type="UNetMidBlock2DCrossAttn",
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(1, 2, 4),
+            transformer_layers_per_block=(1, 2, 3),
+            cross_attention_dim=12,
+            norm_num_groups=4,
+            norm_eps=1e-5,
+            use_linear_projection=True,
+            flip_sin_to_cos=True,
+            freq_shift=0,
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=10 + 6 * 8,  # pooled 10 + 6 time ids x 8
+        ),
+        "remove": ["down_blocks.1.attentions.1", "mid_block.resnets.1"],
+    },
 ]
+
+# The time ids of the text_time model's batch: (original H, W, crop top, left, target H, W) as
+# SDXL's pipeline builds them, up to 1024 so the sinusoid's large arguments are exercised.
+TIME_IDS = [[1024.0, 1024.0, 0.0, 0.0, 1024.0, 1024.0],
+            [768.0, 1344.0, 16.0, 48.0, 1024.0, 1024.0],
+            [64.0, 96.0, 3.0, 0.0, 128.0, 128.0]]
 
 
 class _TorchWithSafeBaddbmm:
@@ -194,7 +233,7 @@ def save_file(tensors, path, metadata):
 def check_versions():
     if diffusers.__version__ != PINNED_DIFFUSERS:
         sys.exit(f"make_fixtures.py: needs diffusers=={PINNED_DIFFUSERS}, found {diffusers.__version__} "
-                 f"(run it with /usr/bin/python3)")
+                 f"(run it with scripts/setup.sh's .venv/bin/python)")
     if not torch.__version__.startswith(PINNED_TORCH):
         sys.exit(f"make_fixtures.py: needs torch {PINNED_TORCH}.x, found {torch.__version__}")
     print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, numpy {np.__version__}")
@@ -261,6 +300,19 @@ class Float64Timesteps(nn.Module):
         if self.num_channels % 2 == 1:
             emb = nn.functional.pad(emb, (0, 1, 0, 0))
         return emb
+
+
+def text_time(model):
+    return model.config.addition_embed_type == "text_time"
+
+
+def call(model, inputs):
+    """The U-Net on the batch, with SDXL's added conditioning for text_time models."""
+    kw = {}
+    if "pooled" in inputs:
+        kw["added_cond_kwargs"] = {"text_embeds": inputs["pooled"], "time_ids": inputs["time_ids"]}
+    return model(inputs["sample"], inputs["timesteps"], encoder_hidden_states=inputs["context"],
+                 return_dict=False, **kw)[0]
 
 
 def build_model(spec):
@@ -355,7 +407,7 @@ def verify_up_hidden_channels(model, inputs):
         blk.forward = wrap(i, blk, blk.forward)
     try:
         with torch.no_grad():
-            model(inputs["sample"], inputs["timesteps"], encoder_hidden_states=inputs["context"])
+            call(model, inputs)
     finally:
         for blk in model.up_blocks:
             del blk.forward
@@ -477,8 +529,7 @@ def run(model, inputs, weight, grads=True, tap_weights=None):
     hs = [m.register_forward_hook(hook(n)) for m, n in zip(mods, tap_names(model))]
     model.zero_grad(set_to_none=True)
     with torch.set_grad_enabled(grads):
-        out = model(inputs["sample"], inputs["timesteps"], encoder_hidden_states=inputs["context"],
-                    return_dict=False)[0]
+        out = call(model, inputs)
         if grads:
             loss = (out * weight).sum()
             if tap_weights:
@@ -508,6 +559,10 @@ def make_inputs(model, seed):
         "context": rnd(BATCH, CONTEXT_LEN, cfg.cross_attention_dim),
     }
     weight = rnd(BATCH, cfg.out_channels, H, H)
+    if text_time(model):  # drawn after everything else, so the other models' inputs stay as they were
+        P = cfg.projection_class_embeddings_input_dim - 6 * cfg.addition_time_embed_dim
+        inputs["pooled"] = rnd(BATCH, P)
+        inputs["time_ids"] = torch.tensor(TIME_IDS, dtype=torch.float32)
     return inputs, weight
 
 
@@ -561,6 +616,10 @@ def write_cfg(path, model, name):
         ("freq_shift", float(c.freq_shift)),
         ("context_length", CONTEXT_LEN),
     ]
+    if c.addition_embed_type == "text_time":
+        keys += [("addition_embed_type", "text_time"),
+                 ("addition_time_embed_dim", int(c.addition_time_embed_dim)),
+                 ("projection_class_embeddings_input_dim", int(c.projection_class_embeddings_input_dim))]
     lines = [f"# {name}: reference U-Net of tests/reference/fixtures/{name}_*.safetensors",
              "# written by tests/reference/make_fixtures.py (diffusers config of the same run)",
              "model = {"]
@@ -585,8 +644,7 @@ def fd_check(model, inputs, weight, grads, n_checks, seed, label):
     worst = 0.0
     with torch.no_grad():
         def loss():
-            o = model(inputs["sample"], inputs["timesteps"], encoder_hidden_states=inputs["context"],
-                      return_dict=False)[0]
+            o = call(model, inputs)
             return float((o * weight).sum())
 
         for _ in range(n_checks):
@@ -618,6 +676,8 @@ def make_model_fixture(spec):
     # float64 copy, with the float64 sinusoidal embedding
     m64 = copy.deepcopy(m32).double()
     m64.time_proj = Float64Timesteps(m64.time_proj)
+    if text_time(m64):
+        m64.add_time_proj = Float64Timesteps(m64.add_time_proj)
     inputs, weight = as64(inputs32), weight32.to(torch.float64)
     procs = {type(p).__name__ for p in m64.attn_processors.values()}
 
@@ -682,6 +742,7 @@ def make_model_fixture(spec):
         "timesteps": f32(inputs["timesteps"]),
         "context": f32(inputs["context"]),
         "loss_weight": f32(weight),
+        **({"pooled": f32(inputs["pooled"]), "time_ids": f32(inputs["time_ids"])} if "pooled" in inputs else {}),
         "out": f32(out),
         "removed.out": f32(rout),
         "cand_score": np.array(cand_score, dtype=np.float32),

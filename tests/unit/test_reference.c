@@ -2,7 +2,8 @@
 // tests/reference/fixtures/ were made by tests/reference/make_fixtures.py
 // (diffusers run in float64 on float32-rounded weights and inputs): for each
 // model (conv: SD-1.5-like; linear: linear projections, 2-deep stacks, odd time
-// embedding; xl: SDXL-like, per-block stack depth), the output and EVERY
+// embedding; xl: SDXL-like, per-block stack depth; xlt: xl's layout with SDXL's
+// text_time conditioning, pooled + time ids through add_embedding), the output and EVERY
 // parameter's gradient of loss = sum(out * R), the feature taps, the gradients
 // with extra loss terms on the taps, and the same with two layers removed
 // (bypassed, and built without them; xl's are a BasicTransformerBlock, at
@@ -74,8 +75,14 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
     int B = (int)xs[0], H = (int)xs[2], W = (int)xs[3], L = (int)cs[1];
     size_t nout = (size_t)B * u->cfg.out_channels * H * W;
     float *out = xmalloc(nout * sizeof(float));
+    // text_time models: the fixture's pooled embedding and time ids (NULL for the others)
+    UNetAdded add = {st_find(io, "pooled") ? tu_read_tensor(io, "pooled", NULL) : NULL,
+                     st_find(io, "time_ids") ? tu_read_tensor(io, "time_ids", NULL) : NULL};
+    EXPECT((u->pooled_dim > 0) == (add.pooled && add.time_ids), "%s: pooled/time_ids in the fixture iff text_time",
+           c->model);
     Error e;
-    EXPECT(unet_forward(u, out, sample, t, ctx, B, H, W, L, skip, &e) == 0, "%s forward: %s", c->model, e.msg);
+    EXPECT(unet_forward_added(u, out, sample, t, ctx, &add, B, H, W, L, skip, &e) == 0, "%s forward: %s", c->model,
+           e.msg);
     c->out_err = tu_max_rel_err(out, ref, nout, 0), c->grad_err = 0, c->grad_name[0] = 0;
     judge(c, c->out_err, TOL_OUT, "%sout", pfx);
     for (int k = 0; k < u->n_taps; k++) {
@@ -115,6 +122,7 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
                with_taps ? "+taps" : *pfx ? "removed" : "full", c->out_err, compared, c->grad_err, c->grad_name);
     for (int k = 0; k < u->n_taps; k++) free(Q[k]);
     free(sample), free(t), free(ctx), free(R), free(ref), free(out);
+    free((float *)add.pooled), free((float *)add.time_ids);
 }
 
 // At granularity g (the fixture's removed list names blocks for xl).
@@ -193,6 +201,25 @@ static void check_model(const char *model) {
            bad.grad_err, bad.grad_name, bad.mismatches);
     EXPECT(bad.mismatches > 0, "%s: doubling norm_eps (%g) goes unnoticed", model, u->cfg.norm_eps / 2);
     unet_free(u);
+    if (!strcmp(model, "xlt")) {
+        // add_embedding.linear_2 zero is the U-Net without its added term (emb + 0):
+        // the fixture must tell, so the pooled/time-id path is really compared
+        Cmp noadd = {.model = model, .quiet = 1};
+        u = load_model(model, 1, GRAN_LAYER);
+        int zeroed = 0;
+        for (int i = 0; i < u->pt.n; i++)
+            if (!strncmp(u->pt.t[i].name, "add_embedding.linear_2.", 23)) {
+                memset(u->params + u->pt.t[i].offset, 0, u->pt.t[i].numel * sizeof(float));
+                zeroed++;
+            }
+        EXPECT(zeroed == 2, "%s: add_embedding.linear_2 weight and bias (%d)", model, zeroed);
+        compare_pass(&noadd, u, &io, "", NULL, 0);
+        printf("%-6s without add_embedding: output+taps error %.2e: %d mismatches\n", model, noadd.out_err,
+               noadd.mismatches);
+        EXPECT(noadd.out_err > 100 * TOL_OUT, "%s: dropping the added conditioning goes unnoticed (%.2e)", model,
+               noadd.out_err);
+        unet_free(u);
+    }
     st_close(&io);
 }
 
@@ -200,5 +227,6 @@ int main(void) {
     check_model("conv");
     check_model("linear");
     check_model("xl");
+    check_model("xlt");
     return tu_report("test_reference");
 }

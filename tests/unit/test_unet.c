@@ -3,7 +3,8 @@
 // and MAC accounting), at both granularities (a removed BasicTransformerBlock
 // == that block with its output projections zeroed; backward through a pruned
 // block stack against finite differences), re-listing candidates at the other
-// granularity, determinism of repeated passes, shape errors. Gradients of the
+// granularity, determinism of repeated passes, shape errors; the same with
+// SDXL's text_time conditioning. Gradients of the
 // whole network are checked against diffusers in test_reference.c.
 #include <math.h>
 #include <stdio.h>
@@ -20,8 +21,10 @@ static void tiny_config(ModelConfig *m, int linear) {
 
 enum { B = 2, H = 8, W = 8, L = 3 };
 
+enum { P = 5 };  // pooled width of the text_time variant (addition_time_embed_dim 4: 5 + 6 * 4 = 29)
+
 typedef struct {
-    float sample[B * 2 * H * W], t[B], ctx[B * L * 6], R[B * 3 * H * W];
+    float sample[B * 2 * H * W], t[B], ctx[B * L * 6], R[B * 3 * H * W], pooled[B * P], time_ids[B * 6];
 } Inputs;
 
 static void make_inputs(Inputs *in, const UNet *u, TuRng *r) {
@@ -29,6 +32,8 @@ static void make_inputs(Inputs *in, const UNet *u, TuRng *r) {
     in->t[0] = 17, in->t[1] = 640;
     tu_fill(r, in->ctx, sizeof in->ctx / sizeof(float), -1, 1);
     tu_fill(r, in->R, sizeof in->R / sizeof(float), -1, 1);
+    tu_fill(r, in->pooled, sizeof in->pooled / sizeof(float), -1, 1);
+    for (int b = 0; b < B; b++) unet_neutral_time_ids(in->time_ids + 6 * b, 512 + 64 * b, 768);
     (void)u;
 }
 
@@ -47,9 +52,12 @@ static void init_params(UNet *u, TuRng *r) {
 // Bypassing candidates in the full network must equal building it without
 // them: outputs and the kept parameters' gradients bit for bit, parameters and
 // MACs down by the removed candidates' counts.
-static void check_pruned_equals_bypassed(int linear, Granularity g) {
+static void check_pruned_equals_bypassed(int linear, Granularity g, int text_time) {
     ModelConfig m;
     tiny_config(&m, linear);
+    if (text_time)
+        m.addition_embed_type = ADD_EMBED_TEXT_TIME, m.addition_time_embed_dim = 4,
+        m.projection_class_embeddings_input_dim = P + 6 * 4;
     Error e;
     UNet *full = unet_create_at(&m, g, NULL, &e);
     CHECK(full);
@@ -86,14 +94,16 @@ static void check_pruned_equals_bypassed(int linear, Granularity g) {
     Inputs in;
     make_inputs(&in, full, &r);
     float o1[B * 3 * H * W], o2[B * 3 * H * W];
-    CHECK(unet_forward(full, o1, in.sample, in.t, in.ctx, B, H, W, L, rm, &e) == 0);
-    CHECK(unet_forward(small, o2, in.sample, in.t, in.ctx, B, H, W, L, NULL, &e) == 0);
+    UNetAdded add = {in.pooled, in.time_ids};
+    EXPECT(full->pooled_dim == (text_time ? P : 0), "pooled width %d", full->pooled_dim);
+    CHECK(unet_forward_added(full, o1, in.sample, in.t, in.ctx, &add, B, H, W, L, rm, &e) == 0);
+    CHECK(unet_forward_added(small, o2, in.sample, in.t, in.ctx, &add, B, H, W, L, NULL, &e) == 0);
     EXPECT(memcmp(o1, o2, sizeof o1) == 0, "%s: pruned forward equals bypassed forward bit for bit (%d removed)",
            granularity_name(g), nrm);
     // backward: every kept parameter's gradient the same, the removed ones' zero in the full network
     unet_zero_grad(full), unet_zero_grad(small);
     unet_backward(full, in.R, NULL);
-    CHECK(unet_forward(small, o2, in.sample, in.t, in.ctx, B, H, W, L, NULL, &e) == 0);
+    CHECK(unet_forward_added(small, o2, in.sample, in.t, in.ctx, &add, B, H, W, L, NULL, &e) == 0);
     unet_backward(small, in.R, NULL);
     int same = 1;
     for (int i = 0; i < small->pt.n; i++) {
@@ -106,10 +116,21 @@ static void check_pruned_equals_bypassed(int linear, Granularity g) {
         if (!params_find(&small->pt, full->pt.t[i].name))
             for (size_t j = 0; j < full->pt.t[i].numel; j++) gone += fabs(full->grads[full->pt.t[i].offset + j]);
     EXPECT(gone == 0, "%s: bypassed parameters get no gradient (%g)", granularity_name(g), gone);
-    CHECK(unet_forward(full, o1, in.sample, in.t, in.ctx, B, H, W, L, rm, &e) == 0);
+    CHECK(unet_forward_added(full, o1, in.sample, in.t, in.ctx, &add, B, H, W, L, rm, &e) == 0);
     // and a second pass of the same network is bitwise repeatable
-    CHECK(unet_forward(full, o2, in.sample, in.t, in.ctx, B, H, W, L, rm, &e) == 0);
+    CHECK(unet_forward_added(full, o2, in.sample, in.t, in.ctx, &add, B, H, W, L, rm, &e) == 0);
     EXPECT(memcmp(o1, o2, sizeof o1) == 0, "repeated forward is deterministic");
+    if (text_time) {  // the added conditioning matters, and is required
+        in.time_ids[1] += 1;
+        CHECK(unet_forward_added(full, o2, in.sample, in.t, in.ctx, &add, B, H, W, L, rm, &e) == 0);
+        EXPECT(memcmp(o1, o2, sizeof o1) != 0, "a time id changes the output");
+        EXPECT(unet_forward(full, o2, in.sample, in.t, in.ctx, B, H, W, L, NULL, &e) != 0 &&
+                   strstr(e.msg, "text_time"),
+               "text_time without pooled/time ids: %s", e.msg);
+    } else {  // a model without it ignores it
+        CHECK(unet_forward(full, o2, in.sample, in.t, in.ctx, B, H, W, L, rm, &e) == 0);
+        EXPECT(memcmp(o1, o2, sizeof o1) == 0, "added conditioning ignored without text_time");
+    }
     // shape errors are reported, not crashed on
     EXPECT(unet_forward(full, o2, in.sample, in.t, in.ctx, B, 7, 8, L, NULL, &e) != 0 && strstr(e.msg, "multiples of 2"),
            "odd size rejected: %s", e.msg);
@@ -283,9 +304,11 @@ static void check_granularity_lists(void) {
 }
 
 int main(void) {
-    check_pruned_equals_bypassed(0, GRAN_LAYER);
-    check_pruned_equals_bypassed(1, GRAN_LAYER);
-    check_pruned_equals_bypassed(1, GRAN_BLOCK);
+    check_pruned_equals_bypassed(0, GRAN_LAYER, 0);
+    check_pruned_equals_bypassed(0, GRAN_LAYER, 1);
+    check_pruned_equals_bypassed(1, GRAN_LAYER, 0);
+    check_pruned_equals_bypassed(1, GRAN_BLOCK, 0);
+    check_pruned_equals_bypassed(1, GRAN_BLOCK, 1);
     check_block_is_identity();
     check_pruned_stack_gradients();
     check_granularity_lists();
