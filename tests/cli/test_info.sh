@@ -21,6 +21,8 @@ expect 0 "up_blocks.3.attentions.2" -- "$BIN" info "$SRC/jobs/sd15.cfg"
 expect 0 "Parameters: 2,567,463,684 in 1680 tensors" -- "$BIN" info "$SRC/jobs/sdxl.cfg"
 expect 0 "add_embedding              TimestepEmbedding          2 linear         5,245,440" -- "$BIN" info "$SRC/jobs/sdxl.cfg"
 expect 0 "Candidates: 24 (13 resnets, 11 attentions)" -- "$BIN" info "$SRC/jobs/sdxl.cfg"
+expect 0 "Candidates by prune.granularity: 24 (layer), 83 (block)" -- "$BIN" info "$SRC/jobs/sdxl.cfg"
+expect 0 "Parameters: 2,567,463,684 in 1680 tensors" -- "$BIN" info "$SRC/jobs/sdxl_smoke.cfg"
 expect 0 "Parameters: 2,562,218,244 in 1676 tensors" -- "$BIN" info "$SRC/jobs/sdxl.cfg" --set model.addition_embed_type=\"\"
 expect 1 "model.projection_class_embeddings_input_dim = 1536 must exceed 6 * model.addition_time_embed_dim = 1536" -- "$BIN" info "$SRC/jobs/sdxl.cfg" --set model.projection_class_embeddings_input_dim=1536
 expect 1 "--set model.addition_time_embed_dim=255: model.addition_time_embed_dim" -- "$BIN" info "$SRC/jobs/sdxl.cfg" --set model.addition_time_embed_dim=255

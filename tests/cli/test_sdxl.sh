@@ -63,5 +63,8 @@ print(' '.join('%.9g' % v for v in h5py.File('$T/$1/run.h5', 'r')['prune/scores/
 }
 scores s_yes "$T/yes.h5"; scores s_zero "$T/zero.h5"
 [ -s "$T/s_yes.txt" ] && ! cmp -s "$T/s_yes.txt" "$T/s_zero.txt" && ok || bad "the pooled embedding does not reach the scores"
+# tests/tools/make_latents with a pooled width (what scripts/sdxl_smoke.sh makes) is accepted as it is
+"$MAKE_LATENTS" "$T/ml.h5" 8 4 1 32 32 8 16 7 6 >/dev/null && ok || bad "make_latents with P"
+scores s_ml "$T/ml.h5"
 
 finish test_sdxl
