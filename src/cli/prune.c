@@ -17,6 +17,12 @@
 #include "prune/plan.h"
 #include "prune/prune_score.h"
 
+// What a stage stopped by a signal before its end says (it then exits 3).
+static void print_stopped(const char *stage) {
+    printf("%s: stopped by %s before the end; nothing was written, the stage starts over when run again\n", stage,
+           stop_signal_name(stop_requested()));
+}
+
 // Rank 0: run.h5, created with the run directory if need be, keeping what
 // earlier stages wrote.
 static H5Log *open_run_h5(const RunCtx *r, Error *e) {
@@ -102,8 +108,7 @@ int score_main(RunCtx *r, Error *e) {
     }
     if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
         if (comm->rank == 0)
-            printf("score: stopped by %s before the end; nothing was written, the stage starts over when run again\n",
-                   stop_signal_name(stop_requested()));
+            print_stopped("score");
         goto done;
     }
     if (comm_agree(comm, rc, e)) goto done;
@@ -283,8 +288,7 @@ int plan_main(RunCtx *r, Error *e) {
     free(masks);
     if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
         if (comm->rank == 0)
-            printf("plan: stopped by %s before the end; nothing was written, the stage starts over when run again\n",
-                   stop_signal_name(stop_requested()));
+            print_stopped("plan");
         free(actual), free(sets), free(scores);
         plan_free(&p);
         return 1;

@@ -173,11 +173,16 @@ static int read_rows(const H5Data *h, hid_t ds, const char *name, int rank, int6
     return 0;
 }
 
-int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, float *context,
-                Error *e) {
+static int check_rows(const H5Data *h, int64_t start, int64_t count, Error *e) {
     if (start < 0 || count < 0 || start > h->s.n || count > h->s.n - start)
         return errorf(e, "%s: rows [%" PRId64 ", %" PRId64 ") are outside [0, %" PRId64 ")",
                       h->path, start, start + count, h->s.n);
+    return 0;
+}
+
+int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, float *context,
+                Error *e) {
+    if (check_rows(h, start, count, e)) return -1;
     if (count == 0) return 0;
     H5Quiet q = h5err_quiet();
     int rc = 0;
@@ -188,9 +193,7 @@ int h5data_read(const H5Data *h, int64_t start, int64_t count, float *latents, f
 }
 
 int h5data_read_added(const H5Data *h, int64_t start, int64_t count, float *pooled, float *time_ids, Error *e) {
-    if (start < 0 || count < 0 || start > h->s.n || count > h->s.n - start)
-        return errorf(e, "%s: rows [%" PRId64 ", %" PRId64 ") are outside [0, %" PRId64 ")",
-                      h->path, start, start + count, h->s.n);
+    if (check_rows(h, start, count, e)) return -1;
     if (pooled && h->pool < 0) return errorf(e, "%s: no dataset %s", h->path, h->pool_name);
     if (time_ids && h->tid < 0) return errorf(e, "%s: no dataset %s", h->path, h->tid_name);
     if (count == 0) return 0;

@@ -146,30 +146,18 @@ MODELS = [
         # a mid-block resnet.
         "name": "xlt",
         "seed": 4004,
-        "config": dict(
-            sample_size=16,
-            in_channels=4,
-            out_channels=4,
-            block_out_channels=(8, 12, 16),
-            layers_per_block=2,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-            mid_block_type="UNetMidBlock2DCrossAttn",
-            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-            attention_head_dim=(1, 2, 4),
-            transformer_layers_per_block=(1, 2, 3),
-            cross_attention_dim=12,
-            norm_num_groups=4,
-            norm_eps=1e-5,
-            use_linear_projection=True,
-            flip_sin_to_cos=True,
-            freq_shift=0,
-            addition_embed_type="text_time",
-            addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=10 + 6 * 8,  # pooled 10 + 6 time ids x 8
-        ),
+        "config": None,  # xl's config with the changes below (filled in after the list)
         "remove": ["down_blocks.1.attentions.1", "mid_block.resnets.1"],
     },
 ]
+_XLT = next(m for m in MODELS if m["name"] == "xlt")
+_XLT["config"] = dict(
+    next(m for m in MODELS if m["name"] == "xl")["config"],
+    transformer_layers_per_block=(1, 2, 3),
+    addition_embed_type="text_time",
+    addition_time_embed_dim=8,
+    projection_class_embeddings_input_dim=10 + 6 * 8,  # pooled 10 + 6 time ids x 8
+)
 
 # The time ids of the text_time model's batch: (original H, W, crop top, left, target H, W) as
 # SDXL's pipeline builds them, up to 1024 so the sinusoid's large arguments are exercised.
