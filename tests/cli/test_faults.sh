@@ -148,7 +148,9 @@ expect 1 "model.sample_size = 1073741824: the U-Net's MAC count at this size exc
   "$BIN" info "$JOB" --set model.sample_size=1073741824
 expect 0 "MACs: 8,817,131,672,064" -- "$BIN" info "$JOB" --set model.sample_size=1024   # 2^43: still exact
 mkdir -p "$T/dir.cfg"
-expect 1 "$T/dir.cfg: cannot read the job file: Is a directory" -- "$BIN" info "$T/dir.cfg"
+expect 1 "$T/dir.cfg: cannot read the job file: Is a directory" -- "$BIN" score "$T/dir.cfg"
+# info also takes a model, and a folder is a diffusers unet/ folder to it
+expect 1 "$T/dir.cfg: a folder without diffusion_pytorch_model.safetensors" -- "$BIN" info "$T/dir.cfg"
 big() { sed "0,/^\( *steps *=\).*/s//\1 $1;/" "$JOB" > "$T/big.cfg"; }   # train.steps is the first steps
 big 99999999999999999999
 expect 1 "big.cfg:16: train.steps: got 99999999999999999999, beyond the 64-bit integer range" -- "$BIN" info "$T/big.cfg"

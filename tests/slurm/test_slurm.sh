@@ -164,7 +164,8 @@ if wait_for 60 "lost's step 21" grep -q "distill step 2[1-9]/150" "$lost/slurm.o
   wait_for 60 "lost to fail" done_state "$id" || bad "lost: did not end after the SIGKILL"
   st=$(jstate "$id")
   [ "$st" = FAILED ] && ok || bad "lost: after the SIGKILL the job is $st, expected FAILED"
-  ck=$(ls "$lost/checkpoints" | tail -1)
+  # the newest complete one: a SIGKILL during a save leaves ckpt_N.safetensors.tmp.PID (removed on resume)
+  ck=$(ls "$lost/checkpoints" | grep -E '^ckpt_[0-9]+\.safetensors$' | tail -1)
   scontrol requeue "$id" || bad "lost: scontrol requeue failed"
   wait_for 150 "lost to end after the requeue" sh -c "[ \"\$(scontrol show job $id | grep -o 'Restarts=[0-9]*')\" = Restarts=1 ] && scontrol show job $id | grep -q JobState=COMPLETED" \
     || bad "lost: did not complete after the requeue: $(jstate "$id"): $(tail -3 "$lost/slurm.out")"
