@@ -60,6 +60,21 @@ size_t attention_scratch_floats(int Nq, int Nk);
 void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q,
                         const float *k, const float *v, const float *probs, int B, int Nq, int Nk,
                         int C, int nh, float *scratch);
+// The same attention without the probability matrix (FlashAttention's scheme):
+// forward saves out and lse [B,nh,Nq] (log-sum-exp of each query row's scaled
+// logits); backward recomputes the probabilities tile by tile from q, k, lse and
+// needs out. Query tiles of tq rows, key tiles of tk columns; scratch holds
+// attention_flash_scratch_floats(Nq, Nk, tq, tk) floats, O(Nq + tq*tk), for
+// both directions. Backward accumulates like attention_backward (any gradient
+// may be NULL). The result does not depend on the thread count.
+#define ATTN_TILE_Q 256
+#define ATTN_TILE_K 256
+size_t attention_flash_scratch_floats(int Nq, int Nk, int tq, int tk);
+void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B,
+                             int Nq, int Nk, int C, int nh, int tq, int tk, float *scratch);
+void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                              const float *v, const float *out, const float *lse, int B, int Nq, int Nk, int C,
+                              int nh, int tq, int tk, float *scratch);
 
 // ---- resample.c: nearest-neighbour x2 upsampling, x [B,C,H,W] -> out [B,C,2H,2W].
 void upsample2x_forward(float *out, const float *x, int B, int C, int H, int W);
