@@ -91,9 +91,11 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     linear_forward(b->q, b->l1, p + b->q1, NULL, N, C, C);
     linear_forward(b->k, b->l1, p + b->k1, NULL, N, C, C);
     linear_forward(b->v, b->l1, p + b->v1, NULL, N, C, C);
-    b->p1 = arena_alloc(a, (size_t)B * nh * S * S);
+    // tiled attention: saves a1 and a log-sum-exp per query row, not the [B,nh,S,S] probabilities
+    b->lse1 = arena_alloc(a, (size_t)B * nh * S);
     b->a1 = arena_alloc(a, n);
-    attention_forward(b->a1, b->p1, b->q, b->k, b->v, B, S, S, C, nh);
+    float *sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, S, ATTN_TILE_Q, ATTN_TILE_K));
+    attention_flash_forward(b->a1, b->lse1, b->q, b->k, b->v, B, S, S, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
     b->t1 = arena_alloc(a, n);
     linear_forward(b->t1, b->a1, p + b->o1w, p + b->o1b, N, C, C);
     add_forward(b->t1, b->t1, x, n);
@@ -105,9 +107,10 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     linear_forward(b->qc, b->l2, p + b->q2, NULL, N, C, C);
     linear_forward(b->kc, t->ctx, p + b->k2, NULL, B * L, t->cross_dim, C);
     linear_forward(b->vc, t->ctx, p + b->v2, NULL, B * L, t->cross_dim, C);
-    b->p2 = arena_alloc(a, (size_t)B * nh * S * L);
+    b->lse2 = arena_alloc(a, (size_t)B * nh * S);
     b->a2 = arena_alloc(a, n);
-    attention_forward(b->a2, b->p2, b->qc, b->kc, b->vc, B, S, L, C, nh);
+    sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, L, ATTN_TILE_Q, ATTN_TILE_K));
+    attention_flash_forward(b->a2, b->lse2, b->qc, b->kc, b->vc, B, S, L, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
     b->t2 = arena_alloc(a, n);
     linear_forward(b->t2, b->a2, p + b->o2w, p + b->o2b, N, C, C);
     add_forward(b->t2, b->t2, b->t1, n);
@@ -147,8 +150,9 @@ static void tblock_backward(const Transformer *t, TBlock *b, const LayerCtx *c, 
     float *da = arena_zeros(w, n);
     linear_backward(da, g + b->o2w, g + b->o2b, dt2, b->a2, p + b->o2w, N, C, C);
     float *dq = arena_zeros(w, n), *dkc = arena_zeros(w, nc), *dvc = arena_zeros(w, nc);
-    float *sc = scratch_get(c->scratch, attention_scratch_floats(S, L));
-    attention_backward(dq, dkc, dvc, da, b->qc, b->kc, b->vc, b->p2, B, S, L, C, nh, sc);
+    float *sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, L, ATTN_TILE_Q, ATTN_TILE_K));
+    attention_flash_backward(dq, dkc, dvc, da, b->qc, b->kc, b->vc, b->a2, b->lse2, B, S, L, C, nh, ATTN_TILE_Q,
+                             ATTN_TILE_K, sc);
     memset(dl, 0, n * sizeof(float));
     linear_backward(dl, g + b->q2, NULL, dq, b->l2, p + b->q2, N, C, C);
     linear_backward(NULL, g + b->k2, NULL, dkc, t->ctx, p + b->k2, B * L, t->cross_dim, C);
@@ -160,8 +164,9 @@ static void tblock_backward(const Transformer *t, TBlock *b, const LayerCtx *c, 
     linear_backward(da, g + b->o1w, g + b->o1b, dt1, b->a1, p + b->o1w, N, C, C);
     float *dk = arena_zeros(w, n), *dv = arena_zeros(w, n);
     memset(dq, 0, n * sizeof(float));
-    sc = scratch_get(c->scratch, attention_scratch_floats(S, S));
-    attention_backward(dq, dk, dv, da, b->q, b->k, b->v, b->p1, B, S, S, C, nh, sc);
+    sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, S, ATTN_TILE_Q, ATTN_TILE_K));
+    attention_flash_backward(dq, dk, dv, da, b->q, b->k, b->v, b->a1, b->lse1, B, S, S, C, nh, ATTN_TILE_Q,
+                             ATTN_TILE_K, sc);
     memset(dl, 0, n * sizeof(float));
     linear_backward(dl, g + b->q1, NULL, dq, b->l1, p + b->q1, N, C, C);
     linear_backward(dl, g + b->k1, NULL, dk, b->l1, p + b->k1, N, C, C);

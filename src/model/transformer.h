@@ -16,10 +16,11 @@ typedef struct {
     size_t n1w, n1b, q1, k1, v1, o1w, o1b;
     size_t n2w, n2b, q2, k2, v2, o2w, o2b;
     size_t n3w, n3b, f0w, f0b, f2w, f2b;
-    // saved by forward ([N = B*S, ...] token-major)
+    // saved by forward ([N = B*S, ...] token-major; lse1/lse2 [B, heads, S], the
+    // attention rows' log-sum-exp, which with a1/a2 is all the backward needs)
     const float *t;
-    float *l1, *m1, *r1, *q, *k, *v, *p1, *a1, *t1;
-    float *l2, *m2, *r2, *qc, *kc, *vc, *p2, *a2, *t2;
+    float *l1, *m1, *r1, *q, *k, *v, *lse1, *a1, *t1;
+    float *l2, *m2, *r2, *qc, *kc, *vc, *lse2, *a2, *t2;
     float *l3, *m3, *r3, *f0, *gg;
     float *out;  // the block's output tokens (what a skip would replace by t)
 } TBlock;
