@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+# profile_attr.py — turns `perf script` call chains (perf record --call-graph
+# dwarf) of bench_step into a per-kernel table: each sample is charged to the
+# innermost caller that is a kernel declared in src/kernels/kernels.h (or
+# gemm.h), split by what the CPU was actually running under it (OpenBLAS GEMM,
+# im2col/col2im, libm, page faults, the kernel's own loops), and by phase
+# (unet_forward / unet_backward / rest of the program). Samples before the
+# second unet_forward (the warm-up round) are left out.
+# usage: perf script -F comm,tid,period,ip,sym -i perf.data | profile_attr.py SRC_DIR
+import re, sys, collections
+
+src = sys.argv[1]
+api = set()
+for h in ("src/kernels/kernels.h", "src/kernels/gemm.h"):
+    for m in re.finditer(r"^\s*(?:static inline\s+)?[a-z_]+\s*\*?\s*([a-z_0-9]+)\s*\(", open(f"{src}/{h}").read(), re.M):
+        api.add(m.group(1))
+
+def base(sym):  # "im2col._omp_fn.0" -> "im2col"; drop "(inlined)" etc.
+    return sym.split()[0].split(".")[0] if sym else "?"
+
+def part(sym):
+    s = base(sym)
+    if s.startswith(("sgemm", "gemm_", "blas_", "exec_blas", "sgemm_small")) or "SKYLAKEX" in sym or "HASWELL" in sym:
+        return "GEMM (OpenBLAS)"
+    if s in ("im2col", "col2im_add"):
+        return "im2col/col2im"
+    if s.startswith("__") and ("expf" in s or "erff" in s or "exp" in s):
+        return "libm (expf/erff)"
+    if s.startswith("__mem"):
+        return "memset/memcpy"
+    return "own loops"
+
+samples = collections.Counter()  # (phase, kernel, part) -> samples
+total = 0
+rnd, last = 0, None  # round 0 (bench_step's warm-up: first touch of every buffer) is left out
+for rec in sys.stdin.read().split("\n\n"):
+    lines = [l.strip() for l in rec.strip().split("\n") if l.strip()]
+    if len(lines) < 2:
+        continue
+    frames = [l.split(None, 1)[1] if " " in l else "?" for l in lines[1:]]
+    syms = [base(f) for f in frames]
+    phase = "forward" if "unet_forward" in syms else "backward" if "unet_backward" in syms else "other"
+    if phase == "forward" and last == "backward":
+        rnd += 1
+    if phase != "other":
+        last = phase
+    if rnd == 0:
+        continue
+    total += 1
+    kernel = next((s for s in syms if s in api and s != "gemm"), None)
+    if kernel is None:
+        kernel = "gemm (direct)" if "gemm" in syms else None
+    if kernel is None:
+        # not under a kernel: the model code itself, OpenBLAS/OpenMP worker threads
+        # whose caller is on another thread, zeroing gradients, ...
+        kernel = "[" + next((s for s in syms if s.startswith(("unet_", "sgemm_gflops", "main"))), syms[0]) + "]"
+    p = "page faults (kernel)" if frames[0].startswith(("0xffff",)) or re.match(r"^[a-z_]+$", syms[0]) and lines[1].split()[0].startswith("ffffffff") else part(frames[0])
+    samples[(phase, kernel, p)] += 1
+
+def table(phase_set, title):
+    sel = {k: v for k, v in samples.items() if k[0] in phase_set}
+    n = sum(sel.values())
+    if not n:
+        return
+    parts = ["GEMM (OpenBLAS)", "im2col/col2im", "own loops", "libm (expf/erff)", "memset/memcpy", "page faults (kernel)"]
+    byk = collections.Counter()
+    for (ph, k, p), v in sel.items():
+        byk[k] += v
+    print(f"\n{title}: {n} samples = {100.0 * n / total:.1f}% of the samples after the warm-up round")
+    print("| kernel | share | " + " | ".join(parts) + " |")
+    print("|---|---:|" + "---:|" * len(parts))
+    for k, v in byk.most_common():
+        if 100.0 * v / n < 0.3:
+            continue
+        cells = [sum(c for (ph, kk, pp), c in sel.items() if kk == k and pp == q) for q in parts]
+        print(f"| {k} | {100.0 * v / n:.1f}% | " + " | ".join(f"{100.0 * c / n:.1f}" if c else "" for c in cells) + " |")
+    rest = sum(v for k, v in byk.items() if 100.0 * v / n < 0.3)
+    if rest:
+        print(f"| (each below 0.3%) | {100.0 * rest / n:.1f}% |" + " |" * len(parts))
+    tot = [sum(c for (ph, kk, pp), c in sel.items() if pp == q) for q in parts]
+    print("| **all** | 100% | " + " | ".join(f"{100.0 * c / n:.1f}" for c in tot) + " |")
+
+table({"forward", "backward"}, "training step (unet_forward + unet_backward)")
+table({"forward"}, "forward only")
+table({"backward"}, "backward only")
