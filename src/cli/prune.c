@@ -23,16 +23,6 @@ static void print_stopped(const char *stage) {
            stop_signal_name(stop_requested()));
 }
 
-// Rank 0: run.h5, created with the run directory if need be, keeping what
-// earlier stages wrote.
-static H5Log *open_run_h5(const RunCtx *r, Error *e) {
-    if (rundir_make(&r->dir, e)) return NULL;
-    char *text = job_config_text(r->cfg);
-    H5Log *log = h5log_open(r->dir.run_h5, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
-    free(text);
-    return log;
-}
-
 // /prune/candidates: a compound table h5py reads as a structured array.
 static int write_candidates(H5Log *log, const UNet *u, Error *e) {
     int n = u->n_cands;
@@ -123,7 +113,7 @@ int score_main(RunCtx *r, Error *e) {
             printf("\n");
         }
         for (int k = 0; k < nc; k++) printf("score: %s took %.1f s\n", criterion_name(crit[k]), secs[k]);
-        H5Log *log = open_run_h5(r, e);
+        H5Log *log = run_open_h5(r, e);
         if (!log) rc = -1;
         if (!rc) rc = write_candidates(log, u, e);
         for (int k = 0; k < nc && !rc; k++) {
@@ -305,7 +295,7 @@ int plan_main(RunCtx *r, Error *e) {
         double pr = K >= 2 ? pearson(pred, actual, K) : NAN;
         if (K) printf("additivity: %d random removal sets (up to %.0f%% of the %s): Pearson r(sum of scores, actual output loss) = %.4f\n",
                       K, 100 * max_ratio, p.budget_macs ? "MACs" : "parameters", pr);
-        H5Log *log = open_run_h5(r, e);
+        H5Log *log = run_open_h5(r, e);
         rc = log ? write_candidates(log, u, e) : -1;
         if (!rc) rc = write_plan(log, &p, have_scores, K, pairs, pr, e);
         if (log && h5log_close(log, e)) rc = -1;

@@ -76,16 +76,21 @@ UNet *run_teacher(RunCtx *r, Error *e) {
     return r->teacher = u;
 }
 
+H5Log *run_open_h5(const RunCtx *r, Error *e) {
+    if (rundir_make(&r->dir, e)) return NULL;
+    char *text = job_config_text(r->cfg);
+    H5Log *log = h5log_open(r->dir.run_h5, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
+    free(text);
+    return log;
+}
+
 // Per rank, gathered by rank 0: VmHWM, teacher pages shared with another
 // process, node index (-1 in the first field: /proc unreadable there).
 enum { MEM_PEAK, MEM_SHARED, MEM_NODE, MEM_FIELDS };
 
 static int write_memory(RunCtx *r, const char *stage, const long long *all, const long long *node_peak, int n_nodes,
                         const char *since, Error *e) {
-    if (rundir_make(&r->dir, e)) return -1;
-    char *text = job_config_text(r->cfg);
-    H5Log *log = h5log_open(r->dir.run_h5, text, H5LOG_OPEN, H5LOG_ALL_ROWS, e);
-    free(text);
+    H5Log *log = run_open_h5(r, e);
     if (!log) return -1;
     int n = r->comm->size, rc = 0;
     long long *col = xcalloc((size_t)n, sizeof *col);

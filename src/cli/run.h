@@ -11,6 +11,7 @@
 #include "core/comm.h"
 #include "data/calib.h"
 #include "io/config.h"
+#include "io/h5log.h"
 #include "io/h5rows.h"
 #include "io/rundir.h"
 #include "model/unet.h"
@@ -56,6 +57,10 @@ UNet *run_teacher(RunCtx *r, Error *e);
 // node_peak_bytes} to run.h5. Where /proc cannot be read it prints why and
 // writes nothing (returns 0); -1 + e only when run.h5 cannot be written.
 int run_report_memory(RunCtx *r, const char *stage, Error *e);
+
+// Rank 0: run.h5, created with the run directory if need be, keeping what
+// earlier stages wrote (score, plan, the memory report).
+H5Log *run_open_h5(const RunCtx *r, Error *e);
 
 // The calibration set (prune.*, data.*, runtime.seed) with the teacher's
 // outputs, built on first use (loads the teacher if needed). NULL + e.
