@@ -1,13 +1,17 @@
 // bench_step.c — time of one training step's forward + backward of the U-Net
 // of a job file, at a given batch, and the achieved GFLOP/s (2 x MACs x 3 for
 // forward + backward) next to a measured SGEMM rate on this machine.
-// usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]
+// usage: bench_step JOB.cfg BATCH [REPEATS] [--forward-only] [--config-out FILE] [--set key=value ...]
+//   --forward-only  times the forward pass alone (scoring's pass), no backward
+//   --config-out    also writes the model's diffusers config JSON to FILE, so
+//                   tests/bench/bench_torch.py can build the same U-Net
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "io/config.h"
+#include "model/model_json.h"
 #include "kernels/gemm.h"
 #include "model/init.h"
 #include "core/rng.h"
@@ -29,14 +33,21 @@ static double sgemm_gflops(void) {
 int main(int argc, char **argv) {
     runtime_fix_blas_kernels(argv);  // as laptop-diff does: see runtime.h
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_step JOB.cfg BATCH [REPEATS] [--set key=value ...]\n");
+        fprintf(stderr, "usage: bench_step JOB.cfg BATCH [REPEATS] [--forward-only] [--config-out FILE] [--set key=value ...]\n");
         return 2;
     }
     int B = atoi(argv[2]), reps = argc > 3 && argv[3][0] != '-' ? atoi(argv[3]) : 3;
-    const char *sets[32];
-    int ns = 0;
-    for (int i = 3; i < argc; i++)
+    const char *sets[32], *config_out = NULL;
+    int ns = 0, forward_only = 0;
+    for (int i = 3; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc && ns < 32) sets[ns++] = argv[++i];
+        else if (!strcmp(argv[i], "--config-out") && i + 1 < argc) config_out = argv[++i];
+        else if (!strcmp(argv[i], "--forward-only")) forward_only = 1;
+        else if (i > 3 || argv[i][0] == '-') {
+            fprintf(stderr, "bench_step: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
     JobConfig jc;
     Error e;
     if (job_config_load(&jc, argv[1], sets, ns, &e)) {
@@ -55,6 +66,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     unet_init_params(u, 1);
+    if (config_out) {
+        char *js = model_config_to_json(&jc.model);
+        FILE *f = fopen(config_out, "w");
+        if (!js || !f || fputs(js, f) < 0 || fclose(f)) {
+            fprintf(stderr, "bench_step: cannot write %s\n", config_out);
+            return 1;
+        }
+        free(js);
+    }
     const ModelConfig *m = &jc.model;
     int H = m->sample_size, L = m->context_length, D = m->cross_attention_dim;
     size_t nx = (size_t)B * m->in_channels * H * H, no = (size_t)B * m->out_channels * H * H;
@@ -67,8 +87,10 @@ int main(int argc, char **argv) {
         double t0 = now_s();
         if (unet_forward(u, out, x, t, ctx, B, H, H, L, NULL, &e)) return 1;
         double t1 = now_s();
-        unet_zero_grad(u);
-        unet_backward(u, out, NULL);
+        if (!forward_only) {
+            unet_zero_grad(u);
+            unet_backward(u, out, NULL);
+        }
         double t2 = now_s();
         if (r) {
             if (t1 - t0 < best_f) best_f = t1 - t0;
@@ -80,6 +102,13 @@ int main(int argc, char **argv) {
     printf("model %s: %zu params, %.3f GMACs/sample at %dx%d; batch %d, %d threads; GEMMs on %s\n", argv[1],
            u->pt.total, macs / B / 1e9, H, H, B, threads, device);
     printf("forward  %.3f s  (%.1f GFLOP/s)\n", best_f, 2 * macs / best_f / 1e9);
+    if (forward_only) {
+        printf("forward reaches %.0f%% of SGEMM 1024^3 on this machine (%.1f GFLOP/s)\n",
+               100 * 2 * macs / best_f / 1e9 / peak, peak);
+        unet_free(u);
+        free(x), free(ctx), free(out), free(t);
+        return 0;
+    }
     printf("backward %.3f s  (%.1f GFLOP/s)\n", best_b, 4 * macs / best_b / 1e9);
     printf("step     %.3f s  (%.1f samples/s); SGEMM 1024^3 on this machine: %.1f GFLOP/s; step reaches %.0f%% of it\n",
            best_f + best_b, B / (best_f + best_b), peak, 100 * 6 * macs / (best_f + best_b) / 1e9 / peak);

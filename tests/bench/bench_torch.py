@@ -1,14 +1,18 @@
-#!/usr/bin/python3
-"""PyTorch/diffusers reference timing for tests/bench/compare_torch.sh.
+#!/usr/bin/env python3
+"""PyTorch/diffusers reference timing for the benches in tests/bench/ (run it with
+the venv scripts/setup.sh makes: .venv/bin/python, or $LD_VENV/bin/python).
 
-usage: bench_torch.py MODEL.safetensors BATCH REPEATS THREADS
+usage: bench_torch.py MODEL BATCH REPEATS THREADS [forward]
 
-Builds diffusers' UNet2DConditionModel from the config a laptop-diff model file
-carries in its metadata (every file laptop-diff writes has one), loads its
-weights, and times one training step's forward + backward (MSE to a random
-target) at BATCH on THREADS CPU threads, the best of REPEATS after one warm-up
-step (as bench_step). Prints one line: "torch: fwd F s  bwd B s  step S s". Reference only:
-laptop-diff never runs PyTorch.
+MODEL is a laptop-diff model file (its weights are loaded; every file
+laptop-diff writes carries its config in the metadata) or a diffusers config
+JSON (bench_step --config-out writes one; the U-Net is randomly initialised,
+which does not change its timing). Builds diffusers' UNet2DConditionModel from
+it and times one training step's forward + backward (MSE to a random target)
+at BATCH on THREADS CPU threads, the best of REPEATS after one warm-up step (as
+bench_step). With `forward` it times the forward alone under torch.no_grad()
+(the scoring pass). Prints one line: "torch: fwd F s  bwd B s  step S s"
+("torch: fwd F s" with `forward`). Reference only: laptop-diff never runs PyTorch.
 """
 import json
 import sys
@@ -16,22 +20,34 @@ import time
 
 import torch
 from diffusers import UNet2DConditionModel
-from safetensors.torch import load_file, safe_open
 
 
-def main(path, batch, reps, threads):
-    torch.set_num_threads(threads)
-    with safe_open(path, "pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        sys.exit(f"{path}: no 'config' in __metadata__: not a file laptop-diff wrote")
-    cfg = json.loads(meta["config"])
+def build(path):
+    if path.endswith(".json"):
+        with open(path) as f:
+            cfg = json.load(f)
+        weights = None
+    else:
+        from safetensors.torch import load_file, safe_open
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+        if "config" not in meta:
+            sys.exit(f"{path}: no 'config' in __metadata__: not a file laptop-diff wrote")
+        cfg = json.loads(meta["config"])
+        weights = (load_file(path), meta)
     cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
     ctx_len = cfg.pop("context_length", 77)  # laptop-diff's key, not diffusers'
     model = UNet2DConditionModel(**cfg)
-    missing, unexpected = model.load_state_dict(load_file(path), strict=False)
-    if unexpected or (missing and meta.get("removed")):
-        sys.exit(f"{path}: weights do not fit the config (pruned students cannot be timed here)")
+    if weights:
+        missing, unexpected = model.load_state_dict(weights[0], strict=False)
+        if unexpected or (missing and weights[1].get("removed")):
+            sys.exit(f"{path}: weights do not fit the config (pruned students cannot be timed here)")
+    return model, cfg, ctx_len
+
+
+def main(path, batch, reps, threads, forward_only):
+    torch.set_num_threads(threads)
+    model, cfg, ctx_len = build(path)
     model.train()
     g = torch.Generator().manual_seed(0)
     n, c = cfg.get("sample_size", 64), cfg.get("in_channels", 4)
@@ -41,6 +57,13 @@ def main(path, batch, reps, threads):
     target = torch.randn(batch, cfg.get("out_channels", 4), n, n, generator=g)
     fwd, bwd = [], []
     for i in range(reps + 1):
+        if forward_only:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                model(x, t, encoder_hidden_states=ctx)
+            if i:
+                fwd.append(time.perf_counter() - t0)
+            continue
         model.zero_grad(set_to_none=False)
         t0 = time.perf_counter()
         out = model(x, t, encoder_hidden_states=ctx).sample
@@ -51,11 +74,14 @@ def main(path, batch, reps, threads):
         if i:
             fwd.append(t1 - t0)
             bwd.append(t2 - t1)
+    if forward_only:
+        print(f"torch: fwd {min(fwd):.3f} s")
+        return
     f, b = min(fwd), min(bwd)
     print(f"torch: fwd {f:.3f} s  bwd {b:.3f} s  step {f + b:.3f} s")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
+    if len(sys.argv) not in (5, 6) or (len(sys.argv) == 6 and sys.argv[5] != "forward"):
         sys.exit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), len(sys.argv) == 6)
