@@ -37,7 +37,8 @@ static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t p
     DNNL_CHECK(dnnl_memory_create(&a->user, user_md, ctx->engine, DNNL_MEMORY_NONE));
     const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, q, index);
     if (dnnl_memory_desc_equal(pmd, user_md)) return;
-    DNNL_CHECK(dnnl_memory_create(&a->prim, pmd, ctx->engine, DNNL_MEMORY_ALLOCATE));
+    DNNL_CHECK(dnnl_memory_create(&a->prim, pmd, ctx->engine, DNNL_MEMORY_NONE));
+    a->floats = (dnnl_memory_desc_get_size(pmd) + 63) / 64 * 16;
     dnnl_primitive_desc_t rpd;
     if (output)
         DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, pmd, ctx->engine, user_md, ctx->engine, NULL));
@@ -129,13 +130,25 @@ static DnnlConvPrim *get_prim(int dir, int B, int Cin, int H, int W, int Cout, i
     return p;
 }
 
-// Runs p on the caller's buffers (in the order of p->args), reordering where its layout differs.
-static void run_prim(DnnlConvPrim *p, void *const *bufs) {
+// Floats of work buffer run_prim needs for p's own layouts.
+static size_t prim_ws(const DnnlConvPrim *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->nargs; i++) n += p->args[i].floats;
+    return n;
+}
+
+// Runs p on the caller's buffers (in the order of p->args), reordering where its
+// layout differs, through ws (prim_ws(p) floats, 64-byte aligned).
+static void run_prim(DnnlConvPrim *p, void *const *bufs, float *ws) {
     DnnlCtx *ctx = runtime_dnnl();
     dnnl_exec_arg_t ea[4];
     for (int i = 0; i < p->nargs; i++) {
         DnnlArg *a = &p->args[i];
         DNNL_CHECK(dnnl_memory_set_data_handle(a->user, bufs[i]));
+        if (a->prim) {
+            DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, ws));
+            ws += a->floats;
+        }
         ea[i].arg = a->arg;
         ea[i].memory = a->prim ? a->prim : a->user;
         if (a->reorder && !a->output) {
@@ -154,11 +167,14 @@ static void run_prim(DnnlConvPrim *p, void *const *bufs) {
     DNNL_CHECK(dnnl_stream_wait(ctx->stream));
 }
 
+// The context's work buffer, at least `floats` long and 64-byte aligned (what
+// oneDNN's blocked layouts want); it only grows, to the largest single call.
 static float *work(size_t floats) {
     DnnlCtx *ctx = runtime_dnnl();
     if (ctx->work_floats < floats) {
         free(ctx->work);
-        ctx->work = xmalloc(floats * sizeof(float));
+        if (posix_memalign((void **)&ctx->work, 64, floats * sizeof(float)))
+            FATAL("out of memory: %zu bytes for the oneDNN work buffer", floats * sizeof(float));
         ctx->work_floats = floats;
     }
     return ctx->work;
@@ -188,7 +204,7 @@ void conv2d_dnnl_forward(float *out, const float *x, const float *w, const float
         DnnlConvPrim *p = get_prim(DNNL_CONV_FWD, m, Cin, H, W, Cout, k, stride, pad, b != NULL, blocked);
         void *bufs[4] = {(void *)(x + n0 * xs), (void *)w, (void *)b, out + n0 * ys};
         if (!b) bufs[2] = bufs[3];  // no bias argument: dst is the third
-        run_prim(p, bufs);
+        run_prim(p, bufs, work(prim_ws(p)));
     }
 }
 
@@ -198,21 +214,24 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
     // oneDNN writes its results; kernels.h's backward adds them. dx's chunk and
-    // dw go to the work buffer first, then onto the caller's.
-    float *tmp = work((dx ? (size_t)nb * xs : 0) + (dw ? nw : 0));
-    float *tdx = tmp, *tdw = tmp + (dx ? (size_t)nb * xs : 0);
+    // dw go to the work buffer first (after the primitive's own layouts), then
+    // onto the caller's.
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
         if (dw) {
             DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            size_t ws = prim_ws(p);
+            float *wk = work(ws + nw), *tdw = wk + ws;
             void *bufs[3] = {(void *)(x + n0 * xs), (void *)(dout + n0 * ys), tdw};
-            run_prim(p, bufs);
+            run_prim(p, bufs, wk);
             add_into(dw, tdw, nw);
         }
         if (dx) {
             DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            size_t ws = prim_ws(p);
+            float *wk = work(ws + (size_t)m * xs), *tdx = wk + ws;
             void *bufs[3] = {(void *)(dout + n0 * ys), (void *)w, tdx};
-            run_prim(p, bufs);
+            run_prim(p, bufs, wk);
             add_into(dx + n0 * xs, tdx, (size_t)m * xs);
         }
     }

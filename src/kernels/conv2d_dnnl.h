@@ -17,6 +17,8 @@ typedef struct {
     dnnl_memory_t user;  // the caller's buffer (handle set per call)
     dnnl_memory_t prim;  // the primitive's layout, or NULL = user
     dnnl_primitive_t reorder;  // user -> prim (input) or prim -> user (output)
+    size_t floats;     // prim's size, rounded up to 64 bytes; its buffer is the context's work
+                       // buffer, shared by all primitives, so memory does not grow with the cache
 } DnnlArg;
 
 enum { DNNL_CONV_FWD = 0, DNNL_CONV_BWD_DATA = 1, DNNL_CONV_BWD_WEIGHTS = 2 };

@@ -7,11 +7,13 @@
 set -euo pipefail
 B=${1:-32}; NT=${2:-1}; R=${3:-3}
 BUILD=${BUILD:-build}
+# bench_torch.py imports diffusers, which Debian lacks: setup.sh's venv has it (PYTHON overrides).
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo /usr/bin/python3 )}
 [ -x "$BUILD/bench_step" ] || cmake --build "$BUILD" --target bench_step
 ours=$(OMP_NUM_THREADS=$NT OPENBLAS_NUM_THREADS=$NT "$BUILD/bench_step" jobs/fmnist_teacher.cfg "$B" "$R" \
        --set runtime.threads="$NT")
 echo "$ours"
-theirs=$(OMP_NUM_THREADS=$NT /usr/bin/python3 tests/bench/bench_torch.py models/fmnist_teacher.safetensors "$B" "$R" "$NT" 2>/dev/null)
+theirs=$(OMP_NUM_THREADS=$NT "$PYTHON" tests/bench/bench_torch.py models/fmnist_teacher.safetensors "$B" "$R" "$NT" 2>/dev/null)
 echo "$theirs"
 s_ours=$(echo "$ours" | awk '/^step/ {print $2}')
 s_torch=$(echo "$theirs" | awk '{print $9}')
