@@ -5,6 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake pkg-config
       libopenmpi-dev openmpi-bin libhdf5-openmpi-dev hdf5-tools
       libconfig-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libpng-dev libcjson-dev
+      libdnnl-dev ocl-icd-opencl-dev  # oneDNN: the convolutions (its CMake config also wants OpenCL's
+                                      # headers, only a Recommends); without it CMake falls back to im2col + GEMM
       dataset-fashion-mnist
       python3 python3-numpy python3-h5py python3-matplotlib
       python3-torch python3-venv python3-pip python3-tqdm python3-pil  # scripts/ bridges + their tests

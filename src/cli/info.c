@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/kernels.h"
 #include "model/checkpoint.h"
 #include "model/unet.h"
 
@@ -59,6 +60,9 @@ static void print_model(FILE *out, const UNet *u, const char *source) {
     fprintf(out, ", layers_per_block %d, %s projections, cross_attention_dim %d, in/out %d/%d\n",
             m->layers_per_block, m->use_linear_projection ? "linear" : "conv", m->cross_attention_dim,
             m->in_channels, m->out_channels);
+    char conv[160];
+    conv2d_backend_describe(conv, sizeof conv);
+    fprintf(out, "  convolutions in this build: %s\n", conv);
     fprintf(out, "  MACs at %dx%d, batch 1, %d context tokens\n\n", m->sample_size, m->sample_size,
             m->context_length);
     fprintf(out, "  %-26s %-26s %-10s %15s  %6s\n", "block", "type", "layers", "params", "share");

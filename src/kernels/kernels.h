@@ -14,7 +14,8 @@
 
 // ---- conv2d.c: square kernel k (1 or 3), stride 1 or 2, zero padding `pad`.
 // x [B,Cin,H,W], w [Cout,Cin,k,k], b [Cout] or NULL, out [B,Cout,Ho,Wo],
-// Ho = (H + 2*pad - k)/stride + 1. Implemented as im2col + GEMM (1x1 stride-1: plain GEMM).
+// Ho = (H + 2*pad - k)/stride + 1. 1x1 stride-1: a GEMM per sample; otherwise oneDNN where the
+// build has it (LD_HAVE_DNNL), else im2col + GEMM per sample (conv2d.c says why).
 static inline int conv2d_out_size(int n, int k, int stride, int pad) { return (n + 2 * pad - k) / stride + 1; }
 size_t conv2d_scratch_floats(int Cin, int H, int W, int k, int stride, int pad);
 void conv2d_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin,
@@ -22,6 +23,28 @@ void conv2d_forward(float *out, const float *x, const float *w, const float *b, 
 void conv2d_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                      const float *w, int B, int Cin, int H, int W, int Cout, int k, int stride,
                      int pad, float *scratch);
+// The algorithms behind conv2d_forward/backward (CONV_ALGO_DEFAULT: the one this
+// build picks per shape), named so tests and tests/bench/bench_conv.c can run each:
+// im2col = per sample im2col + GEMM; im2col-batched = several samples per GEMM
+// (scratch from conv2d_algo_scratch_floats, bounded); onednn-* = oneDNN on NCHW,
+// or on its own blocked layouts with reorders (only where LD_HAVE_DNNL).
+typedef enum {
+    CONV_ALGO_DEFAULT = 0,
+    CONV_ALGO_IM2COL,
+    CONV_ALGO_IM2COL_BATCHED,
+    CONV_ALGO_DNNL,
+    CONV_ALGO_DNNL_BLOCKED
+} ConvAlgo;
+int conv2d_algo_available(ConvAlgo a);
+const char *conv2d_algo_name(ConvAlgo a);
+size_t conv2d_algo_scratch_floats(ConvAlgo a, int B, int Cin, int H, int W, int Cout, int k, int stride, int pad);
+void conv2d_forward_algo(ConvAlgo a, float *out, const float *x, const float *w, const float *b, int B, int Cin,
+                         int H, int W, int Cout, int k, int stride, int pad, float *scratch);
+void conv2d_backward_algo(ConvAlgo a, float *dx, float *dw, float *db, const float *dout, const float *x,
+                          const float *w, int B, int Cin, int H, int W, int Cout, int k, int stride, int pad,
+                          float *scratch);
+// One line for `info` and the benches: which algorithm conv2d_forward/backward use.
+void conv2d_backend_describe(char *buf, size_t n);
 
 // ---- groupnorm.c: x [B,C,HW], G groups (C % G == 0), affine gamma/beta [C].
 // mean/rstd [B*G] are saved by forward for backward. Biased variance (as torch).

@@ -9,10 +9,36 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "kernels/conv2d_dnnl.h"
 #include "kernels/gemm.h"
 
 #ifdef LD_HAVE_CUDA_GEMM
 #include "cuda/gemm_cublas.h"
+#endif
+
+// Convolutions cut a batch into chunks of at most this many floats of
+// activation (or columns): 32 MiB unless a test makes it small to exercise the cut.
+static size_t conv_chunk = (size_t)8 << 20;
+
+size_t runtime_conv_chunk_floats(void) { return conv_chunk; }
+void runtime_set_conv_chunk_floats(size_t floats) { conv_chunk = floats ? floats : 1; }
+
+#ifdef LD_HAVE_DNNL
+// The process's oneDNN state (conv2d_dnnl.h), the only other mutable state of
+// the compute runtime besides gemm.c's device choice: made on the first
+// convolution, kept for the process's life (its primitives are the cache), so
+// it is reachable, not leaked, at exit.
+static DnnlCtx *dnnl_ctx;
+
+DnnlCtx *runtime_dnnl(void) {
+    if (dnnl_ctx) return dnnl_ctx;
+    DnnlCtx *c = xcalloc(1, sizeof *c);
+    dnnl_status_t st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+    if (st == dnnl_success) st = dnnl_stream_create(&c->stream, c->engine, dnnl_stream_default_flags);
+    if (st != dnnl_success) FATAL("oneDNN: no CPU engine/stream (status %d)", (int)st);
+    dnnl_ctx = c;
+    return c;
+}
 #endif
 
 int runtime_set_threads(int threads, int ranks_on_node) {

@@ -21,6 +21,12 @@ const char *runtime_blas_coretype_fix(void);
 // restart failed (the run then goes on with the slow kernels).
 void runtime_fix_blas_kernels(char **argv);
 
+// The most floats of activation (oneDNN) or columns (batched im2col) one
+// convolution call holds at a time; a batch larger than that runs in chunks of
+// samples. Default 8 Mi floats (32 MiB); tests set it small to exercise chunking.
+size_t runtime_conv_chunk_floats(void);
+void runtime_set_conv_chunk_floats(size_t floats);
+
 // The compute backend of a rank (runtime.device in the job file).
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } Device;
 

@@ -15,6 +15,7 @@
 #include "kernels/gemm.h"
 #include "model/init.h"
 #include "core/rng.h"
+#include "kernels/kernels.h"
 #include "kernels/runtime.h"
 #include "model/unet.h"
 
@@ -101,6 +102,9 @@ int main(int argc, char **argv) {
     double peak = sgemm_gflops();
     printf("model %s: %zu params, %.3f GMACs/sample at %dx%d; batch %d, %d threads; GEMMs on %s\n", argv[1],
            u->pt.total, macs / B / 1e9, H, H, B, threads, device);
+    char conv[160];
+    conv2d_backend_describe(conv, sizeof conv);
+    printf("convolutions: %s\n", conv);
     printf("forward  %.3f s  (%.1f GFLOP/s)\n", best_f, 2 * macs / best_f / 1e9);
     if (forward_only) {
         printf("forward reaches %.0f%% of SGEMM 1024^3 on this machine (%.1f GFLOP/s)\n",

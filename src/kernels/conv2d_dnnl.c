@@ -1,0 +1,250 @@
+// conv2d_dnnl.c — conv2d forward / backward-data / backward-weights on oneDNN
+// (the library PyTorch's CPU convolutions use), with one cached primitive per
+// shape. oneDNN dispatches on the CPU's ISA at run time (AVX2, AVX-512, AMX),
+// so one binary is tuned for whichever x86 it runs on. Built only with
+// LD_HAVE_DNNL; conv2d.c decides when to call it.
+#include "kernels/conv2d_dnnl.h"
+
+#ifdef LD_HAVE_DNNL
+#include <dnnl_debug.h>
+#include <omp.h>
+#include <string.h>
+
+#include "core/common.h"
+#include "kernels/kernels.h"
+#include "kernels/runtime.h"
+
+#define DNNL_CHECK(call)                                                                  \
+    do {                                                                                  \
+        dnnl_status_t st_ = (call);                                                       \
+        if (st_ != dnnl_success) FATAL("oneDNN: %s failed: %s", #call, dnnl_status2str(st_)); \
+    } while (0)
+
+
+static void md_init(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_format_tag_t tag) {
+    dnnl_dims_t d = {n, c, h, w};
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag));
+}
+
+// Adds argument `arg` of pd, with user memory of layout `user_md`: where pd wants
+// another layout, a memory of it and the reorder (user -> prim for inputs,
+// prim -> user for outputs).
+static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t pd, dnnl_query_t q, int index,
+                    int arg, int output, const dnnl_memory_desc_t *user_md) {
+    DnnlArg *a = &p->args[p->nargs++];
+    memset(a, 0, sizeof *a);
+    a->arg = arg, a->output = output;
+    DNNL_CHECK(dnnl_memory_create(&a->user, user_md, ctx->engine, DNNL_MEMORY_NONE));
+    const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, q, index);
+    if (dnnl_memory_desc_equal(pmd, user_md)) return;
+    DNNL_CHECK(dnnl_memory_create(&a->prim, pmd, ctx->engine, DNNL_MEMORY_NONE));
+    a->floats = (dnnl_memory_desc_get_size(pmd) + 63) / 64 * 16;
+    dnnl_primitive_desc_t rpd;
+    if (output)
+        DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, pmd, ctx->engine, user_md, ctx->engine, NULL));
+    else
+        DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user_md, ctx->engine, pmd, ctx->engine, NULL));
+    DNNL_CHECK(dnnl_primitive_create(&a->reorder, rpd));
+    DNNL_CHECK(dnnl_primitive_desc_destroy(rpd));
+}
+
+static void prim_destroy(DnnlConvPrim *p) {
+    for (int i = 0; i < p->nargs; i++) {
+        DnnlArg *a = &p->args[i];
+        dnnl_memory_destroy(a->user);
+        if (a->prim) dnnl_memory_destroy(a->prim);
+        if (a->reorder) dnnl_primitive_destroy(a->reorder);
+    }
+    dnnl_primitive_destroy(p->conv);
+    memset(p, 0, sizeof *p);
+}
+
+static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, int H, int W, int Cout, int k,
+                      int s, int pad, int bias, int blocked) {
+    int Ho = conv2d_out_size(H, k, s, pad), Wo = conv2d_out_size(W, k, s, pad);
+    dnnl_memory_desc_t x_u, w_u, b_u, y_u, x_a, w_a, y_a;
+    md_init(&x_u, B, Cin, H, W, dnnl_abcd);
+    md_init(&w_u, Cout, Cin, k, k, dnnl_abcd);
+    md_init(&y_u, B, Cout, Ho, Wo, dnnl_abcd);
+    dnnl_dims_t bd = {Cout};
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
+    dnnl_format_tag_t t = blocked ? dnnl_format_tag_any : dnnl_abcd;
+    md_init(&x_a, B, Cin, H, W, t);
+    md_init(&w_a, Cout, Cin, k, k, t);
+    md_init(&y_a, B, Cout, Ho, Wo, t);
+    dnnl_dims_t strides = {s, s}, pl = {pad, pad};
+    // Right padding as oneDNN counts it: what the last window reaches past the input.
+    dnnl_dims_t pr = {(Ho - 1) * s + k - H - pad, (Wo - 1) * s + k - W - pad};
+    // Backward needs a forward primitive descriptor as its hint.
+    dnnl_convolution_desc_t fd, cd;
+    DNNL_CHECK(dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &x_a, &w_a,
+                                                  bias && dir == DNNL_CONV_FWD ? &b_u : NULL, &y_a, strides, pl, pr));
+    dnnl_primitive_desc_t fpd, pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&fpd, &fd, NULL, ctx->engine, NULL));
+    memset(p, 0, sizeof *p);
+    if (dir == DNNL_CONV_FWD) {
+        pd = fpd;
+        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, 0, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, 0, &w_u);
+        if (bias) add_arg(ctx, p, pd, dnnl_query_weights_md, 1, DNNL_ARG_BIAS, 0, &b_u);
+        add_arg(ctx, p, pd, dnnl_query_dst_md, 0, DNNL_ARG_DST, 1, &y_u);
+    } else if (dir == DNNL_CONV_BWD_DATA) {
+        DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, &y_a, strides,
+                                                            pl, pr));
+        DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
+        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
+        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, 0, &w_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, 1, &x_u);
+    } else {
+        DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, NULL, &y_a,
+                                                               strides, pl, pr));
+        DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
+        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, 0, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_weights_md, 0, DNNL_ARG_DIFF_WEIGHTS, 1, &w_u);
+    }
+    DNNL_CHECK(dnnl_primitive_create(&p->conv, pd));
+    if (pd != fpd) DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    DNNL_CHECK(dnnl_primitive_desc_destroy(fpd));
+}
+
+// The cached primitive for this call, made on a miss (the least recently used
+// entry makes room when the cache is full).
+static DnnlConvPrim *get_prim(int dir, int B, int Cin, int H, int W, int Cout, int k, int s, int pad, int bias,
+                              int blocked) {
+    DnnlCtx *ctx = runtime_dnnl();
+    int key[12] = {dir, B, Cin, H, W, Cout, k, s, pad, bias, blocked, omp_get_max_threads()};
+    DnnlConvPrim *victim = &ctx->cache[0];
+    for (int i = 0; i < ctx->n; i++) {
+        DnnlConvPrim *p = &ctx->cache[i];
+        if (!memcmp(p->key, key, sizeof key)) {
+            p->last_use = ++ctx->clock;
+            return p;
+        }
+        if (p->last_use < victim->last_use) victim = p;
+    }
+    DnnlConvPrim *p = ctx->n < DNNL_CONV_CACHE ? &ctx->cache[ctx->n++] : (prim_destroy(victim), victim);
+    make_prim(ctx, p, dir, B, Cin, H, W, Cout, k, s, pad, bias, blocked);
+    memcpy(p->key, key, sizeof key);
+    p->last_use = ++ctx->clock;
+    return p;
+}
+
+// Floats of work buffer run_prim needs for p's own layouts.
+static size_t prim_ws(const DnnlConvPrim *p) {
+    size_t n = 0;
+    for (int i = 0; i < p->nargs; i++) n += p->args[i].floats;
+    return n;
+}
+
+// Runs p on the caller's buffers (in the order of p->args), reordering where its
+// layout differs, through ws (prim_ws(p) floats, 64-byte aligned).
+static void run_prim(DnnlConvPrim *p, void *const *bufs, float *ws) {
+    DnnlCtx *ctx = runtime_dnnl();
+    dnnl_exec_arg_t ea[4];
+    for (int i = 0; i < p->nargs; i++) {
+        DnnlArg *a = &p->args[i];
+        DNNL_CHECK(dnnl_memory_set_data_handle(a->user, bufs[i]));
+        if (a->prim) {
+            DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, ws));
+            ws += a->floats;
+        }
+        ea[i].arg = a->arg;
+        ea[i].memory = a->prim ? a->prim : a->user;
+        if (a->reorder && !a->output) {
+            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->prim}};
+            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
+        }
+    }
+    DNNL_CHECK(dnnl_primitive_execute(p->conv, ctx->stream, p->nargs, ea));
+    for (int i = 0; i < p->nargs; i++) {
+        DnnlArg *a = &p->args[i];
+        if (a->reorder && a->output) {
+            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->prim}, {DNNL_ARG_TO, a->user}};
+            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
+        }
+    }
+    DNNL_CHECK(dnnl_stream_wait(ctx->stream));
+}
+
+// The context's work buffer, at least `floats` long and 64-byte aligned (what
+// oneDNN's blocked layouts want); it only grows, to the largest single call.
+static float *work(size_t floats) {
+    DnnlCtx *ctx = runtime_dnnl();
+    if (ctx->work_floats < floats) {
+        free(ctx->work);
+        if (posix_memalign((void **)&ctx->work, 64, floats * sizeof(float)))
+            FATAL("out of memory: %zu bytes for the oneDNN work buffer", floats * sizeof(float));
+        ctx->work_floats = floats;
+    }
+    return ctx->work;
+}
+
+static void add_into(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+// Samples per chunk: as many as keep the larger activation (input or output)
+// under runtime_conv_chunk_floats(). The work buffer for dx is one such chunk,
+// so memory stays bounded at SD-1.5 64x64 latents with any batch.
+static int chunk(int B, size_t per_sample) {
+    size_t nb = runtime_conv_chunk_floats() / (per_sample ? per_sample : 1);
+    if (nb < 1) nb = 1;
+    return nb < (size_t)B ? (int)nb : B;
+}
+
+void conv2d_dnnl_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin, int H, int W,
+                         int Cout, int k, int stride, int pad, int blocked) {
+    int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
+    size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo;
+    int nb = chunk(B, xs > ys ? xs : ys);
+    for (int n0 = 0; n0 < B; n0 += nb) {
+        int m = B - n0 < nb ? B - n0 : nb;
+        DnnlConvPrim *p = get_prim(DNNL_CONV_FWD, m, Cin, H, W, Cout, k, stride, pad, b != NULL, blocked);
+        void *bufs[4] = {(void *)(x + n0 * xs), (void *)w, (void *)b, out + n0 * ys};
+        if (!b) bufs[2] = bufs[3];  // no bias argument: dst is the third
+        run_prim(p, bufs, work(prim_ws(p)));
+    }
+}
+
+void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int B, int Cin,
+                          int H, int W, int Cout, int k, int stride, int pad, int blocked) {
+    int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
+    size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
+    int nb = chunk(B, xs > ys ? xs : ys);
+    // oneDNN writes its results; kernels.h's backward adds them. dx's chunk and
+    // dw go to the work buffer first (after the primitive's own layouts), then
+    // onto the caller's.
+    for (int n0 = 0; n0 < B; n0 += nb) {
+        int m = B - n0 < nb ? B - n0 : nb;
+        if (dw) {
+            DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            size_t ws = prim_ws(p);
+            float *wk = work(ws + nw), *tdw = wk + ws;
+            void *bufs[3] = {(void *)(x + n0 * xs), (void *)(dout + n0 * ys), tdw};
+            run_prim(p, bufs, wk);
+            add_into(dw, tdw, nw);
+        }
+        if (dx) {
+            DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            size_t ws = prim_ws(p);
+            float *wk = work(ws + (size_t)m * xs), *tdx = wk + ws;
+            void *bufs[3] = {(void *)(dout + n0 * ys), (void *)w, tdx};
+            run_prim(p, bufs, wk);
+            add_into(dx + n0 * xs, tdx, (size_t)m * xs);
+        }
+    }
+}
+
+int conv2d_dnnl_version(char *buf, size_t n) {
+    const dnnl_version_t *d = dnnl_version();
+    snprintf(buf, n, "oneDNN %d.%d.%d", d->major, d->minor, d->patch);
+    return 1;
+}
+#else
+int conv2d_dnnl_version(char *buf, size_t n) {
+    if (n) buf[0] = 0;
+    return 0;
+}
+#endif
