@@ -95,6 +95,48 @@ void groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x
     gn_forward(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps, 1);
 }
 
+// One channel row of backward's first pass: sums over i of d * xhat and of d,
+// where d is dc (plain GroupNorm) or, with silu, dc * silu'(xhat * gamma + beta),
+// also stored into dn for the second pass.
+static void row_sums(double *ps, double *pb, const float *xc, const float *dc, float *dn, int HW, float m,
+                     float r, float gm, float bt, int silu) {
+    double as[LANES] = {0}, ab[LANES] = {0};
+    float sc = r * gm;
+    int i = 0;
+    if (silu) {
+        for (; i + LANES <= HW; i += LANES) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float xh = (xc[i + l] - m) * r, n = (xc[i + l] - m) * sc + bt, s = ld_sigmoidf(n);
+                float dv = dc[i + l] * s * (1.0f + n * (1.0f - s));
+                dn[i + l] = dv;
+                as[l] += dv * xh;
+                ab[l] += dv;
+            }
+        }
+    } else {
+        for (; i + LANES <= HW; i += LANES) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float dv = dc[i + l], xh = (xc[i + l] - m) * r;
+                as[l] += dv * xh;
+                ab[l] += dv;
+            }
+        }
+    }
+    for (; i < HW; i++) {
+        float xh = (xc[i] - m) * r, dv = dc[i];
+        if (silu) {
+            float n = (xc[i] - m) * sc + bt, s = ld_sigmoidf(n);
+            dv = dv * s * (1.0f + n * (1.0f - s));
+            dn[i] = dv;
+        }
+        as[0] += dv * xh;
+        ab[0] += dv;
+    }
+    *ps = lanes_total(as), *pb = lanes_total(ab);
+}
+
 // beta == NULL: plain GroupNorm, dout is the gradient of its output. Otherwise
 // dout is the gradient of silu(gn(x)), and the gradient of gn(x), dn = dout *
 // silu'(gn(x)), is recomputed into a group-sized buffer that stays in cache.
@@ -109,54 +151,25 @@ static void gn_backward(float *dx, float *dgamma, float *dbeta, const float *dou
     size_t gsize = (size_t)cg * HW;
 #pragma omp parallel for schedule(static)
     for (int g = 0; g < G; g++) {
-        // per channel of the group: sum over samples of dn * xhat and of dn, then per sample
+        // per channel of the group: sums over the samples (sg, sb) and over one sample (ps, pb)
         double *sg = xcalloc((size_t)4 * cg, sizeof(double)), *sb = sg + cg, *ps = sb + cg, *pb = ps + cg;
         float *dn = beta ? xmalloc(gsize * sizeof(float)) : NULL;
         for (int b = 0; b < B; b++) {
             size_t off = ((size_t)b * G + g) * gsize;
             const float *xg = x + off, *dg = dout + off;
             float m = mean[b * G + g], r = rstd[b * G + g];
-            const float *d = dg;  // gradient of the normalised (affine) output
-            if (beta) {
-                for (int j = 0; j < cg; j++) {
-                    int c = g * cg + j;
-                    float sc = r * gamma[c], sh = beta[c];
-                    const float *xc = xg + (size_t)j * HW, *dc = dg + (size_t)j * HW;
-                    float *nc = dn + (size_t)j * HW;
-#pragma omp simd
-                    for (int i = 0; i < HW; i++) {
-                        float n = (xc[i] - m) * sc + sh, s = ld_sigmoidf(n);
-                        nc[i] = dc[i] * s * (1.0f + n * (1.0f - s));
-                    }
-                }
-                d = dn;
-            }
             double sum_g = 0.0, sum_gx = 0.0;  // over the group: gamma * d and gamma * d * xhat
             for (int j = 0; j < cg; j++) {
-                const float *xc = xg + (size_t)j * HW, *dc = d + (size_t)j * HW;
-                double as[LANES] = {0}, ab[LANES] = {0};
-                int i = 0;
-                for (; i + LANES <= HW; i += LANES) {
-#pragma omp simd
-                    for (int l = 0; l < LANES; l++) {
-                        float dv = dc[i + l], xh = (xc[i + l] - m) * r;
-                        as[l] += dv * xh;
-                        ab[l] += dv;
-                    }
-                }
-                for (; i < HW; i++) {
-                    float dv = dc[i], xh = (xc[i] - m) * r;
-                    as[0] += dv * xh;
-                    ab[0] += dv;
-                }
-                ps[j] = lanes_total(as), pb[j] = lanes_total(ab);
-                double gm = gamma[g * cg + j];
-                sum_g += gm * pb[j];
-                sum_gx += gm * ps[j];
+                int c = g * cg + j;
+                row_sums(&ps[j], &pb[j], xg + (size_t)j * HW, dg + (size_t)j * HW, dn ? dn + (size_t)j * HW : NULL,
+                         HW, m, r, gamma[c], beta ? beta[c] : 0.0f, beta != NULL);
+                sum_g += gamma[c] * pb[j];
+                sum_gx += gamma[c] * ps[j];
                 sg[j] += ps[j], sb[j] += pb[j];
             }
             if (!dx) continue;
             // dx = rstd * (gamma d - mean(gamma d) - xhat * mean(gamma d xhat)) over the group
+            const float *d = beta ? dn : dg;  // gradient of the normalised (affine) output
             float a = (float)(sum_g / (double)gsize), bc = (float)(sum_gx / (double)gsize);
             float *dxg = dx + off;
             for (int j = 0; j < cg; j++) {

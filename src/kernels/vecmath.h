@@ -6,8 +6,8 @@
 //
 // Accuracy (against libm in double, tests/unit/test_vecmath.c asserts these):
 //  * ld_expf: relative error < 1.5e-7 (~2 ulp; 1.1e-7 measured) for x in
-//    [-86.99, 88.72]; 0 below -86.99 (the exact value is < 2^-125, so the
-//    absolute error is < 2.4e-38: no denormals); +inf above 88.7228 (where expf
+//    [-86.98, 88.7228]; 0 below -86.98 (the exact value is < 2^-125, so the
+//    absolute error is < 2.4e-38: no denormals); +inf above (where expf
 //    overflows); NaN gives NaN.
 //  * ld_phif(x) = P(X <= x), X ~ N(0,1) = 0.5 * erfc(-x / sqrt 2): relative error
 //    < 6e-7 (4.6e-7 measured) for x >= -12.5, absolute < 1e-35 below. Computed
@@ -43,8 +43,8 @@ static inline float ld_select(int c, float a, float b) {
     return ld_u2f((ld_f2u(a) & m) | (ld_f2u(b) & ~m));
 }
 
-#define LD_EXP_HI 88.72283935546875f  // largest x with exp(x) <= FLT_MAX (rounded down)
-#define LD_EXP_LO (-86.99f)           // below: 2^n would need n < -125 (see the scale below)
+#define LD_EXP_HI 88.72283172607421875f  // largest float x with exp(x) < FLT_MAX (the next one overflows)
+#define LD_EXP_LO (-86.98f)           // below: 2^n would need n < -125 (see the scale below)
 
 static inline float ld_expf(float x) {
     // isless/isgreater are false for NaN (and quiet): NaN passes both clamps unchanged.
