@@ -49,6 +49,10 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
 void linear_forward(float *out, const float *x, const float *w, const float *b, int N, int C, int OC);
 void linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                      const float *w, int N, int C, int OC);
+// out = res + x @ w^T + b, the residual add folded into the GEMM's accumulation
+// (out may alias res). Its backward is linear_backward plus dout into d res.
+void linear_residual_forward(float *out, const float *x, const float *w, const float *b, const float *res, int N,
+                             int C, int OC);
 
 // ---- activations.c: elementwise over n values; exp and Phi from vecmath.h
 // (vectorised, error bounds stated there), not libm.
