@@ -5,12 +5,12 @@
 #include "kernels/kernels.h"
 #include "kernels/vecmath.h"
 
-void silu_forward(float *out, const float *x, size_t n) {
+LD_VEC_CLONES void silu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = x[i] * ld_sigmoidf(x[i]);
 }
 
-void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
+LD_VEC_CLONES void silu_backward(float *dx, const float *dout, const float *x, size_t n) {
     if (!dx) return;
     // d/dx x*s(x) = s(x) * (1 + x * (1 - s(x)))
 #pragma omp parallel for simd schedule(static)
@@ -26,18 +26,18 @@ static inline float gelu1(float x) { return x * ld_phif(x); }
 // d/dx x*Phi(x) = Phi(x) + x * phi(x)
 static inline float gelu_grad1(float x) { return ld_phif(x) + x * ld_normal_pdf(x); }
 
-void gelu_forward(float *out, const float *x, size_t n) {
+LD_VEC_CLONES void gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = gelu1(x[i]);
 }
 
-void gelu_backward(float *dx, const float *dout, const float *x, size_t n) {
+LD_VEC_CLONES void gelu_backward(float *dx, const float *dout, const float *x, size_t n) {
     if (!dx) return;
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dx[i] += dout[i] * gelu_grad1(x[i]);
 }
 
-void geglu_forward(float *out, const float *x, int N, int H) {
+LD_VEC_CLONES void geglu_forward(float *out, const float *x, int N, int H) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *hid = x + (size_t)n * 2 * H, *gate = hid + H;
@@ -47,7 +47,7 @@ void geglu_forward(float *out, const float *x, int N, int H) {
     }
 }
 
-void geglu_backward(float *dx, const float *dout, const float *x, int N, int H) {
+LD_VEC_CLONES void geglu_backward(float *dx, const float *dout, const float *x, int N, int H) {
     if (!dx) return;
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {

@@ -49,7 +49,7 @@ static double sumsq_dev(const float *x, size_t n, double m) {
     return lanes_total(acc);
 }
 
-static void gn_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+LD_VEC_CLONES static void gn_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
                        const float *beta, int B, int C, int HW, int G, float eps, int silu) {
     int cg = C / G;
     size_t gsize = (size_t)cg * HW;
@@ -143,7 +143,7 @@ static void row_sums(double *ps, double *pb, const float *xc, const float *dc, f
 // One group per iteration with the samples in order inside it: each channel's
 // dgamma/dbeta and each (sample, group)'s sums come out the same whatever the
 // thread count.
-static void gn_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+LD_VEC_CLONES static void gn_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                         const float *mean, const float *rstd, const float *gamma, const float *beta, int B,
                         int C, int HW, int G) {
     if (!dx && !dgamma && !dbeta) return;

@@ -24,6 +24,21 @@
 #include <stdint.h>
 #include <string.h>
 
+// Kernels whose loops call these are compiled three times (x86-64-v4: AVX-512,
+// v3: AVX2, and the baseline SSE2 the build targets), and the dynamic loader
+// picks the widest this CPU runs (an ifunc; OpenMP's outlined loop bodies are
+// cloned with them). The build has no -march: one binary runs on any x86-64
+// node and still uses its vector width, 3-6x the SSE2 speed of these loops
+// here (tests/bench/bench_elem.c). Every clone does the same IEEE operations in
+// the same order (no FMA contraction in ISO C mode, no reciprocal estimates),
+// so the results are the same bits on every CPU; test_vecmath checks a clone
+// against the scalar baseline.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#define LD_VEC_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define LD_VEC_CLONES
+#endif
+
 static inline uint32_t ld_f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
