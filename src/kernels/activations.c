@@ -21,10 +21,10 @@ LD_VEC_CLONES void silu_backward(float *dx, const float *dout, const float *x, s
 }
 
 // GELU (exact, as torch's F.gelu default that diffusers' GELU/GEGLU call): x * Phi(x).
-static inline float gelu1(float x) { return x * ld_phif(x); }
+LD_INLINE float gelu1(float x) { return x * ld_phif(x); }
 
 // d/dx x*Phi(x) = Phi(x) + x * phi(x)
-static inline float gelu_grad1(float x) { return ld_phif(x) + x * ld_normal_pdf(x); }
+LD_INLINE float gelu_grad1(float x) { return ld_phif(x) + x * ld_normal_pdf(x); }
 
 LD_VEC_CLONES void gelu_forward(float *out, const float *x, size_t n) {
 #pragma omp parallel for simd schedule(static)

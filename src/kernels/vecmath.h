@@ -38,13 +38,16 @@
 #else
 #define LD_VEC_CLONES
 #endif
+// Helpers of cloned kernels must be inlined into each clone: a call would run
+// the baseline (SSE2) copy and keep the loop from vectorising.
+#define LD_INLINE static inline __attribute__((always_inline))
 
-static inline uint32_t ld_f2u(float f) {
+LD_INLINE uint32_t ld_f2u(float f) {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
     return u;
 }
-static inline float ld_u2f(uint32_t u) {
+LD_INLINE float ld_u2f(uint32_t u) {
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
@@ -53,7 +56,7 @@ static inline float ld_u2f(uint32_t u) {
 // c ? a : b on the bits. A plain ?: lets gcc sink the computation of the arm
 // it feeds into a branch, and with -ftrapping-math (the default) a branch
 // holding float arithmetic is not if-converted: the loop would not vectorise.
-static inline float ld_select(int c, float a, float b) {
+LD_INLINE float ld_select(int c, float a, float b) {
     uint32_t m = (uint32_t)0 - (uint32_t)(c != 0);
     return ld_u2f((ld_f2u(a) & m) | (ld_f2u(b) & ~m));
 }
@@ -61,7 +64,7 @@ static inline float ld_select(int c, float a, float b) {
 #define LD_EXP_HI 88.72283172607421875f  // largest float x with exp(x) < FLT_MAX (the next one overflows)
 #define LD_EXP_LO (-86.98f)           // below: 2^n would need n < -125 (see the scale below)
 
-static inline float ld_expf(float x) {
+LD_INLINE float ld_expf(float x) {
     // isless/isgreater are false for NaN (and quiet): NaN passes both clamps unchanged.
     float xc = ld_select(isless(x, LD_EXP_LO), LD_EXP_LO, x);
     xc = ld_select(isgreater(xc, LD_EXP_HI), LD_EXP_HI, xc);
@@ -90,14 +93,14 @@ static inline float ld_expf(float x) {
 }
 
 // 1 / (1 + exp(-x)); 1 for x > 88.7 (exp(-x) is 0), 0 for x < -88.7 (1/inf).
-static inline float ld_sigmoidf(float x) { return 1.0f / (1.0f + ld_expf(-x)); }
+LD_INLINE float ld_sigmoidf(float x) { return 1.0f / (1.0f + ld_expf(-x)); }
 
 // exp(p - x^2/2) for |p| < 2, accurate also where x^2/2 is large: x^2/2 is
 // formed exactly as hi + lo (x split into 12 + 12 significant bits), and the
 // rounding error e of the exponent's last subtraction is put back as exp(e) ~
 // 1 + e. Rounding x^2/2 to float first would cost a relative error of up to
 // x^2 * 3e-8 (2e-5 at x = -13). |x| > 20 is left to the callers (inf - inf).
-static inline float ld_exp_mhalfsq(float x, float p) {
+LD_INLINE float ld_exp_mhalfsq(float x, float p) {
     float xh = ld_u2f(ld_f2u(x) & 0xfffff000u), xl = x - xh;
     float hi = 0.5f * (xh * xh), lo = 0.5f * (xl * (x + xh));
     float a1 = p - lo, arg = a1 - hi;
@@ -108,7 +111,7 @@ static inline float ld_exp_mhalfsq(float x, float p) {
 // Phi(x) = 0.5 * erfc(z), z = -x/sqrt2, with erfc from Numerical Recipes' erfcc
 // (Chebyshev fit, fractional error < 1.2e-7): erfc(|z|) = t exp(-z^2 + P(t)),
 // t = 1/(1 + |z|/2). For x < 0 that is Phi directly; for x >= 0 Phi = 1 - 0.5 erfc.
-static inline float ld_phif(float x) {
+LD_INLINE float ld_phif(float x) {
     float z = fabsf(x) * 0.70710678118654752f;
     float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
@@ -129,7 +132,7 @@ static inline float ld_phif(float x) {
 #define LD_INV_SQRT_2PI 0.39894228040143267794f
 
 // phi(x) = exp(-x^2/2) / sqrt(2 pi), the normal density (GELU's gradient); 0 for |x| > 20.
-static inline float ld_normal_pdf(float x) {
+LD_INLINE float ld_normal_pdf(float x) {
     float d = LD_INV_SQRT_2PI * ld_exp_mhalfsq(x, 0.0f);
     return ld_select(isless(x, -20.0f) || isgreater(x, 20.0f), 0.0f, d);
 }
