@@ -10,12 +10,12 @@
 //    absolute error is < 2.4e-38: no denormals); +inf above (where expf
 //    overflows); NaN gives NaN.
 //  * ld_phif(x) = P(X <= x), X ~ N(0,1) = 0.5 * erfc(-x / sqrt 2): relative error
-//    < 6e-7 (4.6e-7 measured) for x >= -12.5, absolute < 1e-35 below. Computed
+//    < 6e-7 (4.9e-7 measured) for x >= -12.5, absolute < 1e-35 below. Computed
 //    without forming 1 + erf(x/sqrt 2), so the left tail keeps its relative
 //    accuracy (0.5 * (1 + erff(x/sqrt 2)) in float loses all of it beyond x ~ -5).
 //    Phi(+inf) = 1, Phi(-inf) = 0, NaN gives NaN.
 //  * ld_normal_pdf: relative error < 4e-7 (2.4e-7 measured) for |x| <= 13.
-// Both are pure functions of their argument: results do not depend on the
+// All are pure functions of their argument: results do not depend on the
 // thread count or on which elements a loop handles in vector or scalar form
 // (the build is ISO C, so gcc contracts no a*b+c into an FMA in one form only).
 #ifndef LD_VECMATH_H
@@ -28,7 +28,7 @@
 // v3: AVX2, and the baseline SSE2 the build targets), and the dynamic loader
 // picks the widest this CPU runs (an ifunc; OpenMP's outlined loop bodies are
 // cloned with them). The build has no -march: one binary runs on any x86-64
-// node and still uses its vector width, 3-6x the SSE2 speed of these loops
+// node and still uses its vector width, 2-4x the SSE2 speed of these loops
 // here (tests/bench/bench_elem.c). Every clone does the same IEEE operations in
 // the same order (no FMA contraction in ISO C mode, no reciprocal estimates),
 // so the results are the same bits on every CPU; test_vecmath checks a clone
