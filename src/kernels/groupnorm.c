@@ -1,13 +1,57 @@
 // groupnorm.c — GroupNorm over [B, C, HW] with G groups and a per-channel
-// affine, as torch.nn.GroupNorm (biased variance). Forward saves each group's
-// mean and 1/sqrt(var + eps); backward is the analytic normalisation gradient.
-// Statistics and reductions accumulate in double, in a fixed order.
+// affine, as torch.nn.GroupNorm (biased variance), alone or fused with the
+// SiLU that follows it in every ResNet block and in the U-Net's output head.
+// Forward saves each group's mean and 1/sqrt(var + eps); backward is the
+// analytic normalisation gradient. Statistics and reductions accumulate in
+// double over 8 fixed lanes (so the loops vectorise) combined in a fixed
+// order: the result does not depend on the thread count or on alignment.
+//
+// The fused pair saves less: forward writes only silu(gn(x)) (the next conv
+// needs it) and mean/rstd; backward recomputes gn(x) from x, mean and rstd
+// instead of reading a saved copy, so no normalised tensor is kept.
 #include <math.h>
 
+#include "core/common.h"
 #include "kernels/kernels.h"
+#include "kernels/vecmath.h"
 
-void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
-                       const float *beta, int B, int C, int HW, int G, float eps) {
+#define LANES 8
+
+LD_INLINE double lanes_total(const double *acc) {
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    return s;
+}
+
+LD_INLINE double sum_f(const float *x, size_t n) {
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
+    }
+    for (; i < n; i++) acc[0] += x[i];
+    return lanes_total(acc);
+}
+
+// sum of (x - m)^2: two-pass variance, no cancellation for large means
+LD_INLINE double sumsq_dev(const float *x, size_t n, double m) {
+    double acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+#pragma omp simd
+        for (int l = 0; l < LANES; l++) {
+            double d = x[i + l] - m;
+            acc[l] += d * d;
+        }
+    }
+    for (; i < n; i++) acc[0] += (x[i] - m) * (x[i] - m);
+    return lanes_total(acc);
+}
+
+// Inlined into each public entry, which carries the clones: profiles then name the entry.
+LD_INLINE void gn_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int B, int C, int HW, int G, float eps, int silu) {
     int cg = C / G;
     size_t gsize = (size_t)cg * HW;
 #pragma omp parallel for schedule(static)
@@ -15,15 +59,8 @@ void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, con
         // Groups are contiguous in NCHW: channels g*cg .. g*cg+cg-1 of sample b.
         const float *xg = x + (size_t)bg * gsize;
         float *og = out + (size_t)bg * gsize;
-        double s = 0.0;
-        for (size_t i = 0; i < gsize; i++) s += xg[i];
-        double m = s / (double)gsize;
-        double v = 0.0;  // two-pass variance: no cancellation for large means
-        for (size_t i = 0; i < gsize; i++) {
-            double d = xg[i] - m;
-            v += d * d;
-        }
-        v /= (double)gsize;
+        double m = sum_f(xg, gsize) / (double)gsize;
+        double v = sumsq_dev(xg, gsize, m) / (double)gsize;
         double r = 1.0 / sqrt(v + eps);
         mean[bg] = (float)m;
         rstd[bg] = (float)r;
@@ -35,62 +72,135 @@ void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, con
             float mf = (float)m, sc = (float)r * gamma[c], sh = beta[c];
             const float *xc = xg + (size_t)j * HW;
             float *oc = og + (size_t)j * HW;
-            for (int i = 0; i < HW; i++) oc[i] = (xc[i] - mf) * sc + sh;
+            if (silu) {
+#pragma omp simd
+                for (int i = 0; i < HW; i++) {
+                    float n = (xc[i] - mf) * sc + sh;
+                    oc[i] = n * ld_sigmoidf(n);
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < HW; i++) oc[i] = (xc[i] - mf) * sc + sh;
+            }
         }
     }
 }
 
-void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
-                        const float *mean, const float *rstd, const float *gamma, int B, int C,
-                        int HW, int G) {
+LD_VEC_CLONES void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                       const float *beta, int B, int C, int HW, int G, float eps) {
+    gn_forward(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps, 0);
+}
+
+LD_VEC_CLONES void groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                            const float *beta, int B, int C, int HW, int G, float eps) {
+    gn_forward(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps, 1);
+}
+
+// One channel row of backward's first pass: sums over i of d * xhat and of d,
+// where d is dc (plain GroupNorm) or, with silu, dc * silu'(xhat * gamma + beta),
+// also stored into dn for the second pass.
+LD_INLINE void row_sums(double *ps, double *pb, const float *xc, const float *dc, float *dn, int HW, float m,
+                     float r, float gm, float bt, int silu) {
+    double as[LANES] = {0}, ab[LANES] = {0};
+    float sc = r * gm;
+    int i = 0;
+    if (silu) {
+        for (; i + LANES <= HW; i += LANES) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float xh = (xc[i + l] - m) * r, n = (xc[i + l] - m) * sc + bt, s = ld_sigmoidf(n);
+                float dv = dc[i + l] * s * (1.0f + n * (1.0f - s));
+                dn[i + l] = dv;
+                as[l] += dv * xh;
+                ab[l] += dv;
+            }
+        }
+    } else {
+        for (; i + LANES <= HW; i += LANES) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                float dv = dc[i + l], xh = (xc[i + l] - m) * r;
+                as[l] += dv * xh;
+                ab[l] += dv;
+            }
+        }
+    }
+    for (; i < HW; i++) {
+        float xh = (xc[i] - m) * r, dv = dc[i];
+        if (silu) {
+            float n = (xc[i] - m) * sc + bt, s = ld_sigmoidf(n);
+            dv = dv * s * (1.0f + n * (1.0f - s));
+            dn[i] = dv;
+        }
+        as[0] += dv * xh;
+        ab[0] += dv;
+    }
+    *ps = lanes_total(as), *pb = lanes_total(ab);
+}
+
+// beta == NULL: plain GroupNorm, dout is the gradient of its output. Otherwise
+// dout is the gradient of silu(gn(x)), and the gradient of gn(x), dn = dout *
+// silu'(gn(x)), is recomputed into a group-sized buffer that stays in cache.
+// One group per iteration with the samples in order inside it: each channel's
+// dgamma/dbeta and each (sample, group)'s sums come out the same whatever the
+// thread count.
+LD_INLINE void gn_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, const float *beta, int B,
+                        int C, int HW, int G) {
+    if (!dx && !dgamma && !dbeta) return;
     int cg = C / G;
     size_t gsize = (size_t)cg * HW;
-    if (dgamma || dbeta) {
-        // One channel per iteration, samples in order: deterministic.
 #pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++) {
-            double sg = 0.0, sb = 0.0;
-            for (int b = 0; b < B; b++) {
-                int bg = b * G + c / cg;
-                double m = mean[bg], r = rstd[bg];
-                const float *xc = x + ((size_t)b * C + c) * HW;
-                const float *dc = dout + ((size_t)b * C + c) * HW;
+    for (int g = 0; g < G; g++) {
+        // per channel of the group: sums over the samples (sg, sb) and over one sample (ps, pb)
+        double *sg = xcalloc((size_t)4 * cg, sizeof(double)), *sb = sg + cg, *ps = sb + cg, *pb = ps + cg;
+        float *dn = beta ? xmalloc(gsize * sizeof(float)) : NULL;
+        for (int b = 0; b < B; b++) {
+            size_t off = ((size_t)b * G + g) * gsize;
+            const float *xg = x + off, *dg = dout + off;
+            float m = mean[b * G + g], r = rstd[b * G + g];
+            double sum_g = 0.0, sum_gx = 0.0;  // over the group: gamma * d and gamma * d * xhat
+            for (int j = 0; j < cg; j++) {
+                int c = g * cg + j;
+                row_sums(&ps[j], &pb[j], xg + (size_t)j * HW, dg + (size_t)j * HW, dn ? dn + (size_t)j * HW : NULL,
+                         HW, m, r, gamma[c], beta ? beta[c] : 0.0f, beta != NULL);
+                sum_g += gamma[c] * pb[j];
+                sum_gx += gamma[c] * ps[j];
+                sg[j] += ps[j], sb[j] += pb[j];
+            }
+            if (!dx) continue;
+            // dx = rstd * (gamma d - mean(gamma d) - xhat * mean(gamma d xhat)) over the group
+            const float *d = beta ? dn : dg;  // gradient of the normalised (affine) output
+            float a = (float)(sum_g / (double)gsize), bc = (float)(sum_gx / (double)gsize);
+            float *dxg = dx + off;
+            for (int j = 0; j < cg; j++) {
+                float gm = gamma[g * cg + j];
+                const float *xc = xg + (size_t)j * HW, *dc = d + (size_t)j * HW;
+                float *dxc = dxg + (size_t)j * HW;
+#pragma omp simd
                 for (int i = 0; i < HW; i++) {
-                    sg += dc[i] * ((xc[i] - m) * r);
-                    sb += dc[i];
+                    float xh = (xc[i] - m) * r;
+                    dxc[i] += r * (dc[i] * gm - a - xh * bc);
                 }
             }
-            if (dgamma) dgamma[c] += (float)sg;
-            if (dbeta) dbeta[c] += (float)sb;
         }
-    }
-    if (!dx) return;
-    // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dout * gamma, over the group.
-#pragma omp parallel for schedule(static)
-    for (int bg = 0; bg < B * G; bg++) {
-        int g0 = (bg % G) * cg;
-        double m = mean[bg], r = rstd[bg];
-        const float *xg = x + (size_t)bg * gsize;
-        const float *dg = dout + (size_t)bg * gsize;
-        float *dxg = dx + (size_t)bg * gsize;
-        double sum_g = 0.0, sum_gx = 0.0;
         for (int j = 0; j < cg; j++) {
-            double gm = gamma[g0 + j];
-            for (int i = 0; i < HW; i++) {
-                size_t t = (size_t)j * HW + i;
-                double gv = dg[t] * gm;
-                sum_g += gv;
-                sum_gx += gv * ((xg[t] - m) * r);
-            }
+            if (dgamma) dgamma[g * cg + j] += (float)sg[j];
+            if (dbeta) dbeta[g * cg + j] += (float)sb[j];
         }
-        double a = sum_g / (double)gsize, bcoef = sum_gx / (double)gsize;
-        for (int j = 0; j < cg; j++) {
-            float gm = gamma[g0 + j];
-            for (int i = 0; i < HW; i++) {
-                size_t t = (size_t)j * HW + i;
-                double xh = (xg[t] - m) * r;
-                dxg[t] += (float)(r * (dg[t] * gm - a - xh * bcoef));
-            }
-        }
+        free(sg);
+        free(dn);
     }
+}
+
+LD_VEC_CLONES void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                        const float *mean, const float *rstd, const float *gamma, int B, int C,
+                        int HW, int G) {
+    gn_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, NULL, B, C, HW, G);
+}
+
+LD_VEC_CLONES void groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                             const float *mean, const float *rstd, const float *gamma, const float *beta,
+                             int B, int C, int HW, int G) {
+    gn_backward(dx, dgamma, dbeta, dout, x, mean, rstd, gamma, beta, B, C, HW, G);
 }

@@ -53,6 +53,14 @@ void groupnorm_forward(float *out, float *mean, float *rstd, const float *x, con
 void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
                         const float *mean, const float *rstd, const float *gamma, int B, int C,
                         int HW, int G);
+// GroupNorm then SiLU in one kernel: out = silu(groupnorm(x)). Saves mean/rstd
+// only (no normalised copy); backward takes dout = d out and recomputes
+// groupnorm(x) from x, mean, rstd, gamma and beta. Same accumulation rules.
+void groupnorm_silu_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                            const float *beta, int B, int C, int HW, int G, float eps);
+void groupnorm_silu_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                             const float *mean, const float *rstd, const float *gamma, const float *beta,
+                             int B, int C, int HW, int G);
 
 // ---- layernorm.c: x [N,C] normalised over C, affine gamma/beta [C]; mean/rstd [N] saved.
 void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
@@ -64,8 +72,13 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
 void linear_forward(float *out, const float *x, const float *w, const float *b, int N, int C, int OC);
 void linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x,
                      const float *w, int N, int C, int OC);
+// out = res + x @ w^T + b, the residual add folded into the GEMM's accumulation
+// (out may alias res). Its backward is linear_backward plus dout into d res.
+void linear_residual_forward(float *out, const float *x, const float *w, const float *b, const float *res, int N,
+                             int C, int OC);
 
-// ---- activations.c: elementwise over n values.
+// ---- activations.c: elementwise over n values; exp and Phi from vecmath.h
+// (vectorised, error bounds stated there), not libm.
 void silu_forward(float *out, const float *x, size_t n);
 void silu_backward(float *dx, const float *dout, const float *x, size_t n);
 void gelu_forward(float *out, const float *x, size_t n);  // exact: x * Phi(x), erf form

@@ -13,6 +13,24 @@ void linear_forward(float *out, const float *x, const float *w, const float *b, 
     gemm(0, 1, N, OC, C, 1.0f, x, C, w, C, b ? 1.0f : 0.0f, out, OC);
 }
 
+void linear_residual_forward(float *out, const float *x, const float *w, const float *b, const float *res, int N,
+                             int C, int OC) {
+    // Seed rows with res + b: one pass instead of a bias pass and a separate residual add.
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        const float *r = res + (size_t)n * OC;
+        if (b) {
+#pragma omp simd
+            for (int j = 0; j < OC; j++) o[j] = r[j] + b[j];
+        } else if (o != r) {
+#pragma omp simd
+            for (int j = 0; j < OC; j++) o[j] = r[j];
+        }
+    }
+    gemm(0, 1, N, OC, C, 1.0f, x, C, w, C, 1.0f, out, OC);
+}
+
 // Column block for the bias reduction (see layernorm.c for the same pattern).
 #define LIN_COLS 64
 

@@ -7,19 +7,30 @@
 
 void concat_channels_forward(float *out, const float *a, const float *b, int B, int Ca, int Cb, int HW) {
     size_t na = (size_t)Ca * HW, nb = (size_t)Cb * HW;
-    for (int n = 0; n < B; n++) {
+    // one (sample, part) copy per iteration: both threads copy at 2 threads
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < 2 * B; t++) {
+        int n = t / 2;
         float *o = out + (size_t)n * (na + nb);
-        memcpy(o, a + (size_t)n * na, na * sizeof(float));
-        memcpy(o + na, b + (size_t)n * nb, nb * sizeof(float));
+        if (t % 2 == 0)
+            memcpy(o, a + (size_t)n * na, na * sizeof(float));
+        else
+            memcpy(o + na, b + (size_t)n * nb, nb * sizeof(float));
     }
 }
 
 void concat_channels_backward(float *da, float *db, const float *dout, int B, int Ca, int Cb, int HW) {
     size_t na = (size_t)Ca * HW, nb = (size_t)Cb * HW;
-    for (int n = 0; n < B; n++) {
-        const float *d = dout + (size_t)n * (na + nb);
-        if (da) accumulate(da + (size_t)n * na, d, na);
-        if (db) accumulate(db + (size_t)n * nb, d + na, nb);
+    // one parallel region for all samples (accumulate() would open one per sample and part)
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < 2 * B; t++) {
+        int n = t / 2;
+        const float *d = dout + (size_t)n * (na + nb) + (t % 2 ? na : 0);
+        float *dst = t % 2 ? (db ? db + (size_t)n * nb : NULL) : (da ? da + (size_t)n * na : NULL);
+        size_t len = t % 2 ? nb : na;
+        if (!dst) continue;
+#pragma omp simd
+        for (size_t i = 0; i < len; i++) dst[i] += d[i];
     }
 }
 

@@ -44,26 +44,22 @@ void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
     r->B = B, r->H = H, r->W = W;
     r->x = x;
     r->silu_temb = silu_temb;
-    r->n1 = arena_alloc(c->acts, nin);
     r->m1 = arena_alloc(c->acts, (size_t)B * r->groups);
     r->r1 = arena_alloc(c->acts, (size_t)B * r->groups);
     r->a1 = arena_alloc(c->acts, nin);
     r->h = arena_alloc(c->acts, nout);
-    r->n2 = arena_alloc(c->acts, nout);
     r->m2 = arena_alloc(c->acts, (size_t)B * r->groups);
     r->r2 = arena_alloc(c->acts, (size_t)B * r->groups);
     r->a2 = arena_alloc(c->acts, nout);
 
-    groupnorm_forward(r->n1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
-    silu_forward(r->a1, r->n1, nin);
+    groupnorm_silu_forward(r->a1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
     float *col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
     conv2d_forward(r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1, col);
     // time embedding, projected per sample and broadcast over H, W
     float *tp = arena_alloc(c->work, (size_t)B * co);
     linear_forward(tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
     add_channel_bias_forward(r->h, r->h, tp, B, co, HW);
-    groupnorm_forward(r->n2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
-    silu_forward(r->a2, r->n2, nout);
+    groupnorm_silu_forward(r->a2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
     col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
     conv2d_forward(out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1, col);
     if (r->has_shortcut) {
@@ -92,19 +88,17 @@ void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
     float *da2 = arena_zeros(c->work, nout);
     float *col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
     conv2d_backward(da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1, col);
-    float *dn2 = arena_zeros(c->work, nout);
-    silu_backward(dn2, da2, r->n2, nout);
     float *dh = arena_zeros(c->work, nout);
-    groupnorm_backward(dh, g + r->n2w, g + r->n2b, dn2, r->h, r->m2, r->r2, p + r->n2w, B, co, HW, r->groups);
+    groupnorm_silu_backward(dh, g + r->n2w, g + r->n2b, da2, r->h, r->m2, r->r2, p + r->n2w, p + r->n2b, B, co, HW,
+                            r->groups);
     float *dtp = arena_zeros(c->work, (size_t)B * co);
     add_channel_bias_backward(NULL, dtp, dh, B, co, HW);
     linear_backward(dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
     float *da1 = arena_zeros(c->work, nin);
     col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
     conv2d_backward(da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1, col);
-    float *dn1 = arena_zeros(c->work, nin);
-    silu_backward(dn1, da1, r->n1, nin);
-    groupnorm_backward(dx, g + r->n1w, g + r->n1b, dn1, r->x, r->m1, r->r1, p + r->n1w, B, ci, HW, r->groups);
+    groupnorm_silu_backward(dx, g + r->n1w, g + r->n1b, da1, r->x, r->m1, r->r1, p + r->n1w, p + r->n1b, B, ci, HW,
+                            r->groups);
     arena_release(c->work, mark);
 }
 

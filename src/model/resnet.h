@@ -18,7 +18,7 @@ typedef struct Resnet {
     // saved by forward
     int B, H, W;
     const float *x, *silu_temb;
-    float *n1, *m1, *r1, *a1, *h, *n2, *m2, *r2, *a2;
+    float *m1, *r1, *a1, *h, *m2, *r2, *a2;  // a = silu(groupnorm(.)): the normalised value is recomputed
 } Resnet;
 
 void resnet_init(Resnet *r, ParamTable *pt, const char *prefix, int cin, int cout, int temb_dim,

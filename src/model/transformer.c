@@ -97,8 +97,7 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     float *sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, S, ATTN_TILE_Q, ATTN_TILE_K));
     attention_flash_forward(b->a1, b->lse1, b->q, b->k, b->v, B, S, S, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
     b->t1 = arena_alloc(a, n);
-    linear_forward(b->t1, b->a1, p + b->o1w, p + b->o1b, N, C, C);
-    add_forward(b->t1, b->t1, x, n);
+    linear_residual_forward(b->t1, b->a1, p + b->o1w, p + b->o1b, x, N, C, C);
     // cross-attention on the context
     b->l2 = arena_alloc(a, n), b->m2 = arena_alloc(a, N), b->r2 = arena_alloc(a, N);
     layernorm_forward(b->l2, b->m2, b->r2, b->t1, p + b->n2w, p + b->n2b, N, C, LN_EPS);
@@ -112,8 +111,7 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, L, ATTN_TILE_Q, ATTN_TILE_K));
     attention_flash_forward(b->a2, b->lse2, b->qc, b->kc, b->vc, B, S, L, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
     b->t2 = arena_alloc(a, n);
-    linear_forward(b->t2, b->a2, p + b->o2w, p + b->o2b, N, C, C);
-    add_forward(b->t2, b->t2, b->t1, n);
+    linear_residual_forward(b->t2, b->a2, p + b->o2w, p + b->o2b, b->t1, N, C, C);
     // GEGLU feed-forward
     b->l3 = arena_alloc(a, n), b->m3 = arena_alloc(a, N), b->r3 = arena_alloc(a, N);
     layernorm_forward(b->l3, b->m3, b->r3, b->t2, p + b->n3w, p + b->n3b, N, C, LN_EPS);
@@ -121,8 +119,7 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     linear_forward(b->f0, b->l3, p + b->f0w, p + b->f0b, N, C, 8 * C);
     b->gg = arena_alloc(a, 4 * n);
     geglu_forward(b->gg, b->f0, N, 4 * C);
-    linear_forward(out, b->gg, p + b->f2w, p + b->f2b, N, 4 * C, C);
-    add_forward(out, out, b->t2, n);
+    linear_residual_forward(out, b->gg, p + b->f2w, p + b->f2b, b->t2, N, 4 * C, C);
     b->out = out;
 }
 

@@ -643,13 +643,11 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
     // output head: GroupNorm, SiLU, conv_out
     size_t n0 = (size_t)B * c0 * H * W;
     u->no_in = h;
-    u->no_norm = arena_alloc(&u->acts, n0);
     u->no_mean = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
     u->no_rstd = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
-    groupnorm_forward(u->no_norm, u->no_mean, u->no_rstd, h, p + u->norm_out_w, p + u->norm_out_b, B, c0,
-                      H * W, m->norm_num_groups, m->norm_eps);
     u->no_act = arena_alloc(&u->acts, n0);
-    silu_forward(u->no_act, u->no_norm, n0);
+    groupnorm_silu_forward(u->no_act, u->no_mean, u->no_rstd, h, p + u->norm_out_w, p + u->norm_out_b, B, c0,
+                           H * W, m->norm_num_groups, m->norm_eps);
     conv2d_forward(out, u->no_act, p + u->conv_out_w, p + u->conv_out_b, B, c0, H, W, m->out_channels, 3, 1,
                    1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
     u->have_forward = 1;
@@ -685,11 +683,9 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     float *dact = arena_zeros(&u->work, n0);
     conv2d_backward(dact, g + u->conv_out_w, g + u->conv_out_b, dout, u->no_act, p + u->conv_out_w, B, c0, H, W,
                     m->out_channels, 3, 1, 1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
-    float *dnorm = arena_zeros(&u->work, n0);
-    silu_backward(dnorm, dact, u->no_norm, n0);
     float *dh = arena_zeros(&u->work, n0);
-    groupnorm_backward(dh, g + u->norm_out_w, g + u->norm_out_b, dnorm, u->no_in, u->no_mean, u->no_rstd,
-                       p + u->norm_out_w, B, c0, H * W, m->norm_num_groups);
+    groupnorm_silu_backward(dh, g + u->norm_out_w, g + u->norm_out_b, dact, u->no_in, u->no_mean, u->no_rstd,
+                            p + u->norm_out_w, p + u->norm_out_b, B, c0, H * W, m->norm_num_groups);
 
     // up blocks, last first; skips were popped top-down, so walk their indices upwards
     int k = 0, tap = u->n_taps - 1, hh = H, ww = W;

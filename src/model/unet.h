@@ -105,7 +105,7 @@ typedef struct {
     const float *context;
     float *t_emb0, *t_h1, *t_a1, *temb, *silu_temb;
     float *add_in, *add_h1, *add_a1;  // text_time: [pooled, add_time_proj(time_ids)], linear_1, SiLU
-    float *sample, *no_in, *no_norm, *no_mean, *no_rstd, *no_act;
+    float *sample, *no_in, *no_mean, *no_rstd, *no_act;  // no_act = silu(norm_out(no_in))
     int have_forward;
 } UNet;
 

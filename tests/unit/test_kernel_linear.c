@@ -1,4 +1,4 @@
-// test_kernel_linear.c — linear layer and the activations (SiLU, exact GELU,
+// test_kernel_linear.c — linear layer (also with a residual folded in) and the activations (SiLU, exact GELU,
 // GEGLU in diffusers' hidden/gate order): forward against double loops,
 // backward against finite differences, gradients pre-filled to check that
 // backward accumulates.
@@ -38,6 +38,17 @@ static void check_linear(TuRng *rng, int N, int C, int OC, int bias) {
     linear_forward(out, x, w, b, N, C, OC);
     ref_linear(&c);
     kc_expect_close(kc_rel_err(out, c.out, no, 1e-3), KC_FWD_TOL, "%s forward", tag);
+    // with the residual folded in: out = res + linear, separate and in place (out == res)
+    {
+        float *res = kc_rand(rng, no, -2, 2), *o2 = kc_fcopy(res, no);
+        double *want = xmalloc(no * sizeof(double));
+        for (size_t i = 0; i < no; i++) want[i] = c.out[i] + res[i];
+        linear_residual_forward(out, x, w, b, res, N, C, OC);
+        kc_expect_close(kc_rel_err(out, want, no, 1e-3), KC_FWD_TOL, "%s residual forward", tag);
+        linear_residual_forward(o2, x, w, b, o2, N, C, OC);
+        kc_expect_close(kc_rel_err(o2, want, no, 1e-3), KC_FWD_TOL, "%s residual forward in place", tag);
+        free(res), free(o2), free(want);
+    }
 
     float *dx = kc_rand(rng, nx, -1, 1), *dw = kc_rand(rng, nw, -1, 1), *db = kc_rand(rng, OC, -1, 1);
     float *dx0 = kc_fcopy(dx, nx), *dw0 = kc_fcopy(dw, nw), *db0 = kc_fcopy(db, OC);

@@ -1,12 +1,15 @@
-// test_kernel_norm.c — GroupNorm and LayerNorm: forward (output and the saved
-// mean/rstd) against double loops, backward (dx, dgamma, dbeta) against finite
-// differences of those loops, gradients pre-filled to check accumulation.
+// test_kernel_norm.c — GroupNorm (alone and fused with the SiLU after it) and
+// LayerNorm: forward (output and the saved mean/rstd) against double loops,
+// backward (dx, dgamma, dbeta) against finite differences of those loops,
+// gradients pre-filled to check accumulation; GroupNorm's results the same bit
+// for bit with 1 and 2 threads.
 #include "kernel_check.h"
 #include "kernels/kernels.h"
 
 // ---- GroupNorm ----
 typedef struct {
     int B, C, HW, G;
+    int silu;  // reference is silu(groupnorm(x)), as groupnorm_silu_*
     double eps;
     double *x, *gamma, *beta, *R, *out, *mean, *rstd;
 } GnCase;
@@ -29,7 +32,8 @@ static void ref_groupnorm(GnCase *c) {
                 for (int i = 0; i < c->HW; i++) {
                     int ch = g * cg + j;
                     size_t t = ((size_t)b * c->C + ch) * c->HW + i;
-                    c->out[t] = (c->x[t] - m) * r * c->gamma[ch] + c->beta[ch];
+                    double n = (c->x[t] - m) * r * c->gamma[ch] + c->beta[ch];
+                    c->out[t] = c->silu ? n / (1 + exp(-n)) : n;
                 }
         }
 }
@@ -40,19 +44,32 @@ static double gn_loss(void *ctx) {
     return kc_dot(c->out, c->R, (size_t)c->B * c->C * c->HW);
 }
 
-static void check_groupnorm(TuRng *rng, int B, int C, int HW, int G, float eps, float offset) {
+static void gn_fwd(int silu, float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                   const float *beta, int B, int C, int HW, int G, float eps) {
+    (silu ? groupnorm_silu_forward : groupnorm_forward)(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
+}
+
+static void gn_bwd(int silu, float *dx, float *dg, float *db, const float *R, const float *x, const float *mean,
+                   const float *rstd, const float *gamma, const float *beta, int B, int C, int HW, int G) {
+    if (silu)
+        groupnorm_silu_backward(dx, dg, db, R, x, mean, rstd, gamma, beta, B, C, HW, G);
+    else
+        groupnorm_backward(dx, dg, db, R, x, mean, rstd, gamma, B, C, HW, G);
+}
+
+static void check_groupnorm(TuRng *rng, int silu, int B, int C, int HW, int G, float eps, float offset) {
     size_t nx = (size_t)B * C * HW;
     float *x = kc_rand(rng, nx, offset - 1.5f, offset + 1.5f);
     float *gamma = kc_rand(rng, C, 0.5f, 1.5f), *beta = kc_rand(rng, C, -1, 1);
     float *R = kc_rand(rng, nx, -1, 1), *out = xmalloc(nx * sizeof(float));
     float *mean = xmalloc(B * G * sizeof(float)), *rstd = xmalloc(B * G * sizeof(float));
-    GnCase c = {B, C, HW, G, eps, kc_dup(x, nx), kc_dup(gamma, C), kc_dup(beta, C), kc_dup(R, nx),
+    GnCase c = {B, C, HW, G, silu, eps, kc_dup(x, nx), kc_dup(gamma, C), kc_dup(beta, C), kc_dup(R, nx),
                 xmalloc(nx * sizeof(double)), xmalloc(B * G * sizeof(double)),
                 xmalloc(B * G * sizeof(double))};
     char tag[96];
-    snprintf(tag, sizeof tag, "groupnorm B%d C%d HW%d G%d offset %g", B, C, HW, G, offset);
+    snprintf(tag, sizeof tag, "groupnorm%s B%d C%d HW%d G%d offset %g", silu ? "+silu" : "", B, C, HW, G, offset);
 
-    groupnorm_forward(out, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
+    gn_fwd(silu, out, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
     ref_groupnorm(&c);
     kc_expect_close(kc_rel_err(out, c.out, nx, 1e-3), KC_FWD_TOL, "%s out", tag);
     kc_expect_close(kc_rel_err(mean, c.mean, B * G, 1), KC_FWD_TOL, "%s mean", tag);
@@ -60,7 +77,7 @@ static void check_groupnorm(TuRng *rng, int B, int C, int HW, int G, float eps, 
 
     float *dx = kc_rand(rng, nx, -1, 1), *dg = kc_rand(rng, C, -1, 1), *db = kc_rand(rng, C, -1, 1);
     float *dx0 = kc_fcopy(dx, nx), *dg0 = kc_fcopy(dg, C), *db0 = kc_fcopy(db, C);
-    groupnorm_backward(dx, dg, db, R, x, mean, rstd, gamma, B, C, HW, G);
+    gn_bwd(silu, dx, dg, db, R, x, mean, rstd, gamma, beta, B, C, HW, G);
     double *gx = xmalloc(nx * sizeof(double)), *gg = xmalloc(C * sizeof(double));
     double *gb = xmalloc(C * sizeof(double));
     kc_fd_grad(gn_loss, &c, c.x, nx, gx);
@@ -71,8 +88,28 @@ static void check_groupnorm(TuRng *rng, int B, int C, int HW, int G, float eps, 
     kc_expect_close(kc_rel_err_acc(db, db0, gb, C, 1e-3), KC_BWD_TOL, "%s dbeta", tag);
     // NULL parameter gradients: dx alone must match the full call bit for bit.
     float *dx1 = kc_fcopy(dx0, nx);
-    groupnorm_backward(dx1, NULL, NULL, R, x, mean, rstd, gamma, B, C, HW, G);
+    gn_bwd(silu, dx1, NULL, NULL, R, x, mean, rstd, gamma, beta, B, C, HW, G);
     EXPECT(memcmp(dx1, dx, nx * sizeof(float)) == 0, "%s: dx alone differs", tag);
+    // 1 and 2 threads: the same bits (forward output, statistics, every gradient)
+    {
+        float *o2 = xmalloc(nx * sizeof(float)), *m2 = xmalloc(B * G * sizeof(float));
+        float *r2 = xmalloc(B * G * sizeof(float)), *dx2 = kc_fcopy(dx0, nx), *dg2 = kc_fcopy(dg0, C);
+        float *db2 = kc_fcopy(db0, C), *dx3 = kc_fcopy(dx0, nx), *dg3 = kc_fcopy(dg0, C), *db3 = kc_fcopy(db0, C);
+        int prev = tu_set_threads(1);
+        gn_fwd(silu, out, mean, rstd, x, gamma, beta, B, C, HW, G, eps);
+        gn_bwd(silu, dx2, dg2, db2, R, x, mean, rstd, gamma, beta, B, C, HW, G);
+        tu_set_threads(2);
+        gn_fwd(silu, o2, m2, r2, x, gamma, beta, B, C, HW, G, eps);
+        gn_bwd(silu, dx3, dg3, db3, R, x, mean, rstd, gamma, beta, B, C, HW, G);
+        tu_set_threads(prev);
+        EXPECT(!memcmp(out, o2, nx * sizeof(float)) && !memcmp(mean, m2, B * G * sizeof(float)) &&
+                   !memcmp(rstd, r2, B * G * sizeof(float)),
+               "%s: forward differs between 1 and 2 threads", tag);
+        EXPECT(!memcmp(dx2, dx3, nx * sizeof(float)) && !memcmp(dg2, dg3, C * sizeof(float)) &&
+                   !memcmp(db2, db3, C * sizeof(float)),
+               "%s: backward differs between 1 and 2 threads", tag);
+        free(o2), free(m2), free(r2), free(dx2), free(dg2), free(db2), free(dx3), free(dg3), free(db3);
+    }
 
     free(x), free(gamma), free(beta), free(R), free(out), free(mean), free(rstd);
     free(dx), free(dg), free(db), free(dx0), free(dg0), free(db0), free(dx1);
@@ -150,11 +187,14 @@ static void check_layernorm(TuRng *rng, int N, int C, float eps, float offset) {
 int main(void) {
     TuRng rng;
     tu_rng_seed(&rng, 99);
-    check_groupnorm(&rng, 2, 8, 15, 4, 1e-5f, 0);
-    check_groupnorm(&rng, 3, 6, 7, 3, 1e-6f, 0);
-    check_groupnorm(&rng, 2, 4, 9, 1, 1e-5f, 5);    // one group = LayerNorm over C*HW, offset mean
-    check_groupnorm(&rng, 2, 6, 5, 6, 1e-5f, 0);    // one channel per group
-    check_groupnorm(&rng, 2, 8, 6, 2, 1e-5f, 50);   // mean >> std: no cancellation
+    for (int silu = 0; silu < 2; silu++) {
+        check_groupnorm(&rng, silu, 2, 8, 15, 4, 1e-5f, 0);
+        check_groupnorm(&rng, silu, 3, 6, 7, 3, 1e-6f, 0);
+        check_groupnorm(&rng, silu, 2, 4, 9, 1, 1e-5f, 5);    // one group = LayerNorm over C*HW, offset mean
+        check_groupnorm(&rng, silu, 2, 6, 5, 6, 1e-5f, 0);    // one channel per group
+        check_groupnorm(&rng, silu, 2, 8, 6, 2, 1e-5f, 50);   // mean >> std: no cancellation
+        check_groupnorm(&rng, silu, 3, 4, 37, 2, 1e-5f, 0);   // rows of 37: 8-lane body and a tail
+    }
     check_layernorm(&rng, 7, 12, 1e-5f, 0);
     check_layernorm(&rng, 5, 130, 1e-5f, 3);        // C spans several 64-column blocks
     check_layernorm(&rng, 1, 3, 1e-5f, 0);
