@@ -202,6 +202,7 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     if (u->pooled_dim > 0)
         pl = xmalloc(sizeof(float) * (size_t)K * u->pooled_dim), ti = xmalloc(sizeof(float) * (size_t)K * LD_TIME_IDS);
     UNetAdded add = {pl, ti};
+    unet_set_keep(u, UNET_KEEP_NONE);  // outputs only
     double t0 = now_s();
     for (int b0 = 0; b0 < B && !rc; b0 += K) {
         int k = B - b0 < K ? B - b0 : K;

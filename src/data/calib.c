@@ -68,12 +68,14 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
     size_t per_in = (size_t)cs->C * cs->H * cs->W, per = (size_t)cs->Co * cs->H * cs->W;
     float *tmp = out ? NULL : xmalloc((size_t)cs->batch * per * sizeof(float));
     double sum = 0;
+    UNetKeep keep = unet_set_keep(u, UNET_KEEP_NONE);  // outputs only: no interior kept
     for (int k = 0; k < count; k += cs->batch) {
         int i = first + k, b = count - k < cs->batch ? count - k : cs->batch;
         float *o = out ? out + (size_t)k * per : tmp;
         UNetAdded add = calib_added(cs, i);
         if (unet_forward_added(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
                                b, cs->H, cs->W, cs->L, skip, e)) {
+            unet_set_keep(u, keep);
             free(tmp);
             return -1;
         }
@@ -86,6 +88,7 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
         }
     }
     if (sse) *sse = sum;
+    unet_set_keep(u, keep);
     free(tmp);
     return 0;
 }

@@ -81,6 +81,7 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
     UNetAdded add_c = {o->pooled_cond ? o->pooled_cond : pz, ids};
     UNetAdded add_u = {o->pooled_uncond ? o->pooled_uncond : pz, ids};
 
+    UNetKeep keep = unet_set_keep(u, UNET_KEEP_NONE);  // forward only
     sample_noise(out, B, numel, seed, o->first_sample, 0);
     for (int i = 0; i < sc->steps; i++) {
         int t = ts[i], prev = t - r;
@@ -102,6 +103,7 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
         double ac_prev = prev >= 0 ? s->alphas_cumprod[prev] : 1.0;
         ddim_step(out, eps, z, n, s->alphas_cumprod[t], ac_prev, sc->eta, o->clip_x0);
     }
+    unet_set_keep(u, keep);
     free(ts);
     free(eps);
     free(eps_u);

@@ -116,6 +116,7 @@ static const KeySpec KEYS[] = {
     {"train", "checkpoint_interval", T_INT, "500", 0, NOMAX, AT(train.checkpoint_interval), .doc = "Steps between checkpoints (0: only at the end)."},
     {"train", "init", T_STRING, "\"\"", AT(train.init), .doc = "Weights to start from (.safetensors); empty: seeded random initialisation."},
     {"train", "bucket_mb", T_FLOAT, "16", .min = 0, .max = 4096, .min_open = 1, AT(train.bucket_mb), .doc = "Size of each gradient all-reduce bucket, in MiB."},
+    {"train", "recompute", T_BOOL, "false", AT(train.recompute), .doc = "Activation checkpointing for `train` and `distill`: the trained U-Net's forward keeps only each ResnetBlock2D's and Transformer2DModel's input and output, and the backward recomputes a layer's interior just before its backward (bit-identical gradients, about one more forward's time, a fraction of the activation memory)."},
     {"sample", "model", T_STRING, "\"\"", AT(sample.model), .doc = "Weights to sample from; empty: OUTPUT_DIR/model.safetensors."},
     {"sample", "steps", T_INT, "50", 1, 10000, AT(sample.steps), .doc = "DDIM steps."},
     {"sample", "eta", T_FLOAT, "0", 0, 1, AT(sample.eta), .doc = "DDIM eta (0: deterministic)."},

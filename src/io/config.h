@@ -68,6 +68,7 @@ typedef struct {
     int log_interval, checkpoint_interval;
     char init[1024];       // "" = random init (seeded), else a .safetensors to start from
     double bucket_mb;      // gradient all-reduce bucket size
+    int recompute;         // activation checkpointing: keep layer inputs, recompute interiors in backward
 } TrainConfig;
 
 typedef struct {

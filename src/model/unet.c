@@ -387,8 +387,15 @@ void unet_free(UNet *u) {
     free(u->skip_HW);
     arena_free(&u->acts);
     arena_free(&u->work);
+    arena_free(&u->rec);
     scratch_free(&u->scratch);
     free(u);
+}
+
+UNetKeep unet_set_keep(UNet *u, UNetKeep k) {
+    UNetKeep old = u->keep;
+    u->keep = k;
+    return old;
 }
 
 void unet_zero_grad(UNet *u) {
@@ -437,6 +444,32 @@ static LayerCtx ctx_of(UNet *u) {
     return c;
 }
 
+// Where a layer's forward puts its interior: the pass's arenas when the forward
+// keeps everything; else the recompute arena, emptied first (the previous
+// layer's interior is dead by then: forward only, or recomputed before use).
+static LayerCtx interior_ctx(UNet *u) {
+    if (u->fwd_keep == UNET_KEEP_ALL) return ctx_of(u);
+    arena_reset(&u->rec);
+    LayerCtx c = {u->params, u->grads, &u->rec, &u->rec, &u->scratch};
+    return c;
+}
+
+// One layer's forward, called by the forward pass and again, under
+// UNET_KEEP_INPUTS, by the backward just before the layer's backward: the same
+// code on the same inputs, so what the backward reads is bit-identical.
+// An up-block resnet's cat([hidden, skip]) is part of its interior.
+static void resnet_layer_forward(UNet *u, Resnet *r, float *o, const float *x, const float *skip, int skc, int B,
+                                 int hh, int ww) {
+    LayerCtx c = interior_ctx(u);
+    if (skip) {
+        float *cat = arena_alloc(c.acts, (size_t)B * (r->hidden_ch + skc) * hh * ww);
+        concat_channels_forward(cat, x, skip, B, r->hidden_ch, skc, hh * ww);
+        x = cat;
+    }
+    if (!o) o = arena_alloc(c.acts, (size_t)B * r->cout * hh * ww);  // a recompute: the output is known
+    resnet_forward(r, &c, o, x, u->silu_temb, B, hh, ww);
+}
+
 static void push_skip(UNet *u, int *top, float *h, int C, int HW) {
     CHECK(*top < u->max_skips);
     u->skip_data[*top] = h, u->skip_C[*top] = C, u->skip_HW[*top] = HW;
@@ -460,16 +493,30 @@ void unet_neutral_time_ids(float *time_ids, int H, int W) {
 // A Transformer2DModel on h: its blocks' skip flags from this pass's bypass
 // (kept for backward), the layer, then what each block candidate received and
 // produced (token-major [B,S,C]: the same count per sample as [C,H,W]).
-static void attn_forward(UNet *u, const LayerCtx *c, Transformer *t, float *o, const float *h, int B, int hh, int ww,
-                         int L) {
+static void attn_forward(UNet *u, Transformer *t, float *o, const float *h, int B, int hh, int ww, int L) {
     for (int k = 0; k < t->n_layers; k++) {
         TBlock *b = &t->blk[k];
         b->skip = !b->present || (b->cand >= 0 && u->bypass[b->cand]);
     }
-    transformer_forward(t, c, o, h, u->context, B, hh, ww, L);
+    LayerCtx c = interior_ctx(u);
+    transformer_forward(t, &c, o, h, u->context, B, hh, ww, L);
     note_io(u, t->cand, h, o, t->C, hh, ww);
-    for (int k = 0; k < t->n_layers; k++)
+    for (int k = 0; k < t->n_layers && u->fwd_keep == UNET_KEEP_ALL; k++)  // else interior: not kept
         if (t->blk[k].out) note_io(u, t->blk[k].cand, t->blk[k].t, t->blk[k].out, t->C, hh, ww);
+}
+
+// Under UNET_KEEP_INPUTS, before a layer's backward: its interior again (the
+// block skip flags are the forward's; the output is dropped).
+static void resnet_recompute(UNet *u, Resnet *r, const float *skip, int skc, const float *hidden) {
+    if (u->fwd_keep != UNET_KEEP_INPUTS) return;
+    resnet_layer_forward(u, r, NULL, skip ? hidden : r->x, skip, skc, r->B, r->H, r->W);
+}
+
+static void attn_recompute(UNet *u, Transformer *t) {
+    if (u->fwd_keep != UNET_KEEP_INPUTS) return;
+    LayerCtx c = interior_ctx(u);
+    float *o = arena_alloc(c.acts, (size_t)t->B * t->C * t->H * t->W);
+    transformer_forward(t, &c, o, t->x, t->ctx, t->B, t->H, t->W, t->L);
 }
 
 int unet_forward(UNet *u, float *out, const float *sample, const float *timesteps,
@@ -490,7 +537,7 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
                       u->pooled_dim, LD_TIME_IDS);
     arena_reset(&u->acts);
     arena_reset(&u->work);
-    LayerCtx c = ctx_of(u);
+    u->fwd_keep = u->keep;
     const float *p = u->params;
     u->B = B, u->H = H, u->W = W, u->L = L;
     for (int i = 0; i < u->n_cands; i++) {
@@ -550,7 +597,7 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
             blk->layer_in[2 * j] = h;
             if (runs(u, r->cand)) {
                 float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hh * ww);
-                resnet_forward(r, &c, o, h, u->silu_temb, B, hh, ww);
+                resnet_layer_forward(u, r, o, h, NULL, 0, B, hh, ww);
                 note_io(u, r->cand, h, o, r->cout, hh, ww);
                 h = o;
             }
@@ -559,7 +606,7 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
                 blk->layer_in[2 * j + 1] = h;
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hh * ww);
-                    attn_forward(u, &c, t, o, h, B, hh, ww, L);
+                    attn_forward(u, t, o, h, B, hh, ww, L);
                     h = o;
                 }
             }
@@ -581,18 +628,18 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
     size_t nm = (size_t)B * cm * hh * ww;
     if (runs(u, u->mid_res[0].cand)) {
         float *o = arena_alloc(&u->acts, nm);
-        resnet_forward(&u->mid_res[0], &c, o, h, u->silu_temb, B, hh, ww);
+        resnet_layer_forward(u, &u->mid_res[0], o, h, NULL, 0, B, hh, ww);
         note_io(u, u->mid_res[0].cand, h, o, cm, hh, ww);
         h = o;
     }
     if (runs(u, u->mid_attn.cand)) {
         float *o = arena_alloc(&u->acts, nm);
-        attn_forward(u, &c, &u->mid_attn, o, h, B, hh, ww, L);
+        attn_forward(u, &u->mid_attn, o, h, B, hh, ww, L);
         h = o;
     }
     if (runs(u, u->mid_res[1].cand)) {
         float *o = arena_alloc(&u->acts, nm);
-        resnet_forward(&u->mid_res[1], &c, o, h, u->silu_temb, B, hh, ww);
+        resnet_layer_forward(u, &u->mid_res[1], o, h, NULL, 0, B, hh, ww);
         note_io(u, u->mid_res[1].cand, h, o, cm, hh, ww);
         h = o;
     }
@@ -609,10 +656,8 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
             int skc = u->skip_C[top];
             blk->layer_in[2 * j] = h;
             if (runs(u, r->cand)) {
-                float *cat = arena_alloc(&u->acts, (size_t)B * (r->hidden_ch + skc) * hw);
-                concat_channels_forward(cat, h, sk, B, r->hidden_ch, skc, (int)hw);
                 float *o = arena_alloc(&u->acts, (size_t)B * r->cout * hw);
-                resnet_forward(r, &c, o, cat, u->silu_temb, B, hh, ww);
+                resnet_layer_forward(u, r, o, h, sk, skc, B, hh, ww);
                 note_io(u, r->cand, h, o, r->cout, hh, ww);
                 h = o;
             }  // removed: the hidden state passes through, the popped skip is dropped
@@ -621,7 +666,7 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
                 blk->layer_in[2 * j + 1] = h;
                 if (runs(u, t->cand)) {
                     float *o = arena_alloc(&u->acts, (size_t)B * t->C * hw);
-                    attn_forward(u, &c, t, o, h, B, hh, ww, L);
+                    attn_forward(u, t, o, h, B, hh, ww, L);
                     h = o;
                 }
             }
@@ -668,6 +713,7 @@ static float *dskip(UNet *u, float **ds, int k, int B) {
 
 void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     CHECK(u->have_forward);
+    CHECK(u->fwd_keep != UNET_KEEP_NONE);  // a forward-only pass kept nothing to differentiate
     if (!u->grads) unet_zero_grad(u);  // accumulating into a fresh buffer: zeros
     const ModelConfig *m = &u->cfg;
     const float *p = u->params;
@@ -705,12 +751,14 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
         for (int j = blk->n_layers - 1; j >= 0; j--, k++) {
             if (blk->attn && runs(u, blk->attn[j].cand)) {
                 float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hw);
+                attn_recompute(u, &blk->attn[j]);
                 transformer_backward(&blk->attn[j], &c, d, dh);
                 dh = d;
             }
             Resnet *r = &blk->res[j];
             if (runs(u, r->cand)) {
                 int skc = u->skip_C[k];
+                resnet_recompute(u, r, u->skip_data[k], skc, blk->layer_in[2 * j]);
                 float *dcat = arena_zeros(&u->work, (size_t)B * (r->hidden_ch + skc) * hw);
                 resnet_backward(r, &c, dcat, dstemb, dh);
                 dh = arena_zeros(&u->work, (size_t)B * r->hidden_ch * hw);
@@ -725,16 +773,19 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     add_tap_grad(dh, dtaps, tap--, nm);
     if (runs(u, u->mid_res[1].cand)) {
         float *d = arena_zeros(&u->work, nm);
+        resnet_recompute(u, &u->mid_res[1], NULL, 0, NULL);
         resnet_backward(&u->mid_res[1], &c, d, dstemb, dh);
         dh = d;
     }
     if (runs(u, u->mid_attn.cand)) {
         float *d = arena_zeros(&u->work, nm);
+        attn_recompute(u, &u->mid_attn);
         transformer_backward(&u->mid_attn, &c, d, dh);
         dh = d;
     }
     if (runs(u, u->mid_res[0].cand)) {
         float *d = arena_zeros(&u->work, nm);
+        resnet_recompute(u, &u->mid_res[0], NULL, 0, NULL);
         resnet_backward(&u->mid_res[0], &c, d, dstemb, dh);
         dh = d;
     }
@@ -759,12 +810,14 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
             k--;
             if (blk->attn && runs(u, blk->attn[j].cand)) {
                 float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hw);
+                attn_recompute(u, &blk->attn[j]);
                 transformer_backward(&blk->attn[j], &c, d, dh);
                 dh = d;
             }
             Resnet *r = &blk->res[j];
             if (runs(u, r->cand)) {
                 float *d = arena_zeros(&u->work, (size_t)B * r->cin * hw);
+                resnet_recompute(u, r, NULL, 0, NULL);
                 resnet_backward(r, &c, d, dstemb, dh);
                 dh = d;
             }

@@ -71,6 +71,20 @@ typedef struct {
     float **layer_in;   // [2*n_layers] inputs of each resnet / attention
 } Block;
 
+// What a forward keeps for a backward (UNet.keep, read at the start of each
+// forward). Layer = a ResnetBlock2D or a Transformer2DModel.
+//   ALL:    every layer's interior activations (the fastest backward).
+//   INPUTS: only each layer's input and output (train.recompute): the backward
+//           runs a layer's forward again, the same ops in the same order on the
+//           same input, into one reusable arena (UNet.rec) just before that
+//           layer's backward, so the gradients are bit-identical to ALL's for
+//           one more forward's time.
+//   NONE:   forward only (a frozen teacher, scoring, sampling): the interiors
+//           share that one arena layer after layer; a backward is refused.
+// With INPUTS or NONE a BasicTransformerBlock candidate's in/out (interior
+// tokens) are not kept: NULL. Taps and every other candidate's in/out are.
+typedef enum { UNET_KEEP_ALL = 0, UNET_KEEP_INPUTS = 1, UNET_KEEP_NONE = 2 } UNetKeep;
+
 typedef struct {
     ModelConfig cfg;
     ParamTable pt;
@@ -98,7 +112,10 @@ typedef struct {
     int n_taps;
 
     // forward state kept for backward
+    UNetKeep keep;      // what the next forward keeps (UNET_KEEP_ALL unless set)
+    UNetKeep fwd_keep;  // what the last forward kept
     Arena acts, work;
+    Arena rec;          // one layer's interior at a time when a forward keeps less than ALL
     Scratch scratch;
     int B, H, W, L;
     uint8_t *bypass;  // per candidate, 1 = not run in the last forward (removed or absent)
@@ -133,6 +150,9 @@ void unet_free(UNet *u);
 // teacher whose weights live in memory shared by the ranks of a node.
 void unet_adopt_params(UNet *u, float *params);
 
+// Sets what the following forwards keep (see UNetKeep); returns the previous setting.
+UNetKeep unet_set_keep(UNet *u, UNetKeep k);
+
 // Zeroes u->grads, allocating it on first use.
 void unet_zero_grad(UNet *u);
 long long unet_total_macs(const UNet *u);  // -1 at or beyond LD_MACS_EXACT (unet_create refuses that)
@@ -160,6 +180,7 @@ void unet_neutral_time_ids(float *time_ids, int H, int W);
 
 // Backward of the last forward: dout [B,out,H,W]; dtaps (u->n_taps entries,
 // each [B,C,H,W] or NULL; the array may be NULL) are extra gradients arriving at
-// the taps (feature distillation). Accumulates into u->grads.
+// the taps (feature distillation). Accumulates into u->grads. The last forward
+// must have kept UNET_KEEP_ALL or UNET_KEEP_INPUTS (the latter recomputes).
 void unet_backward(UNet *u, const float *dout, const float *const *dtaps);
 #endif

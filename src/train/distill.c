@@ -173,6 +173,8 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     const DistillJob *o = job;
     const DistillConfig *dc = job->distill;
     int rc = -1;
+    // the teacher only runs forward: its layers' interiors share one arena, none kept for a backward
+    UNetKeep teacher_keep = unet_set_keep(teacher, UNET_KEEP_NONE);
     // the data carries SDXL's added conditioning when the teacher (its own file's architecture) takes it
     ModelConfig dm = *job->model;
     dm.addition_embed_type = teacher->cfg.addition_embed_type;
@@ -285,5 +287,6 @@ done:
     free(d.probe_pooled), free(d.probe_tids);
     if (d.data) schedule_free(&d.sched);
     dataset_close(d.data);
+    unet_set_keep(teacher, teacher_keep);
     return rc;
 }

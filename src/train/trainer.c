@@ -60,6 +60,8 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     long g0, b;
     comm_shard(B, comm->rank, comm->size, &g0, &b);
     size_t n = u->pt.total;
+    // train.recompute: the trained U-Net keeps layer inputs only (bit-identical gradients)
+    unet_set_keep(u, tc->recompute ? UNET_KEEP_INPUTS : UNET_KEEP_ALL);
     AdamW *ad = adamw_create(n, tc);
     adamw_ema_init(ad, u->params);
     long start = 0, last_ckpt = -1;  // the step of the newest checkpoint loaded or written (-1: none)

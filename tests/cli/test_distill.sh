@@ -8,6 +8,7 @@
 #  - feat_norm "none" runs; /train/feat_raw, /train/feat_norm (one row per logged step, a
 #    "columns" attribute naming the taps) and loss_task/loss_out/loss_feat are in run.h5, and
 #    loss_feat / loss are the sums the configured terms and lambdas say
+#  - train.recompute = true gives the same student bit for bit
 #  - resume: 6 steps straight == 3 steps + --resume 3 steps, bit for bit, snapshots included
 # Args: BINARY SOURCE_DIR; $STDIFF compares tensors, $INIT_MODEL writes a seeded model.
 set -u
@@ -42,6 +43,10 @@ run np2 2 --set train.steps=3 "${L[@]}" || bad "np2 run failed: $(tail -3 "$T/np
 # 1e-2 of them). The series below, which see every sample and gradient, are held to 1e-5.
 if "$STDIFF" "$T/np2/student.safetensors" "$T/np1/student.safetensors" 1e-3 >"$T/dp.txt"; then ok; else bad "2 ranks differ from 1: $(cat "$T/dp.txt")"; fi
 cat "$T/dp.txt"
+# train.recompute: the same 3 steps with each layer's interior recomputed in backward, bit for bit
+run rec 1 --set train.steps=3 "${L[@]}" --set train.recompute=true || bad "recompute run failed: $(tail -3 "$T/rec.log")"
+"$STDIFF" "$T/rec/student.safetensors" "$T/np1/student.safetensors" 0 >"$T/rec.txt" && ok \
+  || bad "train.recompute changed the student: $(cat "$T/rec.txt")"
 # one probe sample on 2 ranks: rank 1 owns no rows of the snapshot but still joins the write
 run probe1 2 --set train.steps=3 "${L[@]}" --set distill.probe_samples=1 || bad "probe_samples=1 on 2 ranks failed: $(tail -3 "$T/probe1.log")"
 run none 2 --set train.steps=3 "${L[@]}" --set distill.feat_norm=none || bad "feat_norm none failed: $(tail -3 "$T/none.log")"
