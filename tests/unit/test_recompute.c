@@ -29,33 +29,6 @@ typedef struct {
     size_t acts;  // floats the forward left in the pass arena (what the backward needs)
 } Result;
 
-static UNet *load_model(const char *model, Granularity g) {
-    char path[512];
-    JobConfig jc;
-    Error e;
-    snprintf(path, sizeof path, FIX "%s.cfg", model);
-    if (job_config_load(&jc, path, NULL, 0, &e)) FATAL("%s", e.msg);
-    UNet *u = unet_create_at(&jc.model, g, NULL, &e);
-    if (!u) FATAL("%s", e.msg);
-    StFile wf;
-    snprintf(path, sizeof path, FIX "%s_weights.safetensors", model);
-    if (st_open(&wf, path, &e) || unet_load_weights(u, &wf, &e)) FATAL("%s", e.msg);
-    st_close(&wf);
-    return u;
-}
-
-static UNet *pruned_copy(const UNet *u, const uint8_t *rm) {
-    Error e;
-    UNet *s = unet_create_at(&u->cfg, u->gran, rm, &e);
-    if (!s) FATAL("%s", e.msg);
-    for (int i = 0; i < s->pt.n; i++) {
-        const ParamTensor *t = &s->pt.t[i], *f = params_find(&u->pt, t->name);
-        CHECK(f && f->numel == t->numel);
-        memcpy(s->params + t->offset, u->params + f->offset, t->numel * sizeof(float));
-    }
-    return s;
-}
-
 static size_t out_floats(const UNet *u, const Inputs *in) {
     return (size_t)in->B * u->cfg.out_channels * in->H * in->W;
 }
@@ -144,7 +117,7 @@ static void check_model(const char *model) {
     const char *removed = st_meta(&io, "removed");
     CHECK(removed != NULL);
     Granularity g = granularity_of_names(removed);
-    UNet *u = load_model(model, g);
+    UNet *u = tu_load_fixture(model, 1, g);
     Inputs in = {0};
     int64_t xs[4], cs[3];
     in.sample = tu_read_tensor(&io, "sample", xs), in.t = tu_read_tensor(&io, "timesteps", NULL);
@@ -162,7 +135,7 @@ static void check_model(const char *model) {
     EXPECT(candidates_from_names(u, removed, skip, "fixture", &e) == 0, "%s: %s", model, e.msg);
     snprintf(name, sizeof name, "%s bypassed +taps", model);
     check_modes(name, u, &in, skip, 1);
-    UNet *s = pruned_copy(u, skip);
+    UNet *s = tu_pruned_copy(u, skip);
     snprintf(name, sizeof name, "%s pruned +taps", model);
     check_modes(name, s, &in, NULL, 1);
     unet_free(s);

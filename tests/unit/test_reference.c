@@ -125,36 +125,6 @@ static void compare_pass(Cmp *c, UNet *u, const StFile *io, const char *pfx, con
     free((float *)add.pooled), free((float *)add.time_ids);
 }
 
-// At granularity g (the fixture's removed list names blocks for xl).
-static UNet *load_model(const char *model, double eps_factor, Granularity g) {
-    char path[512];
-    JobConfig jc;
-    Error e;
-    snprintf(path, sizeof path, FIX "%s.cfg", model);
-    if (job_config_load(&jc, path, NULL, 0, &e)) FATAL("%s", e.msg);
-    jc.model.norm_eps = (float)(jc.model.norm_eps * eps_factor);
-    UNet *u = unet_create_at(&jc.model, g, NULL, &e);
-    if (!u) FATAL("%s", e.msg);
-    StFile wf;
-    snprintf(path, sizeof path, FIX "%s_weights.safetensors", model);
-    if (st_open(&wf, path, &e) || unet_load_weights(u, &wf, &e)) FATAL("%s", e.msg);
-    st_close(&wf);
-    return u;
-}
-
-// u without the candidates of rm (absent: no parameters), the kept weights copied by name.
-static UNet *pruned_copy(const UNet *u, const uint8_t *rm) {
-    Error e;
-    UNet *s = unet_create_at(&u->cfg, u->gran, rm, &e);
-    if (!s) FATAL("%s", e.msg);
-    for (int i = 0; i < s->pt.n; i++) {
-        const ParamTensor *t = &s->pt.t[i], *f = params_find(&u->pt, t->name);
-        CHECK(f && f->numel == t->numel);
-        memcpy(s->params + t->offset, u->params + f->offset, t->numel * sizeof(float));
-    }
-    return s;
-}
-
 static void check_model(const char *model) {
     Cmp c = {.model = model};
     StFile io;
@@ -166,7 +136,7 @@ static void check_model(const char *model) {
     EXPECT(removed != NULL, "%s: fixture names its removed layers", model);
     // xl's removed variant takes out a single BasicTransformerBlock: a block candidate
     Granularity g = granularity_of_names(removed);
-    UNet *u = load_model(model, 1, g);
+    UNet *u = tu_load_fixture(model, 1, g);
     compare_pass(&c, u, &io, "", NULL, 0);
     double worst_out = c.out_err, worst_grad = c.grad_err;
     compare_pass(&c, u, &io, "", NULL, 1);
@@ -181,7 +151,7 @@ static void check_model(const char *model) {
         compare_pass(&c, u, &io, "removed.", skip, 0);
         worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
         // and built without them: the student's path (no parameters, no compute)
-        UNet *s = pruned_copy(u, skip);
+        UNet *s = tu_pruned_copy(u, skip);
         compare_pass(&c, s, &io, "removed.", NULL, 0);
         worst_out = fmax(worst_out, c.out_err), worst_grad = fmax(worst_grad, c.grad_err);
         printf("%-6s removed (%s, granularity %s): bypassed and built without them both match\n", model, removed,
@@ -195,7 +165,7 @@ static void check_model(const char *model) {
 
     // The same full pass with GroupNorm's norm_eps doubled must fail.
     Cmp bad = {.model = model, .quiet = 1};
-    u = load_model(model, 2, GRAN_LAYER);
+    u = tu_load_fixture(model, 2, GRAN_LAYER);
     compare_pass(&bad, u, &io, "", NULL, 0);
     printf("%-6s norm_eps x2: output+taps error %.2e, gradients worst %.2e (%s): %d mismatches\n", model, bad.out_err,
            bad.grad_err, bad.grad_name, bad.mismatches);
@@ -205,7 +175,7 @@ static void check_model(const char *model) {
         // add_embedding.linear_2 zero is the U-Net without its added term (emb + 0):
         // the fixture must tell, so the pooled/time-id path is really compared
         Cmp noadd = {.model = model, .quiet = 1};
-        u = load_model(model, 1, GRAN_LAYER);
+        u = tu_load_fixture(model, 1, GRAN_LAYER);
         int zeroed = 0;
         for (int i = 0; i < u->pt.n; i++)
             if (!strncmp(u->pt.t[i].name, "add_embedding.linear_2.", 23)) {

@@ -9,6 +9,9 @@
 
 #include "core/common.h"
 #include "model/model_config.h"
+#include "io/config.h"
+#include "core/params.h"
+#include "model/checkpoint.h"
 
 int tu_failures = 0;
 int tu_checks = 0;
@@ -85,4 +88,32 @@ float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape) {
     if (shape)
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
     return x;
+}
+
+UNet *tu_load_fixture(const char *model, double eps_factor, Granularity g) {
+    char path[512];
+    JobConfig jc;
+    Error e;
+    snprintf(path, sizeof path, LD_SOURCE_DIR "/tests/reference/fixtures/%s.cfg", model);
+    if (job_config_load(&jc, path, NULL, 0, &e)) FATAL("%s", e.msg);
+    jc.model.norm_eps = (float)(jc.model.norm_eps * eps_factor);
+    UNet *u = unet_create_at(&jc.model, g, NULL, &e);
+    if (!u) FATAL("%s", e.msg);
+    StFile wf;
+    snprintf(path, sizeof path, LD_SOURCE_DIR "/tests/reference/fixtures/%s_weights.safetensors", model);
+    if (st_open(&wf, path, &e) || unet_load_weights(u, &wf, &e)) FATAL("%s", e.msg);
+    st_close(&wf);
+    return u;
+}
+
+UNet *tu_pruned_copy(const UNet *u, const uint8_t *rm) {
+    Error e;
+    UNet *s = unet_create_at(&u->cfg, u->gran, rm, &e);
+    if (!s) FATAL("%s", e.msg);
+    for (int i = 0; i < s->pt.n; i++) {
+        const ParamTensor *t = &s->pt.t[i], *f = params_find(&u->pt, t->name);
+        CHECK(f && f->numel == t->numel);
+        memcpy(s->params + t->offset, u->params + f->offset, t->numel * sizeof(float));
+    }
+    return s;
 }

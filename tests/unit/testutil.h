@@ -7,6 +7,7 @@
 
 #include "model/model_config.h"
 #include "model/safetensors.h"
+#include "model/unet.h"
 
 extern int tu_failures;
 extern int tu_checks;
@@ -34,6 +35,13 @@ float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape);
 // after the call where they need another shape.
 void tu_tiny_model(ModelConfig *m, int in_channels, int out_channels, int sample_size,
                    int layers_per_block);
+
+// A reference fixture's U-Net (tests/reference/fixtures/MODEL.cfg and
+// MODEL_weights.safetensors) at granularity g, with norm_eps scaled by
+// eps_factor (1 for the fixture as made); any error ends the test program.
+UNet *tu_load_fixture(const char *model, double eps_factor, Granularity g);
+// u without the candidates of rm (absent: no parameters), the kept weights copied by name.
+UNet *tu_pruned_copy(const UNet *u, const uint8_t *rm);
 
 // Sets the OpenMP thread count for what follows; returns the previous one.
 // Thousands of passes of a tiny U-Net spend >90% of their time in OpenMP
