@@ -10,12 +10,13 @@ BUILD=${BUILD:-build}
 VPY=${LD_VENV:-.venv}/bin/python   # diffusers lives in the venv scripts/setup.sh makes
 [ -x "$VPY" ] || { echo "no $VPY: run scripts/setup.sh first" >&2; exit 1; }
 [ -x "$BUILD/bench_step" ] || cmake --build "$BUILD" --target bench_step
+. tests/bench/blas_env.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 tmp_err=$tmp/torch.err
 ours=$(OMP_NUM_THREADS=$NT OPENBLAS_NUM_THREADS=$NT "$BUILD/bench_step" "$JOB" "$B" "$R" --forward-only \
        --config-out "$tmp/config.json" --set runtime.threads="$NT" --set model.sample_size="$S")
 echo "$ours"
-theirs=$(OMP_NUM_THREADS=$NT "$VPY" tests/bench/bench_torch.py "$tmp/config.json" "$B" "$R" "$NT" forward 2>"$tmp_err") || { echo "bench_torch.py failed:" >&2; cat "$tmp_err" >&2; exit 1; }
+theirs=$(env "${TORCH_ENV[@]}" OMP_NUM_THREADS=$NT "$VPY" tests/bench/bench_torch.py "$tmp/config.json" "$B" "$R" "$NT" forward 2>"$tmp_err") || { echo "bench_torch.py failed:" >&2; cat "$tmp_err" >&2; exit 1; }
 echo "$theirs"
 f_ours=$(echo "$ours" | awk '/^forward / {print $2}'); f_torch=$(echo "$theirs" | awk '{print $3}')
 awk -v fo="$f_ours" -v ft="$f_torch" \

@@ -10,11 +10,12 @@ BUILD=${BUILD:-build}
 VPY=${LD_VENV:-.venv}/bin/python   # diffusers lives in the venv scripts/setup.sh makes
 [ -x "$VPY" ] || { echo "no $VPY: run scripts/setup.sh first" >&2; exit 1; }
 [ -x "$BUILD/bench_step" ] || cmake --build "$BUILD" --target bench_step
+. tests/bench/blas_env.sh
 tmp_err=$(mktemp); trap 'rm -f "$tmp_err"' EXIT
 ours=$(OMP_NUM_THREADS=$NT OPENBLAS_NUM_THREADS=$NT "$BUILD/bench_step" jobs/fmnist_teacher.cfg "$B" "$R" \
        --set runtime.threads="$NT")
 echo "$ours"
-theirs=$(OMP_NUM_THREADS=$NT "$VPY" tests/bench/bench_torch.py models/fmnist_teacher.safetensors "$B" "$R" "$NT" 2>"$tmp_err") || { echo "bench_torch.py failed:" >&2; cat "$tmp_err" >&2; exit 1; }
+theirs=$(env "${TORCH_ENV[@]}" OMP_NUM_THREADS=$NT "$VPY" tests/bench/bench_torch.py models/fmnist_teacher.safetensors "$B" "$R" "$NT" 2>"$tmp_err") || { echo "bench_torch.py failed:" >&2; cat "$tmp_err" >&2; exit 1; }
 echo "$theirs"
 s_ours=$(echo "$ours" | awk '/^step/ {print $2}')
 s_torch=$(echo "$theirs" | awk '{print $9}')
