@@ -12,9 +12,12 @@ if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
   elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
   fi
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"
+# -O3 sees more (-Wformat-truncation): a user's Release build must stay warning-free too
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DLD_WERROR=ON >/dev/null
+cmake --build build-release -j"$JOBS"
 (cd build && ctest --output-on-failure -j"$JOBS")
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLD_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLD_SANITIZE=ON -DLD_WERROR=ON >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$JOBS" -L unit)

@@ -112,7 +112,8 @@ static Candidate *cand_push(UNet *u, const char *name, CandKind kind, StageKind 
     u->cands = xrealloc(u->cands, (size_t)(u->n_cands + 1) * sizeof *u->cands);
     Candidate *c = &u->cands[u->n_cands++];
     memset(c, 0, sizeof *c);
-    snprintf(c->name, sizeof c->name, "%s", name);
+    // names are diffusers prefixes, far shorter than the field; a longer one is a bug here
+    if (snprintf(c->name, sizeof c->name, "%s", name) >= (int)sizeof c->name) FATAL("candidate name too long: %s", name);
     c->kind = kind, c->stage = stage, c->block = block, c->present = present, c->tblock = -1;
     return c;
 }

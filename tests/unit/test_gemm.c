@@ -107,7 +107,7 @@ static void run_case(TuRng *rng, const Case *c) {
     double err = tu_max_rel_err(got, want, nout, 1e-6), blas_diff = tu_max_rel_err(got, blas, nout, 1e-6);
     if (err > worst) worst = err;
     if (blas_diff > worst_blas) worst_blas = blas_diff;
-    char tag[160];
+    char tag[320];  // room for every field at its widest (-Wformat-truncation in Release)
     snprintf(tag, sizeof tag, "%s%s M%d N%d K%d lda%d ldb%d ldc%d alpha %g beta %g batch %d sA %ld sB %ld sC %ld",
              c->tA ? "T" : "N", c->tB ? "T" : "N", c->M, c->N, c->K, c->lda, c->ldb, c->ldc, c->alpha, c->beta,
              c->batch, c->sA, c->sB, c->sC);
