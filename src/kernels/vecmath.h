@@ -40,6 +40,8 @@
 #endif
 // Helpers of cloned kernels must be inlined into each clone: a call would run
 // the baseline (SSE2) copy and keep the loop from vectorising.
+// An OpenMP parallel region must sit in the cloned function itself: one inside
+// an inlined helper is outlined before inlining and gets only the baseline ISA.
 #define LD_INLINE static inline __attribute__((always_inline))
 
 LD_INLINE uint32_t ld_f2u(float f) {
