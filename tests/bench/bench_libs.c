@@ -9,8 +9,9 @@
 //   openblas  gemm() (OpenBLAS, OpenMP build, the core type runtime.c picks)
 //   blis      bli_sgemm (BLIS's typed API; its OpenMP build, bli_thread_set_num_threads)
 //   xsmm      libxsmm_sgemm: libxsmm's own choice, a JIT kernel when the shape is
-//             small (M*N*K <= LIBXSMM_MAX_MNK, 64^3 in Debian's build), else it
-//             calls BLAS sgemm_ (OpenBLAS here); single-threaded
+//             small (M*N*K <= LIBXSMM_MAX_MNK, 64^3 in Debian's build) and 1.17
+//             can make one (none for our B^T products), else it calls BLAS
+//             sgemm_ (OpenBLAS here, threaded); its JIT path is single-threaded
 //   xsmm_omp  libxsmm_xgemm_omp (libxsmmext): libxsmm's OpenMP tiled GEMM, JIT tiles
 //   xsmm_jit  the JIT kernel from libxsmm_smmdispatch called on the whole matrix,
 //             single-threaded; "-" where libxsmm makes none for the shape
