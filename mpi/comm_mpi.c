@@ -88,10 +88,114 @@ static void barrier(Comm *c) {
     MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
 }
 
-// The ranks of this node (MPI_COMM_TYPE_SHARED), kept for the shared windows.
+// The ranks of this node (MPI_COMM_TYPE_SHARED), kept for the shared windows;
+// a duplicate of the world for the isum messages (their tags are theirs alone).
 typedef struct {
-    MPI_Comm node;
+    MPI_Comm node, sums;
+    int tag_ub;
 } CommMpi;
+
+// ---------------------------------------------------------------- isum
+// Not MPI_Iallreduce: Open MPI's gave results different from its Allreduce
+// at 3 ranks, and the order of a sum must not depend on whether it overlapped.
+// Here the order is ours: chunk k of the buffer (comm_shard) belongs to rank
+// k, which receives every rank's chunk k (reduce-scatter), sums them in rank
+// order 0..P-1 in float, and sends the result to every rank (allgather).
+// Everything is point-to-point and non-blocking; the sum runs inside
+// isum_test/isum_wait once the chunks are in.
+typedef struct {
+    float *buf;
+    size_t n;
+    long start, count;   // this rank's chunk
+    int phase;           // 0: chunks to owners in flight, 1: results in flight, 2: done
+    int tag;             // phase 0 uses tag, phase 1 tag + 1
+    float *in;           // [(P-1) * count]: the other ranks' copies of this rank's chunk
+    MPI_Request *req;    // 2 * (P-1)
+    int n_req;
+} Isum;
+
+// Slot of rank j's part in Isum.in (this rank's own part stays in buf).
+static int slot_of(int j, int rank) { return j < rank ? j : j - 1; }
+
+static void isum_post(Comm *c, Isum *h, int phase) {
+    MPI_Comm w = ((CommMpi *)c->impl)->sums;
+    int P = c->size, r = c->rank, k = 0;
+    for (int j = 0; j < P; j++) {
+        if (j == r) continue;
+        long js, jc;
+        comm_shard((long)h->n, j, P, &js, &jc);
+        if (phase == 0) {  // my chunk j to its owner j; rank j's copy of my chunk to me
+            MPI_CHECK(MPI_Irecv(h->in + (size_t)slot_of(j, r) * h->count, int_count((size_t)h->count), MPI_FLOAT, j,
+                                h->tag, w, &h->req[k++]));
+            MPI_CHECK(MPI_Isend(h->buf + js, int_count((size_t)jc), MPI_FLOAT, j, h->tag, w, &h->req[k++]));
+        } else {  // my summed chunk to everyone; their summed chunks into place
+            MPI_CHECK(MPI_Irecv(h->buf + js, int_count((size_t)jc), MPI_FLOAT, j, h->tag + 1, w, &h->req[k++]));
+            MPI_CHECK(MPI_Isend(h->buf + h->start, int_count((size_t)h->count), MPI_FLOAT, j, h->tag + 1, w,
+                                &h->req[k++]));
+        }
+    }
+    h->n_req = k;
+    h->phase = phase;
+}
+
+// Rank order, left to right, in float: acc = x_0; acc += x_1; ... as a serial loop would.
+static void isum_reduce(Comm *c, Isum *h) {
+    int P = c->size, r = c->rank;
+    size_t m = (size_t)h->count;
+    float *own = h->buf + h->start;
+    float *acc = r == 0 ? own : h->in;  // rank 0's part, summed into where it lies
+    for (int j = 1; j < P; j++) {
+        const float *x = j == r ? own : h->in + (size_t)slot_of(j, r) * m;
+        for (size_t i = 0; i < m; i++) acc[i] += x[i];
+    }
+    if (acc != own && m) memcpy(own, acc, m * sizeof(float));
+}
+
+// One step of progress: 1 when the sum is done.
+static int isum_advance(Comm *c, Isum *h, int block) {
+    while (h->phase < 2) {
+        int done = 1;
+        if (block)
+            MPI_CHECK(MPI_Waitall(h->n_req, h->req, MPI_STATUSES_IGNORE));
+        else
+            MPI_CHECK(MPI_Testall(h->n_req, h->req, &done, MPI_STATUSES_IGNORE));
+        if (!done) return 0;
+        if (h->phase == 0) {
+            isum_reduce(c, h);
+            isum_post(c, h, 1);
+        } else {
+            h->phase = 2;
+        }
+    }
+    return 1;
+}
+
+static void *isum_start(Comm *c, float *buf, size_t n, int tag) {
+    CommMpi *m = c->impl;
+    Isum *h = calloc(1, sizeof *h);
+    int P = c->size;
+    h->buf = buf, h->n = n;
+    comm_shard((long)n, c->rank, P, &h->start, &h->count);
+    // two tags per sum, kept inside [0, MPI_TAG_UB]
+    h->tag = (int)(2 * ((long)tag % (m->tag_ub / 2)));
+    h->in = malloc((size_t)(P > 1 ? P - 1 : 1) * (size_t)(h->count ? h->count : 1) * sizeof(float));
+    h->req = malloc((size_t)(P > 1 ? 2 * (P - 1) : 1) * sizeof *h->req);
+    if (!h->in || !h->req) {
+        fprintf(stderr, "laptop-diff: %s:%d: out of memory for a gradient sum of %zu floats\n", __FILE__, __LINE__, n);
+        MPI_Abort(MPI_COMM_WORLD, 1);
+    }
+    isum_post(c, h, 0);
+    isum_advance(c, h, 0);
+    return h;
+}
+
+static int isum_test(Comm *c, void *h) { return isum_advance(c, h, 0); }
+
+static void isum_wait(Comm *c, void *hv) {
+    Isum *h = hv;
+    isum_advance(c, h, 1);
+    free(h->in), free(h->req), free(h);
+}
 
 typedef struct {
     MPI_Win win;
@@ -173,6 +277,10 @@ Comm comm_mpi_world(void) {
         MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c.rank, MPI_INFO_NULL, &m->node));
     // a failed window allocation is reported (node_alloc), not fatal
     MPI_CHECK(MPI_Comm_set_errhandler(m->node, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &m->sums));
+    int *ub = NULL, has_ub = 0;
+    MPI_CHECK(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &ub, &has_ub));
+    m->tag_ub = has_ub && ub && *ub >= 32767 ? *ub : 32767;  // the standard's minimum
     MPI_CHECK(MPI_Comm_size(m->node, &c.local_size));
     MPI_CHECK(MPI_Comm_rank(m->node, &c.local_rank));
     // node index: the leaders' order by world rank, passed on to their node
@@ -190,6 +298,7 @@ Comm comm_mpi_world(void) {
     c.sum_f32 = sum_f32, c.sum_f64 = sum_f64, c.max_i32 = max_i32, c.bcast = bcast;
     c.gatherv_bytes = gatherv_bytes, c.barrier = barrier;
     c.node_alloc = node_alloc, c.node_sync = node_sync, c.node_free = node_free;
+    c.isum_start = isum_start, c.isum_test = isum_test, c.isum_wait = isum_wait;
     return c;
 }
 
@@ -197,6 +306,7 @@ void comm_mpi_free(Comm *c) {
     CommMpi *m = c->impl;
     if (!m) return;
     MPI_Comm_free(&m->node);
+    MPI_Comm_free(&m->sums);
     free(m);
     c->impl = NULL;
 }

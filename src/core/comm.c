@@ -18,6 +18,13 @@ static void serial_gatherv(Comm *c, const void *send, size_t bytes, void *recv, 
     if (recv != send && bytes) memmove(recv, send, bytes);
 }
 static void serial_barrier(Comm *c) { (void)c; }
+// One rank: the sum is buf itself; the handle only has to be non-NULL.
+static void *serial_isum_start(Comm *c, float *buf, size_t n, int tag) {
+    (void)n, (void)tag;
+    return buf ? (void *)buf : (void *)c;
+}
+static int serial_isum_test(Comm *c, void *h) { return (void)c, (void)h, 1; }
+static void serial_isum_wait(Comm *c, void *h) { (void)c, (void)h; }
 
 // One process is its own node: the shared buffer is a private allocation.
 static int serial_node_alloc(Comm *c, size_t bytes, void **ptr, void **handle, Error *e) {
@@ -35,7 +42,8 @@ Comm comm_serial(void) {
     Comm c = {.rank = 0, .size = 1, .local_size = 1, .local_rank = 0, .impl = NULL, .sum_f32 = serial_sum_f32,
               .sum_f64 = serial_sum_f64, .max_i32 = serial_max_i32, .bcast = serial_bcast,
               .gatherv_bytes = serial_gatherv, .barrier = serial_barrier, .node = 0, .n_nodes = 1,
-              .node_alloc = serial_node_alloc, .node_sync = serial_node_sync, .node_free = serial_node_free};
+              .node_alloc = serial_node_alloc, .node_sync = serial_node_sync, .node_free = serial_node_free,
+              .isum_start = serial_isum_start, .isum_test = serial_isum_test, .isum_wait = serial_isum_wait};
     return c;
 }
 

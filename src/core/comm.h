@@ -27,6 +27,18 @@ struct Comm {
     // (recv and counts are read on the root only).
     void (*gatherv_bytes)(Comm *c, const void *send, size_t bytes, void *recv, const size_t *counts, int root);
     void (*barrier)(Comm *c);
+    // Non-blocking in-place sum of buf[n] over all ranks (every rank gets the
+    // result), for gradient buckets overlapped with backward. Each element is
+    // summed in rank order, ((x_0 + x_1) + x_2) + ..., in float, whatever the
+    // timing, so a blocking start-then-wait gives the same bits. Every rank
+    // starts the same (tag, n) pairs, in any order; tag (>= 0) tells the
+    // sums in flight at once apart. isum_test only makes progress and says
+    // whether the sum is done (1) or not (0); isum_wait blocks until it is and
+    // releases the handle (every handle is waited on exactly once). buf must
+    // not be touched between start and wait.
+    void *(*isum_start)(Comm *c, float *buf, size_t n, int tag);
+    int (*isum_test)(Comm *c, void *h);
+    void (*isum_wait)(Comm *c, void *h);
     // Node-shared memory, used through comm_node_shared_* below. node_alloc
     // (collective) gives every rank of a node the same page-aligned `bytes`
     // (*handle is the implementation's); node_sync is a barrier among the

@@ -69,6 +69,7 @@ typedef struct {
     char init[1024];       // "" = random init (seeded), else a .safetensors to start from
     double bucket_mb;      // gradient all-reduce bucket size
     int recompute;         // activation checkpointing: keep layer inputs, recompute interiors in backward
+    int overlap_comm;      // start each bucket's gradient sum during backward
 } TrainConfig;
 
 typedef struct {

@@ -712,6 +712,11 @@ static float *dskip(UNet *u, float **ds, int k, int B) {
     return ds[k];
 }
 
+// The gradients at [from, total) are final (UNet.grads_final).
+static void grads_final(UNet *u, size_t from) {
+    if (u->grads_final) u->grads_final(u->grads_final_ctx, from);
+}
+
 void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     CHECK(u->have_forward);
     CHECK(u->fwd_keep != UNET_KEEP_NONE);  // a forward-only pass kept nothing to differentiate
@@ -733,6 +738,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     float *dh = arena_zeros(&u->work, n0);
     groupnorm_silu_backward(dh, g + u->norm_out_w, g + u->norm_out_b, dact, u->no_in, u->no_mean, u->no_rstd,
                             p + u->norm_out_w, p + u->norm_out_b, B, c0, H * W, m->norm_num_groups);
+    grads_final(u, u->norm_out_w);
 
     // up blocks, last first; skips were popped top-down, so walk their indices upwards
     int k = 0, tap = u->n_taps - 1, hh = H, ww = W;
@@ -747,6 +753,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
             hh /= 2, ww /= 2;
             dh = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww);
             upsample2x_backward(dh, dup, B, blk->cout, hh, ww);
+            grads_final(u, blk->samp_w);
         }
         size_t hw = (size_t)hh * ww;
         for (int j = blk->n_layers - 1; j >= 0; j--, k++) {
@@ -755,6 +762,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                 attn_recompute(u, &blk->attn[j]);
                 transformer_backward(&blk->attn[j], &c, d, dh);
                 dh = d;
+                grads_final(u, blk->attn[j].gnw);
             }
             Resnet *r = &blk->res[j];
             if (runs(u, r->cand)) {
@@ -764,6 +772,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                 resnet_backward(r, &c, dcat, dstemb, dh);
                 dh = arena_zeros(&u->work, (size_t)B * r->hidden_ch * hw);
                 concat_channels_backward(dh, dskip(u, ds, k, B), dcat, B, r->hidden_ch, skc, (int)hw);
+                grads_final(u, r->n1w);
             }
         }
     }
@@ -777,18 +786,21 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
         resnet_recompute(u, &u->mid_res[1], NULL, 0, NULL);
         resnet_backward(&u->mid_res[1], &c, d, dstemb, dh);
         dh = d;
+        grads_final(u, u->mid_res[1].n1w);
     }
     if (runs(u, u->mid_attn.cand)) {
         float *d = arena_zeros(&u->work, nm);
         attn_recompute(u, &u->mid_attn);
         transformer_backward(&u->mid_attn, &c, d, dh);
         dh = d;
+        grads_final(u, u->mid_attn.gnw);
     }
     if (runs(u, u->mid_res[0].cand)) {
         float *d = arena_zeros(&u->work, nm);
         resnet_recompute(u, &u->mid_res[0], NULL, 0, NULL);
         resnet_backward(&u->mid_res[0], &c, d, dstemb, dh);
         dh = d;
+        grads_final(u, u->mid_res[0].n1w);
     }
 
     // down blocks, last first; skip entries were pushed bottom-up, so walk them down
@@ -804,6 +816,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                             2 * hh, 2 * ww, blk->cout, 3, 2, 1,
                             scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, 2 * hh, 2 * ww, 3, 2, 1)));
             dh = d, hh *= 2, ww *= 2;
+            grads_final(u, blk->samp_w);
         }
         size_t hw = (size_t)hh * ww;
         for (int j = blk->n_layers - 1; j >= 0; j--) {
@@ -814,6 +827,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                 attn_recompute(u, &blk->attn[j]);
                 transformer_backward(&blk->attn[j], &c, d, dh);
                 dh = d;
+                grads_final(u, blk->attn[j].gnw);
             }
             Resnet *r = &blk->res[j];
             if (runs(u, r->cand)) {
@@ -821,6 +835,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                 resnet_recompute(u, r, NULL, 0, NULL);
                 resnet_backward(r, &c, d, dstemb, dh);
                 dh = d;
+                grads_final(u, r->n1w);
             }
         }
     }
@@ -845,5 +860,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
         silu_backward(ddh, dd1, u->add_h1, (size_t)B * td);
         linear_backward(NULL, g + u->a1_w, g + u->a1_b, ddh, u->add_in, p + u->a1_w, B, u->add_in_dim, td);
     }
+    // conv_in and the embeddings lead the layout and finish last
+    grads_final(u, 0);
     free(ds);
 }

@@ -124,6 +124,16 @@ typedef struct {
     float *add_in, *add_h1, *add_a1;  // text_time: [pooled, add_time_proj(time_ids)], linear_1, SiLU
     float *sample, *no_in, *no_mean, *no_rstd, *no_act;  // no_act = silu(norm_out(no_in))
     int have_forward;
+
+    // Optional (NULL: none): called by unet_backward each time the gradients
+    // of the parameters at offsets [from, pt.total) have their final value
+    // for this backward, with from falling call by call, ending with 0. The
+    // parameter layout (conv_in, embeddings, down, mid, up, head) is the
+    // reverse of the order backward finishes them, so what is final is always
+    // a suffix. Lets a data-parallel trainer start summing a gradient bucket
+    // while backward goes on; the model knows nothing of ranks.
+    void (*grads_final)(void *ctx, size_t from);
+    void *grads_final_ctx;
 } UNet;
 
 // Builds the architecture. `absent` (one flag per candidate of the full
@@ -182,5 +192,7 @@ void unet_neutral_time_ids(float *time_ids, int H, int W);
 // each [B,C,H,W] or NULL; the array may be NULL) are extra gradients arriving at
 // the taps (feature distillation). Accumulates into u->grads. The last forward
 // must have kept UNET_KEEP_ALL or UNET_KEEP_INPUTS (the latter recomputes).
+// Calls u->grads_final as parameters' gradients become final: dtaps enter as
+// the walk reaches each tap, before the layers beneath it, so they are final too.
 void unet_backward(UNet *u, const float *dout, const float *const *dtaps);
 #endif

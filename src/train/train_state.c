@@ -442,7 +442,8 @@ int train_state_job_config(const char *path, char **text, Error *e) {
 static int key_is_free(const char *section, const char *key) {
     static const char *const free_keys[] = {"train.steps", "train.log_interval", "train.checkpoint_interval",
                                             "runtime.threads", "runtime.device", "runtime.share_teacher",
-                                            "train.recompute"};  // bit-identical gradients either way
+                                            // bit-identical gradients either way
+                                            "train.recompute", "train.overlap_comm", "train.bucket_mb"};
     static const char *const free_sections[] = {"output", "eval", "sample"};
     for (size_t i = 0; i < sizeof free_sections / sizeof *free_sections; i++)
         if (!strcmp(section, free_sections[i])) return 1;

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "train/adamw.h"
+#include "train/grad_sync.h"
 #include "model/checkpoint.h"
 #include "io/h5log.h"
 #include "core/numerics.h"
@@ -16,13 +17,10 @@
 #include "core/stop.h"
 #include "train/train_state.h"
 
-// Sum of every rank's gradient contribution, bucket by bucket over the one buffer.
-static void allreduce_grads(Comm *c, float *g, size_t n, double bucket_mb) {
-    if (c->size == 1) return;
-    size_t bucket = (size_t)(bucket_mb * 1024 * 1024 / sizeof(float));
-    if (bucket < 1) bucket = 1;
-    for (size_t off = 0; off < n; off += bucket) c->sum_f32(c, g + off, n - off < bucket ? n - off : bucket);
-}
+// At most this many MiB of buckets in flight at once (each holds receive
+// buffers of (P-1)/P of its size until its sum is done), and at most 16000
+// buckets: fewer than half the smallest tag range MPI allows (32767).
+#define INFLIGHT_MB 256.0
 
 static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *opt_state, long step, long B,
                            long seed, const char *hash, Error *e) {
@@ -69,6 +67,11 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     H5Log *log = NULL;
     const char *cfg_text = opt->config_text;
     char hash[17] = "";
+    // the bucketed gradient sum, started from backward's hook (train.overlap_comm)
+    double inflight = INFLIGHT_MB / tc->bucket_mb;
+    GradSync *gs = grad_sync_create(comm, n, tc->bucket_mb, tc->overlap_comm,
+                                    inflight < 2 ? 2 : inflight > 16000 ? 16000 : (int)inflight);
+    u->grads_final = grad_sync_final, u->grads_final_ctx = gs;
 
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
     if (comm_agree(comm, rc, e)) goto fail;
@@ -144,9 +147,13 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     for (long s = start; s < steps; s++) {
         unet_zero_grad(u);
         memset(losses, 0, sizeof losses);
-        // a failing shard (bad data) must stop every rank, not leave them in the all-reduce
-        if (comm_agree(comm, task->step(task->self, u, s, g0, (int)b, (int)B, losses, e), e)) goto fail;
-        allreduce_grads(comm, u->grads, n, tc->bucket_mb);
+        grad_sync_begin(gs, u->grads);
+        int step_rc = task->step(task->self, u, s, g0, (int)b, (int)B, losses, e);
+        // every rank completes the sums, a failed one too: other ranks may have
+        // started buckets from their backward, and none may be left in flight
+        grad_sync_finish(gs);
+        // a failing shard (bad data) stops every rank
+        if (comm_agree(comm, step_rc, e)) goto fail;
         comm->sum_f64(comm, losses, (size_t)n_values);
         if (fault_nan_step == s + 1) losses[0] = NAN;
         // every rank holds the same reduced values, so all stop together
@@ -216,6 +223,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             Error ce;
             h5log_close(log, &ce);
             adamw_free(ad);
+            u->grads_final = NULL, grad_sync_free(gs);
             return 1;
         }
     }
@@ -233,6 +241,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     log = NULL;
     if (comm_agree(comm, rc, e)) goto fail;
     adamw_free(ad);
+    u->grads_final = NULL, grad_sync_free(gs);
     return 0;
 fail:
     if (log) {
@@ -240,5 +249,6 @@ fail:
         h5log_close(log, &ce);
     }
     adamw_free(ad);
+    u->grads_final = NULL, grad_sync_free(gs);
     return -1;
 }

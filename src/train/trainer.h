@@ -25,7 +25,9 @@ typedef struct {
     int n_extra;
     // This rank's part of step `step`: global batch positions [g0, g0 + b) of B.
     // Accumulate into u->grads the gradient of (b / B) * (this shard's mean loss),
-    // so the sum over ranks is the gradient of the global mean; write the same
+    // so the sum over ranks is the gradient of the global mean, in one
+    // unet_backward that is the last write to u->grads (its grads_final hook
+    // starts the sums of finished buckets while it runs); write the same
     // weighting of each loss term into values[] (summed over ranks for the log),
     // then the n_extra further values.
     int (*step)(void *self, UNet *u, long step, long g0, int b, int B, double *values, Error *e);
