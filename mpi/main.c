@@ -100,6 +100,11 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     if (comm.rank == 0) {
         printf("laptop-diff %s %s: %d rank%s x %d thread%s\n", cmd, target, comm.size, comm.size == 1 ? "" : "s", threads,
                threads == 1 ? "" : "s");
+        int allowed = runtime_allowed_cores();
+        if (threads > allowed)  // rank 0 speaks for the usual case: every rank launched alike
+            printf("laptop-diff: warning: rank 0 runs %d threads on the %d core%s its launcher bound it to; Open MPI "
+                   "binds each rank to one core by default: mpirun --map-by slot:PE=%d (or --bind-to none) gives it "
+                   "%d\n", threads, allowed, allowed == 1 ? "" : "s", threads, threads);
         fflush(stdout);
     }
     if (jc.runtime.device == DEVICE_CUDA) {  // every rank: which GPU it took

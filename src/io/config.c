@@ -156,7 +156,7 @@ static const KeySpec KEYS[] = {
     {"classifier", "flip", T_BOOL, "false", AT(classifier.flip), .doc = "Flip each training image horizontally with probability 1/2 (seeded by runtime.seed)."},
     {"classifier", "log_interval", T_INT, "100", 1, NOMAX, AT(classifier.log_interval), .doc = "Steps between progress lines."},
     {"classifier", "test_samples", T_INT, "10000", 1, 10000, AT(classifier.test_samples), .doc = "Test-split images the reported accuracy is measured on (the first ones)."},
-    {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP); 0: OpenMP's default (all cores, or OMP_NUM_THREADS)."},
+    {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP and OpenBLAS); 0: the cores the launcher bound the rank to, or, where it is not bound, the node's cores divided by its ranks."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (cuBLAS GEMMs; needs an LD_CUDA_GEMM build; each rank takes GPU node-local rank mod the node's GPUs)."},
     {"runtime", "share_teacher", T_BOOL, "true", AT(runtime.share_teacher), .doc = "Ranks on one node share one read-only copy of the teacher's weights (node-shared memory, loaded by the node's first rank); false: every rank loads its own."},

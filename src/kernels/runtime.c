@@ -1,5 +1,8 @@
 // runtime.c — see runtime.h.
+#define _GNU_SOURCE  // sched_getaffinity, CPU_COUNT
 #include "kernels/runtime.h"
+
+#include <sched.h>
 
 #include <cblas.h>
 #include <omp.h>
@@ -41,13 +44,30 @@ DnnlCtx *runtime_dnnl(void) {
 }
 #endif
 
+int runtime_online_cores(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores < 1 ? 1 : (int)cores;
+}
+
+int runtime_allowed_cores(void) {
+    cpu_set_t set;
+    int online = runtime_online_cores();
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return online;
+    int n = CPU_COUNT(&set);
+    return n < 1 ? 1 : n > online ? online : n;
+}
+
+int runtime_default_threads(int ranks_on_node, int allowed, int online) {
+    // Bound to fewer cores than the node has: the launcher (mpirun binds each
+    // rank to one core by default, srun to its --cpus-per-task) chose this
+    // rank's cores; more threads than that would share them.
+    if (allowed < online) return allowed;
+    int t = online / (ranks_on_node > 0 ? ranks_on_node : 1);
+    return t < 1 ? 1 : t;
+}
+
 int runtime_set_threads(int threads, int ranks_on_node) {
-    if (threads <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        if (cores < 1) cores = 1;
-        threads = (int)(cores / (ranks_on_node > 0 ? ranks_on_node : 1));
-        if (threads < 1) threads = 1;
-    }
+    if (threads <= 0) threads = runtime_default_threads(ranks_on_node, runtime_allowed_cores(), runtime_online_cores());
     omp_set_num_threads(threads);
     // GEMMs are called outside OpenMP regions, so OpenBLAS may use the same count
     openblas_set_num_threads(threads);

@@ -4,9 +4,14 @@
 #define LD_RUNTIME_H
 #include "core/common.h"
 
-// threads = 0: the cores of this node divided among its ranks (at least 1).
-// Returns the count used.
+// threads = 0: runtime_default_threads. Returns the count used.
 int runtime_set_threads(int threads, int ranks_on_node);
+// The count threads = 0 means: where this process may run on fewer cores than
+// are online (its affinity mask: a launcher bound it), those `allowed` cores;
+// else the `online` cores divided among the node's ranks; at least 1.
+int runtime_default_threads(int ranks_on_node, int allowed, int online);
+int runtime_online_cores(void);
+int runtime_allowed_cores(void);  // cores in this process's affinity mask
 
 // OpenBLAS picks its kernels from the CPU model at load time; a model it does
 // not know (Debian 12's 0.3.21 on newer Xeons) falls back to its SSE3

@@ -7,6 +7,7 @@
 
 #include "kernel_check.h"
 #include "kernels/kernels.h"
+#include "kernels/runtime.h"
 
 typedef enum { OP_UPSAMPLE, OP_CONCAT, OP_TRANS_CN, OP_TRANS_NC, OP_ADD, OP_CHAN_BIAS } Op;
 
@@ -211,7 +212,20 @@ static void check_mse(TuRng *rng, size_t n, float scale) {
     free(c.a), free(c.b);
 }
 
+// runtime.threads = 0: the cores a launcher bound the rank to, else the node's share.
+static void check_default_threads(void) {
+    EXPECT(runtime_default_threads(1, 2, 2) == 2, "unbound, 1 rank on 2 cores");
+    EXPECT(runtime_default_threads(2, 2, 2) == 1, "unbound, 2 ranks on 2 cores");
+    EXPECT(runtime_default_threads(3, 2, 2) == 1, "unbound, 3 ranks on 2 cores: at least 1");
+    EXPECT(runtime_default_threads(1, 1, 2) == 1, "bound to 1 of 2 cores (mpirun's default binding)");
+    EXPECT(runtime_default_threads(2, 4, 16) == 4, "bound to 4 of 16 (--map-by slot:PE=4)");
+    EXPECT(runtime_default_threads(1, 16, 16) == 16, "unbound, 1 rank on 16");
+    int allowed = runtime_allowed_cores(), online = runtime_online_cores();
+    EXPECT(allowed >= 1 && allowed <= online, "affinity mask %d of %d online cores", allowed, online);
+}
+
 int main(void) {
+    check_default_threads();
     TuRng rng;
     tu_rng_seed(&rng, 31337);
     check_misc(&rng, OP_UPSAMPLE, 2, 3, 4, 5);
