@@ -20,12 +20,7 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
-typedef struct {
-    float *sample, *t, *ctx, *R;
-    float *Q[2 * LD_MAX_BLOCKS + 1];
-    UNetAdded add;
-    int B, H, W, L;
-} Inputs;
+typedef TuInputs Inputs;
 
 static void pass(UNet *u, const Inputs *in, const uint8_t *skip) {
     Error e;
@@ -83,17 +78,8 @@ static void check_model(const char *model) {
     const char *removed = st_meta(&io, "removed");
     CHECK(removed != NULL);
     UNet *u = tu_load_fixture(model, 1, granularity_of_names(removed));
-    Inputs in = {0};
-    int64_t xs[4], cs[3];
-    in.sample = tu_read_tensor(&io, "sample", xs), in.t = tu_read_tensor(&io, "timesteps", NULL);
-    in.ctx = tu_read_tensor(&io, "context", cs), in.R = tu_read_tensor(&io, "loss_weight", NULL);
-    in.B = (int)xs[0], in.H = (int)xs[2], in.W = (int)xs[3], in.L = (int)cs[1];
-    if (st_find(&io, "pooled")) in.add.pooled = tu_read_tensor(&io, "pooled", NULL);
-    if (st_find(&io, "time_ids")) in.add.time_ids = tu_read_tensor(&io, "time_ids", NULL);
-    for (int k = 0; k < u->n_taps; k++) {
-        snprintf(name, sizeof name, "tap_weight.%s", u->taps[k].name);
-        in.Q[k] = tu_read_tensor(&io, name, NULL);
-    }
+    Inputs in;
+    tu_read_inputs(&io, u, &in);
     snprintf(name, sizeof name, "%s +taps", model);
     check_hook(name, u, &in, NULL);
     unet_set_keep(u, UNET_KEEP_INPUTS);
@@ -109,9 +95,7 @@ static void check_model(const char *model) {
     check_hook(name, s, &in, NULL);
     unet_free(s);
     free(skip);
-    for (int k = 0; k < u->n_taps; k++) free(in.Q[k]);
-    free(in.sample), free(in.t), free(in.ctx), free(in.R);
-    free((float *)in.add.pooled), free((float *)in.add.time_ids);
+    tu_free_inputs(&in);
     unet_free(u);
     st_close(&io);
 }
@@ -217,20 +201,13 @@ static void check_sync(const char *what, UNet *u, const Inputs *in, double bucke
 
 static void sync_checks(void) {
     StFile io;
-    char path[512], name[256];
+    char path[512];
     Error e;
     snprintf(path, sizeof path, FIX "conv_io.safetensors");
     if (st_open(&io, path, &e)) FATAL("%s", e.msg);
     UNet *u = tu_load_fixture("conv", 1, GRAN_LAYER);
-    Inputs in = {0};
-    int64_t xs[4], cs[3];
-    in.sample = tu_read_tensor(&io, "sample", xs), in.t = tu_read_tensor(&io, "timesteps", NULL);
-    in.ctx = tu_read_tensor(&io, "context", cs), in.R = tu_read_tensor(&io, "loss_weight", NULL);
-    in.B = (int)xs[0], in.H = (int)xs[2], in.W = (int)xs[3], in.L = (int)cs[1];
-    for (int k = 0; k < u->n_taps; k++) {
-        snprintf(name, sizeof name, "tap_weight.%s", u->taps[k].name);
-        in.Q[k] = tu_read_tensor(&io, name, NULL);
-    }
+    Inputs in;
+    tu_read_inputs(&io, u, &in);
     // buckets of ~1/20 of the model, odd-sized so they straddle tensors
     double mb = (double)u->pt.total * sizeof(float) / 20.0 / (1024 * 1024) * 1.013;
     check_sync("overlap", u, &in, mb, 1, 0, 0);
@@ -239,8 +216,7 @@ static void sync_checks(void) {
     check_sync("overlap, 1-float buckets", u, &in, 1.0 / (1024 * 1024), 1, 64, 1);
     check_sync("overlap off", u, &in, mb, 0, 0, 0);
     check_sync("one bucket", u, &in, 4096, 1, 0, 0);
-    for (int k = 0; k < u->n_taps; k++) free(in.Q[k]);
-    free(in.sample), free(in.t), free(in.ctx), free(in.R);
+    tu_free_inputs(&in);
     unet_free(u);
     st_close(&io);
 }

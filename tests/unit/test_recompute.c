@@ -17,12 +17,7 @@
 
 #define FIX LD_SOURCE_DIR "/tests/reference/fixtures/"
 
-typedef struct {
-    float *sample, *t, *ctx, *R;
-    float *Q[2 * LD_MAX_BLOCKS + 1];  // the tap loss weights (gradients at the taps)
-    UNetAdded add;
-    int B, H, W, L;
-} Inputs;
+typedef TuInputs Inputs;
 
 typedef struct {
     float *out, *taps[2 * LD_MAX_BLOCKS + 1], *grads;
@@ -118,17 +113,8 @@ static void check_model(const char *model) {
     CHECK(removed != NULL);
     Granularity g = granularity_of_names(removed);
     UNet *u = tu_load_fixture(model, 1, g);
-    Inputs in = {0};
-    int64_t xs[4], cs[3];
-    in.sample = tu_read_tensor(&io, "sample", xs), in.t = tu_read_tensor(&io, "timesteps", NULL);
-    in.ctx = tu_read_tensor(&io, "context", cs), in.R = tu_read_tensor(&io, "loss_weight", NULL);
-    in.B = (int)xs[0], in.H = (int)xs[2], in.W = (int)xs[3], in.L = (int)cs[1];
-    if (st_find(&io, "pooled")) in.add.pooled = tu_read_tensor(&io, "pooled", NULL);
-    if (st_find(&io, "time_ids")) in.add.time_ids = tu_read_tensor(&io, "time_ids", NULL);
-    for (int k = 0; k < u->n_taps; k++) {
-        snprintf(name, sizeof name, "tap_weight.%s", u->taps[k].name);
-        in.Q[k] = tu_read_tensor(&io, name, NULL);
-    }
+    Inputs in;
+    tu_read_inputs(&io, u, &in);
     snprintf(name, sizeof name, "%s +taps", model);
     check_modes(name, u, &in, NULL, 1);
     uint8_t *skip = xcalloc((size_t)u->n_cands, 1);
@@ -140,9 +126,7 @@ static void check_model(const char *model) {
     check_modes(name, s, &in, NULL, 1);
     unet_free(s);
     free(skip);
-    for (int k = 0; k < u->n_taps; k++) free(in.Q[k]);
-    free(in.sample), free(in.t), free(in.ctx), free(in.R);
-    free((float *)in.add.pooled), free((float *)in.add.time_ids);
+    tu_free_inputs(&in);
     unet_free(u);
     st_close(&io);
 }

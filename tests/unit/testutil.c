@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/common.h"
@@ -88,6 +89,29 @@ float *tu_read_tensor(const StFile *f, const char *name, int64_t *shape) {
     if (shape)
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
     return x;
+}
+
+void tu_read_inputs(const StFile *io, const UNet *u, TuInputs *in) {
+    memset(in, 0, sizeof *in);
+    int64_t xs[4], cs[3];
+    in->sample = tu_read_tensor(io, "sample", xs), in->t = tu_read_tensor(io, "timesteps", NULL);
+    in->ctx = tu_read_tensor(io, "context", cs), in->R = tu_read_tensor(io, "loss_weight", NULL);
+    in->B = (int)xs[0], in->H = (int)xs[2], in->W = (int)xs[3], in->L = (int)cs[1];
+    if (st_find(io, "pooled")) in->add.pooled = tu_read_tensor(io, "pooled", NULL);
+    if (st_find(io, "time_ids")) in->add.time_ids = tu_read_tensor(io, "time_ids", NULL);
+    char name[256];
+    for (int k = 0; k < u->n_taps; k++) {
+        snprintf(name, sizeof name, "tap_weight.%s", u->taps[k].name);
+        in->Q[k] = tu_read_tensor(io, name, NULL);
+    }
+    in->n_q = u->n_taps;
+}
+
+void tu_free_inputs(TuInputs *in) {
+    for (int k = 0; k < in->n_q; k++) free(in->Q[k]);
+    free(in->sample), free(in->t), free(in->ctx), free(in->R);
+    free((float *)in->add.pooled), free((float *)in->add.time_ids);
+    memset(in, 0, sizeof *in);
 }
 
 UNet *tu_load_fixture(const char *model, double eps_factor, Granularity g) {

@@ -43,6 +43,18 @@ UNet *tu_load_fixture(const char *model, double eps_factor, Granularity g);
 // u without the candidates of rm (absent: no parameters), the kept weights copied by name.
 UNet *tu_pruned_copy(const UNet *u, const uint8_t *rm);
 
+// A reference fixture's inputs (MODEL_io.safetensors): sample, timesteps,
+// context, the loss weight R, pooled/time_ids where present, and the loss
+// weights Q of u's taps (the gradients the taps receive).
+typedef struct {
+    float *sample, *t, *ctx, *R;
+    float *Q[2 * LD_MAX_BLOCKS + 1];
+    UNetAdded add;
+    int B, H, W, L, n_q;
+} TuInputs;
+void tu_read_inputs(const StFile *io, const UNet *u, TuInputs *in);
+void tu_free_inputs(TuInputs *in);
+
 // Sets the OpenMP thread count for what follows; returns the previous one.
 // Thousands of passes of a tiny U-Net spend >90% of their time in OpenMP
 // fork/join barriers (worse on a loaded machine, where a team waits for a
