@@ -18,6 +18,18 @@ cmake --build build -j"$JOBS"
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DLD_WERROR=ON >/dev/null
 cmake --build build-release -j"$JOBS"
 (cd build && ctest --output-on-failure -j"$JOBS")
+# The CUDA build, where the toolkit is (it is on CI's machine kind): it must
+# build warning-free, and without a GPU its tests (ctest label gpu) report
+# SKIPPED, never pass.
+CUDA_ROOT=${CUDA_HOME:-/usr/local/cuda}
+if [ -x "$CUDA_ROOT/bin/nvcc" ]; then
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON -DLD_CUDA_GEMM=ON \
+    -DCUDAToolkit_ROOT="$CUDA_ROOT" >/dev/null
+  cmake --build build-cuda -j"$JOBS"
+  (cd build-cuda && ctest --output-on-failure -j"$JOBS" -L gpu)
+else
+  echo "test.sh: no CUDA toolkit at $CUDA_ROOT (CUDA_HOME): the CUDA build is not checked"
+fi
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DLD_SANITIZE=ON -DLD_WERROR=ON >/dev/null
 cmake --build build-asan -j"$JOBS"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$JOBS" -L unit)
