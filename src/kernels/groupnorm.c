@@ -57,33 +57,31 @@ LD_INLINE void gn_forward_group(int bg, float *out, float *mean, float *rstd, co
                        const float *beta, int C, int HW, int G, float eps, int silu) {
     int cg = C / G;
     size_t gsize = (size_t)cg * HW;
-    {
-        // Groups are contiguous in NCHW: channels g*cg .. g*cg+cg-1 of sample b.
-        const float *xg = x + (size_t)bg * gsize;
-        float *og = out + (size_t)bg * gsize;
-        double m = sum_f(xg, gsize) / (double)gsize;
-        double v = sumsq_dev(xg, gsize, m) / (double)gsize;
-        double r = 1.0 / sqrt(v + eps);
-        mean[bg] = (float)m;
-        rstd[bg] = (float)r;
-        int g = bg % G;
-        for (int j = 0; j < cg; j++) {
-            int c = g * cg + j;
-            // Centre before scaling: folding the mean into a shift would cancel
-            // badly when |mean| >> std.
-            float mf = (float)m, sc = (float)r * gamma[c], sh = beta[c];
-            const float *xc = xg + (size_t)j * HW;
-            float *oc = og + (size_t)j * HW;
-            if (silu) {
+    // Groups are contiguous in NCHW: channels g*cg .. g*cg+cg-1 of sample b.
+    const float *xg = x + (size_t)bg * gsize;
+    float *og = out + (size_t)bg * gsize;
+    double m = sum_f(xg, gsize) / (double)gsize;
+    double v = sumsq_dev(xg, gsize, m) / (double)gsize;
+    double r = 1.0 / sqrt(v + eps);
+    mean[bg] = (float)m;
+    rstd[bg] = (float)r;
+    int g = bg % G;
+    for (int j = 0; j < cg; j++) {
+        int c = g * cg + j;
+        // Centre before scaling: folding the mean into a shift would cancel
+        // badly when |mean| >> std.
+        float mf = (float)m, sc = (float)r * gamma[c], sh = beta[c];
+        const float *xc = xg + (size_t)j * HW;
+        float *oc = og + (size_t)j * HW;
+        if (silu) {
 #pragma omp simd
-                for (int i = 0; i < HW; i++) {
-                    float n = (xc[i] - mf) * sc + sh;
-                    oc[i] = n * ld_sigmoidf(n);
-                }
-            } else {
-#pragma omp simd
-                for (int i = 0; i < HW; i++) oc[i] = (xc[i] - mf) * sc + sh;
+            for (int i = 0; i < HW; i++) {
+                float n = (xc[i] - mf) * sc + sh;
+                oc[i] = n * ld_sigmoidf(n);
             }
+        } else {
+#pragma omp simd
+            for (int i = 0; i < HW; i++) oc[i] = (xc[i] - mf) * sc + sh;
         }
     }
 }
@@ -153,46 +151,44 @@ LD_INLINE void gn_backward_group(int g, float *dx, float *dgamma, float *dbeta, 
                         int C, int HW, int G) {
     int cg = C / G;
     size_t gsize = (size_t)cg * HW;
-    {
-        // per channel of the group: sums over the samples (sg, sb) and over one sample (ps, pb)
-        double *sg = xcalloc((size_t)4 * cg, sizeof(double)), *sb = sg + cg, *ps = sb + cg, *pb = ps + cg;
-        float *dn = beta ? xmalloc(gsize * sizeof(float)) : NULL;
-        for (int b = 0; b < B; b++) {
-            size_t off = ((size_t)b * G + g) * gsize;
-            const float *xg = x + off, *dg = dout + off;
-            float m = mean[b * G + g], r = rstd[b * G + g];
-            double sum_g = 0.0, sum_gx = 0.0;  // over the group: gamma * d and gamma * d * xhat
-            for (int j = 0; j < cg; j++) {
-                int c = g * cg + j;
-                row_sums(&ps[j], &pb[j], xg + (size_t)j * HW, dg + (size_t)j * HW, dn ? dn + (size_t)j * HW : NULL,
-                         HW, m, r, gamma[c], beta ? beta[c] : 0.0f, beta != NULL);
-                sum_g += gamma[c] * pb[j];
-                sum_gx += gamma[c] * ps[j];
-                sg[j] += ps[j], sb[j] += pb[j];
-            }
-            if (!dx) continue;
-            // dx = rstd * (gamma d - mean(gamma d) - xhat * mean(gamma d xhat)) over the group
-            const float *d = beta ? dn : dg;  // gradient of the normalised (affine) output
-            float a = (float)(sum_g / (double)gsize), bc = (float)(sum_gx / (double)gsize);
-            float *dxg = dx + off;
-            for (int j = 0; j < cg; j++) {
-                float gm = gamma[g * cg + j];
-                const float *xc = xg + (size_t)j * HW, *dc = d + (size_t)j * HW;
-                float *dxc = dxg + (size_t)j * HW;
-#pragma omp simd
-                for (int i = 0; i < HW; i++) {
-                    float xh = (xc[i] - m) * r;
-                    dxc[i] += r * (dc[i] * gm - a - xh * bc);
-                }
-            }
-        }
+    // per channel of the group: sums over the samples (sg, sb) and over one sample (ps, pb)
+    double *sg = xcalloc((size_t)4 * cg, sizeof(double)), *sb = sg + cg, *ps = sb + cg, *pb = ps + cg;
+    float *dn = beta ? xmalloc(gsize * sizeof(float)) : NULL;
+    for (int b = 0; b < B; b++) {
+        size_t off = ((size_t)b * G + g) * gsize;
+        const float *xg = x + off, *dg = dout + off;
+        float m = mean[b * G + g], r = rstd[b * G + g];
+        double sum_g = 0.0, sum_gx = 0.0;  // over the group: gamma * d and gamma * d * xhat
         for (int j = 0; j < cg; j++) {
-            if (dgamma) dgamma[g * cg + j] += (float)sg[j];
-            if (dbeta) dbeta[g * cg + j] += (float)sb[j];
+            int c = g * cg + j;
+            row_sums(&ps[j], &pb[j], xg + (size_t)j * HW, dg + (size_t)j * HW, dn ? dn + (size_t)j * HW : NULL,
+                     HW, m, r, gamma[c], beta ? beta[c] : 0.0f, beta != NULL);
+            sum_g += gamma[c] * pb[j];
+            sum_gx += gamma[c] * ps[j];
+            sg[j] += ps[j], sb[j] += pb[j];
         }
-        free(sg);
-        free(dn);
+        if (!dx) continue;
+        // dx = rstd * (gamma d - mean(gamma d) - xhat * mean(gamma d xhat)) over the group
+        const float *d = beta ? dn : dg;  // gradient of the normalised (affine) output
+        float a = (float)(sum_g / (double)gsize), bc = (float)(sum_gx / (double)gsize);
+        float *dxg = dx + off;
+        for (int j = 0; j < cg; j++) {
+            float gm = gamma[g * cg + j];
+            const float *xc = xg + (size_t)j * HW, *dc = d + (size_t)j * HW;
+            float *dxc = dxg + (size_t)j * HW;
+#pragma omp simd
+            for (int i = 0; i < HW; i++) {
+                float xh = (xc[i] - m) * r;
+                dxc[i] += r * (dc[i] * gm - a - xh * bc);
+            }
+        }
     }
+    for (int j = 0; j < cg; j++) {
+        if (dgamma) dgamma[g * cg + j] += (float)sg[j];
+        if (dbeta) dbeta[g * cg + j] += (float)sb[j];
+    }
+    free(sg);
+    free(dn);
 }
 
 LD_VEC_CLONES void groupnorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,

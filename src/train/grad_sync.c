@@ -25,7 +25,7 @@ GradSync *grad_sync_create(Comm *c, size_t n, double bucket_mb, int overlap, int
     s->c = c, s->n = n, s->overlap = overlap, s->max_inflight = max_inflight;
     s->bucket = (size_t)(bucket_mb * 1024 * 1024 / sizeof(float));
     if (s->bucket < 1) s->bucket = 1;
-    // bucket indices are the sums' tags: keep them few enough for any MPI's tag range
+    // bucket indices (the sums' tags, which comm_mpi.c folds into MPI's tag range) stay ints
     if (n / s->bucket >= MAX_BUCKETS) s->bucket = n / MAX_BUCKETS + 1;
     s->nb = (int)((n + s->bucket - 1) / s->bucket);
     s->h = xcalloc((size_t)(s->nb ? s->nb : 1), sizeof *s->h);

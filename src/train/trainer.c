@@ -19,7 +19,7 @@
 
 // At most this many MiB of buckets in flight at once (each holds receive
 // buffers of (P-1)/P of its size until its sum is done), and at most 16000
-// buckets: fewer than half the smallest tag range MPI allows (32767).
+// sums: fewer than the tag pairs of the smallest tag range MPI allows (32767).
 #define INFLIGHT_MB 256.0
 
 static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *opt_state, long step, long B,

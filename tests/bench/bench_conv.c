@@ -17,6 +17,8 @@
 #include "kernels/kernels.h"
 #include "kernels/runtime.h"
 
+#include "bench_args.h"
+
 typedef struct {
     const char *set;
     int B, Cin, H, Cout, k, s, count;  // count: how many convolutions of this shape one U-Net pass has
@@ -77,11 +79,9 @@ static double sgemm_gflops(void) {
 }
 
 int main(int argc, char **argv) {
-    runtime_fix_blas_kernels(argv);
-    int reps = argc > 1 ? atoi(argv[1]) : 5, threads = argc > 2 ? atoi(argv[2]) : 1;
-    const char *which = argc > 3 ? argv[3] : "all";
-    if (reps < 1) reps = 1;
-    threads = runtime_set_threads(threads, 1);
+    int reps, threads;
+    const char *which;
+    bench_args(argc, argv, &reps, &threads, &which);
     char backend[256];
     conv2d_backend_describe(backend, sizeof backend);
     double peak = sgemm_gflops();

@@ -36,6 +36,8 @@
 #include "kernels/gemm.h"
 #include "kernels/runtime.h"
 
+#include "bench_args.h"
+
 // BLIS through dlopen(RTLD_LOCAL) (CMakeLists.txt says why): its symbols stay
 // out of the global scope, so OpenBLAS keeps cblas_sgemm and sgemm_.
 static struct {
@@ -155,11 +157,9 @@ static const char *lib_of(const char *sym) {
 }
 
 int main(int argc, char **argv) {
-    runtime_fix_blas_kernels(argv);
-    int reps = argc > 1 ? atoi(argv[1]) : 5, threads = argc > 2 ? atoi(argv[2]) : 1;
-    const char *which = argc > 3 ? argv[3] : "all";
-    if (reps < 1) reps = 1;
-    threads = runtime_set_threads(threads, 1);
+    int reps, threads;
+    const char *which;
+    bench_args(argc, argv, &reps, &threads, &which);
     blis_load();
     blis.init();
     blis.set_threads(threads);

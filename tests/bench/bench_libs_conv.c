@@ -30,6 +30,8 @@
 #include "kernels/kernels.h"
 #include "kernels/runtime.h"
 
+#include "bench_args.h"
+
 typedef struct {
     const char *set;
     int B, Cin, H, Cout, s;
@@ -130,11 +132,9 @@ static void xsmm_run(Xsmm *X) {
 }
 
 int main(int argc, char **argv) {
-    runtime_fix_blas_kernels(argv);
-    int reps = argc > 1 ? atoi(argv[1]) : 5, threads = argc > 2 ? atoi(argv[2]) : 1;
-    const char *which = argc > 3 ? argv[3] : "all";
-    if (reps < 1) reps = 1;
-    threads = runtime_set_threads(threads, 1);
+    int reps, threads;
+    const char *which;
+    bench_args(argc, argv, &reps, &threads, &which);
     libxsmm_init();
     if (!conv2d_algo_available(CONV_ALGO_DNNL)) {
         fprintf(stderr, "bench_libs_conv: this build has no oneDNN (LD_HAVE_DNNL)\n");
