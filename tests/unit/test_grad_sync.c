@@ -71,15 +71,11 @@ static void check_hook(const char *what, UNet *u, const Inputs *in, const uint8_
 
 static void check_model(const char *model) {
     StFile io;
-    char path[512], name[256];
+    char name[256];
     Error e;
-    snprintf(path, sizeof path, FIX "%s_io.safetensors", model);
-    if (st_open(&io, path, &e)) FATAL("%s", e.msg);
-    const char *removed = st_meta(&io, "removed");
-    CHECK(removed != NULL);
-    UNet *u = tu_load_fixture(model, 1, granularity_of_names(removed));
+    const char *removed;
     Inputs in;
-    tu_read_inputs(&io, u, &in);
+    UNet *u = tu_load_case(model, &io, &removed, &in);
     snprintf(name, sizeof name, "%s +taps", model);
     check_hook(name, u, &in, NULL);
     unet_set_keep(u, UNET_KEEP_INPUTS);

@@ -105,16 +105,11 @@ static void check_modes(const char *what, UNet *u, const Inputs *in, const uint8
 
 static void check_model(const char *model) {
     StFile io;
-    char path[512], name[256];
+    char name[256];
     Error e;
-    snprintf(path, sizeof path, FIX "%s_io.safetensors", model);
-    if (st_open(&io, path, &e)) FATAL("%s", e.msg);
-    const char *removed = st_meta(&io, "removed");
-    CHECK(removed != NULL);
-    Granularity g = granularity_of_names(removed);
-    UNet *u = tu_load_fixture(model, 1, g);
+    const char *removed;
     Inputs in;
-    tu_read_inputs(&io, u, &in);
+    UNet *u = tu_load_case(model, &io, &removed, &in);
     snprintf(name, sizeof name, "%s +taps", model);
     check_modes(name, u, &in, NULL, 1);
     uint8_t *skip = xcalloc((size_t)u->n_cands, 1);

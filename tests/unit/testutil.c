@@ -107,6 +107,18 @@ void tu_read_inputs(const StFile *io, const UNet *u, TuInputs *in) {
     in->n_q = u->n_taps;
 }
 
+UNet *tu_load_case(const char *model, StFile *io, const char **removed, TuInputs *in) {
+    char path[512];
+    Error e;
+    snprintf(path, sizeof path, LD_SOURCE_DIR "/tests/reference/fixtures/%s_io.safetensors", model);
+    if (st_open(io, path, &e)) FATAL("%s", e.msg);
+    *removed = st_meta(io, "removed");
+    if (!*removed) FATAL("%s: no \"removed\" metadata", path);
+    UNet *u = tu_load_fixture(model, 1, granularity_of_names(*removed));
+    tu_read_inputs(io, u, in);
+    return u;
+}
+
 void tu_free_inputs(TuInputs *in) {
     for (int k = 0; k < in->n_q; k++) free(in->Q[k]);
     free(in->sample), free(in->t), free(in->ctx), free(in->R);

@@ -53,6 +53,10 @@ typedef struct {
     int B, H, W, L, n_q;
 } TuInputs;
 void tu_read_inputs(const StFile *io, const UNet *u, TuInputs *in);
+// One reference case: opens MODEL_io.safetensors into io (the caller closes
+// it), loads the fixture's U-Net at the granularity of the case's removed
+// layers (*removed: their names) and reads its inputs into in.
+UNet *tu_load_case(const char *model, StFile *io, const char **removed, TuInputs *in);
 void tu_free_inputs(TuInputs *in);
 
 // Sets the OpenMP thread count for what follows; returns the previous one.
