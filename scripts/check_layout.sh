@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ORDER=(core kernels cuda model io diffusion data metrics prune train cli)
 rank() { local i; for i in "${!ORDER[@]}"; do [ "${ORDER[$i]}" = "$1" ] && { echo "$i"; return; }; done; echo -1; }
 bad=0
-for f in src/*/*.[ch]; do
+for f in src/*/*.[ch] src/*/*.cu src/*/*.cuh; do
   own=$(basename "$(dirname "$f")")
   ro=$(rank "$own")
   if [ "$ro" -lt 0 ]; then echo "$f: folder $own is not in the layout"; bad=1; continue; fi

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # device_check.sh — checks the cuBLAS GEMM backend on a GPU machine against
 # the CPU one, in one run of a few minutes:
-#   nvidia-smi; one LD_CUDA_GEMM=ON build, build-gpu, which links both GEMM
+#   nvidia-smi; one LD_CUDA=ON build, build-gpu, which links both GEMM
 #   backends (runtime.device picks one at run time); the unit tests test_gemm,
 #   test_reference, test_kernel_{conv,linear,attention} on the CPU device and
 #   their _gpu copies on the GPU (tests/gpu/on_gpu.c selects "cuda"); bench_step
 #   jobs/fmnist_teacher.cfg 64 with runtime.device "cpu" and "cuda", step times
-#   side by side.
+#   side by side; test_gpu_ops (LD_CUDA=ON): every device op of src/cuda/ops.h
+#   against its CPU kernel, on the GPU.
 # Everything printed also goes to $OUT/device_check.log ($OUT unset: /tmp).
 # Exit status: 0 all passed; 1 a test or bench failed; 2 build dependencies
 # missing (named); 3 configure or build failed.
@@ -29,7 +30,7 @@ NP=$(nproc)
 TESTS=(test_gemm test_reference test_kernel_conv test_kernel_linear test_kernel_attention)
 # Each test on the CPU device and, as NAME_gpu, on the GPU; then the benchmark.
 TARGETS=(); for t in "${TESTS[@]}"; do TARGETS+=("$t" "${t}_gpu"); done
-TARGETS+=(bench_step)
+TARGETS+=(bench_step test_gpu_ops)
 BUNDLE=build-devcheck
 BUNDLE_SRC=/tmp/ld-devcheck-src  # the bundle's compiled-in source dir (fixtures), a link to the repo both here and there
 
@@ -95,7 +96,7 @@ bundle() {
   SRC=$BUNDLE_SRC
   ln -sfn "$ROOT" "$SRC"
   rm -rf "$BUNDLE" && mkdir -p "$BUNDLE/lib" || return 3
-  build_one "$ROOT/build-devcheck-work" -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
+  build_one "$ROOT/build-devcheck-work" -DLD_CUDA=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
   mkdir -p "$BUNDLE/bin"
   for t in "${TARGETS[@]}"; do cp "build-devcheck-work/$t" "$BUNDLE/bin/" || return 3; done
   # Every library they load except the C library's own and CUDA's (too big; taken from the machine).
@@ -163,9 +164,9 @@ main() {
   local bin
   RUN=(env)  # the bundle's libraries for our binaries only, not for the tools this script runs
   if [ $mode = build ]; then
-    say "build (build-gpu: -DLD_CUDA_GEMM=ON, OpenBLAS and cuBLAS)"
+    say "build (build-gpu: -DLD_CUDA=ON, OpenBLAS and cuBLAS, src/cuda/ device ops)"
     SRC=$ROOT
-    build_one build-gpu -DLD_CUDA_GEMM=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
+    build_one build-gpu -DLD_CUDA=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
     bin=build-gpu
   else
     say "prebuilt bundle"
@@ -182,6 +183,9 @@ main() {
     run_timed "${t}_gpu" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$bin/${t}_gpu"
   done
 
+  say "test_gpu_ops: every device op against its CPU kernel"
+  run_timed gpu_ops "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 300 "$bin/test_gpu_ops"
+
   say "bench_step jobs/fmnist_teacher.cfg 64 ($NP threads), runtime.device cpu and cuda"
   for v in cpu gpu; do
     local dev=cpu; [ $v = gpu ] && dev=cuda
@@ -196,6 +200,8 @@ main() {
     printf '%-22s %-22s %-22s\n' "$t" "rc ${RC[${t}_cpu]}, ${SECS[${t}_cpu]} s" "rc ${RC[${t}_gpu]}, ${SECS[${t}_gpu]} s"
     [ "${RC[${t}_cpu]}" = 0 ] && [ "${RC[${t}_gpu]}" = 0 ] || fail=1
   done
+  printf '%-22s %-22s %s\n' test_gpu_ops "" "rc ${RC[gpu_ops]}, ${SECS[gpu_ops]} s: $(tail -1 /tmp/ld_gpu_ops.txt)"
+  [ "${RC[gpu_ops]}" = 0 ] || fail=1
   for t in "${TESTS[@]}"; do
     for v in cpu gpu; do printf '%-22s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
   done

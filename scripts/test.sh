@@ -23,7 +23,7 @@ cmake --build build-release -j"$JOBS"
 # SKIPPED, never pass.
 CUDA_ROOT=${CUDA_HOME:-/usr/local/cuda}
 if [ -x "$CUDA_ROOT/bin/nvcc" ]; then
-  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON -DLD_CUDA_GEMM=ON \
+  cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON -DLD_CUDA=ON \
     -DCUDAToolkit_ROOT="$CUDA_ROOT" >/dev/null
   cmake --build build-cuda -j"$JOBS"
   (cd build-cuda && ctest --output-on-failure -j"$JOBS" -L gpu)

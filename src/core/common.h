@@ -8,6 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+// The CUDA sources (src/cuda/*.cu, C++) include this header too.
+#ifdef __cplusplus
+#define _Noreturn [[noreturn]]
+extern "C" {
+#endif
+
 // A recoverable error: a message that names file, line, key and expectation.
 // other_rank: this rank only stopped because another rank failed (comm_agree);
 // the failing rank holds the message worth printing.
@@ -44,4 +50,7 @@ double now_s(void);
 // mkdir -p; an Error names the directory that could not be made.
 int make_dirs(const char *dir, Error *e);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

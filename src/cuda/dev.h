@@ -1,0 +1,62 @@
+// dev.h — the GPU device layer: one context per rank (device, stream, cuBLAS
+// handle, the GEMM precision, a growable scratch buffer), device memory, host
+// transfers and the row-major GEMMs every device op is built on. Everything in
+// src/cuda/ops.h runs on a context's stream, in order; the host waits only in
+// dev_download and dev_sync.
+//
+// Built twice: by nvcc for the GPU (LD_CUDA), and by the host C++ compiler on
+// the CUDA emulator (src/cuda/emu/, LD_CUDA_EMU), which the tests use where
+// there is no GPU. The API is the same; dev_is_emulated() tells which.
+#ifndef LD_DEV_H
+#define LD_DEV_H
+#include <stddef.h>
+
+#include "core/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// How cuBLAS multiplies fp32 tensors: plain FP32, TF32 tensor cores (about
+// 1e-3 relative error) or BF16 tensor cores with FP32 accumulation (about
+// 1e-2); the tensors and master weights stay fp32 in every case.
+typedef enum { GEMM_FP32 = 0, GEMM_TF32 = 1, GEMM_BF16 = 2 } GemmPrecision;
+const char *gemm_precision_name(GemmPrecision p);
+
+typedef struct DevCtx DevCtx;
+
+// CUDA devices usable here: > 0; 0 (none, or no driver) and -1 (CUDA fails)
+// with e saying why.
+int dev_count(Error *e);
+// A context on `device` (cudaSetDevice on the calling thread). NULL + e.
+DevCtx *dev_open(int device, GemmPrecision precision, Error *e);
+void dev_close(DevCtx *d);  // NULL is fine
+int dev_is_emulated(void);
+// "NVIDIA H200, 139.8 GiB, sm_90" (or the emulator's name).
+void dev_describe(DevCtx *d, char *buf, size_t n);
+void dev_set_precision(DevCtx *d, GemmPrecision p);
+GemmPrecision dev_precision(const DevCtx *d);
+
+// Device memory in floats; a failed allocation stops with the size asked for.
+float *dev_alloc(DevCtx *d, size_t n);
+void dev_free(DevCtx *d, void *p);
+void dev_upload(DevCtx *d, float *dst, const float *src, size_t n);    // host -> device
+void dev_download(DevCtx *d, float *dst, const float *src, size_t n);  // device -> host, waits
+void dev_copy(DevCtx *d, float *dst, const float *src, size_t n);      // device -> device
+void dev_zero(DevCtx *d, float *p, size_t n);
+void dev_sync(DevCtx *d);
+// One device work buffer of at least n floats, valid until the next call
+// (the GPU twin of kernels' Scratch: sized by the largest single op).
+float *dev_scratch(DevCtx *d, size_t n);
+
+// gemm.h's row-major products on device pointers (same arguments).
+void dev_gemm(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc);
+void dev_gemm_batched(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
+                      long strideA, const float *B, int ldb, long strideB, float beta, float *C, int ldc,
+                      long strideC, int batch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
