@@ -14,10 +14,7 @@
 
 #define MAXV 8  // channels per lane: head size <= 32 * MAXV
 
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
-    return v;
-}
+__device__ __forceinline__ float warp_sum(float v) { return cu_warp_sum(v); }
 
 // The warp's row of sample blockIdx.y: r = h*R + i over nh*R rows. Rows past
 // the end still run (on row 0) so that every thread reaches every shuffle,

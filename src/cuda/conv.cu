@@ -8,14 +8,13 @@
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define GRID_LOOP(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 
 // Column floats one chunk may hold (128 MiB); a chunk has at least one sample.
 #define COL_CHUNK_FLOATS ((size_t)32 << 20)
 
 // out[r, c] += b[c] over rows of OC, or out[s, c, hw] += b[c] (inner = HW).
 __global__ void k_bias(float *out, const float *b, size_t n, int OC, size_t inner) {
-    GRID_LOOP(i, n) out[i] += b[(i / inner) % OC];
+    CU_GRID_LOOP(i, n) out[i] += b[(i / inner) % OC];
 }
 // Column sums in fixed slices of rows, then over slices: db[c] += sum_r dout[r, c].
 __global__ void k_colsum_part(float *part, const float *x, int N, int C, int chunk) {
@@ -45,7 +44,7 @@ __global__ void k_chan_sum(float *db, const float *dout, int B, int C, size_t HW
 __global__ void k_im2col(float *col, const float *x, int nb, int Cin, int H, int W, int k, int st, int pad, int Ho,
                          int Wo) {
     size_t HoWo = (size_t)Ho * Wo, n = (size_t)nb * Cin * k * k * HoWo;
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         size_t p = i % HoWo, row = i / HoWo;
         int kk = (int)(row % (k * k));
         size_t sc = row / (k * k);  // s*Cin + ci
@@ -57,7 +56,7 @@ __global__ void k_im2col(float *col, const float *x, int nb, int Cin, int H, int
 __global__ void k_col2im(float *dx, const float *dcol, int nb, int Cin, int H, int W, int k, int st, int pad, int Ho,
                          int Wo) {
     size_t n = (size_t)nb * Cin * H * W, HoWo = (size_t)Ho * Wo;
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         int ix = (int)(i % W), iy = (int)((i / W) % H);
         size_t sc = i / ((size_t)H * W);
         float s = 0;

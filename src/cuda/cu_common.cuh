@@ -11,7 +11,8 @@
 // Each emulated block costs a round of barriers: grid-stride kernels get few
 // blocks and loop, which also exercises their loops.
 #define LD_CU_MAX_BLOCKS 16
-#define LD_LAUNCH(kern, grid, block, stream, ...) ((void)(stream), emu_launch((grid), (block), [&] { kern(__VA_ARGS__); }))
+#define LD_LAUNCH(kern, grid, block, stream, ...) \
+    ((void)(stream), emu_launch((grid), (block), [&] { kern(__VA_ARGS__); }))
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -41,11 +42,26 @@ static inline void cublas_ok_at(cublasStatus_t s, const char *call, const char *
 cudaStream_t dev_stream(DevCtx *d);
 cublasHandle_t dev_blas(DevCtx *d);
 
+// i over [0, n) in steps of the whole grid: kernels launched with cu_blocks(n).
+#define CU_GRID_LOOP(i, n) \
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
+
 // Blocks for n items, one per thread, capped: kernels loop (grid stride).
 static inline unsigned cu_blocks(size_t n) {
     size_t b = (n + LD_CU_BLOCK - 1) / LD_CU_BLOCK;
     if (b < 1) b = 1;
     return b > LD_CU_MAX_BLOCKS ? (unsigned)LD_CU_MAX_BLOCKS : (unsigned)b;
+}
+
+// Sum over the 32 lanes of a warp, every lane gets it: the xor butterfly (the
+// emulator computes the same additions in one exchange).
+template <class T> __device__ __forceinline__ T cu_warp_sum(T v) {
+#ifdef LD_CUDA_EMU
+    return emu_warp_sum(v);
+#else
+    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    return v;
+#endif
 }
 
 // Sum over the block. Every thread of the block must call it (the emulator
@@ -54,7 +70,7 @@ static inline unsigned cu_blocks(size_t n) {
 template <class T> __device__ __forceinline__ T cu_block_sum(T v) {
     __shared__ T part[32];
     __shared__ T total;
-    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);
+    v = cu_warp_sum(v);
     int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
     if (lane == 0) part[warp] = v;
     __syncthreads();

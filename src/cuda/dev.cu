@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cuda/cu_common.cuh"
+#include "cuda/gemm_cublas.h"
 
 struct DevCtx {
     int device;
@@ -30,20 +31,12 @@ int dev_is_emulated(void) {
 }
 
 int dev_count(Error *e) {
-    int n = 0;
-    cudaError_t r = cudaGetDeviceCount(&n);
-    if (r == cudaSuccess && n > 0) return n;
-    if (r == cudaSuccess || r == cudaErrorNoDevice) {
-        errorf(e, "cudaGetDeviceCount: %s", r == cudaSuccess ? "0 devices" : cudaGetErrorString(r));
-        return 0;
-    }
-    int driver = -1;  // "driver too old" with driver version 0 means no driver at all
-    if (r == cudaErrorInsufficientDriver && cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0) {
-        errorf(e, "cudaGetDeviceCount: %s; no CUDA driver is installed", cudaGetErrorString(r));
-        return 0;
-    }
-    errorf(e, "cudaGetDeviceCount: %s: %s", cudaGetErrorName(r), cudaGetErrorString(r));
-    return -1;
+#ifdef LD_CUDA_EMU
+    (void)e;
+    return 1;  // the emulator is one device
+#else
+    return gpu_device_count(e);  // gemm_cublas.c (LD_CUDA implies LD_CUDA_GEMM): no device vs no driver
+#endif
 }
 
 #define DEV_TRY(call)                                                                                 \
@@ -141,6 +134,8 @@ float *dev_scratch(DevCtx *d, size_t n) {
     }
     return d->scratch;
 }
+
+size_t dev_scratch_floats(const DevCtx *d) { return d->scratch_floats; }
 
 static cublasComputeType_t compute_type(GemmPrecision p) {
     return p == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : p == GEMM_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF

@@ -48,6 +48,7 @@ void dev_sync(DevCtx *d);
 // One device work buffer of at least n floats, valid until the next call
 // (the GPU twin of kernels' Scratch: sized by the largest single op).
 float *dev_scratch(DevCtx *d, size_t n);
+size_t dev_scratch_floats(const DevCtx *d);  // its size now
 
 // gemm.h's row-major products on device pointers (same arguments).
 void dev_gemm(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,

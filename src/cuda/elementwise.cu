@@ -4,7 +4,6 @@
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define GRID_LOOP(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 // Phi(x) = P(N(0,1) <= x) as erfc, which keeps the left tail's relative accuracy.
@@ -12,30 +11,30 @@ __device__ __forceinline__ float phif_(float x) { return 0.5f * erfcf(-x * 0.707
 __device__ __forceinline__ float normal_pdf_(float x) { return 0.39894228040143268f * expf(-0.5f * x * x); }
 
 __global__ void k_silu_fwd(float *out, const float *x, size_t n) {
-    GRID_LOOP(i, n) out[i] = x[i] * sigmoidf_(x[i]);
+    CU_GRID_LOOP(i, n) out[i] = x[i] * sigmoidf_(x[i]);
 }
 __global__ void k_silu_bwd(float *dx, const float *dout, const float *x, size_t n) {
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         float s = sigmoidf_(x[i]);
         dx[i] += dout[i] * (s * (1.0f + x[i] * (1.0f - s)));
     }
 }
 __global__ void k_gelu_fwd(float *out, const float *x, size_t n) {
-    GRID_LOOP(i, n) out[i] = x[i] * phif_(x[i]);
+    CU_GRID_LOOP(i, n) out[i] = x[i] * phif_(x[i]);
 }
 __global__ void k_gelu_bwd(float *dx, const float *dout, const float *x, size_t n) {
-    GRID_LOOP(i, n) dx[i] += dout[i] * (phif_(x[i]) + x[i] * normal_pdf_(x[i]));
+    CU_GRID_LOOP(i, n) dx[i] += dout[i] * (phif_(x[i]) + x[i] * normal_pdf_(x[i]));
 }
 // x [N, 2H] = [hidden | gate] -> out [N, H] = hidden * gelu(gate)
 __global__ void k_geglu_fwd(float *out, const float *x, size_t N, size_t H) {
-    GRID_LOOP(i, N * H) {
+    CU_GRID_LOOP(i, N * H) {
         size_t n = i / H, j = i % H;
         float hid = x[n * 2 * H + j], g = x[n * 2 * H + H + j];
         out[i] = hid * (g * phif_(g));
     }
 }
 __global__ void k_geglu_bwd(float *dx, const float *dout, const float *x, size_t N, size_t H) {
-    GRID_LOOP(i, N * H) {
+    CU_GRID_LOOP(i, N * H) {
         size_t n = i / H, j = i % H;
         float hid = x[n * 2 * H + j], g = x[n * 2 * H + H + j], ph = phif_(g);
         dx[n * 2 * H + j] += dout[i] * (g * ph);
@@ -43,16 +42,16 @@ __global__ void k_geglu_bwd(float *dx, const float *dout, const float *x, size_t
     }
 }
 __global__ void k_add(float *out, const float *a, const float *b, size_t n) {
-    GRID_LOOP(i, n) out[i] = a[i] + b[i];
+    CU_GRID_LOOP(i, n) out[i] = a[i] + b[i];
 }
 __global__ void k_acc(float *dst, const float *src, size_t n) {
-    GRID_LOOP(i, n) dst[i] += src[i];
+    CU_GRID_LOOP(i, n) dst[i] += src[i];
 }
 __global__ void k_scale(float *x, float s, size_t n) {
-    GRID_LOOP(i, n) x[i] *= s;
+    CU_GRID_LOOP(i, n) x[i] *= s;
 }
 __global__ void k_chan_bias(float *out, const float *x, const float *v, size_t BC, size_t HW) {
-    GRID_LOOP(i, BC * HW) out[i] = x[i] + v[i / HW];
+    CU_GRID_LOOP(i, BC * HW) out[i] = x[i] + v[i / HW];
 }
 // dv[bc] += sum over hw of dout[bc, hw]: one block per (b, c), fixed order.
 __global__ void k_row_sums(float *dv, const float *dout, size_t HW) {
@@ -64,13 +63,13 @@ __global__ void k_row_sums(float *dv, const float *dout, size_t HW) {
 }
 // out [B, Ca+Cb, HW] from a [B, Ca, HW] and b [B, Cb, HW]; backward splits (adds).
 __global__ void k_concat(float *out, const float *a, const float *b, size_t B, size_t na, size_t nb) {
-    GRID_LOOP(i, B * (na + nb)) {
+    CU_GRID_LOOP(i, B * (na + nb)) {
         size_t n = i / (na + nb), j = i % (na + nb);
         out[i] = j < na ? a[n * na + j] : b[n * nb + j - na];
     }
 }
 __global__ void k_concat_bwd(float *da, float *db, const float *dout, size_t B, size_t na, size_t nb) {
-    GRID_LOOP(i, B * (na + nb)) {
+    CU_GRID_LOOP(i, B * (na + nb)) {
         size_t n = i / (na + nb), j = i % (na + nb);
         if (j < na) {
             if (da) da[n * na + j] += dout[i];
@@ -103,13 +102,13 @@ __global__ void k_transpose(float *dst, const float *src, int R, int S, int add)
     }
 }
 __global__ void k_up2(float *out, const float *x, size_t BC, size_t H, size_t W) {
-    GRID_LOOP(i, BC * 4 * H * W) {
+    CU_GRID_LOOP(i, BC * 4 * H * W) {
         size_t W2 = 2 * W, bc = i / (4 * H * W), r = i % (4 * H * W), y = r / W2, xx = r % W2;
         out[i] = x[bc * H * W + (y / 2) * W + xx / 2];
     }
 }
 __global__ void k_up2_bwd(float *dx, const float *dout, size_t BC, size_t H, size_t W) {
-    GRID_LOOP(i, BC * H * W) {
+    CU_GRID_LOOP(i, BC * H * W) {
         size_t bc = i / (H * W), r = i % (H * W), y = r / W, xx = r % W, W2 = 2 * W;
         const float *o = dout + bc * 4 * H * W + (2 * y) * W2 + 2 * xx;
         dx[i] += (o[0] + o[1]) + (o[W2] + o[W2 + 1]);
@@ -117,7 +116,7 @@ __global__ void k_up2_bwd(float *dx, const float *dout, size_t BC, size_t H, siz
 }
 __global__ void k_timestep(float *out, const float *t, int B, int dim, int flip, float freq_shift) {
     int half = dim / 2;
-    GRID_LOOP(i, (size_t)B * dim) {
+    CU_GRID_LOOP(i, (size_t)B * dim) {
         int b = (int)(i / dim), c = (int)(i % dim);
         float v = 0.0f;  // odd dim: the last column is zero
         int sin_first = !flip, j = c < half ? c : c - half;

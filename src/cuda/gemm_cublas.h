@@ -6,6 +6,10 @@
 #define LD_GEMM_CUBLAS_H
 #include "core/common.h"
 
+#ifdef __cplusplus
+extern "C" {  // dev.cu asks gpu_device_count
+#endif
+
 // A cuBLAS handle, its stream and a growable device workspace on one device.
 typedef struct GpuContext GpuContext;
 
@@ -36,4 +40,8 @@ GpuContext *gpu_thread_context(int device, Error *e);
 
 // The device's name ("NVIDIA H200") into name; -1 when CUDA cannot say.
 int gpu_device_name(int device, char *name, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -6,7 +6,6 @@
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define GRID_LOOP(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 // blocks of a reduction's first stage (fewer for short inputs)
 #define PARTS (LD_CU_MAX_BLOCKS < 256 ? LD_CU_MAX_BLOCKS : 256)
 
@@ -20,7 +19,7 @@ static unsigned parts_for(size_t n) {
 __global__ void k_sq_part(double *part, const float *a, const float *b, size_t n) {
     const float *ar = a + (size_t)blockIdx.y * n, *br = b ? b + (size_t)blockIdx.y * n : NULL;
     double s = 0, t = 0;
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         double x = ar[i], y = br ? br[i] : 0.0;
         s += (x - y) * (x - y), t += y * y;
     }
@@ -42,7 +41,7 @@ __global__ void k_sq_fin(double *res, const double *part, int parts) {
 }
 // da += c (a - b), db -= c (a - b)
 __global__ void k_sq_grad(float *da, float *db, const float *a, const float *b, size_t n, float c) {
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         float g = c * (a[i] - b[i]);
         if (da) da[i] += g;
         if (db) db[i] -= g;
@@ -50,7 +49,7 @@ __global__ void k_sq_grad(float *da, float *db, const float *a, const float *b, 
 }
 // dS[s, j] += coef[s] * (S - T)[s, j] over rows of n
 __global__ void k_feat_grad(float *dS, const float *S, const float *T, const float *coef, size_t n, size_t rows) {
-    GRID_LOOP(i, n * rows) dS[i] += coef[i / n] * (S[i] - T[i]);
+    CU_GRID_LOOP(i, n * rows) dS[i] += coef[i / n] * (S[i] - T[i]);
 }
 
 // Sums of squares of `rows` rows of n: res (host) gets 2 doubles per row.

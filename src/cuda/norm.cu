@@ -7,7 +7,6 @@
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define GRID_LOOP(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 
 __device__ __forceinline__ float sigmoid_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -43,7 +42,7 @@ __device__ __forceinline__ GnIdx gn_idx(size_t i, int C, int HW, int G) {
 
 __global__ void k_gn_apply(float *out, const float *x, const float *mean, const float *rstd, const float *gamma,
                            const float *beta, int C, int HW, int G, size_t n, int silu) {
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         GnIdx q = gn_idx(i, C, HW, G);
         float y = (x[i] - mean[q.stat]) * rstd[q.stat] * gamma[q.c] + beta[q.c];
         out[i] = silu ? y * sigmoid_(y) : y;
@@ -103,7 +102,7 @@ __global__ void k_gn_bwd_dx(float *dx, const double *red, const float *dout, con
                             const float *rstd, const float *gamma, const float *beta, int C, int HW, int G, size_t n,
                             int silu) {
     double inv = 1.0 / ((double)(C / G) * HW);
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         GnIdx q = gn_idx(i, C, HW, G);
         float dy = gn_dy(i, q, dout, x, mean, rstd, gamma, beta, silu);
         double xh = (double)(x[i] - mean[q.stat]) * rstd[q.stat];
@@ -146,7 +145,7 @@ static void gn_backward(DevCtx *d, float *dx, float *dgamma, float *dbeta, const
 // ---- LayerNorm over rows of C ----
 __global__ void k_ln_apply(float *out, const float *x, const float *mean, const float *rstd, const float *gamma,
                            const float *beta, int C, size_t n) {
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         size_t r = i / C;
         int c = (int)(i % C);
         out[i] = (x[i] - mean[r]) * rstd[r] * gamma[c] + beta[c];

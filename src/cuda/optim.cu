@@ -6,11 +6,10 @@
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define GRID_LOOP(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
 
 __global__ void k_adamw(float *params, const float *grads, float *m, float *v, size_t n, float decay, float b1,
                         float omb1, float b2, float omb2, float bc2_sqrt, float step_size, float eps) {
-    GRID_LOOP(i, n) {
+    CU_GRID_LOOP(i, n) {
         float g = grads[i];
         float p = params[i] * decay;
         float mi = m[i] * b1 + omb1 * g;
@@ -22,7 +21,7 @@ __global__ void k_adamw(float *params, const float *grads, float *m, float *v, s
     }
 }
 __global__ void k_ema(float *ema, const float *params, size_t n, float dcy, float omd) {
-    GRID_LOOP(i, n) ema[i] = dcy * ema[i] + omd * params[i];
+    CU_GRID_LOOP(i, n) ema[i] = dcy * ema[i] + omd * params[i];
 }
 
 extern "C" {

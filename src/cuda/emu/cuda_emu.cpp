@@ -2,36 +2,148 @@
 #include "cuda_emu.h"
 
 #include <cblas.h>
-#include <pthread.h>
+#include <ucontext.h>
+
+#include <cstdint>
 
 #include <cstdlib>
 #include <cstring>
-#include <thread>
 #include <vector>
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 
 namespace {
+// A launch's state on the host thread that runs it: one fiber per CUDA thread
+// of the block, switched at barriers. On x86-64 a switch is six pushes, a
+// stack swap and six pops (emu_switch below); elsewhere, and under ASan (which
+// must see stack switches), ucontext's swapcontext, which also saves the signal
+// mask with a system call and is some ten times slower.
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_FAST_SWITCH 1
+#endif
+enum FiberState { RUNNING, AT_BARRIER, DONE };
+struct Fiber {
+#ifdef EMU_FAST_SWITCH
+    void *sp;
+#else
+    ucontext_t uc;
+#endif
+};
 struct Launch {
-    pthread_barrier_t bar;
+    const std::function<void()> *f;
+    dim3 block;
+    unsigned nt = 0, tid = 0;
+    Fiber sched;
+    std::vector<Fiber> fib;
+    std::vector<FiberState> state;
     std::vector<float> xf;
     std::vector<double> xd;
 };
 thread_local Launch *cur = nullptr;
-thread_local unsigned cur_tid = 0;
+thread_local std::vector<char> stacks;  // reused across launches
+const size_t STACK = 256 << 10;
 
+#ifdef EMU_FAST_SWITCH
+// emu_switch(&save_sp, to_sp): push the callee-saved registers, save rsp, load
+// the other fiber's rsp, pop its registers, return into it.
+extern "C" void emu_switch(void **save, void *to);
+__asm__(".text\n.globl emu_switch\n.type emu_switch,@function\nemu_switch:\n"
+        "  pushq %rbp\n  pushq %rbx\n  pushq %r12\n  pushq %r13\n  pushq %r14\n  pushq %r15\n"
+        "  movq %rsp, (%rdi)\n  movq %rsi, %rsp\n"
+        "  popq %r15\n  popq %r14\n  popq %r13\n  popq %r12\n  popq %rbx\n  popq %rbp\n  ret\n"
+        ".size emu_switch, .-emu_switch\n");
+#endif
+
+void set_thread_idx(const Launch &L, unsigned t) {
+    threadIdx = dim3(t % L.block.x, (t / L.block.x) % L.block.y, t / (L.block.x * L.block.y));
+}
+void to_sched(Launch *L) {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&L->fib[L->tid].sp, L->sched.sp);
+#else
+    swapcontext(&L->fib[L->tid].uc, &L->sched.uc);
+#endif
+}
+void fiber_main() {
+    (*cur->f)();
+    cur->state[cur->tid] = DONE;
+#ifdef EMU_FAST_SWITCH
+    to_sched(cur);  // never resumed
+    __builtin_unreachable();
+#endif  // ucontext: uc_link returns to the scheduler
+}
+void barrier() {
+    Launch *L = cur;
+    L->state[L->tid] = AT_BARRIER;
+    to_sched(L);
+}
+// getcontext/swapcontext return twice: kept out of the loops (-Wclobbered)
+__attribute__((noinline)) void init_fiber(Launch &L, unsigned t) {
+    char *lo = stacks.data() + (size_t)t * STACK;
+#ifdef EMU_FAST_SWITCH
+    // what emu_switch pops: six registers, then fiber_main as the return
+    // address; rsp is 8 mod 16 at its entry, as after a call
+    uintptr_t top = ((uintptr_t)(lo + STACK)) & ~(uintptr_t)15;
+    void **sp = (void **)(top - 64);
+    for (int i = 0; i < 6; i++) sp[i] = nullptr;
+    sp[6] = (void *)fiber_main;
+    sp[7] = nullptr;
+    L.fib[t].sp = sp;
+#else
+    getcontext(&L.fib[t].uc);
+    L.fib[t].uc.uc_stack.ss_sp = lo;
+    L.fib[t].uc.uc_stack.ss_size = STACK;
+    L.fib[t].uc.uc_link = &L.sched.uc;
+    makecontext(&L.fib[t].uc, fiber_main, 0);
+#endif
+    L.state[t] = RUNNING;
+}
+__attribute__((noinline)) void resume(Launch &L, unsigned t) {
+    L.tid = t;
+    set_thread_idx(L, t);
+    L.state[t] = RUNNING;
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&L.sched.sp, L.fib[t].sp);
+#else
+    swapcontext(&L.sched.uc, &L.fib[t].uc);
+#endif
+}
 template <class T> T exchange(std::vector<T> &buf, T v, int lane_mask) {
-    buf[cur_tid] = v;
-    pthread_barrier_wait(&cur->bar);
-    T r = buf[cur_tid ^ (unsigned)lane_mask];
-    pthread_barrier_wait(&cur->bar);
+    unsigned t = cur->tid;
+    buf[t] = v;
+    barrier();
+    T r = buf[t ^ (unsigned)lane_mask];
+    barrier();
+    return r;
+}
+// The xor butterfly of a 32-lane warp sum: the same additions in the same
+// order as five shuffles, so the same bits, for one exchange instead of five.
+// The warp's first lane computes all 32 results: after a barrier the
+// scheduler resumes threads in index order, so it runs before its warp's others.
+template <class T> T warp_sum(std::vector<T> &buf, T v) {
+    unsigned t = cur->tid, w0 = t & ~31u;
+    buf[t] = v;
+    barrier();
+    if (t == w0) {
+        T a[32], b[32];
+        for (int l = 0; l < 32; l++) a[l] = buf[w0 + l];
+        for (int m = 16; m > 0; m >>= 1) {
+            for (int l = 0; l < 32; l++) b[l] = a[l] + a[l ^ m];
+            for (int l = 0; l < 32; l++) a[l] = b[l];
+        }
+        for (int l = 0; l < 32; l++) buf[w0 + l] = a[l];
+    }
+    T r = buf[t];
+    barrier();
     return r;
 }
 }  // namespace
 
-void __syncthreads() { pthread_barrier_wait(&cur->bar); }
+void __syncthreads() { barrier(); }
 float __shfl_xor_sync(unsigned, float v, int m) { return exchange(cur->xf, v, m); }
 double __shfl_xor_sync(unsigned, double v, int m) { return exchange(cur->xd, v, m); }
+float emu_warp_sum(float v) { return warp_sum(cur->xf, v); }
+double emu_warp_sum(double v) { return warp_sum(cur->xd, v); }
 
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
     unsigned nt = block.x * block.y * block.z;
@@ -40,27 +152,36 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
                 block.x, block.y, block.z);
         abort();
     }
+    if (cur) {
+        fprintf(stderr, "cuda_emu: a kernel launched from inside a kernel\n");
+        abort();
+    }
     Launch L;
-    pthread_barrier_init(&L.bar, nullptr, nt);
-    L.xf.resize(nt), L.xd.resize(nt);
-    std::vector<std::thread> th;
-    th.reserve(nt);
-    for (unsigned t = 0; t < nt; t++)
-        th.emplace_back([&, t] {
-            cur = &L, cur_tid = t;
-            blockDim = block, gridDim = grid;
-            threadIdx = dim3(t % block.x, (t / block.x) % block.y, t / (block.x * block.y));
-            for (unsigned bz = 0; bz < grid.z; bz++)
-                for (unsigned by = 0; by < grid.y; by++)
-                    for (unsigned bx = 0; bx < grid.x; bx++) {
-                        blockIdx = dim3(bx, by, bz);
-                        f();
-                        // the block's static "__shared__" memory is reused by the next block
-                        pthread_barrier_wait(&L.bar);
+    L.f = &f, L.block = block, L.nt = nt;
+    L.fib.resize(nt), L.state.resize(nt), L.xf.resize(nt), L.xd.resize(nt);
+    if (stacks.size() < nt * STACK) stacks.resize(nt * STACK);
+    cur = &L;
+    blockDim = block, gridDim = grid;
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                blockIdx = dim3(bx, by, bz);
+                for (unsigned t = 0; t < nt; t++) init_fiber(L, t);
+                // run every thread to its next barrier (or its end), then release the barrier
+                for (;;) {
+                    unsigned done = 0, waiting = 0;
+                    for (unsigned t = 0; t < nt; t++)
+                        if (L.state[t] != DONE) resume(L, t);
+                    for (unsigned t = 0; t < nt; t++) done += L.state[t] == DONE, waiting += L.state[t] == AT_BARRIER;
+                    if (done == nt) break;
+                    if (done) {
+                        fprintf(stderr, "cuda_emu: block (%u,%u,%u): %u threads ended while %u wait at a barrier\n",
+                                bx, by, bz, done, waiting);
+                        abort();
                     }
-        });
-    for (auto &t : th) t.join();
-    pthread_barrier_destroy(&L.bar);
+                }
+            }
+    cur = nullptr;
 }
 
 // ---- runtime API: host memory stands in for device memory ----

@@ -3,12 +3,14 @@
 // machines without a GPU (tests/gpu/, the *_emu tests). Not a simulator of
 // performance or of GPU memory: a way to execute the same kernel source.
 //
-// How a launch runs: the grid's blocks one after another; within a block, one
-// host thread per CUDA thread, so __syncthreads is a real barrier. __shared__
-// is `static`, which is right because only one block runs at a time (a kernel
-// must not be launched from two host threads at once here). Warp shuffles are
-// exchanged through the block: every thread of the block must call them
-// (block-uniform control flow), a rule src/cuda/ kernels follow anyway.
+// How a launch runs: the grid's blocks one after another on the calling host
+// thread; within a block, one fiber per CUDA thread, each run to
+// its next __syncthreads, which is a real barrier. __shared__ is `static`,
+// which is right because only one block runs at a time (a kernel must not be
+// launched from two host threads at once here). Warp shuffles are exchanged
+// through the block: every thread of the block must call them (block-uniform
+// control flow), a rule src/cuda/ kernels follow anyway; a block whose threads
+// end while others wait at a barrier stops the program, as a hang would on a GPU.
 // No atomics: src/cuda/ sums in fixed orders, never by atomicAdd. cuBLAS products run on OpenBLAS, with operands rounded to TF32
 // or BF16 first when the compute type asks for it, so precision tests see
 // roughly the error a GPU makes.
@@ -35,6 +37,10 @@ extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 void __syncthreads();
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask);
+// The warp's sum by the xor butterfly of five __shfl_xor_sync (bit for bit),
+// in one exchange: cu_warp_sum's emulated form.
+float emu_warp_sum(float v);
+double emu_warp_sum(double v);
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }

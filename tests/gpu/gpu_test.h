@@ -1,0 +1,27 @@
+// gpu_test.h — what every tests/gpu/ program does first: find a CUDA device
+// (the emulator always has one) or report SKIPPED. LD_REQUIRE_GPU=1 (set by
+// scripts/device_check.sh) makes a missing device a failure, so a GPU machine
+// that lost its GPU cannot pass by skipping.
+#ifndef LD_GPU_TEST_H
+#define LD_GPU_TEST_H
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda/dev.h"
+
+#define GPU_SKIP_CODE 77  // ctest's SKIP_RETURN_CODE
+
+// 0 when a device is there; else the exit status main should return.
+static inline int gpu_test_device_or_skip(void) {
+    Error e = {0};
+    if (dev_count(&e) > 0) return 0;
+    const char *req = getenv("LD_REQUIRE_GPU");
+    if (req && !strcmp(req, "1")) {
+        fprintf(stderr, "FAIL: LD_REQUIRE_GPU=1 but no CUDA device (%s)\n", e.msg);
+        return 1;
+    }
+    printf("skipped: no CUDA device (%s)\n", e.msg);
+    return GPU_SKIP_CODE;
+}
+#endif
