@@ -13,6 +13,16 @@ static float *aligned_floats(size_t n) {
     return p;
 }
 
+static float *block_alloc(const Arena *a, size_t n) {
+    return a->mem ? a->mem->alloc(a->mem->ctx, n ? n : 16) : aligned_floats(n);
+}
+static void block_free(const Arena *a, float *p) {
+    if (a->mem)
+        a->mem->free(a->mem->ctx, p);
+    else
+        free(p);
+}
+
 float *arena_alloc(Arena *a, size_t n) {
     n = (n + 15) & ~(size_t)15;  // keep every allocation 64-byte aligned
     a->pass_total += n;
@@ -24,7 +34,7 @@ float *arena_alloc(Arena *a, size_t n) {
             a->spill[a->n_spill++] = a->base;
         }
         size_t cap = a->cap * 2 > n ? a->cap * 2 : n;
-        a->base = aligned_floats(cap);
+        a->base = block_alloc(a, cap);
         a->cap = cap;
         a->used = 0;
     }
@@ -35,19 +45,22 @@ float *arena_alloc(Arena *a, size_t n) {
 
 float *arena_zeros(Arena *a, size_t n) {
     float *p = arena_alloc(a, n);
-    memset(p, 0, n * sizeof(float));
+    if (a->mem)
+        a->mem->zero(a->mem->ctx, p, n);
+    else
+        memset(p, 0, n * sizeof(float));
     return p;
 }
 
 void arena_reset(Arena *a) {
     if (a->n_spill) {
         // The last pass overflowed: replace all blocks by one of the peak size.
-        for (int i = 0; i < a->n_spill; i++) free(a->spill[i]);
+        for (int i = 0; i < a->n_spill; i++) block_free(a, a->spill[i]);
         free(a->spill);
         a->spill = NULL;
         a->n_spill = 0;
-        free(a->base);
-        a->base = aligned_floats(a->peak);
+        block_free(a, a->base);
+        a->base = block_alloc(a, a->peak);
         a->cap = a->peak;
     }
     a->used = 0;
@@ -55,10 +68,12 @@ void arena_reset(Arena *a) {
 }
 
 void arena_free(Arena *a) {
-    for (int i = 0; i < a->n_spill; i++) free(a->spill[i]);
+    for (int i = 0; i < a->n_spill; i++) block_free(a, a->spill[i]);
     free(a->spill);
-    free(a->base);
+    if (a->base) block_free(a, a->base);
+    const MemOps *mem = a->mem;
     memset(a, 0, sizeof *a);
+    a->mem = mem;  // the arena stays usable, on the same memory
 }
 
 ArenaMark arena_mark(const Arena *a) {

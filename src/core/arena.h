@@ -6,7 +6,18 @@
 #define LD_ARENA_H
 #include <stddef.h>
 
+// Where an arena's blocks come from: NULL in Arena.mem = host memory; a
+// backend (kernels/backend.h) sets its own, device memory for a GPU. zero
+// clears n floats at p.
 typedef struct {
+    void *ctx;
+    float *(*alloc)(void *ctx, size_t n);
+    void (*free)(void *ctx, void *p);
+    void (*zero)(void *ctx, float *p, size_t n);
+} MemOps;
+
+typedef struct {
+    const MemOps *mem; // NULL: host memory (set before the first alloc)
     float *base;
     size_t cap, used;  // in floats
     float **spill;     // blocks that overflowed during this pass, freed at reset
@@ -39,7 +50,7 @@ void arena_release(Arena *a, ArenaMark m);
 typedef struct {
     float *p;
     size_t cap;
-} Scratch;
+} Scratch;  // host memory
 float *scratch_get(Scratch *s, size_t n);
 void scratch_free(Scratch *s);
 #endif

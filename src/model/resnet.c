@@ -52,22 +52,20 @@ void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
     r->r2 = arena_alloc(c->acts, (size_t)B * r->groups);
     r->a2 = arena_alloc(c->acts, nout);
 
-    groupnorm_silu_forward(r->a1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
-    float *col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
-    conv2d_forward(r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1, col);
+    BK(c->be, groupnorm_silu_forward, r->a1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
+    BK(c->be, conv2d_forward, r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1);
     // time embedding, projected per sample and broadcast over H, W
     float *tp = arena_alloc(c->work, (size_t)B * co);
-    linear_forward(tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
-    add_channel_bias_forward(r->h, r->h, tp, B, co, HW);
-    groupnorm_silu_forward(r->a2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
-    col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
-    conv2d_forward(out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1, col);
+    BK(c->be, linear_forward, tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
+    BK(c->be, add_channel_bias_forward, r->h, r->h, tp, B, co, HW);
+    BK(c->be, groupnorm_silu_forward, r->a2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
+    BK(c->be, conv2d_forward, out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1);
     if (r->has_shortcut) {
         float *sc = arena_alloc(c->work, nout);
-        conv2d_forward(sc, x, p + r->sw, p + r->sb, B, ci, H, W, co, 1, 1, 0, NULL);
-        add_forward(out, out, sc, nout);
+        BK(c->be, conv2d_forward, sc, x, p + r->sw, p + r->sb, B, ci, H, W, co, 1, 1, 0);
+        BK(c->be, add_forward, out, out, sc, nout);
     } else {
-        add_forward(out, out, x, nout);
+        BK(c->be, add_forward, out, out, x, nout);
     }
 }
 
@@ -81,24 +79,22 @@ void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
 
     // shortcut branch
     if (r->has_shortcut)
-        conv2d_backward(dx, g + r->sw, g + r->sb, dout, r->x, p + r->sw, B, ci, H, W, co, 1, 1, 0, NULL);
+        BK(c->be, conv2d_backward, dx, g + r->sw, g + r->sb, dout, r->x, p + r->sw, B, ci, H, W, co, 1, 1, 0);
     else
-        accumulate(dx, dout, nout);
+        BK(c->be, accumulate, dx, dout, nout);
     // main branch, in reverse
     float *da2 = arena_zeros(c->work, nout);
-    float *col = scratch_get(c->scratch, conv2d_scratch_floats(co, H, W, 3, 1, 1));
-    conv2d_backward(da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1, col);
+    BK(c->be, conv2d_backward, da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1);
     float *dh = arena_zeros(c->work, nout);
-    groupnorm_silu_backward(dh, g + r->n2w, g + r->n2b, da2, r->h, r->m2, r->r2, p + r->n2w, p + r->n2b, B, co, HW,
-                            r->groups);
+    BK(c->be, groupnorm_silu_backward, dh, g + r->n2w, g + r->n2b, da2, r->h, r->m2, r->r2, p + r->n2w, p + r->n2b, B,
+       co, HW, r->groups);
     float *dtp = arena_zeros(c->work, (size_t)B * co);
-    add_channel_bias_backward(NULL, dtp, dh, B, co, HW);
-    linear_backward(dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
+    BK(c->be, add_channel_bias_backward, NULL, dtp, dh, B, co, HW);
+    BK(c->be, linear_backward, dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
     float *da1 = arena_zeros(c->work, nin);
-    col = scratch_get(c->scratch, conv2d_scratch_floats(ci, H, W, 3, 1, 1));
-    conv2d_backward(da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1, col);
-    groupnorm_silu_backward(dx, g + r->n1w, g + r->n1b, da1, r->x, r->m1, r->r1, p + r->n1w, p + r->n1b, B, ci, HW,
-                            r->groups);
+    BK(c->be, conv2d_backward, da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1);
+    BK(c->be, groupnorm_silu_backward, dx, g + r->n1w, g + r->n1b, da1, r->x, r->m1, r->r1, p + r->n1w, p + r->n1b, B,
+       ci, HW, r->groups);
     arena_release(c->work, mark);
 }
 

@@ -86,40 +86,38 @@ static void tblock_forward(const Transformer *t, TBlock *b, const LayerCtx *c, f
     b->t = x;
     // self-attention
     b->l1 = arena_alloc(a, n), b->m1 = arena_alloc(a, N), b->r1 = arena_alloc(a, N);
-    layernorm_forward(b->l1, b->m1, b->r1, x, p + b->n1w, p + b->n1b, N, C, LN_EPS);
+    BK(c->be, layernorm_forward, b->l1, b->m1, b->r1, x, p + b->n1w, p + b->n1b, N, C, LN_EPS);
     b->q = arena_alloc(a, n), b->k = arena_alloc(a, n), b->v = arena_alloc(a, n);
-    linear_forward(b->q, b->l1, p + b->q1, NULL, N, C, C);
-    linear_forward(b->k, b->l1, p + b->k1, NULL, N, C, C);
-    linear_forward(b->v, b->l1, p + b->v1, NULL, N, C, C);
+    BK(c->be, linear_forward, b->q, b->l1, p + b->q1, NULL, N, C, C);
+    BK(c->be, linear_forward, b->k, b->l1, p + b->k1, NULL, N, C, C);
+    BK(c->be, linear_forward, b->v, b->l1, p + b->v1, NULL, N, C, C);
     // tiled attention: saves a1 and a log-sum-exp per query row, not the [B,nh,S,S] probabilities
     b->lse1 = arena_alloc(a, (size_t)B * nh * S);
     b->a1 = arena_alloc(a, n);
-    float *sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, S, ATTN_TILE_Q, ATTN_TILE_K));
-    attention_flash_forward(b->a1, b->lse1, b->q, b->k, b->v, B, S, S, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
+    BK(c->be, attention_forward, b->a1, b->lse1, b->q, b->k, b->v, B, S, S, C, nh);
     b->t1 = arena_alloc(a, n);
-    linear_residual_forward(b->t1, b->a1, p + b->o1w, p + b->o1b, x, N, C, C);
+    BK(c->be, linear_residual_forward, b->t1, b->a1, p + b->o1w, p + b->o1b, x, N, C, C);
     // cross-attention on the context
     b->l2 = arena_alloc(a, n), b->m2 = arena_alloc(a, N), b->r2 = arena_alloc(a, N);
-    layernorm_forward(b->l2, b->m2, b->r2, b->t1, p + b->n2w, p + b->n2b, N, C, LN_EPS);
+    BK(c->be, layernorm_forward, b->l2, b->m2, b->r2, b->t1, p + b->n2w, p + b->n2b, N, C, LN_EPS);
     size_t nc = (size_t)B * L * C;
     b->qc = arena_alloc(a, n), b->kc = arena_alloc(a, nc), b->vc = arena_alloc(a, nc);
-    linear_forward(b->qc, b->l2, p + b->q2, NULL, N, C, C);
-    linear_forward(b->kc, t->ctx, p + b->k2, NULL, B * L, t->cross_dim, C);
-    linear_forward(b->vc, t->ctx, p + b->v2, NULL, B * L, t->cross_dim, C);
+    BK(c->be, linear_forward, b->qc, b->l2, p + b->q2, NULL, N, C, C);
+    BK(c->be, linear_forward, b->kc, t->ctx, p + b->k2, NULL, B * L, t->cross_dim, C);
+    BK(c->be, linear_forward, b->vc, t->ctx, p + b->v2, NULL, B * L, t->cross_dim, C);
     b->lse2 = arena_alloc(a, (size_t)B * nh * S);
     b->a2 = arena_alloc(a, n);
-    sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, L, ATTN_TILE_Q, ATTN_TILE_K));
-    attention_flash_forward(b->a2, b->lse2, b->qc, b->kc, b->vc, B, S, L, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
+    BK(c->be, attention_forward, b->a2, b->lse2, b->qc, b->kc, b->vc, B, S, L, C, nh);
     b->t2 = arena_alloc(a, n);
-    linear_residual_forward(b->t2, b->a2, p + b->o2w, p + b->o2b, b->t1, N, C, C);
+    BK(c->be, linear_residual_forward, b->t2, b->a2, p + b->o2w, p + b->o2b, b->t1, N, C, C);
     // GEGLU feed-forward
     b->l3 = arena_alloc(a, n), b->m3 = arena_alloc(a, N), b->r3 = arena_alloc(a, N);
-    layernorm_forward(b->l3, b->m3, b->r3, b->t2, p + b->n3w, p + b->n3b, N, C, LN_EPS);
+    BK(c->be, layernorm_forward, b->l3, b->m3, b->r3, b->t2, p + b->n3w, p + b->n3b, N, C, LN_EPS);
     b->f0 = arena_alloc(a, 8 * n);
-    linear_forward(b->f0, b->l3, p + b->f0w, p + b->f0b, N, C, 8 * C);
+    BK(c->be, linear_forward, b->f0, b->l3, p + b->f0w, p + b->f0b, N, C, 8 * C);
     b->gg = arena_alloc(a, 4 * n);
-    geglu_forward(b->gg, b->f0, N, 4 * C);
-    linear_residual_forward(out, b->gg, p + b->f2w, p + b->f2b, b->t2, N, 4 * C, C);
+    BK(c->be, geglu_forward, b->gg, b->f0, N, 4 * C);
+    BK(c->be, linear_residual_forward, out, b->gg, p + b->f2w, p + b->f2b, b->t2, N, 4 * C, C);
     b->out = out;
 }
 
@@ -133,42 +131,38 @@ static void tblock_backward(const Transformer *t, TBlock *b, const LayerCtx *c, 
     ArenaMark mark = arena_mark(w);
     // feed-forward branch; dt2 is the residual stream's gradient at t2
     float *dt2 = arena_alloc(w, n);
-    memcpy(dt2, dout, n * sizeof(float));
+    BK(c->be, copy, dt2, dout, n);
     float *dgg = arena_zeros(w, 4 * n);
-    linear_backward(dgg, g + b->f2w, g + b->f2b, dout, b->gg, p + b->f2w, N, 4 * C, C);
+    BK(c->be, linear_backward, dgg, g + b->f2w, g + b->f2b, dout, b->gg, p + b->f2w, N, 4 * C, C);
     float *df0 = arena_zeros(w, 8 * n);
-    geglu_backward(df0, dgg, b->f0, N, 4 * C);
+    BK(c->be, geglu_backward, df0, dgg, b->f0, N, 4 * C);
     float *dl = arena_zeros(w, n);
-    linear_backward(dl, g + b->f0w, g + b->f0b, df0, b->l3, p + b->f0w, N, C, 8 * C);
-    layernorm_backward(dt2, g + b->n3w, g + b->n3b, dl, b->t2, b->m3, b->r3, p + b->n3w, N, C);
+    BK(c->be, linear_backward, dl, g + b->f0w, g + b->f0b, df0, b->l3, p + b->f0w, N, C, 8 * C);
+    BK(c->be, layernorm_backward, dt2, g + b->n3w, g + b->n3b, dl, b->t2, b->m3, b->r3, p + b->n3w, N, C);
     // cross-attention branch
     float *dt1 = arena_alloc(w, n);
-    memcpy(dt1, dt2, n * sizeof(float));
+    BK(c->be, copy, dt1, dt2, n);
     float *da = arena_zeros(w, n);
-    linear_backward(da, g + b->o2w, g + b->o2b, dt2, b->a2, p + b->o2w, N, C, C);
+    BK(c->be, linear_backward, da, g + b->o2w, g + b->o2b, dt2, b->a2, p + b->o2w, N, C, C);
     float *dq = arena_zeros(w, n), *dkc = arena_zeros(w, nc), *dvc = arena_zeros(w, nc);
-    float *sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, L, ATTN_TILE_Q, ATTN_TILE_K));
-    attention_flash_backward(dq, dkc, dvc, da, b->qc, b->kc, b->vc, b->a2, b->lse2, B, S, L, C, nh, ATTN_TILE_Q,
-                             ATTN_TILE_K, sc);
-    memset(dl, 0, n * sizeof(float));
-    linear_backward(dl, g + b->q2, NULL, dq, b->l2, p + b->q2, N, C, C);
-    linear_backward(NULL, g + b->k2, NULL, dkc, t->ctx, p + b->k2, B * L, t->cross_dim, C);
-    linear_backward(NULL, g + b->v2, NULL, dvc, t->ctx, p + b->v2, B * L, t->cross_dim, C);
-    layernorm_backward(dt1, g + b->n2w, g + b->n2b, dl, b->t1, b->m2, b->r2, p + b->n2w, N, C);
+    BK(c->be, attention_backward, dq, dkc, dvc, da, b->qc, b->kc, b->vc, b->a2, b->lse2, B, S, L, C, nh);
+    bk_zero(c->be, dl, n);
+    BK(c->be, linear_backward, dl, g + b->q2, NULL, dq, b->l2, p + b->q2, N, C, C);
+    BK(c->be, linear_backward, NULL, g + b->k2, NULL, dkc, t->ctx, p + b->k2, B * L, t->cross_dim, C);
+    BK(c->be, linear_backward, NULL, g + b->v2, NULL, dvc, t->ctx, p + b->v2, B * L, t->cross_dim, C);
+    BK(c->be, layernorm_backward, dt1, g + b->n2w, g + b->n2b, dl, b->t1, b->m2, b->r2, p + b->n2w, N, C);
     // self-attention branch
-    accumulate(dx, dt1, n);
-    memset(da, 0, n * sizeof(float));
-    linear_backward(da, g + b->o1w, g + b->o1b, dt1, b->a1, p + b->o1w, N, C, C);
+    BK(c->be, accumulate, dx, dt1, n);
+    bk_zero(c->be, da, n);
+    BK(c->be, linear_backward, da, g + b->o1w, g + b->o1b, dt1, b->a1, p + b->o1w, N, C, C);
     float *dk = arena_zeros(w, n), *dv = arena_zeros(w, n);
-    memset(dq, 0, n * sizeof(float));
-    sc = scratch_get(c->scratch, attention_flash_scratch_floats(S, S, ATTN_TILE_Q, ATTN_TILE_K));
-    attention_flash_backward(dq, dk, dv, da, b->q, b->k, b->v, b->a1, b->lse1, B, S, S, C, nh, ATTN_TILE_Q,
-                             ATTN_TILE_K, sc);
-    memset(dl, 0, n * sizeof(float));
-    linear_backward(dl, g + b->q1, NULL, dq, b->l1, p + b->q1, N, C, C);
-    linear_backward(dl, g + b->k1, NULL, dk, b->l1, p + b->k1, N, C, C);
-    linear_backward(dl, g + b->v1, NULL, dv, b->l1, p + b->v1, N, C, C);
-    layernorm_backward(dx, g + b->n1w, g + b->n1b, dl, b->t, b->m1, b->r1, p + b->n1w, N, C);
+    bk_zero(c->be, dq, n);
+    BK(c->be, attention_backward, dq, dk, dv, da, b->q, b->k, b->v, b->a1, b->lse1, B, S, S, C, nh);
+    bk_zero(c->be, dl, n);
+    BK(c->be, linear_backward, dl, g + b->q1, NULL, dq, b->l1, p + b->q1, N, C, C);
+    BK(c->be, linear_backward, dl, g + b->k1, NULL, dk, b->l1, p + b->k1, N, C, C);
+    BK(c->be, linear_backward, dl, g + b->v1, NULL, dv, b->l1, p + b->v1, N, C, C);
+    BK(c->be, layernorm_backward, dx, g + b->n1w, g + b->n1b, dl, b->t, b->m1, b->r1, p + b->n1w, N, C);
     arena_release(w, mark);
 }
 
@@ -183,16 +177,16 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
     t->gn = arena_alloc(a, n);
     t->gm = arena_alloc(a, (size_t)B * t->groups);
     t->gr = arena_alloc(a, (size_t)B * t->groups);
-    groupnorm_forward(t->gn, t->gm, t->gr, x, p + t->gnw, p + t->gnb, B, C, S, t->groups, GN_EPS);
+    BK(c->be, groupnorm_forward, t->gn, t->gm, t->gr, x, p + t->gnw, p + t->gnb, B, C, S, t->groups, GN_EPS);
     float *tok = arena_alloc(a, n);
     if (t->linear_proj) {
         t->tin = arena_alloc(a, n);
-        transpose_cn_forward(t->tin, t->gn, B, C, S);
-        linear_forward(tok, t->tin, p + t->piw, p + t->pib, B * S, C, C);
+        BK(c->be, transpose_cn_forward, t->tin, t->gn, B, C, S);
+        BK(c->be, linear_forward, tok, t->tin, p + t->piw, p + t->pib, B * S, C, C);
     } else {
         float *pin = arena_alloc(c->work, n);
-        conv2d_forward(pin, t->gn, p + t->piw, p + t->pib, B, C, H, W, C, 1, 1, 0, NULL);
-        transpose_cn_forward(tok, pin, B, C, S);
+        BK(c->be, conv2d_forward, pin, t->gn, p + t->piw, p + t->pib, B, C, H, W, C, 1, 1, 0);
+        BK(c->be, transpose_cn_forward, tok, pin, B, C, S);
     }
     for (int i = 0; i < t->n_layers; i++) {
         t->blk[i].out = NULL;
@@ -204,14 +198,14 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
     if (t->linear_proj) {
         t->tok_last = tok;
         float *lo = arena_alloc(c->work, n);
-        linear_forward(lo, tok, p + t->pow, p + t->pob, B * S, C, C);
-        transpose_nc_forward(out, lo, B, S, C);
+        BK(c->be, linear_forward, lo, tok, p + t->pow, p + t->pob, B * S, C, C);
+        BK(c->be, transpose_nc_forward, out, lo, B, S, C);
     } else {
         t->tok_last = arena_alloc(a, n);  // [B,C,S], proj_out's input
-        transpose_nc_forward(t->tok_last, tok, B, S, C);
-        conv2d_forward(out, t->tok_last, p + t->pow, p + t->pob, B, C, H, W, C, 1, 1, 0, NULL);
+        BK(c->be, transpose_nc_forward, t->tok_last, tok, B, S, C);
+        BK(c->be, conv2d_forward, out, t->tok_last, p + t->pow, p + t->pob, B, C, H, W, C, 1, 1, 0);
     }
-    add_forward(out, out, x, n);
+    BK(c->be, add_forward, out, out, x, n);
 }
 
 void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const float *dout) {
@@ -221,16 +215,16 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
     size_t n = (size_t)B * C * S;
     Arena *w = c->work;
     ArenaMark mark = arena_mark(w);
-    accumulate(dx, dout, n);  // residual
+    BK(c->be, accumulate, dx, dout, n);  // residual
     float *dtok = arena_zeros(w, n);  // [B,S,C]
     if (t->linear_proj) {
         float *dlo = arena_zeros(w, n);
-        transpose_nc_backward(dlo, dout, B, S, C);
-        linear_backward(dtok, g + t->pow, g + t->pob, dlo, t->tok_last, p + t->pow, B * S, C, C);
+        BK(c->be, transpose_nc_backward, dlo, dout, B, S, C);
+        BK(c->be, linear_backward, dtok, g + t->pow, g + t->pob, dlo, t->tok_last, p + t->pow, B * S, C, C);
     } else {
         float *dpo = arena_zeros(w, n);
-        conv2d_backward(dpo, g + t->pow, g + t->pob, dout, t->tok_last, p + t->pow, B, C, H, W, C, 1, 1, 0, NULL);
-        transpose_nc_backward(dtok, dpo, B, S, C);
+        BK(c->be, conv2d_backward, dpo, g + t->pow, g + t->pob, dout, t->tok_last, p + t->pow, B, C, H, W, C, 1, 1, 0);
+        BK(c->be, transpose_nc_backward, dtok, dpo, B, S, C);
     }
     for (int i = t->n_layers - 1; i >= 0; i--) {
         if (t->blk[i].skip || !t->blk[i].present) continue;  // identity: the gradient passes unchanged
@@ -241,14 +235,14 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
     float *dgn = arena_zeros(w, n);
     if (t->linear_proj) {
         float *dtin = arena_zeros(w, n);
-        linear_backward(dtin, g + t->piw, g + t->pib, dtok, t->tin, p + t->piw, B * S, C, C);
-        transpose_cn_backward(dgn, dtin, B, C, S);
+        BK(c->be, linear_backward, dtin, g + t->piw, g + t->pib, dtok, t->tin, p + t->piw, B * S, C, C);
+        BK(c->be, transpose_cn_backward, dgn, dtin, B, C, S);
     } else {
         float *dpin = arena_zeros(w, n);
-        transpose_cn_backward(dpin, dtok, B, C, S);
-        conv2d_backward(dgn, g + t->piw, g + t->pib, dpin, t->gn, p + t->piw, B, C, H, W, C, 1, 1, 0, NULL);
+        BK(c->be, transpose_cn_backward, dpin, dtok, B, C, S);
+        BK(c->be, conv2d_backward, dgn, g + t->piw, g + t->pib, dpin, t->gn, p + t->piw, B, C, H, W, C, 1, 1, 0);
     }
-    groupnorm_backward(dx, g + t->gnw, g + t->gnb, dgn, t->x, t->gm, t->gr, p + t->gnw, B, C, S, t->groups);
+    BK(c->be, groupnorm_backward, dx, g + t->gnw, g + t->gnb, dgn, t->x, t->gm, t->gr, p + t->gnw, B, C, S, t->groups);
     arena_release(w, mark);
 }
 

@@ -247,6 +247,7 @@ UNet *unet_create(const ModelConfig *cfg, const uint8_t *absent, Error *e) {
 UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *absent, Error *e) {
     if (validate(cfg, e)) return NULL;
     UNet *u = xcalloc(1, sizeof *u);
+    u->be = backend_cpu_create();
     u->cfg = *cfg;
     const ModelConfig *m = &u->cfg;
     Builder b = {u, absent, gran, 0};
@@ -359,8 +360,32 @@ UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *ab
 }
 
 void unet_adopt_params(UNet *u, float *params) {
+    CHECK(!u->be->on_device);  // a device U-Net owns its device copy of the weights
     if (!u->params_borrowed) free(u->params);
     u->params = params, u->params_borrowed = 1;
+}
+
+// Parameter and gradient buffers: host malloc on the CPU backend (as before
+// backends existed, so adopt/free stay plain), the backend's memory on a device.
+static void free_buf(UNet *u, void *p) {
+    if (u->be->on_device)
+        u->be->mem.free(u->be->ctx, p);
+    else
+        free(p);
+}
+
+void unet_use_backend(UNet *u, Backend *be) {
+    float *dev = be->on_device ? be->mem.alloc(be->ctx, u->pt.total) : xmalloc(u->pt.total * sizeof(float));
+    be->upload(be->ctx, dev, u->params, u->pt.total);
+    if (!u->params_borrowed) free_buf(u, u->params);
+    if (u->grads) free_buf(u, u->grads);
+    u->params = dev, u->params_borrowed = 0, u->grads = NULL;
+    arena_free(&u->acts), arena_free(&u->work), arena_free(&u->rec);
+    backend_free(u->be);
+    u->be = be;
+    const MemOps *mem = be->on_device ? &be->mem : NULL;  // host arenas keep their own allocator
+    u->acts.mem = u->work.mem = u->rec.mem = mem;
+    u->have_forward = 0;
 }
 
 static void free_block(Block *b) {
@@ -379,8 +404,8 @@ void unet_free(UNet *u) {
     }
     transformer_free(&u->mid_attn);
     params_free(&u->pt);
-    if (!u->params_borrowed) free(u->params);
-    free(u->grads);
+    if (!u->params_borrowed && u->params) free_buf(u, u->params);
+    if (u->grads) free_buf(u, u->grads);
     free(u->cands);
     free(u->bypass);
     free(u->skip_data);
@@ -389,7 +414,7 @@ void unet_free(UNet *u) {
     arena_free(&u->acts);
     arena_free(&u->work);
     arena_free(&u->rec);
-    scratch_free(&u->scratch);
+    backend_free(u->be);
     free(u);
 }
 
@@ -400,10 +425,15 @@ UNetKeep unet_set_keep(UNet *u, UNetKeep k) {
 }
 
 void unet_zero_grad(UNet *u) {
-    if (!u->grads)
-        u->grads = xcalloc(u->pt.total, sizeof(float));
-    else
-        memset(u->grads, 0, u->pt.total * sizeof(float));
+    if (!u->be->on_device) {
+        if (!u->grads)
+            u->grads = xcalloc(u->pt.total, sizeof(float));
+        else
+            memset(u->grads, 0, u->pt.total * sizeof(float));
+        return;
+    }
+    if (!u->grads) u->grads = u->be->mem.alloc(u->be->ctx, u->pt.total);
+    bk_zero(u->be, u->grads, u->pt.total);
 }
 
 // m < 0 (beyond exact counting) pushes the total past the limit.
@@ -441,7 +471,7 @@ long long unet_total_macs(const UNet *u) {
 // ---------------------------------------------------------------- forward
 
 static LayerCtx ctx_of(UNet *u) {
-    LayerCtx c = {u->params, u->grads, &u->acts, &u->work, &u->scratch};
+    LayerCtx c = {u->params, u->grads, &u->acts, &u->work, u->be};
     return c;
 }
 
@@ -451,7 +481,7 @@ static LayerCtx ctx_of(UNet *u) {
 static LayerCtx interior_ctx(UNet *u) {
     if (u->fwd_keep == UNET_KEEP_ALL) return ctx_of(u);
     arena_reset(&u->rec);
-    LayerCtx c = {u->params, u->grads, &u->rec, &u->rec, &u->scratch};
+    LayerCtx c = {u->params, u->grads, &u->rec, &u->rec, u->be};
     return c;
 }
 
@@ -464,7 +494,7 @@ static void resnet_layer_forward(UNet *u, Resnet *r, float *o, const float *x, c
     LayerCtx c = interior_ctx(u);
     if (skip) {
         float *cat = arena_alloc(c.acts, (size_t)B * (r->hidden_ch + skc) * hh * ww);
-        concat_channels_forward(cat, x, skip, B, r->hidden_ch, skc, hh * ww);
+        BK(u->be, concat_channels_forward, cat, x, skip, B, r->hidden_ch, skc, hh * ww);
         x = cat;
     }
     if (!o) o = arena_alloc(c.acts, (size_t)B * r->cout * hh * ww);  // a recompute: the output is known
@@ -547,46 +577,44 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
     }
     // the context and sample are copied: backward must not depend on caller buffers
     u->context = arena_alloc(&u->acts, (size_t)B * L * m->cross_attention_dim);
-    memcpy((float *)u->context, context, (size_t)B * L * m->cross_attention_dim * sizeof(float));
+    BK(u->be, copy, (float *)u->context, context, (size_t)B * L * m->cross_attention_dim);
     u->sample = arena_alloc(&u->acts, (size_t)B * m->in_channels * H * W);
-    memcpy(u->sample, sample, (size_t)B * m->in_channels * H * W * sizeof(float));
+    BK(u->be, copy, u->sample, sample, (size_t)B * m->in_channels * H * W);
 
     // time embedding; SiLU(temb) is shared by every resnet's time_emb_proj
     int c0 = m->block_out_channels[0], td = u->temb_dim;
     u->t_emb0 = arena_alloc(&u->acts, (size_t)B * c0);
-    timestep_embedding(u->t_emb0, timesteps, B, c0, m->flip_sin_to_cos, m->freq_shift);
+    BK(u->be, timestep_embedding, u->t_emb0, timesteps, B, c0, m->flip_sin_to_cos, m->freq_shift);
     u->t_h1 = arena_alloc(&u->acts, (size_t)B * td);
-    linear_forward(u->t_h1, u->t_emb0, p + u->t1_w, p + u->t1_b, B, c0, td);
+    BK(u->be, linear_forward, u->t_h1, u->t_emb0, p + u->t1_w, p + u->t1_b, B, c0, td);
     u->t_a1 = arena_alloc(&u->acts, (size_t)B * td);
-    silu_forward(u->t_a1, u->t_h1, (size_t)B * td);
+    BK(u->be, silu_forward, u->t_a1, u->t_h1, (size_t)B * td);
     u->temb = arena_alloc(&u->acts, (size_t)B * td);
-    linear_forward(u->temb, u->t_a1, p + u->t2_w, p + u->t2_b, B, td, td);
+    BK(u->be, linear_forward, u->temb, u->t_a1, p + u->t2_w, p + u->t2_b, B, td, td);
     if (u->pooled_dim > 0) {  // emb = emb + add_embedding(cat(pooled, add_time_proj(time_ids)))
         int P = u->pooled_dim, ad = m->addition_time_embed_dim, K = u->add_in_dim;
         float *tp = arena_alloc(&u->work, (size_t)B * LD_TIME_IDS * ad);
-        timestep_embedding(tp, add->time_ids, B * LD_TIME_IDS, ad, m->flip_sin_to_cos, m->freq_shift);
+        BK(u->be, timestep_embedding, tp, add->time_ids, B * LD_TIME_IDS, ad, m->flip_sin_to_cos, m->freq_shift);
         u->add_in = arena_alloc(&u->acts, (size_t)B * K);
         for (int b = 0; b < B; b++) {
-            memcpy(u->add_in + (size_t)b * K, add->pooled + (size_t)b * P, (size_t)P * sizeof(float));
-            memcpy(u->add_in + (size_t)b * K + P, tp + (size_t)b * LD_TIME_IDS * ad,
-                   (size_t)LD_TIME_IDS * ad * sizeof(float));
+            BK(u->be, copy, u->add_in + (size_t)b * K, add->pooled + (size_t)b * P, (size_t)P);
+            BK(u->be, copy, u->add_in + (size_t)b * K + P, tp + (size_t)b * LD_TIME_IDS * ad, (size_t)LD_TIME_IDS * ad);
         }
         u->add_h1 = arena_alloc(&u->acts, (size_t)B * td);
-        linear_forward(u->add_h1, u->add_in, p + u->a1_w, p + u->a1_b, B, K, td);
+        BK(u->be, linear_forward, u->add_h1, u->add_in, p + u->a1_w, p + u->a1_b, B, K, td);
         u->add_a1 = arena_alloc(&u->acts, (size_t)B * td);
-        silu_forward(u->add_a1, u->add_h1, (size_t)B * td);
+        BK(u->be, silu_forward, u->add_a1, u->add_h1, (size_t)B * td);
         float *aug = arena_alloc(&u->work, (size_t)B * td);
-        linear_forward(aug, u->add_a1, p + u->a2_w, p + u->a2_b, B, td, td);
-        accumulate(u->temb, aug, (size_t)B * td);
+        BK(u->be, linear_forward, aug, u->add_a1, p + u->a2_w, p + u->a2_b, B, td, td);
+        BK(u->be, accumulate, u->temb, aug, (size_t)B * td);
     }
     u->silu_temb = arena_alloc(&u->acts, (size_t)B * td);
-    silu_forward(u->silu_temb, u->temb, (size_t)B * td);
+    BK(u->be, silu_forward, u->silu_temb, u->temb, (size_t)B * td);
 
     int top = 0;  // skip stack depth; entries stay recorded for backward
     u->n_skips = 0;
     float *h = arena_alloc(&u->acts, (size_t)B * c0 * H * W);
-    conv2d_forward(h, u->sample, p + u->conv_in_w, p + u->conv_in_b, B, m->in_channels, H, W, c0, 3, 1, 1,
-                   scratch_get(&u->scratch, conv2d_scratch_floats(m->in_channels, H, W, 3, 1, 1)));
+    BK(u->be, conv2d_forward, h, u->sample, p + u->conv_in_w, p + u->conv_in_b, B, m->in_channels, H, W, c0, 3, 1, 1);
     int hh = H, ww = W, tap = 0;
     push_skip(u, &top, h, c0, hh * ww);
 
@@ -616,8 +644,7 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
         if (blk->has_sampler) {
             blk->samp_in = h;
             float *o = arena_alloc(&u->acts, (size_t)B * blk->cout * (hh / 2) * (ww / 2));
-            conv2d_forward(o, h, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww, blk->cout, 3, 2, 1,
-                           scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 2, 1)));
+            BK(u->be, conv2d_forward, o, h, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww, blk->cout, 3, 2, 1);
             h = o, hh /= 2, ww /= 2;
             push_skip(u, &top, h, blk->cout, hh * ww);
         }
@@ -674,11 +701,11 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
         }
         if (blk->has_sampler) {
             blk->samp_in = arena_alloc(&u->acts, (size_t)B * blk->cout * hw * 4);
-            upsample2x_forward(blk->samp_in, h, B, blk->cout, hh, ww);
+            BK(u->be, upsample2x_forward, blk->samp_in, h, B, blk->cout, hh, ww);
             hh *= 2, ww *= 2;
             float *o = arena_alloc(&u->acts, (size_t)B * blk->cout * hh * ww);
-            conv2d_forward(o, blk->samp_in, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww, blk->cout,
-                           3, 1, 1, scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 1, 1)));
+            BK(u->be, conv2d_forward, o, blk->samp_in, p + blk->samp_w, p + blk->samp_b, B, blk->cout, hh, ww,
+               blk->cout, 3, 1, 1);
             h = o;
         }
         u->taps[tap++] = (Tap){.C = blk->cout, .H = hh, .W = ww, .data = h};
@@ -692,18 +719,18 @@ int unet_forward_added(UNet *u, float *out, const float *sample, const float *ti
     u->no_mean = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
     u->no_rstd = arena_alloc(&u->acts, (size_t)B * m->norm_num_groups);
     u->no_act = arena_alloc(&u->acts, n0);
-    groupnorm_silu_forward(u->no_act, u->no_mean, u->no_rstd, h, p + u->norm_out_w, p + u->norm_out_b, B, c0,
-                           H * W, m->norm_num_groups, m->norm_eps);
-    conv2d_forward(out, u->no_act, p + u->conv_out_w, p + u->conv_out_b, B, c0, H, W, m->out_channels, 3, 1,
-                   1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
+    BK(u->be, groupnorm_silu_forward, u->no_act, u->no_mean, u->no_rstd, h, p + u->norm_out_w, p + u->norm_out_b, B, c0,
+       H * W, m->norm_num_groups, m->norm_eps);
+    BK(u->be, conv2d_forward, out, u->no_act, p + u->conv_out_w, p + u->conv_out_b, B, c0, H, W, m->out_channels, 3, 1,
+       1);
     u->have_forward = 1;
     return 0;
 }
 
 // ---------------------------------------------------------------- backward
 
-static void add_tap_grad(float *dh, const float *const *dtaps, int t, size_t n) {
-    if (dtaps && dtaps[t]) accumulate(dh, dtaps[t], n);
+static void add_tap_grad(const UNet *u, float *dh, const float *const *dtaps, int t, size_t n) {
+    if (dtaps && dtaps[t]) BK(u->be, accumulate, dh, dtaps[t], n);
 }
 
 // Gradient buffer of skip entry k, created on first use.
@@ -733,26 +760,25 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     // output head
     size_t n0 = (size_t)B * c0 * H * W;
     float *dact = arena_zeros(&u->work, n0);
-    conv2d_backward(dact, g + u->conv_out_w, g + u->conv_out_b, dout, u->no_act, p + u->conv_out_w, B, c0, H, W,
-                    m->out_channels, 3, 1, 1, scratch_get(&u->scratch, conv2d_scratch_floats(c0, H, W, 3, 1, 1)));
+    BK(u->be, conv2d_backward, dact, g + u->conv_out_w, g + u->conv_out_b, dout, u->no_act, p + u->conv_out_w, B, c0, H,
+       W, m->out_channels, 3, 1, 1);
     float *dh = arena_zeros(&u->work, n0);
-    groupnorm_silu_backward(dh, g + u->norm_out_w, g + u->norm_out_b, dact, u->no_in, u->no_mean, u->no_rstd,
-                            p + u->norm_out_w, p + u->norm_out_b, B, c0, H * W, m->norm_num_groups);
+    BK(u->be, groupnorm_silu_backward, dh, g + u->norm_out_w, g + u->norm_out_b, dact, u->no_in, u->no_mean, u->no_rstd,
+       p + u->norm_out_w, p + u->norm_out_b, B, c0, H * W, m->norm_num_groups);
     grads_final(u, u->norm_out_w);
 
     // up blocks, last first; skips were popped top-down, so walk their indices upwards
     int k = 0, tap = u->n_taps - 1, hh = H, ww = W;
     for (int i = n - 1; i >= 0; i--) {
         Block *blk = &u->up[i];
-        add_tap_grad(dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
+        add_tap_grad(u, dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
         if (blk->has_sampler) {
             float *dup = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww);
-            conv2d_backward(dup, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B, blk->cout,
-                            hh, ww, blk->cout, 3, 1, 1,
-                            scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, hh, ww, 3, 1, 1)));
+            BK(u->be, conv2d_backward, dup, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B,
+               blk->cout, hh, ww, blk->cout, 3, 1, 1);
             hh /= 2, ww /= 2;
             dh = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww);
-            upsample2x_backward(dh, dup, B, blk->cout, hh, ww);
+            BK(u->be, upsample2x_backward, dh, dup, B, blk->cout, hh, ww);
             grads_final(u, blk->samp_w);
         }
         size_t hw = (size_t)hh * ww;
@@ -771,7 +797,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
                 float *dcat = arena_zeros(&u->work, (size_t)B * (r->hidden_ch + skc) * hw);
                 resnet_backward(r, &c, dcat, dstemb, dh);
                 dh = arena_zeros(&u->work, (size_t)B * r->hidden_ch * hw);
-                concat_channels_backward(dh, dskip(u, ds, k, B), dcat, B, r->hidden_ch, skc, (int)hw);
+                BK(u->be, concat_channels_backward, dh, dskip(u, ds, k, B), dcat, B, r->hidden_ch, skc, (int)hw);
                 grads_final(u, r->n1w);
             }
         }
@@ -780,7 +806,7 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     // mid block
     int cm = m->block_out_channels[n - 1];
     size_t nm = (size_t)B * cm * hh * ww;
-    add_tap_grad(dh, dtaps, tap--, nm);
+    add_tap_grad(u, dh, dtaps, tap--, nm);
     if (runs(u, u->mid_res[1].cand)) {
         float *d = arena_zeros(&u->work, nm);
         resnet_recompute(u, &u->mid_res[1], NULL, 0, NULL);
@@ -807,20 +833,19 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
     k = u->n_skips - 1;
     for (int i = n - 1; i >= 0; i--) {
         Block *blk = &u->down[i];
-        add_tap_grad(dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
+        add_tap_grad(u, dh, dtaps, tap--, (size_t)B * blk->cout * hh * ww);
         if (blk->has_sampler) {
-            if (ds[k]) accumulate(dh, ds[k], (size_t)B * blk->cout * hh * ww);
+            if (ds[k]) BK(u->be, accumulate, dh, ds[k], (size_t)B * blk->cout * hh * ww);
             k--;
             float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hh * ww * 4);
-            conv2d_backward(d, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B, blk->cout,
-                            2 * hh, 2 * ww, blk->cout, 3, 2, 1,
-                            scratch_get(&u->scratch, conv2d_scratch_floats(blk->cout, 2 * hh, 2 * ww, 3, 2, 1)));
+            BK(u->be, conv2d_backward, d, g + blk->samp_w, g + blk->samp_b, dh, blk->samp_in, p + blk->samp_w, B,
+               blk->cout, 2 * hh, 2 * ww, blk->cout, 3, 2, 1);
             dh = d, hh *= 2, ww *= 2;
             grads_final(u, blk->samp_w);
         }
         size_t hw = (size_t)hh * ww;
         for (int j = blk->n_layers - 1; j >= 0; j--) {
-            if (ds[k]) accumulate(dh, ds[k], (size_t)B * blk->cout * hw);
+            if (ds[k]) BK(u->be, accumulate, dh, ds[k], (size_t)B * blk->cout * hw);
             k--;
             if (blk->attn && runs(u, blk->attn[j].cand)) {
                 float *d = arena_zeros(&u->work, (size_t)B * blk->cout * hw);
@@ -840,25 +865,24 @@ void unet_backward(UNet *u, const float *dout, const float *const *dtaps) {
         }
     }
     CHECK(k == 0 && tap == -1);
-    if (ds[0]) accumulate(dh, ds[0], n0);
-    conv2d_backward(NULL, g + u->conv_in_w, g + u->conv_in_b, dh, u->sample, p + u->conv_in_w, B, m->in_channels,
-                    H, W, c0, 3, 1, 1,
-                    scratch_get(&u->scratch, conv2d_scratch_floats(m->in_channels, H, W, 3, 1, 1)));
+    if (ds[0]) BK(u->be, accumulate, dh, ds[0], n0);
+    BK(u->be, conv2d_backward, NULL, g + u->conv_in_w, g + u->conv_in_b, dh, u->sample, p + u->conv_in_w, B,
+       m->in_channels, H, W, c0, 3, 1, 1);
 
     // time embedding: every resnet's projection fed back into SiLU(temb)
     float *dtemb = arena_zeros(&u->work, (size_t)B * td);
-    silu_backward(dtemb, dstemb, u->temb, (size_t)B * td);
+    BK(u->be, silu_backward, dtemb, dstemb, u->temb, (size_t)B * td);
     float *da1 = arena_zeros(&u->work, (size_t)B * td);
-    linear_backward(da1, g + u->t2_w, g + u->t2_b, dtemb, u->t_a1, p + u->t2_w, B, td, td);
+    BK(u->be, linear_backward, da1, g + u->t2_w, g + u->t2_b, dtemb, u->t_a1, p + u->t2_w, B, td, td);
     float *dh1 = arena_zeros(&u->work, (size_t)B * td);
-    silu_backward(dh1, da1, u->t_h1, (size_t)B * td);
-    linear_backward(NULL, g + u->t1_w, g + u->t1_b, dh1, u->t_emb0, p + u->t1_w, B, c0, td);
+    BK(u->be, silu_backward, dh1, da1, u->t_h1, (size_t)B * td);
+    BK(u->be, linear_backward, NULL, g + u->t1_w, g + u->t1_b, dh1, u->t_emb0, p + u->t1_w, B, c0, td);
     if (u->pooled_dim > 0) {  // the same gradient reaches add_embedding; pooled and time ids are inputs
         float *dd1 = arena_zeros(&u->work, (size_t)B * td);
-        linear_backward(dd1, g + u->a2_w, g + u->a2_b, dtemb, u->add_a1, p + u->a2_w, B, td, td);
+        BK(u->be, linear_backward, dd1, g + u->a2_w, g + u->a2_b, dtemb, u->add_a1, p + u->a2_w, B, td, td);
         float *ddh = arena_zeros(&u->work, (size_t)B * td);
-        silu_backward(ddh, dd1, u->add_h1, (size_t)B * td);
-        linear_backward(NULL, g + u->a1_w, g + u->a1_b, ddh, u->add_in, p + u->a1_w, B, u->add_in_dim, td);
+        BK(u->be, silu_backward, ddh, dd1, u->add_h1, (size_t)B * td);
+        BK(u->be, linear_backward, NULL, g + u->a1_w, g + u->a1_b, ddh, u->add_in, p + u->a1_w, B, u->add_in_dim, td);
     }
     // conv_in and the embeddings lead the layout and finish last
     grads_final(u, 0);

@@ -24,6 +24,7 @@
 #include "core/common.h"
 #include "model/model_config.h"
 #include "core/params.h"
+#include "kernels/backend.h"
 #include "model/resnet.h"
 #include "model/transformer.h"
 
@@ -116,7 +117,7 @@ typedef struct {
     UNetKeep fwd_keep;  // what the last forward kept
     Arena acts, work;
     Arena rec;          // one layer's interior at a time when a forward keeps less than ALL
-    Scratch scratch;
+    Backend *be;        // where the tensors live and the ops run (owned; the CPU unless unet_use_backend)
     int B, H, W, L;
     uint8_t *bypass;  // per candidate, 1 = not run in the last forward (removed or absent)
     const float *context;
@@ -159,6 +160,15 @@ void unet_free(UNet *u);
 // unet_free) the parameter buffer; the model's own zero buffer is freed. For a
 // teacher whose weights live in memory shared by the ranks of a node.
 void unet_adopt_params(UNet *u, float *params);
+
+// Moves the U-Net onto backend `be` (taking ownership of it): its parameters
+// are copied into be's memory, gradients and activations start there. On a
+// device backend every tensor pointer unet_forward/backward take or fill
+// (sample, timesteps, context, added conditioning, out, dout, dtaps, taps,
+// candidates' in/out, params, grads) is device memory; host code reads them
+// through be->download. The stages (trainer, scoring, sampling) still run the
+// CPU backend only.
+void unet_use_backend(UNet *u, Backend *be);
 
 // Sets what the following forwards keep (see UNetKeep); returns the previous setting.
 UNetKeep unet_set_keep(UNet *u, UNetKeep k);

@@ -47,8 +47,8 @@ int main(int argc, char **argv) {
     float *out = xmalloc(n * sizeof(float)), *dout = xmalloc(n * sizeof(float)), *dx = xmalloc(n * sizeof(float));
     fill(x, n, -1, 1, &seed), fill(ctx, nc, -1, 1, &seed), fill(dout, n, -1, 1, &seed);
     Arena acts = {0}, work = {0};
-    Scratch scratch = {0};
-    LayerCtx c = {params, grads, &acts, &work, &scratch};
+    Backend *be = backend_cpu_create();
+    LayerCtx c = {params, grads, &acts, &work, be};
     double best = 1e30, fwd_best = 1e30;
     for (int r = 0; r <= reps; r++) {  // pass 0 warms the arenas up to their peak
         arena_reset(&acts), arena_reset(&work);
@@ -68,9 +68,9 @@ int main(int argc, char **argv) {
            H * W, C, heads, B, threads, reps);
     printf("  forward %.3f s, forward+backward %.3f s\n", fwd_best, best);
     printf("  saved activations %.1f MiB, backward work %.1f MiB, scratch %.1f MiB, peak RSS %.1f MiB\n",
-           mib(acts.peak), mib(work.peak), mib(scratch.cap), ru.ru_maxrss / 1024.0);
+           mib(acts.peak), mib(work.peak), mib(be->work_floats(be->ctx)), ru.ru_maxrss / 1024.0);
     printf("  (sum of dx %.6g, to compare runs)\n", chk);
-    arena_free(&acts), arena_free(&work), scratch_free(&scratch);
+    arena_free(&acts), arena_free(&work), backend_free(be);
     transformer_free(&t), params_free(&pt);
     free(params), free(grads), free(x), free(ctx), free(out), free(dout), free(dx);
     return 0;

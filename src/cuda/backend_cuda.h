@@ -1,0 +1,14 @@
+// backend_cuda.h — the CUDA backend of kernels/backend.h (backend_cuda.c):
+// the model's ops on device memory, through src/cuda/ops.h.
+#ifndef LD_BACKEND_CUDA_H
+#define LD_BACKEND_CUDA_H
+#include "core/common.h"
+#include "cuda/dev.h"
+#include "kernels/backend.h"
+
+// A backend on CUDA device `device` with GEMMs at `precision`; it owns its
+// DevCtx (backend_free closes it). NULL + e where the device cannot start.
+Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e);
+// The device context behind a backend made by backend_cuda_create.
+DevCtx *backend_cuda_dev(const Backend *be);
+#endif
