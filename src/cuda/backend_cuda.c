@@ -139,6 +139,16 @@ static void g_timestep_embedding(void *ctx, float *out, const float *t, int B, i
                                  float freq_shift) {
     cu_timestep_embedding((DevCtx *)ctx, out, t, B, dim, flip_sin_to_cos, freq_shift);
 }
+static double g_mse_forward(void *ctx, const float *a, const float *b, size_t n) {
+    return cu_mse_forward((DevCtx *)ctx, a, b, n);
+}
+static void g_mse_backward(void *ctx, float *da, float *db, const float *a, const float *b, size_t n, float scale) {
+    cu_mse_backward((DevCtx *)ctx, da, db, a, b, n, scale);
+}
+static void g_feat_term(void *ctx, const float *S, const float *T, int b, size_t n, int normalized, double denom,
+                        float scale, double *raw, double *norm, float *dS) {
+    cu_feat_term((DevCtx *)ctx, S, T, b, n, normalized, denom, scale, raw, norm, dS);
+}
 
 Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     DevCtx *d = dev_open(device, precision, e);
@@ -182,6 +192,7 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     be->add_channel_bias_forward = g_add_channel_bias_forward;
     be->add_channel_bias_backward = g_add_channel_bias_backward;
     be->timestep_embedding = g_timestep_embedding;
+    be->mse_forward = g_mse_forward, be->mse_backward = g_mse_backward, be->feat_term = g_feat_term;
     return be;
 }
 

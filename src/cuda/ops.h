@@ -81,7 +81,7 @@ void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const flo
 // ---- loss.cu ----
 double cu_mse_forward(DevCtx *d, const float *a, const float *b, size_t n);
 void cu_mse_backward(DevCtx *d, float *da, float *db, const float *a, const float *b, size_t n, float scale);
-// distill_feat_term (train/distill.h) on device tensors; raw and norm come back to the host.
+// feat_term (kernels/kernels.h) on device tensors; raw and norm come back to the host.
 void cu_feat_term(DevCtx *d, const float *S, const float *T, int b, size_t n, int normalized, double denom,
                   float scale, double *raw, double *norm, float *dS);
 // adamw_grad_norm / adamw_clip (train/adamw.h) on a device gradient buffer.

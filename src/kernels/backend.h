@@ -74,6 +74,11 @@ struct Backend {
     void (*accumulate)(void *ctx, float *dst, const float *src, size_t n);
     void (*add_channel_bias_forward)(void *ctx, float *out, const float *x, const float *v, int B, int C, int HW);
     void (*add_channel_bias_backward)(void *ctx, float *dx, float *dv, const float *dout, int B, int C, int HW);
+    // losses: the sums come back to the host
+    double (*mse_forward)(void *ctx, const float *a, const float *b, size_t n);
+    void (*mse_backward)(void *ctx, float *da, float *db, const float *a, const float *b, size_t n, float scale);
+    void (*feat_term)(void *ctx, const float *S, const float *T, int b, size_t n, int normalized, double denom,
+                      float scale, double *raw, double *norm, float *dS);
     void (*timestep_embedding)(void *ctx, float *out, const float *t, int B, int dim, int flip_sin_to_cos,
                                float freq_shift);
 };

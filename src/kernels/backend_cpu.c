@@ -184,6 +184,19 @@ static void cpu_timestep_embedding(void *ctx, float *out, const float *t, int B,
     (void)ctx;
     timestep_embedding(out, t, B, dim, flip_sin_to_cos, freq_shift);
 }
+static double cpu_mse_forward(void *ctx, const float *a, const float *b, size_t n) {
+    (void)ctx;
+    return mse_forward(a, b, n);
+}
+static void cpu_mse_backward(void *ctx, float *da, float *db, const float *a, const float *b, size_t n, float scale) {
+    (void)ctx;
+    mse_backward(da, db, a, b, n, scale);
+}
+static void cpu_feat_term(void *ctx, const float *S, const float *T, int b, size_t n, int normalized, double denom,
+                          float scale, double *raw, double *norm, float *dS) {
+    (void)ctx;
+    feat_term(S, T, b, n, normalized, denom, scale, raw, norm, dS);
+}
 
 Backend *backend_cpu_create(void) {
     CpuBackend *c = xcalloc(1, sizeof *c);
@@ -224,6 +237,7 @@ Backend *backend_cpu_create(void) {
     be->add_channel_bias_forward = cpu_add_channel_bias_forward;
     be->add_channel_bias_backward = cpu_add_channel_bias_backward;
     be->timestep_embedding = cpu_timestep_embedding;
+    be->mse_forward = cpu_mse_forward, be->mse_backward = cpu_mse_backward, be->feat_term = cpu_feat_term;
     return be;
 }
 

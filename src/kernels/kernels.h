@@ -141,6 +141,13 @@ void timestep_embedding(float *out, const float *t, int B, int dim, int flip_sin
 // -scale * d/da into db when db != NULL), scale being the upstream gradient.
 double mse_forward(const float *a, const float *b, size_t n);
 void mse_backward(float *da, float *db, const float *a, const float *b, size_t n, float scale);
+// Distillation's feature terms of one tap for b samples of n elements each:
+// raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of
+// ||S_s - T_s||^2 / ||T_s||^2 divided by `denom` (the global batch).
+// dS (may be NULL) receives += scale * d(term)/dS, the term being the
+// normalized one when normalized, else raw * b / denom (its global-mean share).
+void feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale, double *raw,
+               double *norm, float *dS);
 
 // ---- pool.c: global average pooling, x [B,C,HW] -> out [B,C] = mean over HW.
 void global_avgpool_forward(float *out, const float *x, int B, int C, int HW);

@@ -17,29 +17,6 @@
 
 #define MAX_TAPS (2 * LD_MAX_BLOCKS + 1)
 
-void distill_feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
-                       double *raw, double *norm, float *dS) {
-    double sq_all = 0, nsum = 0;
-    for (int s = 0; s < b; s++) {
-        const float *x = S + (size_t)s * n, *y = T + (size_t)s * n;
-        double sq = 0, tn = 0;
-        for (size_t j = 0; j < n; j++) {
-            double d = (double)x[j] - y[j];
-            sq += d * d, tn += (double)y[j] * y[j];
-        }
-        tn = tn > 0 ? tn : 1.0;  // an all-zero teacher feature: the term is the plain squared error
-        sq_all += sq, nsum += sq / tn;
-        if (dS) {
-            // d/dS of (1/denom) * ||S-T||^2 / ||T||^2 (teacher norm constant), or of the raw MSE's share
-            float c = normalized ? (float)(scale * 2.0 / (denom * tn)) : (float)(scale * 2.0 / (denom * (double)n));
-            float *g = dS + (size_t)s * n;
-            for (size_t j = 0; j < n; j++) g[j] += c * (x[j] - y[j]);
-        }
-    }
-    *raw = sq_all / ((double)b * n);
-    *norm = nsum / denom;
-}
-
 typedef struct {
     const DistillJob *job;
     Comm *comm;
@@ -72,18 +49,21 @@ int distill_loss_added(UNet *teacher, UNet *u, const DistillConfig *dc, const fl
     if (unet_forward_added(teacher, outT, xt, tf, ctx, add, b, H, W, L, NULL, e)) return -1;
     if (unet_forward_added(u, outS, xt, tf, ctx, add, b, H, W, L, NULL, e)) return -1;
     double w = (double)b / B;
-    double task = mse_forward(outS, noise, n), out = mse_forward(outS, outT, n), feat = 0;
-    memset(dout, 0, n * sizeof(float));
-    mse_backward(dout, NULL, outS, noise, n, (float)(dc->lambda_task * w));
-    mse_backward(dout, NULL, outS, outT, n, (float)(dc->lambda_out * w));
+    // on the student's backend: the U-Nets' outputs and taps are its tensors
+    const Backend *be = u->be;
+    CHECK(teacher->be->on_device == be->on_device);
+    double task = BK(be, mse_forward, outS, noise, n), out = BK(be, mse_forward, outS, outT, n), feat = 0;
+    bk_zero(be, dout, n);
+    BK(be, mse_backward, dout, NULL, outS, noise, n, (float)(dc->lambda_task * w));
+    BK(be, mse_backward, dout, NULL, outS, outT, n, (float)(dc->lambda_out * w));
     for (int t = 0; t < n_taps; t++) {
         const Tap *ts = &u->taps[t], *tt = &teacher->taps[t];
         CHECK(ts->C == tt->C && ts->H == tt->H && ts->W == tt->W);
         size_t m = (size_t)ts->C * ts->H * ts->W;
-        memset(dtaps[t], 0, (size_t)b * m * sizeof(float));
+        bk_zero(be, dtaps[t], (size_t)b * m);
         double raw, nrm;
-        distill_feat_term(ts->data, tt->data, b, m, normalized, (double)B, (float)dc->lambda_feat, &raw, &nrm,
-                          dtaps[t]);
+        BK(be, feat_term, ts->data, tt->data, b, m, normalized, (double)B, (float)dc->lambda_feat, &raw, &nrm,
+           dtaps[t]);
         v[4 + t] = raw * w;
         v[4 + n_taps + t] = nrm;  // already divided by the global batch
         feat += normalized ? nrm : raw * w;

@@ -35,16 +35,9 @@ typedef struct {
 // checkpointing) or -1 + e.
 int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *student, Error *e);
 
-// The feature terms of one tap for b samples of n elements each:
-// raw = mean over all b*n elements of (S-T)^2; norm = sum over samples of
-// ||S_s - T_s||^2 / ||T_s||^2 divided by `denom` (the global batch).
-// dS (may be NULL) receives += scale * d(term)/dS, the term being the
-// normalized one when normalized, else raw * b / denom (its global-mean share).
-void distill_feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
-                       double *raw, double *norm, float *dS);
-
 // One rank's share of one distillation step (what distill_step does after
-// drawing its batch; exported so tests differentiate the real loss): the
+// drawing its batch; exported so tests differentiate the real loss), on the
+// U-Nets' backend (both on one: device pointers for every tensor on a GPU): the
 // teacher and student u run forward on b samples (xt [b,C,H,W], tf [b], ctx
 // [b,L,D]) of a global batch of B; noise is the task target. Writes v = {loss,
 // loss_task, loss_out, loss_feat, feat_raw[n_taps], feat_norm[n_taps]}, each

@@ -343,7 +343,7 @@ static void test_losses(void) {
     for (int normalized = 0; normalized < 2; normalized++) {
         float *g0 = h_rand(bs * m, 1), *g = h_copy(g0, bs * m), *g_ = up(g0, bs * m);
         double raw, nrm, raw_, nrm_;
-        distill_feat_term(S, T, bs, m, normalized, 8.0, 0.3f, &raw, &nrm, g);
+        feat_term(S, T, bs, m, normalized, 8.0, 0.3f, &raw, &nrm, g);
         cu_feat_term(D, S_, T_, bs, m, normalized, 8.0, 0.3f, &raw_, &nrm_, g_);
         cmp_scalar(normalized ? "feature term raw (normalized)" : "feature term raw", raw, raw_, 1e-12);
         cmp_scalar(normalized ? "feature term norm (normalized)" : "feature term norm", nrm, nrm_, 1e-12);

@@ -1,5 +1,5 @@
 // test_distill.c — the distillation loss (distill.h):
-//  - distill_feat_term against PyTorch float64 (tests/reference/fixtures/
+//  - feat_term against PyTorch float64 (tests/reference/fixtures/
 //    featkd.safetensors): raw and normalized values per tap, both gradients,
 //    and the denom/scale conventions the data-parallel step relies on;
 //  - distill_loss (what distill_step runs) on a tiny teacher and a pruned,
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "train/distill.h"
 #include "model/init.h"
 #include "prune/plan.h"
@@ -24,7 +25,7 @@
 
 static double rel(double a, double ref) { return fabs(a - ref) / fmax(fabs(ref), 1e-300); }
 
-// ---- distill_feat_term vs PyTorch -----------------------------------------------------------
+// ---- feat_term vs PyTorch -----------------------------------------------------------
 
 static void check_fixture(void) {
     StFile f;
@@ -54,7 +55,7 @@ static void check_fixture(void) {
 
         // denom = b, scale = 1: exactly the fixture's T_l and dT_l/dS
         double raw, nrm;
-        distill_feat_term(S, T, b, n, 1, (double)b, 1.0f, &raw, &nrm, g);
+        feat_term(S, T, b, n, 1, (double)b, 1.0f, &raw, &nrm, g);
         double en = rel(nrm, ref_norm[0]), er = rel(raw, ref_raw[0]);
         double eg = tu_max_rel_err(g, ref_gn, all, 0);
         printf("tap %d [%d,%lld,%lld,%lld]: featnorm %.6g (rel err %.1e), featraw %.6g (%.1e), norm grad err %.1e\n", l,
@@ -65,7 +66,7 @@ static void check_fixture(void) {
 
         // the raw variant's gradient: of raw * b / denom, here raw itself
         memset(g, 0, all * sizeof(float));
-        distill_feat_term(S, T, b, n, 0, (double)b, 1.0f, &raw, &nrm, g);
+        feat_term(S, T, b, n, 0, (double)b, 1.0f, &raw, &nrm, g);
         eg = tu_max_rel_err(g, ref_gr, all, 0);
         EXPECT(eg <= 1e-6, "tap %d: raw gradient error %.2e", l, eg);
         EXPECT(rel(nrm, ref_norm[0]) <= 1e-6 && rel(raw, ref_raw[0]) <= 1e-6,
@@ -75,7 +76,7 @@ static void check_fixture(void) {
         // both gradients scale by 0.4 * b / denom, raw stays a mean; dS accumulates
         for (size_t j = 0; j < all; j++) g[j] = 0.25f;
         double raw2, nrm2;
-        distill_feat_term(S, T, b, n, 1, 2.0 * b, 0.4f, &raw2, &nrm2, g);
+        feat_term(S, T, b, n, 1, 2.0 * b, 0.4f, &raw2, &nrm2, g);
         for (size_t j = 0; j < all; j++) want[j] = 0.25f + 0.2f * ref_gn[j];
         eg = tu_max_rel_err(g, want, all, 0);
         EXPECT(rel(nrm2, 0.5 * ref_norm[0]) <= 1e-6, "tap %d: norm / denom: %.9g vs %.9g", l, nrm2,
@@ -83,13 +84,13 @@ static void check_fixture(void) {
         EXPECT(rel(raw2, ref_raw[0]) <= 1e-6, "tap %d: raw does not depend on denom", l);
         EXPECT(eg <= 1e-6, "tap %d: normalized gradient, denom 2b, scale 0.4, accumulated: error %.2e", l, eg);
         memset(g, 0, all * sizeof(float));
-        distill_feat_term(S, T, b, n, 0, 2.0 * b, 0.4f, &raw2, &nrm2, g);
+        feat_term(S, T, b, n, 0, 2.0 * b, 0.4f, &raw2, &nrm2, g);
         for (size_t j = 0; j < all; j++) want[j] = 0.2f * ref_gr[j];
         eg = tu_max_rel_err(g, want, all, 0);
         EXPECT(eg <= 1e-6, "tap %d: raw gradient, denom 2b, scale 0.4: error %.2e", l, eg);
 
         // dS may be NULL: values only
-        distill_feat_term(S, T, b, n, 1, (double)b, 1.0f, &raw2, &nrm2, NULL);
+        feat_term(S, T, b, n, 1, (double)b, 1.0f, &raw2, &nrm2, NULL);
         EXPECT(raw2 == raw && nrm2 == nrm, "tap %d: dS = NULL gives the same values", l);
         free(S), free(T), free(ref_norm), free(ref_raw), free(ref_gn), free(ref_gr), free(g), free(want);
     }
@@ -199,7 +200,7 @@ static void teacher_ref_free(Pair *p, TeacherRef *r) {
 
 // The values distill_loss reports (v[0..3], then raw and normalized per tap)
 // for the shard of r in a global batch of NB, written out from one student
-// forward (not through distill_feat_term or the mse kernels).
+// forward (not through feat_term or the mse kernels).
 static void formula(Pair *p, const TeacherRef *r, int normalized, double *v) {
     int nt = p->T->n_taps, g0 = r->g0, b = r->b;
     Error e;
