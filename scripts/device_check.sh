@@ -30,7 +30,7 @@ NP=$(nproc)
 TESTS=(test_gemm test_reference test_kernel_conv test_kernel_linear test_kernel_attention)
 # Each test on the CPU device and, as NAME_gpu, on the GPU; then the benchmark.
 TARGETS=(); for t in "${TESTS[@]}"; do TARGETS+=("$t" "${t}_gpu"); done
-TARGETS+=(bench_step test_gpu_ops)
+TARGETS+=(bench_step test_gpu_ops test_gpu_unet test_gpu_distill bench_gpu)
 BUNDLE=build-devcheck
 BUNDLE_SRC=/tmp/ld-devcheck-src  # the bundle's compiled-in source dir (fixtures), a link to the repo both here and there
 
@@ -183,8 +183,23 @@ main() {
     run_timed "${t}_gpu" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 120 "$bin/${t}_gpu"
   done
 
-  say "test_gpu_ops: every device op against its CPU kernel"
-  run_timed gpu_ops "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 300 "$bin/test_gpu_ops"
+  say "test_gpu_ops, test_gpu_unet, test_gpu_distill: the CUDA backend against the CPU one"
+  for g in ops unet distill; do
+    run_timed "gpu_$g" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 300 "$bin/test_gpu_$g"
+  done
+
+  say "bench_gpu jobs/sd15.cfg 1: SD-1.5 at 64x64 on the CUDA backend (fp32, tf32, bf16); PyTorch on this GPU where the venv is"
+  for p in fp32 tf32 bf16; do
+    run_timed "gpu_step_$p" "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 $p --config-out /tmp/ld_sd15.json
+  done
+  if [ -x .venv/bin/python ] && .venv/bin/python -c "import sys, torch, diffusers; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+    for p in fp32 tf32 bf16; do
+      run_timed "torch_step_$p" env LD_TORCH_DEVICE=cuda LD_TORCH_PRECISION=$p timeout 300 .venv/bin/python \
+        tests/bench/bench_torch.py /tmp/ld_sd15.json 1 3 "$NP"
+    done
+  else
+    echo "no .venv with torch + diffusers and a CUDA torch here: no PyTorch comparison (scripts/setup.sh makes the venv)"
+  fi
 
   say "bench_step jobs/fmnist_teacher.cfg 64 ($NP threads), runtime.device cpu and cuda"
   for v in cpu gpu; do
@@ -200,8 +215,13 @@ main() {
     printf '%-22s %-22s %-22s\n' "$t" "rc ${RC[${t}_cpu]}, ${SECS[${t}_cpu]} s" "rc ${RC[${t}_gpu]}, ${SECS[${t}_gpu]} s"
     [ "${RC[${t}_cpu]}" = 0 ] && [ "${RC[${t}_gpu]}" = 0 ] || fail=1
   done
-  printf '%-22s %-22s %s\n' test_gpu_ops "" "rc ${RC[gpu_ops]}, ${SECS[gpu_ops]} s: $(tail -1 /tmp/ld_gpu_ops.txt)"
-  [ "${RC[gpu_ops]}" = 0 ] || fail=1
+  for g in ops unet distill; do
+    printf '%-22s %-22s %s\n' "test_gpu_$g" "" "rc ${RC[gpu_$g]}, ${SECS[gpu_$g]} s: $(tail -1 "/tmp/ld_gpu_$g.txt")"
+    [ "${RC[gpu_$g]}" = 0 ] || fail=1
+  done
+  for p in fp32 tf32 bf16; do
+    echo "step $p: ours: $(grep '^step' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null); torch: $(grep '^torch' "/tmp/ld_torch_step_$p.txt" 2>/dev/null)"
+  done
   for t in "${TESTS[@]}"; do
     for v in cpu gpu; do printf '%-22s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
   done

@@ -13,7 +13,15 @@ at BATCH on THREADS CPU threads, the best of REPEATS after one warm-up step (as
 bench_step). With `forward` it times the forward alone under torch.no_grad()
 (the scoring pass). Prints one line: "torch: fwd F s  bwd B s  step S s"
 ("torch: fwd F s" with `forward`). Reference only: laptop-diff never runs PyTorch.
+
+LD_TORCH_DEVICE=cuda runs it on GPU 0 instead (for tests/bench/bench_gpu's
+comparison), synchronising around each timed part; LD_TORCH_PRECISION=tf32
+lets its matmuls and convolutions use TF32 (the default there is FP32, like
+bench_gpu's fp32), bf16 runs them under torch.autocast(bfloat16) with FP32
+weights (GPU only).
 """
+import contextlib
+import os
 import json
 import sys
 import time
@@ -47,6 +55,18 @@ def build(path):
 
 def main(path, batch, reps, threads, forward_only):
     torch.set_num_threads(threads)
+    dev = os.environ.get("LD_TORCH_DEVICE", "cpu")
+    prec = os.environ.get("LD_TORCH_PRECISION", "fp32")
+    if dev == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = prec == "tf32"
+        torch.backends.cudnn.allow_tf32 = prec == "tf32"
+    if prec == "bf16" and dev != "cuda":
+        sys.exit("bench_torch.py: LD_TORCH_PRECISION=bf16 is for LD_TORCH_DEVICE=cuda")
+
+    def autocast():
+        return torch.autocast("cuda", dtype=torch.bfloat16) if prec == "bf16" else contextlib.nullcontext()
+
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     model, cfg, ctx_len = build(path)
     model.train()
     g = torch.Generator().manual_seed(0)
@@ -55,21 +75,28 @@ def main(path, batch, reps, threads, forward_only):
     t = torch.randint(0, 1000, (batch,), generator=g)
     ctx = torch.randn(batch, ctx_len, cfg["cross_attention_dim"], generator=g)
     target = torch.randn(batch, cfg.get("out_channels", 4), n, n, generator=g)
+    model, x, t, ctx, target = (v.to(dev) for v in (model, x, t, ctx, target))
     fwd, bwd = [], []
     for i in range(reps + 1):
         if forward_only:
+            sync()
             t0 = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 model(x, t, encoder_hidden_states=ctx)
+            sync()
             if i:
                 fwd.append(time.perf_counter() - t0)
             continue
         model.zero_grad(set_to_none=False)
+        sync()
         t0 = time.perf_counter()
-        out = model(x, t, encoder_hidden_states=ctx).sample
-        loss = torch.nn.functional.mse_loss(out, target)
+        with autocast():
+            out = model(x, t, encoder_hidden_states=ctx).sample
+            loss = torch.nn.functional.mse_loss(out.float(), target)
+        sync()
         t1 = time.perf_counter()
         loss.backward()
+        sync()
         t2 = time.perf_counter()
         if i:
             fwd.append(t1 - t0)
