@@ -375,6 +375,7 @@ static void free_buf(UNet *u, void *p) {
 }
 
 void unet_use_backend(UNet *u, Backend *be) {
+    CHECK(!u->be->on_device);  // from the CPU (where weights are loaded) onto another backend, once
     float *dev = be->on_device ? be->mem.alloc(be->ctx, u->pt.total) : xmalloc(u->pt.total * sizeof(float));
     be->upload(be->ctx, dev, u->params, u->pt.total);
     if (!u->params_borrowed) free_buf(u, u->params);

@@ -161,7 +161,8 @@ void unet_free(UNet *u);
 // teacher whose weights live in memory shared by the ranks of a node.
 void unet_adopt_params(UNet *u, float *params);
 
-// Moves the U-Net onto backend `be` (taking ownership of it): its parameters
+// Moves a U-Net on the CPU backend onto backend `be` (taking ownership of it; a
+// U-Net already on a device is a programmer error): its parameters
 // are copied into be's memory, gradients and activations start there. On a
 // device backend every tensor pointer unet_forward/backward take or fill
 // (sample, timesteps, context, added conditioning, out, dout, dtaps, taps,
