@@ -42,6 +42,7 @@ check_deps() {
   need() { MISSING+=("$1"); PKGS+=("$2"); }
   command -v cmake >/dev/null || need "cmake" cmake
   command -v cc >/dev/null || command -v gcc >/dev/null || need "C compiler (cc/gcc)" gcc
+  command -v c++ >/dev/null || command -v g++ >/dev/null || need "C++ compiler (g++: the CUDA emulator build, nvcc's host compiler)" g++
   command -v make >/dev/null || command -v ninja >/dev/null || need "make or ninja" make
   command -v mpicc >/dev/null || need "MPI C compiler wrapper mpicc (Open MPI)" libopenmpi-dev
   if command -v cc >/dev/null; then
