@@ -149,6 +149,17 @@ static void g_feat_term(void *ctx, const float *S, const float *T, int b, size_t
                         float scale, double *raw, double *norm, float *dS) {
     cu_feat_term((DevCtx *)ctx, S, T, b, n, normalized, denom, scale, raw, norm, dS);
 }
+static double g_grad_norm(void *ctx, const float *g, size_t n) { return cu_grad_norm((DevCtx *)ctx, g, n); }
+static double g_grad_clip(void *ctx, float *g, size_t n, double max_norm) {
+    return cu_clip((DevCtx *)ctx, g, n, max_norm);
+}
+static void g_adamw_update(void *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr,
+                           long step, double beta1, double beta2, double eps, double weight_decay) {
+    cu_adamw_step((DevCtx *)ctx, params, grads, m, v, n, lr, step, beta1, beta2, eps, weight_decay);
+}
+static void g_ema_update(void *ctx, float *ema, const float *params, size_t n, double decay) {
+    cu_ema_update((DevCtx *)ctx, ema, params, n, decay);
+}
 
 Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     DevCtx *d = dev_open(device, precision, e);
@@ -193,6 +204,8 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     be->add_channel_bias_backward = g_add_channel_bias_backward;
     be->timestep_embedding = g_timestep_embedding;
     be->mse_forward = g_mse_forward, be->mse_backward = g_mse_backward, be->feat_term = g_feat_term;
+    be->grad_norm = g_grad_norm, be->grad_clip = g_grad_clip, be->adamw_update = g_adamw_update;
+    be->ema_update = g_ema_update;
     return be;
 }
 

@@ -79,6 +79,12 @@ struct Backend {
     void (*mse_backward)(void *ctx, float *da, float *db, const float *a, const float *b, size_t n, float scale);
     void (*feat_term)(void *ctx, const float *S, const float *T, int b, size_t n, int normalized, double denom,
                       float scale, double *raw, double *norm, float *dS);
+    // the optimizer on the flat parameter/gradient buffers (kernels.h's optim.c)
+    double (*grad_norm)(void *ctx, const float *g, size_t n);
+    double (*grad_clip)(void *ctx, float *g, size_t n, double max_norm);
+    void (*adamw_update)(void *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr,
+                         long step, double beta1, double beta2, double eps, double weight_decay);
+    void (*ema_update)(void *ctx, float *ema, const float *params, size_t n, double decay);
     void (*timestep_embedding)(void *ctx, float *out, const float *t, int B, int dim, int flip_sin_to_cos,
                                float freq_shift);
 };

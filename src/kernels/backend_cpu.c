@@ -197,6 +197,23 @@ static void cpu_feat_term(void *ctx, const float *S, const float *T, int b, size
     (void)ctx;
     feat_term(S, T, b, n, normalized, denom, scale, raw, norm, dS);
 }
+static double cpu_grad_norm(void *ctx, const float *g, size_t n) {
+    (void)ctx;
+    return grad_norm(g, n);
+}
+static double cpu_grad_clip(void *ctx, float *g, size_t n, double max_norm) {
+    (void)ctx;
+    return grad_clip(g, n, max_norm);
+}
+static void cpu_adamw_update(void *ctx, float *params, const float *grads, float *m, float *v, size_t n, double lr,
+                             long step, double beta1, double beta2, double eps, double weight_decay) {
+    (void)ctx;
+    adamw_update(params, grads, m, v, n, lr, step, beta1, beta2, eps, weight_decay);
+}
+static void cpu_ema_update(void *ctx, float *ema, const float *params, size_t n, double decay) {
+    (void)ctx;
+    ema_update(ema, params, n, decay);
+}
 
 Backend *backend_cpu_create(void) {
     CpuBackend *c = xcalloc(1, sizeof *c);
@@ -238,6 +255,8 @@ Backend *backend_cpu_create(void) {
     be->add_channel_bias_backward = cpu_add_channel_bias_backward;
     be->timestep_embedding = cpu_timestep_embedding;
     be->mse_forward = cpu_mse_forward, be->mse_backward = cpu_mse_backward, be->feat_term = cpu_feat_term;
+    be->grad_norm = cpu_grad_norm, be->grad_clip = cpu_grad_clip, be->adamw_update = cpu_adamw_update;
+    be->ema_update = cpu_ema_update;
     return be;
 }
 

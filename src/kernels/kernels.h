@@ -149,6 +149,17 @@ void mse_backward(float *da, float *db, const float *a, const float *b, size_t n
 void feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale, double *raw,
                double *norm, float *dS);
 
+// ---- optim.c: the optimizer's element math (train/adamw.h has the formulas).
+// grad_norm: sqrt(sum g^2) in double over fixed 64K chunks (thread-count
+// independent); grad_clip: torch's clip_grad_norm_, returns the norm before;
+// adamw_update: one AdamW update with `step` the 1-based update number; ema:
+// ema = decay * ema + (1 - decay) * params.
+double grad_norm(const float *g, size_t n);
+double grad_clip(float *g, size_t n, double max_norm);
+void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, double lr, long step,
+                  double beta1, double beta2, double eps, double weight_decay);
+void ema_update(float *ema, const float *params, size_t n, double decay);
+
 // ---- pool.c: global average pooling, x [B,C,HW] -> out [B,C] = mean over HW.
 void global_avgpool_forward(float *out, const float *x, int B, int C, int HW);
 void global_avgpool_backward(float *dx, const float *dout, int B, int C, int HW);

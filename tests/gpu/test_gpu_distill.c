@@ -5,7 +5,9 @@
 // fixture's sample/timesteps/context as the noisy batch and its loss weight as
 // the noise. Every loss value (total, task, output, feature, and each tap's raw
 // and normalized term), for feat_norm l2sq and none, and every student
-// gradient must agree; the teacher gets no gradient.
+// gradient must agree; the teacher gets no gradient. Then the rest of the step
+// through each backend's optimizer ops (gradient norm, clipping, an AdamW
+// update, the EMA): the weight steps must agree.
 //
 // test_gpu_distill (label gpu; SKIPPED without a device) and
 // test_gpu_distill_emu (label emu) on the host CUDA emulator: not a GPU result.
@@ -82,6 +84,46 @@ static void check(const char *model, UNet *tc, UNet *sc, UNet *tg, UNet *sg, con
         gw = fmax(gw, ge);
     }
     EXPECT(tg->grads == NULL, "%s: the teacher got a gradient buffer", model);
+    // the rest of the step through each backend's optimizer ops: clipping (to half the norm, so it
+    // clips), an AdamW update, the EMA; then the updated weights and EMA must agree. The update is a
+    // second one, from moments of a fixed earlier gradient of the same scale: a first AdamW update is
+    // lr * sign(g) wherever g is near zero, so it would compare rounding signs, not the step.
+    size_t np = sc->pt.total;
+    double nc = BK(sc->be, grad_norm, sc->grads, np), ng = BK(be, grad_norm, sg->grads, np);
+    EXPECT(fabs(ng - nc) <= 1e-5 * nc, "%s %s: gradient norm cpu %.9g gpu %.9g", model, fname, nc, ng);
+    BK(sc->be, grad_clip, sc->grads, np, nc / 2), BK(be, grad_clip, sg->grads, np, nc / 2);
+    float rms = (float)(nc / 2 / sqrt((double)np));  // the clipped gradient's scale
+    float *p0 = xmalloc(np * 4), *mc = xmalloc(np * 4), *vc_ = xmalloc(np * 4), *ec = xmalloc(np * 4);
+    TuRng rng;
+    tu_rng_seed(&rng, 7);
+    for (size_t i = 0; i < np; i++) {
+        float gp = rms * tu_uniform(&rng, -2, 2);
+        mc[i] = 0.1f * gp, vc_[i] = 0.001f * gp * gp + 1e-3f * rms * rms;
+    }
+    memcpy(p0, sc->params, np * 4), memcpy(ec, sc->params, np * 4);
+    float *mg = up(be, mc, np), *vg_ = up(be, vc_, np), *eg = up(be, ec, np), *pg0 = up(be, p0, np);
+    BK(sc->be, adamw_update, sc->params, sc->grads, mc, vc_, np, 1e-3, 2, 0.9, 0.999, 1e-8, 0.01);
+    BK(be, adamw_update, sg->params, sg->grads, mg, vg_, np, 1e-3, 2, 0.9, 0.999, 1e-8, 0.01);
+    BK(sc->be, ema_update, ec, sc->params, np, 0.9);
+    BK(be, ema_update, eg, sg->params, np, 0.9);
+    float *pg = xmalloc(np * 4), *egh = xmalloc(np * 4);
+    be->download(be->ctx, pg, sg->params, np), be->download(be->ctx, egh, eg, np);
+    // the steps (new - old weights) against each other, relative to the largest step
+    double smax = 0, se = 0, ee = 0;
+    for (size_t i = 0; i < np; i++) {
+        smax = fmax(smax, fabs(sc->params[i] - p0[i]));
+        se = fmax(se, fabs((pg[i] - p0[i]) - (sc->params[i] - p0[i])));
+        ee = fmax(ee, fabs((egh[i] - p0[i]) - (ec[i] - p0[i])));
+    }
+    EXPECT(smax > 0 && se <= 1e-3 * smax && ee <= 1e-3 * smax,
+           "%s %s: AdamW steps differ by %.2e, EMA by %.2e (largest step %.2e)", model, fname, se, ee, smax);
+    printf("%-6s feat_norm %-4s clip + AdamW + EMA: steps differ by %.2e of the largest (%.2e), EMA %.2e\n", model,
+           fname, se / smax, smax, ee / smax);
+    // back to the weights before, for the next case
+    memcpy(sc->params, p0, np * 4);
+    BK(be, copy, sg->params, pg0, np);
+    be->mem.free(be->ctx, mg), be->mem.free(be->ctx, vg_), be->mem.free(be->ctx, eg), be->mem.free(be->ctx, pg0);
+    free(p0), free(mc), free(vc_), free(ec), free(pg), free(egh);
     printf("%-6s feat_norm %-4s loss %.6g (cpu %.6g): worst loss term error %.2e, student gradients of %d tensors "
            "worst %.2e\n",
            model, fname, vg[0], vc[0], worst, sc->pt.n, gw);
