@@ -11,12 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_args.h"
 #include "core/rng.h"
 #include "cuda/backend_cuda.h"
 #include "cuda/ops.h"
 #include "io/config.h"
 #include "model/init.h"
-#include "model/model_json.h"
 #include "model/unet.h"
 
 static DevCtx *D;
@@ -128,15 +128,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }
-    if (config_out) {
-        char *js = model_config_to_json(&jc.model);
-        FILE *f = fopen(config_out, "w");
-        if (!js || !f || fputs(js, f) < 0 || fclose(f)) {
-            fprintf(stderr, "bench_gpu: cannot write %s\n", config_out);
-            return 1;
-        }
-        free(js);
-    }
+    if (config_out && bench_write_config(&jc.model, config_out, "bench_gpu")) return 1;
     Backend *be = backend_cuda_create(0, GEMM_FP32, &e);
     if (!be) {
         fprintf(stderr, "bench_gpu: %s\n", e.msg);

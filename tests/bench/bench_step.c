@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_args.h"
 #include "io/config.h"
 #include "model/model_json.h"
 #include "kernels/gemm.h"
@@ -67,15 +68,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     unet_init_params(u, 1);
-    if (config_out) {
-        char *js = model_config_to_json(&jc.model);
-        FILE *f = fopen(config_out, "w");
-        if (!js || !f || fputs(js, f) < 0 || fclose(f)) {
-            fprintf(stderr, "bench_step: cannot write %s\n", config_out);
-            return 1;
-        }
-        free(js);
-    }
+    if (config_out && bench_write_config(&jc.model, config_out, "bench_step")) return 1;
     const ModelConfig *m = &jc.model;
     int H = m->sample_size, L = m->context_length, D = m->cross_attention_dim;
     size_t nx = (size_t)B * m->in_channels * H * H, no = (size_t)B * m->out_channels * H * H;

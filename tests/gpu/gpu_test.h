@@ -24,4 +24,13 @@ static inline int gpu_test_device_or_skip(void) {
     printf("skipped: no CUDA device (%s)\n", e.msg);
     return GPU_SKIP_CODE;
 }
+
+// The start of every tests/gpu/ main: line-buffered output (a slow emulated run
+// shows its progress), the device or SKIPPED, and where it runs. 0 to go on.
+static inline int gpu_test_start(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    int rc = gpu_test_device_or_skip();
+    if (!rc) printf("%s\n", dev_is_emulated() ? "on the host CUDA emulator: not a GPU result" : "on the GPU");
+    return rc;
+}
 #endif

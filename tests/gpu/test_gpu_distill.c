@@ -162,10 +162,8 @@ static void check_model(const char *model) {
 }
 
 int main(int argc, char **argv) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    int rc = gpu_test_device_or_skip();
+    int rc = gpu_test_start();
     if (rc) return rc;
-    printf("%s\n", dev_is_emulated() ? "on the host CUDA emulator: not a GPU result" : "on the GPU");
     tu_set_threads(1);
     // the emulator: xl only (seconds; conv and linear take a minute a pass there)
     const char *all[] = {"conv", "linear", "xl", "xlt"}, *quick[] = {"xl"};

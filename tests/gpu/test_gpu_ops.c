@@ -418,7 +418,7 @@ static void test_precision(void) {
 }
 
 int main(void) {
-    int rc = gpu_test_device_or_skip();
+    int rc = gpu_test_start();
     if (rc) return rc;
     Error e = {0};
     D = dev_open(0, GEMM_FP32, &e);

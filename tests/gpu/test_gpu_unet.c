@@ -126,10 +126,8 @@ static void check_model(const char *model) {
 
 // argv: the models to check (default all four)
 int main(int argc, char **argv) {
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    int rc = gpu_test_device_or_skip();
+    int rc = gpu_test_start();
     if (rc) return rc;
-    printf("%s\n", dev_is_emulated() ? "on the host CUDA emulator: not a GPU result" : "on the GPU");
     tu_set_threads(1);  // the CPU reference at one thread: the emulator's blocks take the cores
     const char *all[] = {"conv", "linear", "xl", "xlt"};
     const char *const *models = argc > 1 ? (const char *const *)argv + 1 : all;
