@@ -20,7 +20,8 @@ struct Backend {
     const char *name;  // "cpu", "cuda"
     int on_device;     // tensors are device memory
     void *ctx;         // the backend's own state (its scratch; the CUDA context)
-    MemOps mem;        // alloc/free/zero in floats (mem.ctx == ctx)
+    MemOps mem;        // alloc/free/zero in floats (mem.ctx == ctx); the CPU's are malloc-compatible
+                       // (64-byte aligned, freed by free()), so host buffers pass between the two
     void (*copy)(void *ctx, float *dst, const float *src, size_t n);
     void (*upload)(void *ctx, float *dst, const float *host, size_t n);
     void (*download)(void *ctx, float *host, const float *src, size_t n);

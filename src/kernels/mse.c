@@ -1,7 +1,8 @@
 // mse.c — mean squared error between two tensors and its gradient, and
-// distillation's per-tap feature term (raw and teacher-normalized) with its. The sum is
-// split into a fixed number of contiguous chunks, each summed in double and
-// then combined in order, so the result is the same for any thread count.
+// distillation's per-tap feature term (raw and teacher-normalized) with its
+// gradient. MSE's sum is split into a fixed number of contiguous chunks, each
+// summed in double and then combined in order, so the result is the same for
+// any thread count.
 #include "kernels/kernels.h"
 
 #define MSE_CHUNKS 64
@@ -36,7 +37,7 @@ void mse_backward(float *da, float *db, const float *a, const float *b, size_t n
 }
 
 void feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale,
-                       double *raw, double *norm, float *dS) {
+               double *raw, double *norm, float *dS) {
     double sq_all = 0, nsum = 0;
     for (int s = 0; s < b; s++) {
         const float *x = S + (size_t)s * n, *y = T + (size_t)s * n;

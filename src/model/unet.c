@@ -248,6 +248,7 @@ UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *ab
     if (validate(cfg, e)) return NULL;
     UNet *u = xcalloc(1, sizeof *u);
     u->be = backend_cpu_create();
+    u->acts.mem = u->work.mem = u->rec.mem = &u->be->mem;
     u->cfg = *cfg;
     const ModelConfig *m = &u->cfg;
     Builder b = {u, absent, gran, 0};
@@ -359,33 +360,30 @@ UNet *unet_create_at(const ModelConfig *cfg, Granularity gran, const uint8_t *ab
     return u;
 }
 
-void unet_adopt_params(UNet *u, float *params) {
-    CHECK(!u->be->on_device);  // a device U-Net owns its device copy of the weights
-    if (!u->params_borrowed) free(u->params);
-    u->params = params, u->params_borrowed = 1;
+// Parameter and gradient buffers live in the backend's memory; the CPU
+// backend's is malloc's (backend.h), so a CPU U-Net's buffers are plain host
+// memory and a caller's buffer can be adopted.
+static void free_buf(UNet *u, void *p) {
+    if (p) u->be->mem.free(u->be->ctx, p);
 }
 
-// Parameter and gradient buffers: host malloc on the CPU backend (as before
-// backends existed, so adopt/free stay plain), the backend's memory on a device.
-static void free_buf(UNet *u, void *p) {
-    if (u->be->on_device)
-        u->be->mem.free(u->be->ctx, p);
-    else
-        free(p);
+void unet_adopt_params(UNet *u, float *params) {
+    CHECK(!u->be->on_device);  // a device U-Net owns its device copy of the weights
+    if (!u->params_borrowed) free_buf(u, u->params);
+    u->params = params, u->params_borrowed = 1;
 }
 
 void unet_use_backend(UNet *u, Backend *be) {
     CHECK(!u->be->on_device);  // from the CPU (where weights are loaded) onto another backend, once
-    float *dev = be->on_device ? be->mem.alloc(be->ctx, u->pt.total) : xmalloc(u->pt.total * sizeof(float));
-    be->upload(be->ctx, dev, u->params, u->pt.total);
+    float *params = be->mem.alloc(be->ctx, u->pt.total);
+    be->upload(be->ctx, params, u->params, u->pt.total);
     if (!u->params_borrowed) free_buf(u, u->params);
-    if (u->grads) free_buf(u, u->grads);
-    u->params = dev, u->params_borrowed = 0, u->grads = NULL;
+    free_buf(u, u->grads);
+    u->params = params, u->params_borrowed = 0, u->grads = NULL;
     arena_free(&u->acts), arena_free(&u->work), arena_free(&u->rec);
     backend_free(u->be);
     u->be = be;
-    const MemOps *mem = be->on_device ? &be->mem : NULL;  // host arenas keep their own allocator
-    u->acts.mem = u->work.mem = u->rec.mem = mem;
+    u->acts.mem = u->work.mem = u->rec.mem = &be->mem;
     u->have_forward = 0;
 }
 
@@ -405,8 +403,8 @@ void unet_free(UNet *u) {
     }
     transformer_free(&u->mid_attn);
     params_free(&u->pt);
-    if (!u->params_borrowed && u->params) free_buf(u, u->params);
-    if (u->grads) free_buf(u, u->grads);
+    if (!u->params_borrowed) free_buf(u, u->params);
+    free_buf(u, u->grads);
     free(u->cands);
     free(u->bypass);
     free(u->skip_data);
@@ -426,13 +424,6 @@ UNetKeep unet_set_keep(UNet *u, UNetKeep k) {
 }
 
 void unet_zero_grad(UNet *u) {
-    if (!u->be->on_device) {
-        if (!u->grads)
-            u->grads = xcalloc(u->pt.total, sizeof(float));
-        else
-            memset(u->grads, 0, u->pt.total * sizeof(float));
-        return;
-    }
     if (!u->grads) u->grads = u->be->mem.alloc(u->be->ctx, u->pt.total);
     bk_zero(u->be, u->grads, u->pt.total);
 }
