@@ -138,7 +138,7 @@ int train_classifier_main(RunCtx *r, Error *e) {
                 rc = errorf(e, "train-classifier: stopped by signal %d at step %ld of %ld; nothing written (it "
                             "has no checkpoints: run it again)", stop, done, total);
             if (rc) break;
-            double lr = adamw_lr(&tc, done), gnorm = adamw_grad_norm(c->grads, c->pt.total);
+            double lr = adamw_lr(&tc, done), gnorm = grad_norm(c->grads, c->pt.total);
             adamw_step(opt, c->params, c->grads, lr);
             done++;
             loss_sum += loss;

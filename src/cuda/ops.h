@@ -84,7 +84,7 @@ void cu_mse_backward(DevCtx *d, float *da, float *db, const float *a, const floa
 // feat_term (kernels/kernels.h) on device tensors; raw and norm come back to the host.
 void cu_feat_term(DevCtx *d, const float *S, const float *T, int b, size_t n, int normalized, double denom,
                   float scale, double *raw, double *norm, float *dS);
-// adamw_grad_norm / adamw_clip (train/adamw.h) on a device gradient buffer.
+// grad_norm / grad_clip (kernels/kernels.h) on a device gradient buffer.
 double cu_grad_norm(DevCtx *d, const float *g, size_t n);
 double cu_clip(DevCtx *d, float *g, size_t n, double max_norm);
 

@@ -149,11 +149,14 @@ void mse_backward(float *da, float *db, const float *a, const float *b, size_t n
 void feat_term(const float *S, const float *T, int b, size_t n, int normalized, double denom, float scale, double *raw,
                double *norm, float *dS);
 
-// ---- optim.c: the optimizer's element math (train/adamw.h has the formulas).
-// grad_norm: sqrt(sum g^2) in double over fixed 64K chunks (thread-count
-// independent); grad_clip: torch's clip_grad_norm_, returns the norm before;
-// adamw_update: one AdamW update with `step` the 1-based update number; ema:
-// ema = decay * ema + (1 - decay) * params.
+// ---- optim.c: the optimizer's element math (train/adamw.h has AdamW's formulas).
+// grad_norm: sqrt(sum g^2), accumulated in double over fixed 64K-element chunks
+// summed in chunk order: the same bits whatever the thread count.
+// grad_clip: torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6); when
+// coef < 1 the gradients are multiplied by (float)coef; max_norm <= 0: no
+// clipping. Returns the norm before clipping.
+// adamw_update: one AdamW update, `step` the 1-based update number.
+// ema_update: ema = decay * ema + (1 - decay) * params.
 double grad_norm(const float *g, size_t n);
 double grad_clip(float *g, size_t n, double max_norm);
 void adamw_update(float *params, const float *grads, float *m, float *v, size_t n, double lr, long step,

@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "core/common.h"
-#include "kernels/kernels.h"
 
 AdamW *adamw_create(size_t n, const TrainConfig *cfg) {
     AdamW *a = xcalloc(1, sizeof *a);
@@ -35,10 +34,6 @@ double adamw_lr(const TrainConfig *cfg, long step) {
     if (k >= N) return 0.0;
     return cfg->lr * 0.5 * (1.0 + cos(3.14159265358979323846 * (k - w) / (N - w)));
 }
-
-double adamw_grad_norm(const float *g, size_t n) { return grad_norm(g, n); }
-
-double adamw_clip(float *g, size_t n, double max_norm) { return grad_clip(g, n, max_norm); }
 
 void adamw_step(AdamW *a, float *params, const float *grads, double lr) {
     a->step++;

@@ -1,5 +1,5 @@
 // adamw.h — AdamW over the flat parameter buffer (torch.optim.AdamW semantics),
-// its learning-rate schedule, global gradient-norm clipping and an optional
+// its learning-rate schedule and an optional
 // EMA of the weights. Weight decay applies to every parameter (norm weights and
 // biases included): simple, and the same on every rank.
 //
@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "io/config.h"
+#include "kernels/kernels.h"  // grad_norm, grad_clip
 
 typedef struct {
     size_t n;               // parameters
@@ -31,14 +32,8 @@ void adamw_free(AdamW *a);
 // lr for the 0-based step `step` (formula above).
 double adamw_lr(const TrainConfig *cfg, long step);
 
-// sqrt(sum g^2), accumulated in double over fixed 64K-element chunks summed in
-// chunk order: the same bits whatever the thread count.
-double adamw_grad_norm(const float *g, size_t n);
-
-// torch's clip_grad_norm_: coef = max_norm / (norm + 1e-6); when coef < 1 the
-// gradients are multiplied by (float)coef. max_norm <= 0: no clipping.
-// Returns the norm before clipping.
-double adamw_clip(float *g, size_t n, double max_norm);
+// Gradient norm and clipping: grad_norm and grad_clip (kernels/kernels.h),
+// which every backend has.
 
 // One update (step += 1), as torch.optim.AdamW in float32:
 //   p *= 1 - lr*wd;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;

@@ -172,7 +172,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             }
             goto fail;
         }
-        double gnorm = adamw_clip(u->grads, n, tc->grad_clip);
+        double gnorm = grad_clip(u->grads, n, tc->grad_clip);
         double lr = adamw_lr(tc, s);
         adamw_step(ad, u->params, u->grads, lr);
         adamw_ema_update(ad, u->params);
