@@ -5,6 +5,7 @@
 
 #include "cuda/cu_common.cuh"
 #include "cuda/gemm_cublas.h"
+#include "kernels/gemm.h"
 
 struct DevCtx {
     int device;
@@ -145,11 +146,8 @@ static cublasComputeType_t compute_type(GemmPrecision p) {
 void dev_gemm_batched(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
                       long strideA, const float *B, int ldb, long strideB, float beta, float *C, int ldc,
                       long strideC, int batch) {
-    int colsA = transA ? M : K, colsB = transB ? K : N;
-    if (M < 0 || N < 0 || K < 0 || batch < 0 || lda < (colsA > 1 ? colsA : 1) || ldb < (colsB > 1 ? colsB : 1) ||
-        ldc < (N > 1 ? N : 1))
-        FATAL("dev_gemm: bad arguments: transA %d transB %d M %d N %d K %d lda %d ldb %d ldc %d", transA, transB, M,
-              N, K, lda, ldb, ldc);
+    gemm_check_args("dev_gemm", transA, transB, M, N, K, lda, ldb, ldc);
+    if (batch < 0) FATAL("dev_gemm: batch %d < 0", batch);
     if (M == 0 || N == 0 || batch == 0) return;
     // K = 0 is handled by cuBLAS as C = beta * C.
     cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N, opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;

@@ -7,6 +7,7 @@
 // column-major X^T with the same ld, so C = op(A) op(B) is computed as
 // C^T = op(B)^T op(A)^T: the same op flags, operands and M/N swapped.
 #include "cuda/gemm_cublas.h"
+#include "kernels/gemm.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -158,15 +159,6 @@ static void get_mats(GpuContext *g, float *host, const float *dev, int rows, int
                                   cudaMemcpyDeviceToHost, g->stream));
 }
 
-// gemm.h's argument rules (the CBLAS ones); breaking them is a programmer error.
-static void check_args(int transA, int transB, int M, int N, int K, int lda, int ldb, int ldc) {
-    int colsA = transA ? M : K, colsB = transB ? K : N;
-    if (M < 0 || N < 0 || K < 0 || lda < (colsA > 1 ? colsA : 1) || ldb < (colsB > 1 ? colsB : 1) ||
-        ldc < (N > 1 ? N : 1))
-        FATAL("gemm: bad arguments: transA %d transB %d M %d N %d K %d lda %d ldb %d ldc %d", transA, transB,
-              M, N, K, lda, ldb, ldc);
-}
-
 // K = 0: no product, C = beta * C (beta 0 writes zeros without reading C, as BLAS does).
 static void scale_c(int M, int N, float beta, float *C, int ldc, long strideC, int batch) {
     for (int b = 0; b < batch; b++)
@@ -179,7 +171,7 @@ static void scale_c(int M, int N, float beta, float *C, int ldc, long strideC, i
 void gpu_gemm_batched(GpuContext *g, int transA, int transB, int M, int N, int K, float alpha,
                       const float *A, int lda, long strideA, const float *B, int ldb, long strideB,
                       float beta, float *C, int ldc, long strideC, int batch) {
-    check_args(transA, transB, M, N, K, lda, ldb, ldc);
+    gemm_check_args("gemm", transA, transB, M, N, K, lda, ldb, ldc);
     if (M == 0 || N == 0 || batch <= 0) return;
     if (K == 0) {
         scale_c(M, N, beta, C, ldc, strideC, batch);

@@ -48,6 +48,14 @@ static GpuContext *cuda_ctx(void) {
 }
 #endif
 
+void gemm_check_args(const char *who, int transA, int transB, int M, int N, int K, int lda, int ldb, int ldc) {
+    int colsA = transA ? M : K, colsB = transB ? K : N;
+    if (M < 0 || N < 0 || K < 0 || lda < (colsA > 1 ? colsA : 1) || ldb < (colsB > 1 ? colsB : 1) ||
+        ldc < (N > 1 ? N : 1))
+        FATAL("%s: bad arguments: transA %d transB %d M %d N %d K %d lda %d ldb %d ldc %d", who, transA, transB, M,
+              N, K, lda, ldb, ldc);
+}
+
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
           const float *B, int ldb, float beta, float *C, int ldc) {
 #ifdef LD_HAVE_CUDA_GEMM

@@ -6,6 +6,10 @@
 #include "core/common.h"
 #include "kernels/runtime.h"
 
+#ifdef __cplusplus
+extern "C" {  // src/cuda/dev.cu asks gemm_check_args
+#endif
+
 // C[M,N] = alpha * op(A)[M,K] @ op(B)[K,N] + beta * C, op(X) = X^T when transX.
 // lda/ldb/ldc are row strides of A, B, C as stored.
 void gemm(int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
@@ -15,6 +19,11 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
 void gemm_batched(int transA, int transB, int M, int N, int K, float alpha, const float *A,
                   int lda, long strideA, const float *B, int ldb, long strideB, float beta,
                   float *C, int ldc, long strideC, int batch);
+
+// gemm()'s argument rules (the CBLAS ones) for the other doors to the same
+// products (the cuBLAS ones): breaking them is a programmer error, so it stops
+// the process, naming `who` and the arguments.
+void gemm_check_args(const char *who, int transA, int transB, int M, int N, int K, int lda, int ldb, int ldc);
 
 // Where the two run, chosen once per process at start-up, before any compute
 // (runtime_select_device does it from runtime.device): DEVICE_CPU, OpenBLAS;
@@ -27,4 +36,7 @@ int gemm_set_device(Device device, int gpu, Error *e);
 
 // "OpenBLAS" or "cuBLAS": where gemm() runs now (start-up lines, tests).
 const char *gemm_backend_name(void);
+#ifdef __cplusplus
+}
+#endif
 #endif
