@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cuda/dev.h"
+#include "kernels/backend.h"
 
 #define GPU_SKIP_CODE 77  // ctest's SKIP_RETURN_CODE
 
@@ -23,6 +24,19 @@ static inline int gpu_test_device_or_skip(void) {
     }
     printf("skipped: no CUDA device (%s)\n", e.msg);
     return GPU_SKIP_CODE;
+}
+
+// A new buffer of n floats in be's memory holding host h (NULL: NULL), and back.
+static inline float *gpu_up(const Backend *be, const float *h, size_t n) {
+    if (!h) return NULL;
+    float *d = be->mem.alloc(be->ctx, n);
+    be->upload(be->ctx, d, h, n);
+    return d;
+}
+static inline float *gpu_down(const Backend *be, const float *d, size_t n) {
+    float *h = xmalloc(n * sizeof(float));
+    be->download(be->ctx, h, d, n);
+    return h;
 }
 
 // The start of every tests/gpu/ main: line-buffered output (a slow emulated run

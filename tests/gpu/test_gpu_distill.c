@@ -25,12 +25,6 @@
 #define TOL_LOSS 1e-5  // relative, on each loss value
 #define TOL_GRAD 6e-4  // test_reference's gradient bound
 
-static float *up(Backend *be, const float *h, size_t n) {
-    float *d = be->mem.alloc(be->ctx, n);
-    be->upload(be->ctx, d, h, n);
-    return d;
-}
-
 // One loss + backward on both backends for one feature normalisation.
 static void check(const char *model, UNet *tc, UNet *sc, UNet *tg, UNet *sg, const TuInputs *in, FeatNorm fn) {
     DistillConfig dc = {.lambda_task = 1.0, .lambda_out = 0.7, .lambda_feat = 0.4, .feat_norm = fn};
@@ -56,14 +50,14 @@ static void check(const char *model, UNet *tc, UNet *sc, UNet *tg, UNet *sg, con
            "%s cpu: %s", model, e.msg);
     // device side
     Backend *be = sg->be;
-    float *xs = up(be, in->sample, nx), *ts = up(be, in->t, (size_t)b), *cs = up(be, in->ctx, nctx);
-    float *noise = up(be, in->R, nout), *gS = be->mem.alloc(be->ctx, nout), *gT = be->mem.alloc(be->ctx, nout);
+    float *xs = gpu_up(be, in->sample, nx), *ts = gpu_up(be, in->t, (size_t)b), *cs = gpu_up(be, in->ctx, nctx);
+    float *noise = gpu_up(be, in->R, nout), *gS = be->mem.alloc(be->ctx, nout), *gT = be->mem.alloc(be->ctx, nout);
     float *gd = be->mem.alloc(be->ctx, nout), *gdt[2 * LD_MAX_BLOCKS + 1];
     for (int t = 0; t < nt; t++) gdt[t] = be->mem.alloc(be->ctx, tn[t]);
     UNetAdded add = {0};
     if (tc->pooled_dim > 0)
-        add.pooled = up(be, in->add.pooled, (size_t)b * tc->pooled_dim),
-        add.time_ids = up(be, in->add.time_ids, (size_t)b * LD_TIME_IDS);
+        add.pooled = gpu_up(be, in->add.pooled, (size_t)b * tc->pooled_dim),
+        add.time_ids = gpu_up(be, in->add.time_ids, (size_t)b * LD_TIME_IDS);
     unet_zero_grad(sg);
     EXPECT(distill_loss_added(tg, sg, &dc, xs, ts, cs, &add, noise, b, B, H, W, L, gS, gT, gd, gdt, vg, &e) == 0,
            "%s gpu: %s", model, e.msg);
@@ -101,7 +95,7 @@ static void check(const char *model, UNet *tc, UNet *sc, UNet *tg, UNet *sg, con
         mc[i] = 0.1f * gp, vc_[i] = 0.001f * gp * gp + 1e-3f * rms * rms;
     }
     memcpy(p0, sc->params, np * 4), memcpy(ec, sc->params, np * 4);
-    float *mg = up(be, mc, np), *vg_ = up(be, vc_, np), *eg = up(be, ec, np), *pg0 = up(be, p0, np);
+    float *mg = gpu_up(be, mc, np), *vg_ = gpu_up(be, vc_, np), *eg = gpu_up(be, ec, np), *pg0 = gpu_up(be, p0, np);
     BK(sc->be, adamw_update, sc->params, sc->grads, mc, vc_, np, 1e-3, 2, 0.9, 0.999, 1e-8, 0.01);
     BK(be, adamw_update, sg->params, sg->grads, mg, vg_, np, 1e-3, 2, 0.9, 0.999, 1e-8, 0.01);
     BK(sc->be, ema_update, ec, sc->params, np, 0.9);

@@ -23,18 +23,6 @@
 #define TOL_OUT 3e-5
 #define TOL_GRAD 6e-4
 
-static float *up(Backend *be, const float *h, size_t n) {
-    if (!h) return NULL;
-    float *d = be->mem.alloc(be->ctx, n);
-    be->upload(be->ctx, d, h, n);
-    return d;
-}
-static float *down(Backend *be, const float *d, size_t n) {
-    float *h = xmalloc(n * sizeof(float));
-    be->download(be->ctx, h, d, n);
-    return h;
-}
-
 // One pass on both: forward (skip may be NULL), backward with the taps'
 // gradients; compares everything the pass produces.
 static void compare(const char *model, const char *what, UNet *cpu, UNet *gpu, const TuInputs *in,
@@ -49,32 +37,32 @@ static void compare(const char *model, const char *what, UNet *cpu, UNet *gpu, c
     unet_set_keep(cpu, keep), unet_set_keep(gpu, keep);
     EXPECT(unet_forward_added(cpu, out, in->sample, in->t, in->ctx, &in->add, B, H, W, L, skip, &e) == 0,
            "%s cpu forward: %s", model, e.msg);
-    float *ds = up(be, in->sample, nx), *dt = up(be, in->t, (size_t)B), *dc = up(be, in->ctx, nctx);
-    float *dout = be->mem.alloc(be->ctx, nout), *dR = up(be, in->R, nout);
+    float *ds = gpu_up(be, in->sample, nx), *dt = gpu_up(be, in->t, (size_t)B), *dc = gpu_up(be, in->ctx, nctx);
+    float *dout = be->mem.alloc(be->ctx, nout), *dR = gpu_up(be, in->R, nout);
     UNetAdded dadd = {0};
     if (cpu->pooled_dim > 0) {
-        dadd.pooled = up(be, in->add.pooled, (size_t)B * cpu->pooled_dim);
-        dadd.time_ids = up(be, in->add.time_ids, (size_t)B * LD_TIME_IDS);
+        dadd.pooled = gpu_up(be, in->add.pooled, (size_t)B * cpu->pooled_dim);
+        dadd.time_ids = gpu_up(be, in->add.time_ids, (size_t)B * LD_TIME_IDS);
     }
     EXPECT(unet_forward_added(gpu, dout, ds, dt, dc, &dadd, B, H, W, L, skip, &e) == 0, "%s gpu forward: %s", model,
            e.msg);
-    float *gout = down(be, dout, nout);
+    float *gout = gpu_down(be, dout, nout);
     double worst_out = tu_max_rel_err(gout, out, nout, 0);
     EXPECT(worst_out <= TOL_OUT, "%s %s: output error %.2e", model, what, worst_out);
     float *dQ[2 * LD_MAX_BLOCKS + 1] = {0};
     for (int k = 0; k < cpu->n_taps; k++) {
         size_t n = (size_t)B * cpu->taps[k].C * cpu->taps[k].H * cpu->taps[k].W;
-        float *gt = down(be, gpu->taps[k].data, n);
+        float *gt = gpu_down(be, gpu->taps[k].data, n);
         double te = tu_max_rel_err(gt, cpu->taps[k].data, n, 0);
         EXPECT(te <= TOL_OUT, "%s %s: tap %s error %.2e", model, what, cpu->taps[k].name, te);
         worst_out = fmax(worst_out, te);
-        dQ[k] = up(be, in->Q[k], n);
+        dQ[k] = gpu_up(be, in->Q[k], n);
         free(gt);
     }
     unet_zero_grad(cpu), unet_zero_grad(gpu);
     unet_backward(cpu, in->R, (const float *const *)in->Q);
     unet_backward(gpu, dR, (const float *const *)dQ);
-    float *gg = down(be, gpu->grads, gpu->pt.total);
+    float *gg = gpu_down(be, gpu->grads, gpu->pt.total);
     double worst_grad = 0;
     const char *worst_name = "";
     for (int i = 0; i < cpu->pt.n; i++) {
