@@ -20,6 +20,7 @@ struct Backend {
     const char *name;  // "cpu", "cuda"
     int on_device;     // tensors are device memory
     void *ctx;         // the backend's own state (its scratch; the CUDA context)
+    int refs;          // holders (backend_retain / backend_free); 1 when created
     MemOps mem;        // alloc/free/zero in floats (mem.ctx == ctx); the CPU's are malloc-compatible
                        // (64-byte aligned, freed by free()), so host buffers pass between the two
     void (*copy)(void *ctx, float *dst, const float *src, size_t n);
@@ -95,5 +96,10 @@ static inline void bk_zero(const Backend *be, float *p, size_t n) { be->mem.zero
 
 // The CPU backend: kernels.h on host memory, with its own scratch buffer.
 Backend *backend_cpu_create(void);
-void backend_free(Backend *be);  // NULL is fine
+// One more holder of be (returns be). A teacher and its student on one device
+// share one backend, so their ops run on one stream, in order: on two, the
+// student's loss could read the teacher's taps before they are written.
+Backend *backend_retain(Backend *be);
+// Drops one holder; the last one destroys the backend. NULL is fine.
+void backend_free(Backend *be);
 #endif

@@ -219,6 +219,7 @@ Backend *backend_cpu_create(void) {
     CpuBackend *c = xcalloc(1, sizeof *c);
     Backend *be = &c->be;
     be->name = "cpu";
+    be->refs = 1;
     be->on_device = 0;
     be->ctx = c;
     be->mem = (MemOps){c, cpu_alloc, cpu_free, cpu_zero};
@@ -260,6 +261,11 @@ Backend *backend_cpu_create(void) {
     return be;
 }
 
+Backend *backend_retain(Backend *be) {
+    be->refs++;
+    return be;
+}
+
 void backend_free(Backend *be) {
-    if (be) be->destroy(be);
+    if (be && --be->refs == 0) be->destroy(be);
 }

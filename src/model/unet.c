@@ -387,6 +387,23 @@ void unet_use_backend(UNet *u, Backend *be) {
     u->have_forward = 0;
 }
 
+UNet *unet_copy_to(const UNet *src, Backend *be, Error *e) {
+    CHECK(!src->be->on_device);
+    uint8_t *absent = xcalloc((size_t)src->n_cands + 1, 1);
+    for (int i = 0; i < src->n_cands; i++) absent[i] = !src->cands[i].present;
+    UNet *u = unet_create_at(&src->cfg, src->gran, absent, e);
+    free(absent);
+    if (!u) {
+        backend_free(be);
+        return NULL;
+    }
+    CHECK(u->pt.total == src->pt.total);
+    unet_adopt_params(u, src->params);  // borrowed for the upload only: unet_use_backend leaves it
+    unet_use_backend(u, be);
+    u->keep = src->keep;
+    return u;
+}
+
 static void free_block(Block *b) {
     if (b->attn)
         for (int j = 0; j < b->n_layers; j++) transformer_free(&b->attn[j]);

@@ -167,9 +167,12 @@ void unet_adopt_params(UNet *u, float *params);
 // device backend every tensor pointer unet_forward/backward take or fill
 // (sample, timesteps, context, added conditioning, out, dout, dtaps, taps,
 // candidates' in/out, params, grads) is device memory; host code reads them
-// through be->download. The stages (trainer, scoring, sampling) still run the
-// CPU backend only.
+// through be->download.
 void unet_use_backend(UNet *u, Backend *be);
+// A second U-Net of src's architecture (candidates, granularity, keep) with
+// src's weights, on backend be (taking ownership of it): the device copy of a
+// teacher whose host copy the run keeps for its other stages. NULL + e.
+UNet *unet_copy_to(const UNet *src, Backend *be, Error *e);
 
 // Sets what the following forwards keep (see UNetKeep); returns the previous setting.
 UNetKeep unet_set_keep(UNet *u, UNetKeep k);

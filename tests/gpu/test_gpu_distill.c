@@ -128,11 +128,9 @@ static void check(const char *model, UNet *tc, UNet *sc, UNet *tg, UNet *sg, con
     free(oS), free(oT), free(dout), free(gg);
 }
 
-static UNet *on_gpu(UNet *u) {
-    Error e;
-    Backend *be = backend_cuda_create(0, GEMM_FP32, &e);
-    if (!be) FATAL("backend_cuda_create: %s", e.msg);
-    unet_use_backend(u, be);
+// Teacher and student on one backend, as distill runs them: one stream orders their ops.
+static UNet *on_gpu(UNet *u, Backend *be) {
+    unet_use_backend(u, backend_retain(be));
     return u;
 }
 
@@ -145,7 +143,10 @@ static void check_model(const char *model) {
     Error e;
     EXPECT(candidates_from_names(tc, removed, rm, "fixture", &e) == 0, "%s: %s", model, e.msg);
     UNet *sc = tu_pruned_copy(tc, rm);
-    UNet *tg = on_gpu(tu_load_fixture(model, 1, tc->gran)), *sg = on_gpu(tu_pruned_copy(tc, rm));
+    Backend *be = backend_cuda_create(0, GEMM_FP32, &e);
+    if (!be) FATAL("backend_cuda_create: %s", e.msg);
+    UNet *tg = on_gpu(tu_load_fixture(model, 1, tc->gran), be), *sg = on_gpu(tu_pruned_copy(tc, rm), be);
+    backend_free(be);  // the models hold it now
     unet_set_keep(tc, UNET_KEEP_NONE), unet_set_keep(tg, UNET_KEEP_NONE);  // frozen teachers, as distill runs them
     check(model, tc, sc, tg, sg, &in, FEAT_NORM_L2SQ);
     check(model, tc, sc, tg, sg, &in, FEAT_NORM_NONE);
