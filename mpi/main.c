@@ -13,6 +13,19 @@
 #include "kernels/runtime.h"
 #include "core/stop.h"
 #include "train/trainer.h"
+#ifdef LD_DEVICE_BACKEND
+#include "cuda/backend_cuda.h"
+#endif
+
+// The device backend this program links (CMake: the CUDA one in an LD_CUDA
+// build, the same code on the CUDA emulator in the tests' laptop-diff-emu), or none.
+static const DeviceBackend *device_backend(void) {
+#ifdef LD_DEVICE_BACKEND
+    return backend_cuda_device();
+#else
+    return NULL;
+#endif
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -59,7 +72,7 @@ static int run_forward(const char *model, const char *inputs, const char *out, i
     Error e = {0};
     char device[320];
     if (job_config_load(&jc, NULL, sets, n_sets, &e) ||
-        runtime_select_device(jc.runtime.device, 0, device, sizeof device, &e)) {
+        runtime_select_device(jc.runtime.device, jc.runtime.precision, 0, NULL, NULL, device, sizeof device, &e)) {
         fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
     }
@@ -88,11 +101,14 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     JobConfig jc;
     Error e = {0};
     int rc = 0;
-    char device[320];
+    char device[512];
+    Backend *dev = NULL;  // the rank's GPU backend (handed to the run context below)
     rc = job_config_load(&jc, target, sets, n_sets, &e) ||
-         runtime_select_device(jc.runtime.device, comm.local_rank, device, sizeof device, &e);
+         runtime_select_device(jc.runtime.device, jc.runtime.precision, comm.local_rank, device_backend(), &dev,
+                               device, sizeof device, &e);
     if (comm_agree(&comm, rc, &e)) {
         report(&comm, &e);
+        backend_free(dev);
         comm_mpi_free(&comm);
         return 1;
     }
@@ -116,9 +132,11 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     RunCtx r;
     if (run_ctx_init(&r, &jc, &comm, &h5, &e)) {  // the same check on every rank
         if (comm.rank == 0) fprintf(stderr, "laptop-diff: %s\n", e.msg);
+        backend_free(dev);
         comm_mpi_free(&comm);
         return 1;
     }
+    r.device = dev;  // freed by run_ctx_free
     // every command here writes into output.dir: one job at a time
     if (run_ctx_lock(&r, cmd, &e)) {
         report(&comm, &e);

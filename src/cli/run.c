@@ -30,6 +30,8 @@ int run_ctx_lock(RunCtx *r, const char *command, Error *e) {
     return comm_agree(r->comm, rc, e);
 }
 
+Backend *run_device(const RunCtx *r) { return r->device; }
+
 void run_ctx_free(RunCtx *r) {
     if (r->locked) rundir_unlock(&r->dir);
     r->locked = 0;
@@ -37,6 +39,8 @@ void run_ctx_free(RunCtx *r) {
     unet_free(r->teacher);
     comm_node_shared_free(r->comm, &r->teacher_mem);  // after the model that borrowed it
     r->teacher = NULL, r->have_calib = 0;
+    backend_free(r->device);
+    r->device = NULL;
 }
 
 // One teacher per node (run.h): header on every rank, weights by the node's

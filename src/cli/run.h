@@ -28,6 +28,7 @@ typedef struct {
     Calib calib;         // valid once have_calib
     int have_calib;
     int locked;          // rank 0 holds dir.lock (released by run_ctx_free)
+    Backend *device;     // the rank's GPU backend (runtime.device = "cuda" in an LD_CUDA build), else NULL; owned
 } RunCtx;
 
 // Checks output.dir (io/rundir.h); loads nothing. Every rank calls it.
@@ -36,6 +37,11 @@ int run_ctx_init(RunCtx *r, const JobConfig *cfg, Comm *comm, const H5Access *h5
 // with a note on stdout); all ranks agree, so every rank stops when another
 // job holds it. For the commands that write into output.dir.
 int run_ctx_lock(RunCtx *r, const char *command, Error *e);
+
+// The rank's device backend for the stages that run device-resident (train,
+// distill), or NULL: they run on the CPU. The context keeps its reference; a
+// model that moves there takes its own (backend_retain).
+Backend *run_device(const RunCtx *r);
 
 // Frees what the context loaded and releases the lock: call it on every exit.
 void run_ctx_free(RunCtx *r);

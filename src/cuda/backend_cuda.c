@@ -161,6 +161,9 @@ static void g_ema_update(void *ctx, float *ema, const float *params, size_t n, d
     cu_ema_update((DevCtx *)ctx, ema, params, n, decay);
 }
 
+_Static_assert((int)PRECISION_TF32 == (int)GEMM_TF32 && (int)PRECISION_BF16 == (int)GEMM_BF16,
+               "runtime.h's Precision names GemmPrecision's values");
+
 Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     DevCtx *d = dev_open(device, precision, e);
     if (!d) return NULL;
@@ -168,6 +171,7 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
     Backend *be = &c->be;
     c->d = d;
     be->name = "cuda";
+    be->refs = 1;
     be->on_device = 1;
     be->ctx = d;
     be->mem = (MemOps){d, g_alloc, g_free, g_zero};
@@ -210,3 +214,16 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
 }
 
 DevCtx *backend_cuda_dev(const Backend *be) { return ((const CudaBackend *)be)->d; }
+
+// runtime.h's DeviceBackend entries over the functions above.
+static Backend *p_create(int device, Precision precision, Error *e) {
+    return backend_cuda_create(device, (GemmPrecision)precision, e);
+}
+static void p_describe(const Backend *be, char *buf, size_t n) { dev_describe(backend_cuda_dev(be), buf, n); }
+
+const DeviceBackend *backend_cuda_device(void) {
+    // the emulator under its own name, so no start-up line can pass it off as a GPU
+    static const DeviceBackend gpu = {"CUDA", dev_count, p_create, p_describe};
+    static const DeviceBackend emu = {"CUDA emulator", dev_count, p_create, p_describe};
+    return dev_is_emulated() ? &emu : &gpu;
+}

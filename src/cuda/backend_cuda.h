@@ -5,10 +5,13 @@
 #include "core/common.h"
 #include "cuda/dev.h"
 #include "kernels/backend.h"
+#include "kernels/runtime.h"
 
 // A backend on CUDA device `device` with GEMMs at `precision`; it owns its
 // DevCtx (backend_free closes it). NULL + e where the device cannot start.
 Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e);
 // The device context behind a backend made by backend_cuda_create.
 DevCtx *backend_cuda_dev(const Backend *be);
+// This backend as runtime_select_device takes it (mpi/main.c).
+const DeviceBackend *backend_cuda_device(void);
 #endif

@@ -55,6 +55,8 @@ static const EnumName ADD_EMBED_TYPES[] = {{"", ADD_EMBED_NONE}, {"none", ADD_EM
                                           {"text_time", ADD_EMBED_TEXT_TIME}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
+static const EnumName PRECISIONS[] = {{"fp32", PRECISION_FP32}, {"tf32", PRECISION_TF32}, {"bf16", PRECISION_BF16},
+                                      {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", DATA_FASHION_MNIST}, {"hdf5", DATA_HDF5}, {NULL, 0}};
 static const EnumName SCHEDULES[] = {{"scaled_linear", BETA_SCALED_LINEAR}, {"linear", BETA_LINEAR}, {NULL, 0}};
 static const EnumName CRITERIA[] = {{"output_loss", CRIT_OUTPUT_LOSS}, {"random", CRIT_RANDOM},
@@ -158,7 +160,8 @@ static const KeySpec KEYS[] = {
     {"classifier", "test_samples", T_INT, "10000", 1, 10000, AT(classifier.test_samples), .doc = "Test-split images the reported accuracy is measured on (the first ones)."},
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP and OpenBLAS); 0: the cores the launcher bound the rank to, or, where it is not bound, the node's cores divided by its ranks."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
-    {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\" (cuBLAS GEMMs; needs an LD_CUDA_GEMM build; each rank takes GPU node-local rank mod the node's GPUs)."},
+    {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\": each rank takes GPU node-local rank mod the node's GPUs; in an LD_CUDA build train and distill run wholly on it (weights, optimizer state, activations), and the other stages, there and in an LD_CUDA_GEMM-only build, send their GEMMs to cuBLAS."},
+    {"runtime", "precision", T_ENUM, "\"fp32\"", .names = PRECISIONS, AT(runtime.precision), .doc = "GEMMs of the stages that run on the GPU (runtime.device = \"cuda\", LD_CUDA build): \"fp32\", \"tf32\" (tensor cores, ~1e-3 relative error) or \"bf16\" (~1e-2); weights, gradients and optimizer state stay fp32."},
     {"runtime", "share_teacher", T_BOOL, "true", AT(runtime.share_teacher), .doc = "Ranks on one node share one read-only copy of the teacher's weights (node-shared memory, loaded by the node's first rank); false: every rank loads its own."},
     {"output", "dir", T_STRING, "\"runs/default\"", AT(output.dir), .doc = "Run directory: run.h5, models, checkpoints and sample grids go here."},
 };

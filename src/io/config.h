@@ -39,6 +39,7 @@ typedef struct {
     int threads;      // 0: all cores (OpenMP's default)
     long seed;        // 0 .. 2^31-1
     Device device;    // runtime.device: "cpu" or "cuda"
+    Precision precision;  // runtime.precision: the GPU's GEMMs, "fp32", "tf32" or "bf16"
     int share_teacher;  // runtime.share_teacher: one teacher copy per node (cli/run.h)
 } RuntimeConfig;
 

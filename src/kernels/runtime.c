@@ -129,28 +129,52 @@ int runtime_check_device(Device device, Error *e) {
     return cuda_devices(&n, e);
 }
 
-int runtime_select_device(Device device, int local_rank, char *what, size_t what_size, Error *e) {
+int runtime_select_device(Device device, Precision precision, int local_rank, const DeviceBackend *gpu, Backend **be,
+                          char *what, size_t what_size, Error *e) {
     char name[256] = "";
-    int gpu = -1, n = 0;
-    if (device == DEVICE_CUDA) {
-        if (cuda_devices(&n, e)) return -1;
-        gpu = (local_rank > 0 ? local_rank : 0) % n;
-#ifdef LD_HAVE_CUDA_GEMM
-        if (gpu_device_name(gpu, name, sizeof name)) snprintf(name, sizeof name, "name unknown");
-#endif
+    int gpu_index = -1, n = 0;
+    if (be) *be = NULL;
+    if (device != DEVICE_CUDA) {
+        if (gemm_set_device(device, -1, e)) return -1;
+        if (what && what_size) snprintf(what, what_size, "CPU (%s)", gemm_backend_name());
+        return 0;
     }
     Error ge;
-    if (device != DEVICE_CUDA) {
-        if (gemm_set_device(device, gpu, e)) return -1;
-    } else if (gemm_set_device(device, gpu, &ge)) {
-        return errorf(e, "runtime.device = \"cuda\": GPU %d of %d (node-local rank %d): %s", gpu, n, local_rank,
+    if (gpu) {
+        n = gpu->count(&ge);
+        if (n == 0)
+            return errorf(e, "runtime.device = \"cuda\": no CUDA device found (%s); run where a GPU is, or use "
+                             "runtime.device = \"cpu\"", ge.msg);
+        if (n < 0)
+            return errorf(e, "runtime.device = \"cuda\": CUDA does not work here (%s); use runtime.device = \"cpu\"",
+                          ge.msg);
+    } else if (cuda_devices(&n, e)) {
+        return -1;
+    }
+    gpu_index = (local_rank > 0 ? local_rank : 0) % n;
+#ifdef LD_HAVE_CUDA_GEMM
+    // the stages not yet device-resident send their GEMMs to cuBLAS
+    if (gpu_device_name(gpu_index, name, sizeof name)) snprintf(name, sizeof name, "name unknown");
+    if (gemm_set_device(device, gpu_index, &ge))
+        return errorf(e, "runtime.device = \"cuda\": GPU %d of %d (node-local rank %d): %s", gpu_index, n, local_rank,
                       ge.msg);
+#else
+    if (gemm_set_device(DEVICE_CPU, -1, e)) return -1;  // only a device backend here (gpu): the rest on the CPU
+#endif
+    if (gpu && be) {
+        *be = gpu->create(gpu_index, precision, &ge);
+        if (!*be)
+            return errorf(e, "runtime.device = \"cuda\": GPU %d of %d (node-local rank %d): %s", gpu_index, n,
+                          local_rank, ge.msg);
+        gpu->describe(*be, name, sizeof name);
     }
     if (what && what_size) {
-        if (device == DEVICE_CUDA)
-            snprintf(what, what_size, "GPU %d of %d (%s), %s", gpu, n, name, gemm_backend_name());
+        if (gpu && be)
+            snprintf(what, what_size, "GPU %d of %d (%s): train, distill and the output-loss forwards of score and plan on it, the "
+                                        "rest %s", gpu_index, n,
+                     name, !strcmp(gemm_backend_name(), "cuBLAS") ? "with cuBLAS GEMMs" : "on the CPU");
         else
-            snprintf(what, what_size, "CPU (%s)", gemm_backend_name());
+            snprintf(what, what_size, "GPU %d of %d (%s), %s", gpu_index, n, name, gemm_backend_name());
     }
     return 0;
 }

@@ -34,6 +34,20 @@ void runtime_set_conv_chunk_floats(size_t floats);
 
 // The compute backend of a rank (runtime.device in the job file).
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } Device;
+// How a GPU multiplies (runtime.precision): the values of cuda/dev.h's GemmPrecision.
+typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Precision;
+
+// A device backend (kernels/backend.h) a program links: the program's main
+// hands the one it was built with to runtime_select_device (the CUDA one,
+// src/cuda/backend_cuda.h; or, in tests, the same on the CUDA emulator). The
+// library itself links none, so a CPU-only build needs no CUDA.
+typedef struct Backend Backend;
+typedef struct {
+    const char *name;                  // "CUDA", "CUDA emulator"
+    int (*count)(Error *e);            // devices here: > 0, else 0 or -1 + e saying why
+    Backend *(*create)(int device, Precision precision, Error *e);  // NULL + e
+    void (*describe)(const Backend *be, char *buf, size_t n);       // "NVIDIA H200, 139.8 GiB, sm_90, GEMMs bf16"
+} DeviceBackend;
 
 // Whether `device` can run here, without selecting it: DEVICE_CUDA on a build
 // without the cuBLAS backend, or where CUDA finds no device, fails with a
@@ -44,8 +58,12 @@ int runtime_check_device(Device device, Error *e);
 // runs on (gemm_set_device): call once, at start-up, before any compute.
 // DEVICE_CUDA: the rank takes GPU local_rank % (CUDA devices visible), so the
 // ranks of one node spread over its GPUs (local_rank: the rank's index among
-// the ranks of its node, Comm.local_rank). what (what_size bytes, may be NULL)
-// gets the choice for the start-up line: "CPU (OpenBLAS)" or
-// "GPU 1 of 4 (NVIDIA H200), cuBLAS".
-int runtime_select_device(Device device, int local_rank, char *what, size_t what_size, Error *e);
+// the ranks of its node, Comm.local_rank). With a device backend `gpu` (NULL:
+// the program has none) and `be` non-NULL, *be gets a backend on that GPU
+// (runtime.precision), for the stages that run device-resident; else *be is
+// NULL. DEVICE_CUDA needs gpu or the cuBLAS GEMMs (LD_CUDA_GEMM), else it
+// fails saying what to build. what (what_size bytes, may be NULL) gets the choice
+// for the start-up line: "CPU (OpenBLAS)" or "GPU 1 of 4 (NVIDIA H200, ...): ...".
+int runtime_select_device(Device device, Precision precision, int local_rank, const DeviceBackend *gpu, Backend **be,
+                          char *what, size_t what_size, Error *e);
 #endif

@@ -57,7 +57,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     char device[320];
-    if (runtime_select_device(jc.runtime.device, 0, device, sizeof device, &e)) {  // as laptop-diff's one rank
+    // as laptop-diff's one rank
+    if (runtime_select_device(jc.runtime.device, jc.runtime.precision, 0, NULL, NULL, device, sizeof device, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }

@@ -143,7 +143,7 @@ static void cuda_refused_here(void) {
 #endif
     Error e = {0};
     char what[320] = "untouched";
-    int rc = runtime_select_device(DEVICE_CUDA, 0, what, sizeof what, &e);
+    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, 0, NULL, NULL, what, sizeof what, &e);
     EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
     EXPECT(strstr(e.msg, "runtime.device = \"cuda\": ") == e.msg && strstr(e.msg, why) &&
                strstr(e.msg, "use runtime.device = \"cpu\""),
@@ -164,7 +164,8 @@ int main(void) {
 #else
     cuda_refused_here();
     Error e = {0};
-    EXPECT(runtime_select_device(DEVICE_CPU, 0, what, sizeof what, &e) == 0, "runtime.device \"cpu\": %s", e.msg);
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, 0, NULL, NULL, what, sizeof what, &e) == 0,
+           "runtime.device \"cpu\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
 #endif
     printf("test_gemm: %s\n", what);
