@@ -20,14 +20,27 @@ int distill_main(RunCtx *r, int resume, Error *e) {
         unet_free(s);
         return -1;
     }
+    // on the rank's GPU: the student, and a device copy of the run's teacher (its host copy
+    // serves the other stages), on one backend so that their ops run in order
+    Backend *dev = run_device(r);
+    UNet *td = t;
+    if (dev) {
+        unet_use_backend(s, backend_retain(dev));
+        td = unet_copy_to(t, backend_retain(dev), e);
+        if (comm_agree(r->comm, td ? 0 : -1, e)) {
+            unet_free(s);
+            return -1;
+        }
+    }
     char *text = job_config_text(cfg);
     DistillJob job = {.distill = &cfg->distill, .train = &cfg->train, .data = &cfg->data,
                       .diffusion = &cfg->diffusion, .model = &cfg->model, .seed = cfg->runtime.seed,
                       .config_text = text, .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
                       .model_out = r->dir.student, .ema_out = r->dir.student_ema, .teacher_path = cfg->weights,
                       .student_path = student, .h5 = r->h5, .resume = resume};
-    int rc = distill_train(&job, r->comm, t, s, e);
+    int rc = distill_train(&job, r->comm, td, s, e);
     free(text);
+    if (td != t) unet_free(td);
     unet_free(s);
     return rc;
 }

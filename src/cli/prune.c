@@ -63,6 +63,30 @@ static UNet *teacher_at_granularity(RunCtx *r, Error *e) {
     return comm_agree(r->comm, rc, e) ? NULL : u;
 }
 
+// The output-loss forwards (score's output_loss, plan's measured losses) on
+// the rank's GPU (run_device): a device copy of the teacher, candidates at the
+// same granularity, and of the calibration set with the teacher's outputs. u
+// stays NULL where they run on the CPU.
+typedef struct {
+    UNet *u;
+    Calib cs;
+} OnDevice;
+
+static int on_device_open(RunCtx *r, const UNet *u, const Calib *cs, OnDevice *d, Error *e) {
+    *d = (OnDevice){0};
+    Backend *dev = run_device(r);
+    if (!dev) return 0;
+    d->u = unet_copy_to(u, backend_retain(dev), e);
+    if (d->u) calib_on(&d->cs, cs, dev);
+    return comm_agree(r->comm, d->u ? 0 : -1, e);
+}
+
+static void on_device_close(OnDevice *d) {
+    if (d->u) calib_free_on(&d->cs, d->u->be);
+    unet_free(d->u);
+    d->u = NULL;
+}
+
 static const char *DESCRIPTIONS[CRIT_COUNT] = {
     "mean over the calibration set of (eps without only this layer - eps teacher)^2 (LAPTOP's output loss)",
     "uniform random draw (seeded baseline)",
@@ -76,7 +100,8 @@ int score_main(RunCtx *r, Error *e) {
     Comm *comm = r->comm;
     UNet *u = teacher_at_granularity(r, e);
     Calib *cs = u ? run_calib(r, e) : NULL;
-    if (!cs) return -1;
+    OnDevice od;
+    if (!cs || on_device_open(r, u, cs, &od, e)) return -1;
     int rc = 0;
     if (comm->rank == 0) {
         printf("score: %d candidates (granularity %s), %d calibration samples, criteria ", u->n_cands,
@@ -93,7 +118,11 @@ int score_main(RunCtx *r, Error *e) {
     for (; nc < cfg->prune.n_criteria && !rc; nc++) {
         scores[nc] = xmalloc((size_t)n * sizeof(double));
         double t0 = now_s();
-        rc = score_criterion(u, cs, crit[nc], (uint64_t)cfg->runtime.seed, comm, scores[nc], 1, e);
+        // output_loss (the forwards per candidate) on the device where there is one; the others read
+        // host weights, gradients or interiors and run once over the set: on the CPU
+        int dev = od.u && crit[nc] == CRIT_OUTPUT_LOSS;
+        rc = score_criterion(dev ? od.u : u, dev ? &od.cs : cs, crit[nc], (uint64_t)cfg->runtime.seed, comm,
+                             scores[nc], 1, e);
         secs[nc] = now_s() - t0;
     }
     if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
@@ -132,6 +161,7 @@ int score_main(RunCtx *r, Error *e) {
     }
     rc = comm_agree(comm, rc, e);
 done:
+    on_device_close(&od);
     for (int k = 0; k < nc; k++) free(scores[k]);
     return rc;
 }
@@ -274,7 +304,12 @@ int plan_main(RunCtx *r, Error *e) {
     uint8_t *masks = xcalloc((size_t)(K + 1) * n, 1);
     if (K) memcpy(masks, sets, (size_t)K * n);
     memcpy(masks + (size_t)K * n, p.removed, (size_t)n);
-    rc = cs ? removal_losses(u, cs, masks, NULL, K + 1, comm, "plan output loss", "removal set", actual, e) : -1;
+    OnDevice od = {0};
+    rc = cs ? on_device_open(r, u, cs, &od, e) : -1;
+    if (!rc)
+        rc = removal_losses(od.u ? od.u : u, od.u ? &od.cs : cs, masks, NULL, K + 1, comm, "plan output loss",
+                            "removal set", actual, e);
+    on_device_close(&od);
     free(masks);
     if (rc == 1) {  // a stop signal, agreed by every rank (comm_run_jobs)
         if (comm->rank == 0)

@@ -22,20 +22,23 @@ typedef struct {
     int64_t N;
     int C, H, W, L, D;
     size_t numel;  // per sample
-    Batch bt;
-    float *out, *dout;
+    Batch bt;    // drawn on the host
+    BatchOn on;  // what the U-Net reads of it, on its backend
+    float *out, *dout;  // on the U-Net's backend
 } DiffusionTask;
 
 static int diffusion_step(void *self, UNet *u, long step, long g0, int b, int B, double *losses, Error *e) {
     DiffusionTask *d = self;
     size_t n = (size_t)b * d->numel;
+    const Backend *be = u->be;
     batch_fill(&d->bt, d->data_cfg, d->seed, d->data, &d->sched, step, g0, b, B);
-    UNetAdded add = batch_added(&d->bt, 0);
-    if (unet_forward_added(u, d->out, d->bt.xt, d->bt.tf, d->bt.ctx, &add, b, d->H, d->W, d->L, NULL, e)) return -1;
+    batch_on_load(&d->on, &d->bt, b);
+    UNetAdded add = batch_on_added(&d->on);
+    if (unet_forward_added(u, d->out, d->on.xt, d->on.tf, d->on.ctx, &add, b, d->H, d->W, d->L, NULL, e)) return -1;
     double w = (double)b / B;  // this shard's share of the global mean
-    losses[0] = mse_forward(d->out, d->bt.noise, n) * w;
-    memset(d->dout, 0, n * sizeof(float));
-    mse_backward(d->dout, NULL, d->out, d->bt.noise, n, (float)w);
+    losses[0] = BK(be, mse_forward, d->out, d->on.noise, n) * w;
+    bk_zero(be, d->dout, n);
+    BK(be, mse_backward, d->dout, NULL, d->out, d->on.noise, n, (float)w);
     unet_backward(u, d->dout, NULL);
     return 0;
 }
@@ -73,10 +76,14 @@ int train_main(RunCtx *r, int resume, Error *e) {
         goto done;
     }
     long B = cfg->train.batch, b = B / (comm->size > 0 ? comm->size : 1) + 1;
+    Backend *dev = run_device(r);  // the rank's GPU (runtime.device = "cuda"), or NULL: the CPU
+    if (dev) unet_use_backend(u, backend_retain(dev));
+    const Backend *be = u->be;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
     batch_alloc_added(&d.bt, sh.P);
-    d.out = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
+    batch_on_init(&d.on, &d.bt, be);
+    d.out = be->mem.alloc(be->ctx, (size_t)b * d.numel);
+    d.dout = be->mem.alloc(be->ctx, (size_t)b * d.numel);
 
     char steps[32];
     snprintf(steps, sizeof steps, "%d", cfg->train.steps);
@@ -94,8 +101,12 @@ int train_main(RunCtx *r, int resume, Error *e) {
     rc = trainer_run(&cfg->train, cfg->runtime.seed, comm, u, &task, &opt, e);
     free(text);
 done:
+    batch_on_free(&d.on);
     batch_free(&d.bt);
-    free(d.out), free(d.dout);
+    if (u) {
+        if (d.out) u->be->mem.free(u->be->ctx, d.out);
+        if (d.dout) u->be->mem.free(u->be->ctx, d.dout);
+    }
     unet_free(u);
     schedule_free(&d.sched);
     dataset_close(d.data);

@@ -54,3 +54,46 @@ void batch_fill(Batch *bt, const DataConfig *dc, long run_seed, const Dataset *d
     for (int i = 0; i < b; i++) bt->tf[i] = (float)bt->ti[i];
     (void)B;
 }
+
+void batch_on_init(BatchOn *o, const Batch *bt, const Backend *be) {
+    *o = (BatchOn){be, bt->xt, bt->noise, bt->ctx, bt->tf, bt->pooled, bt->time_ids, bt->P};
+    if (!be->on_device) return;
+    size_t b = (size_t)bt->b;
+    o->xt = be->mem.alloc(be->ctx, b * bt->numel);
+    o->noise = be->mem.alloc(be->ctx, b * bt->numel);
+    o->ctx = be->mem.alloc(be->ctx, b * (size_t)bt->LD + 1);
+    o->tf = be->mem.alloc(be->ctx, b);
+    if (bt->P > 0) {
+        o->pooled = be->mem.alloc(be->ctx, b * (size_t)bt->P);
+        o->time_ids = be->mem.alloc(be->ctx, b * LD_TIME_IDS);
+    }
+}
+
+void batch_on_load(BatchOn *o, const Batch *bt, int b) {
+    const Backend *be = o->be;
+    if (!be->on_device) return;
+    CHECK(b <= bt->b);
+    size_t n = (size_t)b;
+    be->upload(be->ctx, o->xt, bt->xt, n * bt->numel);
+    be->upload(be->ctx, o->noise, bt->noise, n * bt->numel);
+    be->upload(be->ctx, o->ctx, bt->ctx, n * (size_t)bt->LD);
+    be->upload(be->ctx, o->tf, bt->tf, n);
+    if (bt->P > 0) {
+        be->upload(be->ctx, o->pooled, bt->pooled, n * (size_t)bt->P);
+        be->upload(be->ctx, o->time_ids, bt->time_ids, n * LD_TIME_IDS);
+    }
+}
+
+UNetAdded batch_on_added(const BatchOn *o) {
+    return o->P > 0 ? (UNetAdded){o->pooled, o->time_ids} : (UNetAdded){NULL, NULL};
+}
+
+void batch_on_free(BatchOn *o) {
+    const Backend *be = o->be;
+    if (be && be->on_device) {
+        float *p[] = {o->xt, o->noise, o->ctx, o->tf, o->pooled, o->time_ids};
+        for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+            if (p[i]) be->mem.free(be->ctx, p[i]);
+    }
+    *o = (BatchOn){0};
+}

@@ -7,6 +7,7 @@
 #include "io/config.h"
 #include "data/dataset.h"
 #include "diffusion/schedule.h"
+#include "kernels/backend.h"
 #include "model/unet.h"
 
 typedef struct {
@@ -29,4 +30,18 @@ void batch_free(Batch *bt);
 // seed (runtime.seed), dropping captions at dc->cfg_drop.
 void batch_fill(Batch *bt, const DataConfig *dc, long seed, const Dataset *d, const Schedule *s, long step, long g0,
                 int b, int B);
+
+// What a U-Net step reads of a batch (xt, noise, ctx, tf, added conditioning)
+// in backend be's memory: on the CPU the host Batch's own buffers, on a device
+// mirrors that batch_on_load fills after each batch_fill.
+typedef struct {
+    const Backend *be;
+    float *xt, *noise, *ctx, *tf, *pooled, *time_ids;
+    int P;
+} BatchOn;
+
+void batch_on_init(BatchOn *o, const Batch *bt, const Backend *be);
+void batch_on_load(BatchOn *o, const Batch *bt, int b);  // the batch's first b samples
+UNetAdded batch_on_added(const BatchOn *o);
+void batch_on_free(BatchOn *o);
 #endif

@@ -66,7 +66,8 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
     if (first < 0 || count < 0 || first > cs->n - count)
         return errorf(e, "calibration samples [%d, %d) are outside the set of %d", first, first + count, cs->n);
     size_t per_in = (size_t)cs->C * cs->H * cs->W, per = (size_t)cs->Co * cs->H * cs->W;
-    float *tmp = out ? NULL : xmalloc((size_t)cs->batch * per * sizeof(float));
+    const Backend *be = u->be;  // on a device, cs is the calib_on copy there
+    float *tmp = out ? NULL : be->mem.alloc(be->ctx, (size_t)cs->batch * per);
     double sum = 0;
     UNetKeep keep = unet_set_keep(u, UNET_KEEP_NONE);  // outputs only: no interior kept
     for (int k = 0; k < count; k += cs->batch) {
@@ -76,10 +77,13 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
         if (unet_forward_added(u, o, cs->xt + (size_t)i * per_in, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
                                b, cs->H, cs->W, cs->L, skip, e)) {
             unet_set_keep(u, keep);
-            free(tmp);
+            if (tmp) be->mem.free(be->ctx, tmp);
             return -1;
         }
-        if (sse) {
+        if (sse && be->on_device) {  // the device's sum (fixed order, in doubles) as the mean of the chunk
+            size_t m = (size_t)b * per;
+            sum += BK(be, mse_forward, o, cs->teacher + (size_t)i * per, m) * (double)m;
+        } else if (sse) {
             const float *ref = cs->teacher + (size_t)i * per;
             for (size_t j = 0; j < (size_t)b * per; j++) {
                 double d = (double)o[j] - ref[j];
@@ -89,7 +93,7 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
     }
     if (sse) *sse = sum;
     unet_set_keep(u, keep);
-    free(tmp);
+    if (tmp) be->mem.free(be->ctx, tmp);
     return 0;
 }
 
@@ -115,3 +119,33 @@ void calib_shard(const Calib *cs, int s, int *first, int *count) {
 }
 
 int calib_teacher(UNet *teacher, Calib *cs, Error *e) { return calib_run(teacher, cs, NULL, cs->teacher, NULL, e); }
+
+// n floats of src in be's memory (NULL stays NULL)
+static float *copy_on(const Backend *be, const float *src, size_t n) {
+    if (!src) return NULL;
+    float *p = be->mem.alloc(be->ctx, n ? n : 1);
+    be->upload(be->ctx, p, src, n);
+    return p;
+}
+
+void calib_on(Calib *dst, const Calib *src, const Backend *be) {
+    *dst = *src;
+    if (!be->on_device) return;
+    size_t n = (size_t)src->n, in = n * src->C * src->H * src->W;
+    dst->xt = copy_on(be, src->xt, in);
+    dst->noise = copy_on(be, src->noise, in);
+    dst->ctx = copy_on(be, src->ctx, n * src->L * src->D);
+    dst->t = copy_on(be, src->t, n);
+    dst->pooled = copy_on(be, src->pooled, n * src->P);
+    dst->time_ids = copy_on(be, src->time_ids, n * LD_TIME_IDS);
+    dst->teacher = copy_on(be, src->teacher, n * src->Co * src->H * src->W);
+}
+
+void calib_free_on(Calib *c, const Backend *be) {
+    if (be->on_device) {
+        float *p[] = {c->xt, c->noise, c->ctx, c->t, c->pooled, c->time_ids, c->teacher};
+        for (size_t i = 0; i < sizeof p / sizeof *p; i++)
+            if (p[i]) be->mem.free(be->ctx, p[i]);
+    }
+    memset(c, 0, sizeof *c);
+}

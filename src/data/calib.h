@@ -48,6 +48,13 @@ int calib_run_range(UNet *u, const Calib *cs, const uint8_t *skip, int first, in
 // The added conditioning of samples [first, first + b) (all NULL when P == 0).
 UNetAdded calib_added(const Calib *cs, int first);
 
+// The set in backend be's memory, for a U-Net there (calib_run and
+// calib_run_range then run on the device): on the CPU dst is src itself
+// (shared buffers); on a device, copies of every array, the teacher's outputs
+// included. Free with calib_free_on.
+void calib_on(Calib *dst, const Calib *src, const Backend *be);
+void calib_free_on(Calib *c, const Backend *be);
+
 // The calibration shards that split scoring's work across ranks: fixed chunks
 // of cs->batch samples in order (the last may be shorter). They depend on the
 // set alone, never on the rank count, and each is one forward pass.

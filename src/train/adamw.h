@@ -14,6 +14,7 @@
 #include <stddef.h>
 
 #include "io/config.h"
+#include "kernels/backend.h"
 #include "kernels/kernels.h"  // grad_norm, grad_clip
 
 typedef struct {
@@ -22,11 +23,15 @@ typedef struct {
     float *ema;             // EMA of the weights [n], NULL when off (checkpointed)
     long step;              // updates applied so far (torch's state["step"])
     double beta1, beta2, eps, weight_decay, ema_decay;
+    const Backend *be;      // where m, v, ema live and the updates run; NULL: host memory, kernels.h
 } AdamW;
 
 // Zero moments, step 0; hyperparameters from cfg. EMA stays off until
 // adamw_ema_init (and is only kept when cfg->ema_decay > 0).
 AdamW *adamw_create(size_t n, const TrainConfig *cfg);
+// The same with its state in backend be's memory and its updates run by be
+// (the parameters and gradients it is given are be's tensors too).
+AdamW *adamw_create_on(size_t n, const TrainConfig *cfg, const Backend *be);
 void adamw_free(AdamW *a);
 
 // lr for the 0-based step `step` (formula above).

@@ -25,11 +25,13 @@ typedef struct {
     UNet *teacher;
     int C, H, W, L, D, n_taps;
     size_t numel;
-    Batch bt;
+    const Backend *be;  // the student's (and the teacher's): where every tensor below lives
+    Batch bt;           // drawn on the host
+    BatchOn on;         // what the U-Nets read of it, on be
     float *outS, *outT, *dout;
     float *dtaps[MAX_TAPS];
     int id_raw, id_norm;
-    // the fixed probe batch of the snapshots (this rank's rows)
+    // the fixed probe batch of the snapshots (this rank's rows), on be
     long probe_first, probe_rows;
     float *probe_xt, *probe_ctx, *probe_t, *probe_out;
     float *probe_pooled, *probe_tids;  // text_time models (SDXL) only
@@ -52,6 +54,7 @@ int distill_loss_added(UNet *teacher, UNet *u, const DistillConfig *dc, const fl
     // on the student's backend: the U-Nets' outputs and taps are its tensors
     const Backend *be = u->be;
     CHECK(teacher->be->on_device == be->on_device);
+    CHECK(!be->on_device || teacher->be == be);  // one device backend: one stream orders both models' ops
     double task = BK(be, mse_forward, outS, noise, n), out = BK(be, mse_forward, outS, outT, n), feat = 0;
     bk_zero(be, dout, n);
     BK(be, mse_backward, dout, NULL, outS, noise, n, (float)(dc->lambda_task * w));
@@ -78,8 +81,9 @@ int distill_loss_added(UNet *teacher, UNet *u, const DistillConfig *dc, const fl
 static int distill_step(void *self, UNet *u, long step, long g0, int b, int B, double *v, Error *e) {
     DistillTask *d = self;
     batch_fill(&d->bt, d->job->data, d->job->seed, d->data, &d->sched, step, g0, b, B);
-    UNetAdded add = batch_added(&d->bt, 0);
-    return distill_loss_added(d->teacher, u, d->job->distill, d->bt.xt, d->bt.tf, d->bt.ctx, &add, d->bt.noise, b, B,
+    batch_on_load(&d->on, &d->bt, b);
+    UNetAdded add = batch_on_added(&d->on);
+    return distill_loss_added(d->teacher, u, d->job->distill, d->on.xt, d->on.tf, d->on.ctx, &add, d->on.noise, b, B,
                               d->H, d->W, d->L, d->outS, d->outT, d->dout, d->dtaps, v, e);
 }
 
@@ -107,7 +111,8 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     int ndims[2 * MAX_TAPS];
     long long dims[2 * MAX_TAPS][H5ROWS_MAX_DIMS];
     const float *data[2 * MAX_TAPS];
-    float *copies[MAX_TAPS] = {0};
+    float *copies[MAX_TAPS] = {0}, *student[MAX_TAPS] = {0};  // host copies of the taps (student's: device only)
+    const Backend *be = d->be;
     int rc = 0;
     UNetAdded add = {d->probe_pooled, d->probe_tids};
     if (rows > 0 && unet_forward_added(d->teacher, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, &add, (int)rows,
@@ -118,12 +123,18 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
         const Tap *tt = &d->teacher->taps[t];
         size_t m = (size_t)tt->C * tt->H * tt->W;
         copies[t] = xmalloc((size_t)(rows ? rows : 1) * m * sizeof(float));
-        if (rows) memcpy(copies[t], tt->data, (size_t)rows * m * sizeof(float));
+        if (rows) be->download(be->ctx, copies[t], tt->data, (size_t)rows * m);
     }
     if (!rc && rows > 0 &&
         unet_forward_added(u, d->probe_out, d->probe_xt, d->probe_t, d->probe_ctx, &add, (int)rows, d->H, d->W, d->L,
                            NULL, e))
         rc = -1;
+    for (int t = 0; t < d->n_taps && !rc && be->on_device; t++) {
+        const Tap *ts = &u->taps[t];
+        size_t m = (size_t)ts->C * ts->H * ts->W;
+        student[t] = xmalloc((size_t)(rows ? rows : 1) * m * sizeof(float));
+        if (rows) be->download(be->ctx, student[t], ts->data, (size_t)rows * m);
+    }
     for (int t = 0; t < d->n_taps && !rc; t++) {
         const Tap *tt = &d->teacher->taps[t];
         for (int k = 0; k < 2; k++) {
@@ -132,7 +143,7 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
             paths[i] = names[i];
             ndims[i] = 4;
             dims[i][0] = total, dims[i][1] = tt->C, dims[i][2] = tt->H, dims[i][3] = tt->W;
-            data[i] = k ? u->taps[t].data : copies[t];
+            data[i] = k ? (student[t] ? student[t] : u->taps[t].data) : copies[t];
         }
     }
     // every rank must enter the collective, or none: a local failure is agreed first
@@ -144,12 +155,33 @@ static int distill_snapshot(void *self, UNet *u, long step, Error *e) {
     } else {
         rc = -1;
     }
-    for (int t = 0; t < d->n_taps; t++) free(copies[t]);
+    for (int t = 0; t < d->n_taps; t++) free(copies[t]), free(student[t]);
     return rc;
 }
 
+// n floats of backend memory holding host's (which is freed): a tensor drawn on
+// the host, moved to where the models run (on the CPU, the buffer itself).
+static float *onto(const Backend *be, float *host, size_t n) {
+    if (!be->on_device || !host) return host;
+    float *p = be->mem.alloc(be->ctx, n);
+    be->upload(be->ctx, p, host, n);
+    free(host);
+    return p;
+}
+
+static void bfree(const Backend *be, float *p) {  // backend memory (the CPU's: malloc's, so host buffers too)
+    if (p) be->mem.free(be->ctx, p);
+}
+
+static float *bzeros(const Backend *be, size_t n) {
+    float *p = be->mem.alloc(be->ctx, n ? n : 1);
+    bk_zero(be, p, n ? n : 1);
+    return p;
+}
+
 int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Error *e) {
-    DistillTask d = {.job = job, .comm = comm, .teacher = teacher};
+    DistillTask d = {.job = job, .comm = comm, .teacher = teacher, .be = s->be};
+    const Backend *be = s->be;
     const DistillJob *o = job;
     const DistillConfig *dc = job->distill;
     int rc = -1;
@@ -195,22 +227,24 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     long B = job->train->batch, b = B / comm->size + 1;
     batch_alloc(&d.bt, (int)b, d.numel, d.L * d.D);
     batch_alloc_added(&d.bt, P);
-    d.outS = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.outT = xmalloc((size_t)b * d.numel * sizeof(float));
-    d.dout = xmalloc((size_t)b * d.numel * sizeof(float));
+    batch_on_init(&d.on, &d.bt, be);
+    d.outS = be->mem.alloc(be->ctx, (size_t)b * d.numel);
+    d.outT = be->mem.alloc(be->ctx, (size_t)b * d.numel);
+    d.dout = be->mem.alloc(be->ctx, (size_t)b * d.numel);
     // tap sizes from one probe forward of the teacher (taps depend on H, W only)
     {
-        float *x = xcalloc(d.numel, sizeof(float)), *c = xcalloc((size_t)d.L * d.D, sizeof(float)), t = 0;
-        float *o = xmalloc(d.numel * sizeof(float));
-        float *pz = xcalloc((size_t)P + 1, sizeof(float)), tid[LD_TIME_IDS];
+        float *x = bzeros(be, d.numel), *c = bzeros(be, (size_t)d.L * d.D), *t = bzeros(be, 1);
+        float *o = be->mem.alloc(be->ctx, d.numel);
+        float *pz = bzeros(be, (size_t)P + 1), *tid = xmalloc(LD_TIME_IDS * sizeof(float));
         unet_neutral_time_ids(tid, d.H, d.W);
+        tid = onto(be, tid, LD_TIME_IDS);
         UNetAdded add = {pz, tid};
-        int frc = unet_forward_added(d.teacher, o, x, &t, c, &add, 1, d.H, d.W, d.L, NULL, e);
-        free(x), free(c), free(o), free(pz);
+        int frc = unet_forward_added(d.teacher, o, x, t, c, &add, 1, d.H, d.W, d.L, NULL, e);
+        bfree(be, x), bfree(be, c), bfree(be, t), bfree(be, o), bfree(be, pz), bfree(be, tid);
         if (frc) goto done;
         for (int t2 = 0; t2 < d.n_taps; t2++) {
             const Tap *tp = &d.teacher->taps[t2];
-            d.dtaps[t2] = xmalloc((size_t)b * tp->C * tp->H * tp->W * sizeof(float));
+            d.dtaps[t2] = be->mem.alloc(be->ctx, (size_t)b * tp->C * tp->H * tp->W);
         }
     }
     // the probe batch: fixed samples from the test split, this rank's rows
@@ -243,6 +277,12 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
         schedule_q_sample(&d.sched, d.probe_xt, d.probe_xt, noise, ti, (int)d.probe_rows, d.numel);
         free(ti), free(noise);
         dataset_close(test);
+        d.probe_xt = onto(be, d.probe_xt, (size_t)r * d.numel);
+        d.probe_ctx = onto(be, d.probe_ctx, (size_t)r * d.L * d.D);
+        d.probe_t = onto(be, d.probe_t, (size_t)r);
+        d.probe_out = onto(be, d.probe_out, (size_t)r * d.numel);
+        d.probe_pooled = onto(be, d.probe_pooled, (size_t)r * P);
+        d.probe_tids = onto(be, d.probe_tids, (size_t)r * LD_TIME_IDS);
     }
     const char *meta[] = {"laptop_diff.stage", "distill", "laptop_diff.feat_norm", feat_norm_name(dc->feat_norm)};
     TrainTask task = {.n_losses = 4, .loss_names = {"loss", "loss_task", "loss_out", "loss_feat"}, .n_extra = 2 * d.n_taps,
@@ -260,11 +300,12 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     }
     rc = trainer_run(job->train, job->seed, comm, s, &task, &opt, e);
 done:
+    batch_on_free(&d.on);
     batch_free(&d.bt);
-    free(d.outS), free(d.outT), free(d.dout);
-    for (int t = 0; t < MAX_TAPS; t++) free(d.dtaps[t]);
-    free(d.probe_xt), free(d.probe_ctx), free(d.probe_t), free(d.probe_out);
-    free(d.probe_pooled), free(d.probe_tids);
+    bfree(be, d.outS), bfree(be, d.outT), bfree(be, d.dout);
+    for (int t = 0; t < MAX_TAPS; t++) bfree(be, d.dtaps[t]);
+    bfree(be, d.probe_xt), bfree(be, d.probe_ctx), bfree(be, d.probe_t), bfree(be, d.probe_out);
+    bfree(be, d.probe_pooled), bfree(be, d.probe_tids);
     if (d.data) schedule_free(&d.sched);
     dataset_close(d.data);
     unet_set_keep(teacher, teacher_keep);

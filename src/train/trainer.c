@@ -22,16 +22,97 @@
 // sums: fewer than the tag pairs of the smallest tag range MPI allows (32767).
 #define INFLIGHT_MB 256.0
 
-static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *opt_state, long step, long B,
-                           long seed, const char *hash, Error *e) {
+// A device-resident run's state on the host, only while a checkpoint or the
+// final files are written or read (4 copies of the weights: not kept for the
+// whole run, which at SD-1.5 scale would be 14 GB of host memory per rank).
+typedef struct {
+    float *params, *m, *v, *ema;
+} HostState;
+
+static void host_state_alloc(HostState *h, size_t n, int ema) {
+    h->params = xmalloc(n * sizeof(float));
+    h->m = xmalloc(n * sizeof(float));
+    h->v = xmalloc(n * sizeof(float));
+    h->ema = ema ? xmalloc(n * sizeof(float)) : NULL;
+}
+
+static void host_state_free(HostState *h) {
+    free(h->params), free(h->m), free(h->v), free(h->ema);
+    *h = (HostState){0};
+}
+
+// Device -> host: the weights, moments and EMA, in fresh host buffers.
+static void host_state_down(HostState *h, const UNet *u, const AdamW *ad) {
+    const Backend *be = u->be;
+    size_t n = u->pt.total;
+    host_state_alloc(h, n, ad->ema != NULL);
+    be->download(be->ctx, h->params, u->params, n);
+    be->download(be->ctx, h->m, ad->m, n);
+    be->download(be->ctx, h->v, ad->v, n);
+    if (ad->ema) be->download(be->ctx, h->ema, ad->ema, n);
+}
+
+static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *ad, long step, long B, long seed,
+                           const char *hash, Error *e) {
     int rc = 0;
     if (c->rank == 0) {
         TrainMeta meta = {.step = step, .samples_seen = step * B, .seed = (uint64_t)seed, .ranks = c->size,
                           .config_text = opt->config_text};
         snprintf(meta.config_hash, sizeof meta.config_hash, "%s", hash);
-        rc = train_state_save(opt->ckpt_dir, u, opt_state->m, opt_state->v, opt_state->ema, &meta, 2, e);
+        if (u->be->on_device) {  // the writer reads u->params: pointed at the host copy meanwhile
+            HostState h;
+            host_state_down(&h, u, ad);
+            float *keep = u->params;
+            u->params = h.params;
+            rc = train_state_save(opt->ckpt_dir, u, h.m, h.v, h.ema, &meta, 2, e);
+            u->params = keep;
+            host_state_free(&h);
+        } else {
+            rc = train_state_save(opt->ckpt_dir, u, ad->m, ad->v, ad->ema, &meta, 2, e);
+        }
     }
     return comm_agree(c, rc, e);
+}
+
+// The newest checkpoint into u and ad (train_state_load_latest); on a device
+// read into host buffers, then uploaded.
+static int load_latest(const TrainerOptions *opt, UNet *u, AdamW *ad, TrainMeta *meta, char *path, size_t path_size,
+                       FILE *warn, Error *e) {
+    const Backend *be = u->be;
+    if (!be->on_device)
+        return train_state_load_latest(opt->ckpt_dir, u, ad->m, ad->v, ad->ema, meta, path, path_size, warn, e);
+    size_t n = u->pt.total;
+    HostState h;
+    host_state_alloc(&h, n, ad->ema != NULL);
+    float *keep = u->params;
+    u->params = h.params;
+    int rc = train_state_load_latest(opt->ckpt_dir, u, h.m, h.v, h.ema, meta, path, path_size, warn, e);
+    u->params = keep;
+    if (rc == 0) {
+        be->upload(be->ctx, u->params, h.params, n);
+        be->upload(be->ctx, ad->m, h.m, n);
+        be->upload(be->ctx, ad->v, h.v, n);
+        if (ad->ema) be->upload(be->ctx, ad->ema, h.ema, n);
+    }
+    host_state_free(&h);
+    return rc;
+}
+
+// The step's finiteness check (numerics.h) on the model's backend. On a device
+// the gradient is summed there (its norm is finite exactly when every element
+// is: squares of floats do not overflow a double), and only a failing step
+// brings it to the host for check_step_finite's element report.
+static int step_finite(const UNet *u, long step, double loss, Error *e) {
+    const Backend *be = u->be;
+    size_t n = u->pt.total;
+    if (!be->on_device) return check_step_finite(step, loss, u->grads, n, e);
+    double norm = BK(be, grad_norm, u->grads, n);
+    if (isfinite(loss) && isfinite(norm)) return 0;
+    float *g = xmalloc(n * sizeof(float));
+    be->download(be->ctx, g, u->grads, n);
+    int rc = check_step_finite(step, loss, g, n, e);
+    free(g);
+    return rc ? rc : errorf(e, "step %ld: the gradient norm is not finite", step);
 }
 
 // The /train series of a run, registered on every (re)open of the run file.
@@ -60,18 +141,24 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     size_t n = u->pt.total;
     // train.recompute: the trained U-Net keeps layer inputs only (bit-identical gradients)
     unet_set_keep(u, tc->recompute ? UNET_KEEP_INPUTS : UNET_KEEP_ALL);
-    AdamW *ad = adamw_create(n, tc);
+    // the optimizer's state and updates on the model's backend: on a device, nothing leaves it per step but the losses
+    const Backend *be = u->be;
+    const int on_device = be->on_device;
+    AdamW *ad = adamw_create_on(n, tc, be);
     adamw_ema_init(ad, u->params);
+    // on a device with more than one rank: the host buffer the gradient is summed in over MPI
+    float *host_grads = on_device && comm->size > 1 ? xmalloc(n * sizeof(float)) : NULL;
     long start = 0, last_ckpt = -1;  // the step of the newest checkpoint loaded or written (-1: none)
     int rc = 0;
     H5Log *log = NULL;
     const char *cfg_text = opt->config_text;
     char hash[17] = "";
-    // the bucketed gradient sum, started from backward's hook (train.overlap_comm)
+    // the bucketed gradient sum, started from backward's hook (train.overlap_comm). On a device
+    // the ranks sum a host copy over MPI after backward (no overlap: NCCL is not there yet)
     double inflight = INFLIGHT_MB / tc->bucket_mb;
-    GradSync *gs = grad_sync_create(comm, n, tc->bucket_mb, tc->overlap_comm,
+    GradSync *gs = grad_sync_create(comm, n, tc->bucket_mb, tc->overlap_comm && !on_device,
                                     inflight < 2 ? 2 : inflight > 16000 ? 16000 : (int)inflight);
-    u->grads_final = grad_sync_final, u->grads_final_ctx = gs;
+    if (!on_device) u->grads_final = grad_sync_final, u->grads_final_ctx = gs;
 
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
     if (comm_agree(comm, rc, e)) goto fail;
@@ -81,8 +168,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
         char path[1200];
         TrainMeta meta;
         // every rank loads the same file; rank 0 tells of the ones it skipped
-        int found = train_state_load_latest(opt->ckpt_dir, u, ad->m, ad->v, ad->ema, &meta, path, sizeof path,
-                                            comm->rank == 0 ? stderr : NULL, e);
+        int found = load_latest(opt, u, ad, &meta, path, sizeof path, comm->rank == 0 ? stderr : NULL, e);
         if (found > 0 && (opt->resume & TRAINER_RESUME_MODE) == TRAINER_RESUME_AUTO) {
             if (comm->rank == 0) printf("%s: --resume=auto: no checkpoint in %s, starting fresh\n", opt->stage, opt->ckpt_dir);
             found = 0;
@@ -147,17 +233,22 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     for (long s = start; s < steps; s++) {
         unet_zero_grad(u);
         memset(losses, 0, sizeof losses);
-        grad_sync_begin(gs, u->grads);
+        if (!on_device) grad_sync_begin(gs, u->grads);
         int step_rc = task->step(task->self, u, s, g0, (int)b, (int)B, losses, e);
+        if (host_grads) {
+            be->download(be->ctx, host_grads, u->grads, n);
+            grad_sync_begin(gs, host_grads);
+        }
         // every rank completes the sums, a failed one too: other ranks may have
         // started buckets from their backward, and none may be left in flight
         grad_sync_finish(gs);
+        if (host_grads) be->upload(be->ctx, u->grads, host_grads, n);
         // a failing shard (bad data) stops every rank
         if (comm_agree(comm, step_rc, e)) goto fail;
         comm->sum_f64(comm, losses, (size_t)n_values);
         if (fault_nan_step == s + 1) losses[0] = NAN;
         // every rank holds the same reduced values, so all stop together
-        if (check_step_finite(s + 1, losses[0], u->grads, n, e)) {
+        if (step_finite(u, s + 1, losses[0], e)) {
             char why[sizeof e->msg];
             snprintf(why, sizeof why, "%s", e->msg);
             if (comm->rank) {  // every rank sees it; one message is enough
@@ -172,7 +263,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             }
             goto fail;
         }
-        double gnorm = grad_clip(u->grads, n, tc->grad_clip);
+        double gnorm = BK(be, grad_clip, u->grads, n, tc->grad_clip);
         double lr = adamw_lr(tc, s);
         adamw_step(ad, u->params, u->grads, lr);
         adamw_ema_update(ad, u->params);
@@ -223,24 +314,33 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
             Error ce;
             h5log_close(log, &ce);
             adamw_free(ad);
+            free(host_grads);
             u->grads_final = NULL, grad_sync_free(gs);
             return 1;
         }
     }
     if (comm->rank == 0) {
-        rc = unet_save(u, opt->model_out, opt->meta, opt->n_meta, e);
-        if (!rc && ad->ema) {
-            float *keep = u->params;
-            u->params = ad->ema;  // write the EMA weights through the same writer
-            rc = unet_save(u, opt->ema_out, opt->meta, opt->n_meta, e);
-            u->params = keep;
+        // the writer reads u->params: pointed at the host copy (on a device), then at the EMA weights
+        float *keep = u->params, *ema = ad->ema;
+        HostState h = {0};
+        if (on_device) {
+            host_state_down(&h, u, ad);
+            u->params = h.params, ema = h.ema;
         }
+        rc = unet_save(u, opt->model_out, opt->meta, opt->n_meta, e);
+        if (!rc && ema) {
+            u->params = ema;
+            rc = unet_save(u, opt->ema_out, opt->meta, opt->n_meta, e);
+        }
+        u->params = keep;
+        host_state_free(&h);
     }
     if (comm_agree(comm, rc, e)) goto fail;
     rc = log ? h5log_close(log, e) : 0;
     log = NULL;
     if (comm_agree(comm, rc, e)) goto fail;
     adamw_free(ad);
+    free(host_grads);
     u->grads_final = NULL, grad_sync_free(gs);
     return 0;
 fail:
@@ -249,6 +349,7 @@ fail:
         h5log_close(log, &ce);
     }
     adamw_free(ad);
+    free(host_grads);
     u->grads_final = NULL, grad_sync_free(gs);
     return -1;
 }
