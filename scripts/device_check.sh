@@ -7,7 +7,9 @@
 #   their _gpu copies on the GPU (tests/gpu/on_gpu.c selects "cuda"); bench_step
 #   jobs/fmnist_teacher.cfg 64 with runtime.device "cpu" and "cuda", step times
 #   side by side; test_gpu_ops (LD_CUDA=ON): every device op of src/cuda/ops.h
-#   against its CPU kernel, on the GPU.
+#   against its CPU kernel, on the GPU; test_gpu_unet, test_gpu_distill; and
+#   tests/cli/device_run.sh: train and distill device-resident (runtime.device
+#   "cuda") on 1 and 2 ranks against the CPU (needs mpirun and h5py there).
 # Everything printed also goes to $OUT/device_check.log ($OUT unset: /tmp).
 # Exit status: 0 all passed; 1 a test or bench failed; 2 build dependencies
 # missing (named); 3 configure or build failed.
@@ -30,7 +32,7 @@ NP=$(nproc)
 TESTS=(test_gemm test_reference test_kernel_conv test_kernel_linear test_kernel_attention)
 # Each test on the CPU device and, as NAME_gpu, on the GPU; then the benchmark.
 TARGETS=(); for t in "${TESTS[@]}"; do TARGETS+=("$t" "${t}_gpu"); done
-TARGETS+=(bench_step test_gpu_ops test_gpu_unet test_gpu_distill bench_gpu)
+TARGETS+=(bench_step test_gpu_ops test_gpu_unet test_gpu_distill bench_gpu laptop-diff stdiff init_model)
 BUNDLE=build-devcheck
 BUNDLE_SRC=/tmp/ld-devcheck-src  # the bundle's compiled-in source dir (fixtures), a link to the repo both here and there
 
@@ -189,6 +191,11 @@ main() {
     run_timed "gpu_$g" "${RUN[@]}" LD_REQUIRE_GPU=1 OMP_NUM_THREADS="$NP" OPENBLAS_NUM_THREADS=1 timeout 300 "$bin/test_gpu_$g"
   done
 
+  say "tests/cli/device_run.sh: train and distill on the GPU (1 and 2 ranks; one GPU: both ranks on it) vs the CPU"
+  run_timed cli_device "${RUN[@]}" LD_REQUIRE_GPU=1 CPU_BIN="$ROOT/$bin/laptop-diff" STDIFF="$ROOT/$bin/stdiff" \
+    INIT_MODEL="$ROOT/$bin/init_model" OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=1 timeout 300 \
+    bash tests/cli/device_run.sh "$ROOT/$bin/laptop-diff" "$ROOT"
+
   say "bench_gpu jobs/sd15.cfg 1: SD-1.5 at 64x64 on the CUDA backend (fp32, tf32, bf16); PyTorch on this GPU where the venv is"
   for p in fp32 tf32 bf16; do
     run_timed "gpu_step_$p" "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 $p --config-out /tmp/ld_sd15.json
@@ -220,6 +227,8 @@ main() {
     printf '%-22s %-22s %s\n' "test_gpu_$g" "" "rc ${RC[gpu_$g]}, ${SECS[gpu_$g]} s: $(tail -1 "/tmp/ld_gpu_$g.txt")"
     [ "${RC[gpu_$g]}" = 0 ] || fail=1
   done
+  printf '%-22s %-22s %s\n' "cli device_run" "" "rc ${RC[cli_device]}, ${SECS[cli_device]} s: $(tail -1 /tmp/ld_cli_device.txt)"
+  [ "${RC[cli_device]}" = 0 ] || fail=1
   for p in fp32 tf32 bf16; do
     echo "step $p: ours: $(grep '^step' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null); torch: $(grep '^torch' "/tmp/ld_torch_step_$p.txt" 2>/dev/null)"
   done
