@@ -29,10 +29,10 @@ typedef struct {
     float *params, *m, *v, *ema;
 } HostState;
 
-static void host_state_alloc(HostState *h, size_t n, int ema) {
+static void host_state_alloc(HostState *h, size_t n, int moments, int ema) {
     h->params = xmalloc(n * sizeof(float));
-    h->m = xmalloc(n * sizeof(float));
-    h->v = xmalloc(n * sizeof(float));
+    h->m = moments ? xmalloc(n * sizeof(float)) : NULL;
+    h->v = moments ? xmalloc(n * sizeof(float)) : NULL;
     h->ema = ema ? xmalloc(n * sizeof(float)) : NULL;
 }
 
@@ -41,14 +41,14 @@ static void host_state_free(HostState *h) {
     *h = (HostState){0};
 }
 
-// Device -> host: the weights, moments and EMA, in fresh host buffers.
-static void host_state_down(HostState *h, const UNet *u, const AdamW *ad) {
+// Device -> host, in fresh host buffers: the weights and EMA, and with
+// `moments` AdamW's moments (a checkpoint needs them, the final files do not).
+static void host_state_down(HostState *h, const UNet *u, const AdamW *ad, int moments) {
     const Backend *be = u->be;
     size_t n = u->pt.total;
-    host_state_alloc(h, n, ad->ema != NULL);
+    host_state_alloc(h, n, moments, ad->ema != NULL);
     be->download(be->ctx, h->params, u->params, n);
-    be->download(be->ctx, h->m, ad->m, n);
-    be->download(be->ctx, h->v, ad->v, n);
+    if (moments) be->download(be->ctx, h->m, ad->m, n), be->download(be->ctx, h->v, ad->v, n);
     if (ad->ema) be->download(be->ctx, h->ema, ad->ema, n);
 }
 
@@ -61,7 +61,7 @@ static int save_checkpoint(Comm *c, const TrainerOptions *opt, UNet *u, AdamW *a
         snprintf(meta.config_hash, sizeof meta.config_hash, "%s", hash);
         if (u->be->on_device) {  // the writer reads u->params: pointed at the host copy meanwhile
             HostState h;
-            host_state_down(&h, u, ad);
+            host_state_down(&h, u, ad, 1);
             float *keep = u->params;
             u->params = h.params;
             rc = train_state_save(opt->ckpt_dir, u, h.m, h.v, h.ema, &meta, 2, e);
@@ -83,7 +83,7 @@ static int load_latest(const TrainerOptions *opt, UNet *u, AdamW *ad, TrainMeta 
         return train_state_load_latest(opt->ckpt_dir, u, ad->m, ad->v, ad->ema, meta, path, path_size, warn, e);
     size_t n = u->pt.total;
     HostState h;
-    host_state_alloc(&h, n, ad->ema != NULL);
+    host_state_alloc(&h, n, 1, ad->ema != NULL);
     float *keep = u->params;
     u->params = h.params;
     int rc = train_state_load_latest(opt->ckpt_dir, u, h.m, h.v, h.ema, meta, path, path_size, warn, e);
@@ -324,7 +324,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
         float *keep = u->params, *ema = ad->ema;
         HostState h = {0};
         if (on_device) {
-            host_state_down(&h, u, ad);
+            host_state_down(&h, u, ad, 0);
             u->params = h.params, ema = h.ema;
         }
         rc = unet_save(u, opt->model_out, opt->meta, opt->n_meta, e);
