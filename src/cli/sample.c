@@ -129,6 +129,8 @@ int sample_main(RunCtx *r, Error *e) {
         unet_free(u);
         return -1;
     }
+    // on the rank's GPU the U-Net passes run there (ddim.c brings each prediction back)
+    if (run_device(r)) unet_use_backend(u, backend_retain(run_device(r)));
     int C = u->cfg.out_channels, H = u->cfg.sample_size;
     long n = (long)COND_CLASSES * cfg->sample.per_class;
     float *x = sample_all(u, cfg, comm, e);

@@ -46,6 +46,31 @@ int ddim_sample(UNet *u, const Schedule *s, const SampleConfig *sc, const float 
     return ddim_sample_opts(u, s, sc, &o, ctx_cond, ctx_uncond, B, C, H, W, L, out, e);
 }
 
+// The device copies of ddim_sample_opts's U-Net inputs and output (all NULL on the CPU).
+typedef struct {
+    float *x, *eps, *t, *cc, *cu, *pc, *pu, *ids;
+} Dev;
+
+static float *up(const Backend *be, const float *host, size_t n) {
+    if (!host || !n) return NULL;
+    float *p = be->mem.alloc(be->ctx, n);
+    be->upload(be->ctx, p, host, n);
+    return p;
+}
+
+// eps = the U-Net's prediction at x, t: on the host tensors, or on a device
+// through dv (x and t uploaded by the caller) and brought back.
+// (dctx, dadd: the device copies of ctx, add).
+static int predict(UNet *u, const Dev *dv, float *eps, const float *x, const float *t, const float *ctx,
+                   const UNetAdded *add, const float *dctx, const UNetAdded *dadd, int B, int H, int W, int L,
+                   Error *e) {
+    const Backend *be = u->be;
+    if (!be->on_device) return unet_forward_added(u, eps, x, t, ctx, add, B, H, W, L, NULL, e);
+    if (unet_forward_added(u, dv->eps, dv->x, dv->t, dctx, dadd, B, H, W, L, NULL, e) < 0) return -1;
+    be->download(be->ctx, eps, dv->eps, (size_t)B * u->cfg.out_channels * H * W);
+    return 0;
+}
+
 int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const DdimOptions *o,
                      const float *ctx_cond, const float *ctx_uncond, int B, int C, int H, int W,
                      int L, float *out, Error *e) {
@@ -81,17 +106,36 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
     UNetAdded add_c = {o->pooled_cond ? o->pooled_cond : pz, ids};
     UNetAdded add_u = {o->pooled_uncond ? o->pooled_uncond : pz, ids};
 
+    // On a device the U-Net's inputs and outputs are device tensors: the contexts and added
+    // conditioning go up once, and each step the latents go up and the predictions come down
+    // (3 latent-sized copies against two U-Net passes); the guidance and the DDIM update stay
+    // here, the CPU's arithmetic whatever the device.
+    const Backend *be = u->be;
+    Dev dv = {0};
+    if (be->on_device) {
+        size_t lc = (size_t)B * L * u->cfg.cross_attention_dim;
+        dv.x = be->mem.alloc(be->ctx, n), dv.eps = be->mem.alloc(be->ctx, n), dv.t = be->mem.alloc(be->ctx, B);
+        dv.cc = up(be, ctx_cond, lc), dv.cu = guided ? up(be, ctx_uncond, lc) : NULL;
+        dv.pc = up(be, add_c.pooled, (size_t)B * P), dv.pu = up(be, add_u.pooled, (size_t)B * P);
+        dv.ids = up(be, ids, (size_t)B * LD_TIME_IDS);
+    }
+    UNetAdded dadd_c = {dv.pc, dv.ids}, dadd_u = {dv.pu, dv.ids};
+
     UNetKeep keep = unet_set_keep(u, UNET_KEEP_NONE);  // forward only
     sample_noise(out, B, numel, seed, o->first_sample, 0);
     for (int i = 0; i < sc->steps; i++) {
         int t = ts[i], prev = t - r;
         for (int b = 0; b < B; b++) tb[b] = (float)t;
-        if (unet_forward_added(u, eps, out, tb, ctx_cond, &add_c, B, H, W, L, NULL, e) < 0) {
+        if (be->on_device) {
+            be->upload(be->ctx, dv.x, out, n);
+            be->upload(be->ctx, dv.t, tb, (size_t)B);
+        }
+        if (predict(u, &dv, eps, out, tb, ctx_cond, &add_c, dv.cc, &dadd_c, B, H, W, L, e) < 0) {
             rc = -1;
             break;
         }
         if (guided) {
-            if (unet_forward_added(u, eps_u, out, tb, ctx_uncond, &add_u, B, H, W, L, NULL, e) < 0) {
+            if (predict(u, &dv, eps_u, out, tb, ctx_uncond, &add_u, dv.cu, &dadd_u, B, H, W, L, e) < 0) {
                 rc = -1;
                 break;
             }
@@ -104,6 +148,9 @@ int ddim_sample_opts(UNet *u, const Schedule *s, const SampleConfig *sc, const D
         ddim_step(out, eps, z, n, s->alphas_cumprod[t], ac_prev, sc->eta, o->clip_x0);
     }
     unet_set_keep(u, keep);
+    float *dp[] = {dv.x, dv.eps, dv.t, dv.cc, dv.cu, dv.pc, dv.pu, dv.ids};
+    for (size_t k = 0; k < sizeof dp / sizeof *dp; k++)
+        if (dp[k]) be->mem.free(be->ctx, dp[k]);
     free(ts);
     free(eps);
     free(eps_u);

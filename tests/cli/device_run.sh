@@ -12,6 +12,7 @@
 #    from it ends bit for bit where the uninterrupted device run ended (state round-trips
 #    through the host exactly)
 #  - train (the denoising task from a seeded init) on the device == on the CPU
+#  - sample (DDIM with guidance, the U-Net passes on the device) == the CPU's within 1e-4 of the range
 #  - score's output_loss and plan's measured losses with their forwards on the device (1 and 2
 #    ranks) == the CPU's within 1e-5 relative, and the same plan
 # Args: DEVICE_BINARY SOURCE_DIR; $CPU_BIN is the CPU reference binary, $STDIFF, $INIT_MODEL.
@@ -48,7 +49,7 @@ if ! run dev1 "$DEV" 1 cuda; then
   fi
   bad "device run failed: $(tail -3 "$T/dev1.log")"
 fi
-grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill and the output-loss forwards" "$T/dev1.log" && ok \
+grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample and the output-loss forwards" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
 run dev2 "$DEV" 2 cuda || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 for r in dev1 dev2; do
@@ -107,6 +108,23 @@ for f in model model_ema; do
   "$STDIFF" "$T/trdev/$f.safetensors" "$T/trcpu/$f.safetensors" 1e-3 >"$T/t.txt" && ok \
     || bad "train on the device: $f differs from the CPU's: $(cat "$T/t.txt")"
 done
+# sample: the teacher's DDIM samples with guidance, U-Net passes on the device
+S=(--set sample.model="$T/teacher.safetensors" --set sample.per_class=1 --set sample.steps=2)
+mpirun_n 1 "$CPU" sample "$JOB" "${S[@]}" --set output.dir="$T/scpu" >"$T/scpu.log" 2>&1 \
+  || bad "CPU sample failed: $(tail -3 "$T/scpu.log")"
+mpirun_n 1 "$DEV" sample "$JOB" "${S[@]}" --set output.dir="$T/sdev" --set runtime.device='"cuda"' >"$T/sdev.log" 2>&1 \
+  || bad "device sample failed: $(tail -3 "$T/sdev.log")"
+/usr/bin/python3 - "$T" <<'PY' && ok || bad "device samples vs the CPU's"
+import sys, h5py, numpy as np
+T = sys.argv[1]
+with h5py.File(f"{T}/scpu/samples.h5", "r") as c, h5py.File(f"{T}/sdev/samples.h5", "r") as d:
+    x, y = d["/samples"][()], c["/samples"][()]
+    assert x.shape == y.shape == (10, 1, 32, 32) and np.array_equal(d["/labels"][()], c["/labels"][()]), x.shape
+    rel = np.max(np.abs(x - y)) / np.max(np.abs(y))
+    assert np.max(np.abs(y)) > 0.1 and rel <= 1e-4, rel
+print(f"samples on the device within {rel:.1e} of the CPU's")
+PY
+
 # score and plan with the output-loss forwards on the device, 1 and 2 ranks, against the CPU's (in $T/prune)
 for np in 1 2; do
   P=(--set model.weights="$T/teacher.safetensors" --set output.dir="$T/pdev$np" --set prune.calib_samples=6
