@@ -137,6 +137,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
         return 1;
     }
     r.device = dev;  // freed by run_ctx_free
+    r.gpu = device_backend();
     // every command here writes into output.dir: one job at a time
     if (run_ctx_lock(&r, cmd, &e)) {
         report(&comm, &e);

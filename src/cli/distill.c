@@ -32,12 +32,19 @@ int distill_main(RunCtx *r, int resume, Error *e) {
             return -1;
         }
     }
+    Comm *gc = NULL;
+    if (run_grad_comm(r, &gc, e)) {
+        if (td != t) unet_free(td);
+        unet_free(s);
+        return -1;
+    }
     char *text = job_config_text(cfg);
     DistillJob job = {.distill = &cfg->distill, .train = &cfg->train, .data = &cfg->data,
                       .diffusion = &cfg->diffusion, .model = &cfg->model, .seed = cfg->runtime.seed,
                       .config_text = text, .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
                       .model_out = r->dir.student, .ema_out = r->dir.student_ema, .teacher_path = cfg->weights,
-                      .student_path = student, .h5 = r->h5, .resume = resume};
+                      .student_path = student, .h5 = r->h5, .resume = resume,
+                      .grad_comm = gc};
     int rc = distill_train(&job, r->comm, td, s, e);
     free(text);
     if (td != t) unet_free(td);

@@ -32,6 +32,57 @@ int run_ctx_lock(RunCtx *r, const char *command, Error *e) {
 
 Backend *run_device(const RunCtx *r) { return r->device; }
 
+int run_grad_comm(RunCtx *r, Comm **out, Error *e) {
+    *out = r->grad_comm;
+    if (r->grad_comm_asked) return 0;
+    r->grad_comm_asked = 1;
+    Comm *c = r->comm;
+    GpuComm want = r->cfg->runtime.gpu_comm;
+    if (!r->device || c->size == 1 || want == GPU_COMM_MPI) {
+        if (r->device && c->size > 1 && c->rank == 0)
+            printf("gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = \"mpi\")\n");
+        return 0;
+    }
+    // why NCCL cannot serve on this rank ("" where it can); every rank must decide alike
+    char why[200] = "";
+    Error ce = {0};
+    int gpus = r->gpu && r->gpu->sum_comm ? r->gpu->count(&ce) : 0;
+    if (!r->gpu || !r->gpu->sum_comm)
+        snprintf(why, sizeof why, "this build has no NCCL (an LD_CUDA build finds it in the CUDA toolkit; LD_NCCL=ON)");
+    else if (!r->gpu->sum_shares_device && gpus < c->local_size)
+        snprintf(why, sizeof why, "node %d runs %d ranks on %d GPU%s, and NCCL needs a GPU of its own per rank", c->node,
+                 c->local_size, gpus, gpus == 1 ? "" : "s");
+    int cannot = why[0] != 0;
+    c->max_i32(c, &cannot, 1);
+    if (cannot) {
+        if (want == GPU_COMM_NCCL) {  // every rank reports the lowest failing rank's reason
+            comm_agree_share(c, why[0] ? errorf(e, "runtime.gpu_comm = \"nccl\": %s", why) : 0, e);
+            return -1;
+        }
+        if (c->rank == 0)
+            printf("gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = \"auto\": %s)\n",
+                   why[0] ? why : "a node cannot use NCCL");
+        return 0;
+    }
+    Comm *g = r->gpu->sum_comm(r->device, c, e);
+    if (comm_agree(c, g ? 0 : -1, e)) {
+        if (g) r->gpu->sum_comm_free(g);
+        if (!e->other_rank) {
+            char inner[sizeof e->msg];
+            snprintf(inner, sizeof inner, "%s", e->msg);
+            errorf(e, "%s (runtime.gpu_comm = \"mpi\" sums through host memory instead)", inner);
+        }
+        return -1;
+    }
+    r->grad_comm = *out = g;
+    if (c->rank == 0) {
+        char v[160];
+        r->gpu->sum_comm_describe(v, sizeof v);
+        printf("gradients: the %d GPUs sum them over %s, device to device, in train.bucket_mb buckets\n", c->size, v);
+    }
+    return 0;
+}
+
 void run_ctx_free(RunCtx *r) {
     if (r->locked) rundir_unlock(&r->dir);
     r->locked = 0;
@@ -39,6 +90,8 @@ void run_ctx_free(RunCtx *r) {
     unet_free(r->teacher);
     comm_node_shared_free(r->comm, &r->teacher_mem);  // after the model that borrowed it
     r->teacher = NULL, r->have_calib = 0;
+    if (r->grad_comm) r->gpu->sum_comm_free(r->grad_comm);  // before the device it runs on
+    r->grad_comm = NULL, r->grad_comm_asked = 0;
     backend_free(r->device);
     r->device = NULL;
 }

@@ -29,6 +29,9 @@ typedef struct {
     int have_calib;
     int locked;          // rank 0 holds dir.lock (released by run_ctx_free)
     Backend *device;     // the rank's GPU backend (runtime.device = "cuda" in an LD_CUDA build), else NULL; owned
+    const DeviceBackend *gpu;  // the device backend the program links (NULL: none): makes grad_comm
+    Comm *grad_comm;     // the GPUs' gradient sums (NCCL), made by run_grad_comm; owned
+    int grad_comm_asked; // run_grad_comm has decided (grad_comm may still be NULL: host sums)
 } RunCtx;
 
 // Checks output.dir (io/rundir.h); loads nothing. Every rank calls it.
@@ -42,6 +45,14 @@ int run_ctx_lock(RunCtx *r, const char *command, Error *e);
 // distill), or NULL: they run on the CPU. The context keeps its reference; a
 // model that moves there takes its own (backend_retain).
 Backend *run_device(const RunCtx *r);
+
+// What train and distill sum the gradients of the ranks' GPUs over
+// (runtime.gpu_comm), decided and made on first use (collective; rank 0 says
+// which on stdout): *out = a Comm over device buffers (NCCL, cuda/nccl_sum.h),
+// or NULL: through host memory over MPI (one rank, the CPU, "mpi", or "auto"
+// where the build has no NCCL or a node has more ranks than GPUs). -1 + e on
+// every rank where "nccl" was asked for and cannot be had, or NCCL fails.
+int run_grad_comm(RunCtx *r, Comm **out, Error *e);
 
 // Frees what the context loaded and releases the lock: call it on every exit.
 void run_ctx_free(RunCtx *r);

@@ -85,6 +85,8 @@ int train_main(RunCtx *r, int resume, Error *e) {
     d.out = be->mem.alloc(be->ctx, (size_t)b * d.numel);
     d.dout = be->mem.alloc(be->ctx, (size_t)b * d.numel);
 
+    Comm *gc = NULL;  // the GPUs' gradient sums (collective; every rank got here alike)
+    if (run_grad_comm(r, &gc, e)) goto done;
     char steps[32];
     snprintf(steps, sizeof steps, "%d", cfg->train.steps);
     const char *meta[] = {"laptop_diff.stage", "train", "laptop_diff.steps", steps};
@@ -92,7 +94,7 @@ int train_main(RunCtx *r, int resume, Error *e) {
     char *text = job_config_text(cfg);
     TrainerOptions opt = {.stage = "train", .run_h5 = r->dir.run_h5, .ckpt_dir = r->dir.checkpoints,
                           .model_out = r->dir.model, .ema_out = r->dir.model_ema, .resume = resume, .meta = meta,
-                          .n_meta = 2, .config_text = text};
+                          .n_meta = 2, .config_text = text, .grad_comm = gc};
     if (comm->rank == 0) {
         printf("train: %zu parameters, %lld samples, global batch %ld on %d rank%s, %d steps\n", u->pt.total,
                (long long)d.N, B, comm->size, comm->size == 1 ? "" : "s", cfg->train.steps);

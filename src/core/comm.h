@@ -10,6 +10,10 @@
 
 #include "core/common.h"
 
+#ifdef __cplusplus
+extern "C" {  // src/cuda/nccl_sum.cu fills one
+#endif
+
 typedef struct Comm Comm;
 struct Comm {
     int rank, size;
@@ -100,4 +104,7 @@ typedef int (*CommJobFn)(void *ctx, int j, double *out, Error *e);
 // A stop signal (core/stop.h) seen by any rank between its jobs ends every
 // rank's loop: 1 is returned everywhere and out is not written.
 int comm_run_jobs(Comm *c, int n_jobs, const int *owner, int width, CommJobFn fn, void *ctx, double *out, Error *e);
+#ifdef __cplusplus
+}
+#endif
 #endif

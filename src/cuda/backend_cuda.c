@@ -6,6 +6,10 @@
 #include <stdlib.h>
 
 #include "cuda/ops.h"
+#if defined(LD_NCCL) || defined(LD_CUDA_EMU)
+#define LD_HAVE_NCCL 1
+#include "cuda/nccl_sum.h"
+#endif
 
 typedef struct {
     Backend be;
@@ -221,9 +225,21 @@ static Backend *p_create(int device, Precision precision, Error *e) {
 }
 static void p_describe(const Backend *be, char *buf, size_t n) { dev_describe(backend_cuda_dev(be), buf, n); }
 
+#ifdef LD_HAVE_NCCL
+static Comm *p_sum_comm(Backend *be, Comm *host, Error *e) { return nccl_sum_create(host, backend_cuda_dev(be), e); }
+#define SUM_COMM p_sum_comm, nccl_sum_free, nccl_sum_version
+#else
+#define SUM_COMM NULL, NULL, NULL  // built without NCCL: the GPUs sum through host memory
+#endif
+#ifdef LD_CUDA_EMU
+#define SHARES 1  // emu/nccl_emu.h: every rank of the machine on the one emulated device
+#else
+#define SHARES 0  // NCCL refuses two ranks of a communicator on one GPU
+#endif
+
 const DeviceBackend *backend_cuda_device(void) {
     // the emulator under its own name, so no start-up line can pass it off as a GPU
-    static const DeviceBackend gpu = {"CUDA", dev_count, p_create, p_describe};
-    static const DeviceBackend emu = {"CUDA emulator", dev_count, p_create, p_describe};
+    static const DeviceBackend gpu = {"CUDA", dev_count, p_create, p_describe, SUM_COMM, SHARES};
+    static const DeviceBackend emu = {"CUDA emulator", dev_count, p_create, p_describe, SUM_COMM, SHARES};
     return dev_is_emulated() ? &emu : &gpu;
 }

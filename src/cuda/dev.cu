@@ -18,6 +18,7 @@ struct DevCtx {
 
 cudaStream_t dev_stream(DevCtx *d) { return d->stream; }
 cublasHandle_t dev_blas(DevCtx *d) { return d->blas; }
+int dev_index(const DevCtx *d) { return d->device; }
 
 const char *gemm_precision_name(GemmPrecision p) {
     return p == GEMM_TF32 ? "tf32" : p == GEMM_BF16 ? "bf16" : "fp32";

@@ -32,6 +32,7 @@ int dev_count(Error *e);
 DevCtx *dev_open(int device, GemmPrecision precision, Error *e);
 void dev_close(DevCtx *d);  // NULL is fine
 int dev_is_emulated(void);
+int dev_index(const DevCtx *d);  // the CUDA device it runs on
 // "NVIDIA H200, 139.8 GiB, sm_90" (or the emulator's name).
 void dev_describe(DevCtx *d, char *buf, size_t n);
 void dev_set_precision(DevCtx *d, GemmPrecision p);

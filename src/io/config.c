@@ -55,6 +55,7 @@ static const EnumName ADD_EMBED_TYPES[] = {{"", ADD_EMBED_NONE}, {"none", ADD_EM
                                           {"text_time", ADD_EMBED_TEXT_TIME}, {NULL, 0}};
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
+static const EnumName GPU_COMMS[] = {{"auto", GPU_COMM_AUTO}, {"nccl", GPU_COMM_NCCL}, {"mpi", GPU_COMM_MPI}, {NULL, 0}};
 static const EnumName PRECISIONS[] = {{"fp32", PRECISION_FP32}, {"tf32", PRECISION_TF32}, {"bf16", PRECISION_BF16},
                                       {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", DATA_FASHION_MNIST}, {"hdf5", DATA_HDF5}, {NULL, 0}};
@@ -162,6 +163,7 @@ static const KeySpec KEYS[] = {
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\": each rank takes GPU node-local rank mod the node's GPUs; in an LD_CUDA build train and distill run wholly on it (weights, optimizer state, activations), as do the U-Net passes of sample and of score/plan's output loss, and the rest, there and in an LD_CUDA_GEMM-only build, sends its GEMMs to cuBLAS."},
     {"runtime", "precision", T_ENUM, "\"fp32\"", .names = PRECISIONS, AT(runtime.precision), .doc = "GEMMs of the stages that run on the GPU (runtime.device = \"cuda\", LD_CUDA build): \"fp32\", \"tf32\" (tensor cores, ~1e-3 relative error) or \"bf16\" (~1e-2); weights, gradients and optimizer state stay fp32."},
+    {"runtime", "gpu_comm", T_ENUM, "\"auto\"", .names = GPU_COMMS, AT(runtime.gpu_comm), .doc = "How train and distill on several GPUs (runtime.device = \"cuda\") sum the gradients: \"nccl\" between the devices (train.bucket_mb buckets overlapped with backward; needs an LD_CUDA build with NCCL and a GPU per rank), \"mpi\" through host memory after backward, or \"auto\": NCCL where both hold, else MPI."},
     {"runtime", "share_teacher", T_BOOL, "true", AT(runtime.share_teacher), .doc = "Ranks on one node share one read-only copy of the teacher's weights (node-shared memory, loaded by the node's first rank); false: every rank loads its own."},
     {"output", "dir", T_STRING, "\"runs/default\"", AT(output.dir), .doc = "Run directory: run.h5, models, checkpoints and sample grids go here."},
 };

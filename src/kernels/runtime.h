@@ -36,17 +36,29 @@ void runtime_set_conv_chunk_floats(size_t floats);
 typedef enum { DEVICE_CPU = 0, DEVICE_CUDA = 1 } Device;
 // How a GPU multiplies (runtime.precision): the values of cuda/dev.h's GemmPrecision.
 typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Precision;
+// How the ranks' GPUs sum gradients (runtime.gpu_comm): NCCL between the
+// devices, MPI through host memory, or "auto": NCCL where the build and the
+// node allow it, else MPI.
+typedef enum { GPU_COMM_AUTO = 0, GPU_COMM_NCCL = 1, GPU_COMM_MPI = 2 } GpuComm;
 
 // A device backend (kernels/backend.h) a program links: the program's main
 // hands the one it was built with to runtime_select_device (the CUDA one,
 // src/cuda/backend_cuda.h; or, in tests, the same on the CUDA emulator). The
 // library itself links none, so a CPU-only build needs no CUDA.
 typedef struct Backend Backend;
+typedef struct Comm Comm;
 typedef struct {
     const char *name;                  // "CUDA", "CUDA emulator"
     int (*count)(Error *e);            // devices here: > 0, else 0 or -1 + e saying why
     Backend *(*create)(int device, Precision precision, Error *e);  // NULL + e
     void (*describe)(const Backend *be, char *buf, size_t n);       // "NVIDIA H200, 139.8 GiB, sm_90, GEMMs bf16"
+    // Sums of be's device buffers across the ranks of host, for the gradients
+    // (cuda/nccl_sum.h: NCCL; collective, NULL + e): NULL entries where the
+    // program was built without NCCL.
+    Comm *(*sum_comm)(Backend *be, Comm *host, Error *e);
+    void (*sum_comm_free)(Comm *c);
+    void (*sum_comm_describe)(char *buf, size_t n);  // "NCCL 2.27.7"
+    int sum_shares_device;  // those sums also work with several ranks on one device (the emulator's)
 } DeviceBackend;
 
 // Whether `device` can run here, without selecting it: DEVICE_CUDA on a build

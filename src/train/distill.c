@@ -290,7 +290,7 @@ int distill_train(const DistillJob *job, Comm *comm, UNet *teacher, UNet *s, Err
     if (dc->activation_interval > 0) task.snapshot = distill_snapshot, task.snapshot_interval = dc->activation_interval;
     TrainerOptions opt = {.stage = "distill", .run_h5 = o->run_h5, .ckpt_dir = o->ckpt_dir,
                           .model_out = o->model_out, .ema_out = o->ema_out, .resume = o->resume, .meta = meta,
-                          .n_meta = 2, .config_text = job->config_text};
+                          .n_meta = 2, .config_text = job->config_text, .grad_comm = job->grad_comm};
     if (comm->rank == 0) {
         printf("distill: student %zu parameters (teacher %zu), feature KD \"%s\", %d taps, global batch %ld on %d rank%s, "
                "%d steps\n",

@@ -27,6 +27,7 @@ typedef struct {
     const char *teacher_path, *student_path;
     const H5Access *h5;                // the /activations snapshots' collective writes
     int resume;                        // continue from the newest checkpoint in ckpt_dir
+    Comm *grad_comm;                   // TrainerOptions.grad_comm: the GPUs' gradient sums, or NULL
 } DistillJob;
 
 // Retrains `student` (the same stages as `teacher`, which stays frozen) for

@@ -146,19 +146,22 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     const int on_device = be->on_device;
     AdamW *ad = adamw_create_on(n, tc, be);
     adamw_ema_init(ad, u->params);
-    // on a device with more than one rank: the host buffer the gradient is summed in over MPI
-    float *host_grads = on_device && comm->size > 1 ? xmalloc(n * sizeof(float)) : NULL;
+    // on a device with more than one rank: the device sums (NCCL), or else the host buffer the
+    // gradient is summed in over MPI
+    Comm *dev_sum = on_device && comm->size > 1 ? opt->grad_comm : NULL;
+    float *host_grads = on_device && comm->size > 1 && !dev_sum ? xmalloc(n * sizeof(float)) : NULL;
     long start = 0, last_ckpt = -1;  // the step of the newest checkpoint loaded or written (-1: none)
     int rc = 0;
     H5Log *log = NULL;
     const char *cfg_text = opt->config_text;
     char hash[17] = "";
-    // the bucketed gradient sum, started from backward's hook (train.overlap_comm). On a device
-    // the ranks sum a host copy over MPI after backward (no overlap: NCCL is not there yet)
+    // the bucketed gradient sum, started from backward's hook (train.overlap_comm): over MPI on
+    // host buffers, or over NCCL on the device's; without NCCL a device's ranks sum a host copy
+    // over MPI after backward (no overlap)
     double inflight = INFLIGHT_MB / tc->bucket_mb;
-    GradSync *gs = grad_sync_create(comm, n, tc->bucket_mb, tc->overlap_comm && !on_device,
+    GradSync *gs = grad_sync_create(dev_sum ? dev_sum : comm, n, tc->bucket_mb, tc->overlap_comm && !host_grads,
                                     inflight < 2 ? 2 : inflight > 16000 ? 16000 : (int)inflight);
-    if (!on_device) u->grads_final = grad_sync_final, u->grads_final_ctx = gs;
+    if (!host_grads) u->grads_final = grad_sync_final, u->grads_final_ctx = gs;
 
     if (comm->rank == 0 && make_dirs(opt->ckpt_dir, e)) rc = -1;
     if (comm_agree(comm, rc, e)) goto fail;
@@ -233,7 +236,7 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
     for (long s = start; s < steps; s++) {
         unet_zero_grad(u);
         memset(losses, 0, sizeof losses);
-        if (!on_device) grad_sync_begin(gs, u->grads);
+        if (!host_grads) grad_sync_begin(gs, u->grads);
         int step_rc = task->step(task->self, u, s, g0, (int)b, (int)B, losses, e);
         if (host_grads) {
             be->download(be->ctx, host_grads, u->grads, n);
@@ -243,6 +246,13 @@ int trainer_run(const TrainConfig *tc, long seed, Comm *comm, UNet *u, TrainTask
         // started buckets from their backward, and none may be left in flight
         grad_sync_finish(gs);
         if (host_grads) be->upload(be->ctx, u->grads, host_grads, n);
+        if (s == start && comm->size > 1 && comm->rank == 0 && !step_rc) {  // once: whether the overlap works
+            printf("%s: gradient sums over %s: %d bucket%s of %g MiB per step, %d started while backward ran\n",
+                   opt->stage, dev_sum ? "the GPUs (NCCL)" : host_grads ? "MPI from a host copy" : "MPI",
+                   grad_sync_buckets(gs), grad_sync_buckets(gs) == 1 ? "" : "s", tc->bucket_mb,
+                   grad_sync_started_early(gs));
+            fflush(stdout);
+        }
         // a failing shard (bad data) stops every rank
         if (comm_agree(comm, step_rc, e)) goto fail;
         comm->sum_f64(comm, losses, (size_t)n_values);

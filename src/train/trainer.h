@@ -59,6 +59,9 @@ typedef struct {
     const char *const *meta;  // extra metadata for the saved model (pairs)
     int n_meta;
     const char *config_text;  // the effective job config: stored in run.h5, hashed into checkpoints
+    // On a device with several ranks: the Comm that sums device gradient buffers
+    // (NCCL, cli/run.h's run_grad_comm), or NULL: a host copy is summed over comm.
+    Comm *grad_comm;
 } TrainerOptions;
 
 // Runs tc->steps steps of `task` on `u` (identical on every rank); seed is

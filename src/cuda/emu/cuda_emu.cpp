@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include <cstdlib>
+#include <deque>
 #include <cstring>
 #include <vector>
 
@@ -208,11 +209,53 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) {
     return cudaSuccess;
 }
 struct EmuStream {
-    int unused;
+    std::deque<std::function<void()>> deferred;
+    uint64_t issued = 0, done = 0;  // deferred work items put on the stream / run
 };
+struct EmuEvent {
+    EmuStream *s = nullptr;
+    uint64_t seq = 0;  // complete once s->done reaches it
+};
+namespace {
+// Runs the stream's deferred work up to item `upto`, in order.
+void run_deferred(EmuStream *s, uint64_t upto) {
+    while (s && s->done < upto) {
+        std::function<void()> w = std::move(s->deferred.front());
+        s->deferred.pop_front();
+        w();
+        s->done++;
+    }
+}
+}  // namespace
+void emu_stream_defer(cudaStream_t s, std::function<void()> work) {
+    s->deferred.push_back(std::move(work));
+    s->issued++;
+}
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return *s = new EmuStream(), cudaSuccess; }
-cudaError_t cudaStreamDestroy(cudaStream_t s) { return delete s, cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned) { return cudaStreamCreate(s); }
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (s) run_deferred(s, s->issued);  // as a GPU finishes a destroyed stream's work
+    return delete s, cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (s) run_deferred(s, s->issued);
+    return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *ev, unsigned) { return *ev = new EmuEvent(), cudaSuccess; }
+cudaError_t cudaEventDestroy(cudaEvent_t ev) { return delete ev, cudaSuccess; }
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t s) {
+    ev->s = s, ev->seq = s ? s->issued : 0;
+    return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t ev) {
+    return !ev->s || ev->s->done >= ev->seq ? cudaSuccess : cudaErrorNotReady;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t ev) {
+    run_deferred(ev->s, ev->seq);
+    return cudaSuccess;
+}
+// The waiting stream's later work runs at once here, so what it needs runs now.
+cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t ev, unsigned) { return cudaEventSynchronize(ev); }
 cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 cudaError_t cudaGetLastError() { return cudaSuccess; }
 cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { return *f = *t = (size_t)1 << 34, cudaSuccess; }

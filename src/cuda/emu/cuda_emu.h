@@ -52,7 +52,7 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f);
 // ---- runtime API ----
 typedef int cudaError_t;
 enum { cudaSuccess = 0, cudaErrorMemoryAllocation = 2, cudaErrorInvalidValue = 1, cudaErrorNoDevice = 100,
-       cudaErrorInsufficientDriver = 35 };
+       cudaErrorInsufficientDriver = 35, cudaErrorNotReady = 600 };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice, cudaMemcpyDefault };
 typedef struct EmuStream *cudaStream_t;
 const char *cudaGetErrorName(cudaError_t);
@@ -69,6 +69,24 @@ cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
+// Streams and events. Kernels and copies run when they are launched, whatever
+// the stream; work put on a stream with emu_stream_defer (the emulated NCCL's
+// sums) waits there, in order, until something waits for it: an event recorded
+// after it (cudaEventSynchronize, or cudaStreamWaitEvent: another stream's
+// later work needs it) or cudaStreamSynchronize. cudaEventQuery says "not
+// ready" while such work is pending, so code that forgets to wait reads stale
+// data here as it would on a GPU. (cudaDeviceSynchronize does not run it:
+// src/cuda/ waits on its own streams and events.)
+typedef struct EmuEvent *cudaEvent_t;
+enum { cudaStreamNonBlocking = 1, cudaEventDisableTiming = 2 };
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *ev, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t ev);
+cudaError_t cudaEventRecord(cudaEvent_t ev, cudaStream_t s);
+cudaError_t cudaEventQuery(cudaEvent_t ev);
+cudaError_t cudaEventSynchronize(cudaEvent_t ev);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t ev, unsigned flags);
+void emu_stream_defer(cudaStream_t s, std::function<void()> work);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
