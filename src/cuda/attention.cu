@@ -1,26 +1,26 @@
-// attention.cu — memory-efficient multi-head attention on the GPU (ops.h):
-// FlashAttention's scheme without its tiling. Forward keeps a running max and
-// sum per query row (online softmax) and saves only out and the row's
-// log-sum-exp; backward recomputes each probability from q, k and lse.
-// One warp per row: lane l owns channels l, l+32, ... of the head (head size
-// up to 256), dot products are warp sums. Backward runs two passes instead of
-// adding into shared gradients with atomics: a warp per query row for dq, a
-// warp per key row for dk and dv, so the sums have a fixed order.
-// This is the correct first version; tensor-core tiles are the fast one.
+// attention.cu — memory-efficient multi-head attention on the GPU (ops.h),
+// with its products on cuBLAS (tensor cores at the context's GEMM precision).
+// Queries go in tiles of tq rows, sized so a tile's logits for every head,
+// [nh, tq, Nk], fit the tile budget (dev_attention_tile_floats): memory grows
+// with tq * Nk, never with Nq * Nk. Per tile and sample:
+//   forward:  S = scale Q K^T (one strided-batched GEMM over the heads),
+//             P = softmax(S) in place (a warp per row: max, exp, sum), lse
+//             saved, O = P V (a second batched GEMM);
+//   backward: P recomputed from q, k and lse, dP = dO V^T, dS = P (dP - D)
+//             with D_i = dO_i . O_i, then dq += scale dS K, dk += scale dS^T Q
+//             and dv += P^T dO as GEMMs accumulating (beta = 1) in tile order,
+//             so the sums have a fixed order and no atomics are needed.
+// A head's rows are strided views of [B, N, C] (row stride C, head h at
+// channel h * dh), so the GEMMs read q, k and v in place.
 #include <math.h>
 
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
-#define MAXV 8  // channels per lane: head size <= 32 * MAXV
-
-__device__ __forceinline__ float warp_sum(float v) { return cu_warp_sum(v); }
-
-// The warp's row of sample blockIdx.y: r = h*R + i over nh*R rows. Rows past
-// the end still run (on row 0) so that every thread reaches every shuffle,
-// and skip their stores.
+// The warp's row r = h * R + i of the [nh, R, Nk] tile. Rows past the end still
+// run (on row 0) so that every thread reaches every shuffle, and skip stores.
 struct Row {
-    int valid, b, h, i;
+    int valid, h, i;
 };
 __device__ __forceinline__ Row warp_row(int nh, int R) {
     long r = ((long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
@@ -29,140 +29,76 @@ __device__ __forceinline__ Row warp_row(int nh, int R) {
     if (!w.valid) r = 0;
     w.i = (int)(r % R);
     w.h = (int)(r / R);
-    w.b = (int)blockIdx.y;
     return w;
 }
 
-__global__ void k_attn_fwd(float *out, float *lse, const float *q, const float *k, const float *v, int nh, int Nq,
-                           int Nk, int C, float scale) {
-    int dh = C / nh, lane = threadIdx.x & 31;
-    Row w = warp_row(nh, Nq);
-    const float *qr = q + ((size_t)w.b * Nq + w.i) * C + w.h * dh;
-    float qv[MAXV], acc[MAXV];
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        qv[t] = c < dh ? qr[c] : 0.0f;
-        acc[t] = 0.0f;
-    }
-    float m = -INFINITY, l = 0.0f;
-    for (int j = 0; j < Nk; j++) {
-        const float *kr = k + ((size_t)w.b * Nk + j) * C + w.h * dh, *vr = v + ((size_t)w.b * Nk + j) * C + w.h * dh;
-        float s = 0.0f;
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            if (c < dh) s += qv[t] * kr[c];
-        }
-        s = warp_sum(s) * scale;
-        float mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
-        l = l * corr + p;
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            acc[t] = acc[t] * corr + (c < dh ? p * vr[c] : 0.0f);
-        }
-        m = mn;
-    }
-    if (!w.valid) return;
-    float *orow = out + ((size_t)w.b * Nq + w.i) * C + w.h * dh;
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        if (c < dh) orow[c] = acc[t] / l;
-    }
-    if (lane == 0) lse[((size_t)w.b * nh + w.h) * Nq + w.i] = m + logf(l);
+__device__ __forceinline__ float warp_max(float v) {
+    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));
+    return v;
 }
 
-// Dsum[(b*nh + h)*Nq + i] = dout_i . out_i over the head's channels.
+// Softmax of each row of S [nh, R, Nk] in place; lse[h * Nq + i] (this sample's
+// [nh, Nq] block, offset to the tile's first row) = the row's log-sum-exp.
+__global__ void k_softmax_rows(float *S, float *lse, int nh, int R, int Nk, int Nq) {
+    int lane = threadIdx.x & 31;
+    Row w = warp_row(nh, R);
+    float *s = S + ((size_t)w.h * R + w.i) * Nk;
+    float m = -INFINITY;
+    for (int j = lane; j < Nk; j += 32) m = fmaxf(m, s[j]);
+    m = warp_max(m);
+    float l = 0.0f;
+    for (int j = lane; j < Nk; j += 32) l += expf(s[j] - m);
+    l = cu_warp_sum(l);
+    if (!w.valid) return;
+    float inv = 1.0f / l;
+    for (int j = lane; j < Nk; j += 32) s[j] = expf(s[j] - m) * inv;
+    if (lane == 0) lse[(size_t)w.h * Nq + w.i] = m + logf(l);
+}
+
+// P = exp(S - lse) in place (the forward's probabilities, recomputed).
+__global__ void k_probs(float *S, const float *lse, int nh, int R, int Nk, int Nq) {
+    int lane = threadIdx.x & 31;
+    Row w = warp_row(nh, R);
+    if (!w.valid) return;
+    float *s = S + ((size_t)w.h * R + w.i) * Nk, L = lse[(size_t)w.h * Nq + w.i];
+    for (int j = lane; j < Nk; j += 32) s[j] = expf(s[j] - L);
+}
+
+// dP <- P (dP - D_i) in place, D = Dsum[h * Nq + i].
+__global__ void k_dsoftmax(float *dP, const float *P, const float *Dsum, int nh, int R, int Nk, int Nq) {
+    int lane = threadIdx.x & 31;
+    Row w = warp_row(nh, R);
+    if (!w.valid) return;
+    size_t o = ((size_t)w.h * R + w.i) * Nk;
+    float D = Dsum[(size_t)w.h * Nq + w.i];
+    for (int j = lane; j < Nk; j += 32) dP[o + j] = P[o + j] * (dP[o + j] - D);
+}
+
+// Dsum[(b*nh + h)*Nq + i] = dout_i . out_i over the head's channels: a warp per
+// (b, h, i), lanes over the channels.
 __global__ void k_attn_dsum(float *Dsum, const float *dout, const float *out, int nh, int Nq, int C) {
     int dh = C / nh, lane = threadIdx.x & 31;
     Row w = warp_row(nh, Nq);
-    size_t off = ((size_t)w.b * Nq + w.i) * C + w.h * dh;
+    size_t off = ((size_t)blockIdx.y * Nq + w.i) * C + (size_t)w.h * dh;
     float s = 0.0f;
-    for (int c = lane; c < 32 * MAXV; c += 32)
-        if (c < dh) s += dout[off + c] * out[off + c];
-    s = warp_sum(s);
-    if (w.valid && lane == 0) Dsum[((size_t)w.b * nh + w.h) * Nq + w.i] = s;
-}
-
-// dq_i += scale * sum_j P_ij (dout_i . v_j - D_i) k_j
-__global__ void k_attn_dq(float *dq, const float *dout, const float *q, const float *k, const float *v,
-                          const float *lse, const float *Dsum, int nh, int Nq, int Nk, int C, float scale) {
-    int dh = C / nh, lane = threadIdx.x & 31;
-    Row w = warp_row(nh, Nq);
-    size_t off = ((size_t)w.b * Nq + w.i) * C + w.h * dh, st = ((size_t)w.b * nh + w.h) * Nq + w.i;
-    float qv[MAXV], dv_[MAXV], acc[MAXV];
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        qv[t] = c < dh ? q[off + c] : 0.0f;
-        dv_[t] = c < dh ? dout[off + c] : 0.0f;
-        acc[t] = 0.0f;
-    }
-    float L = lse[st], D = Dsum[st];
-    for (int j = 0; j < Nk; j++) {
-        const float *kr = k + ((size_t)w.b * Nk + j) * C + w.h * dh, *vr = v + ((size_t)w.b * Nk + j) * C + w.h * dh;
-        float s = 0.0f, dp = 0.0f;
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            if (c < dh) s += qv[t] * kr[c], dp += dv_[t] * vr[c];
-        }
-        s = warp_sum(s), dp = warp_sum(dp);
-        float ds = expf(s * scale - L) * (dp - D);
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            if (c < dh) acc[t] += ds * kr[c];
-        }
-    }
-    if (!w.valid) return;
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        if (c < dh) dq[off + c] += scale * acc[t];
-    }
-}
-
-// For key row j: dv_j += sum_i P_ij dout_i; dk_j += scale * sum_i P_ij (dout_i . v_j - D_i) q_i
-__global__ void k_attn_dkv(float *dk, float *dv, const float *dout, const float *q, const float *k, const float *v,
-                           const float *lse, const float *Dsum, int nh, int Nq, int Nk, int C, float scale) {
-    int dh = C / nh, lane = threadIdx.x & 31;
-    Row w = warp_row(nh, Nk);  // w.i is the key row here
-    size_t off = ((size_t)w.b * Nk + w.i) * C + w.h * dh;
-    float kv[MAXV], vv[MAXV], ak[MAXV], av[MAXV];
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        kv[t] = c < dh ? k[off + c] : 0.0f;
-        vv[t] = c < dh ? v[off + c] : 0.0f;
-        ak[t] = av[t] = 0.0f;
-    }
-    const float *L = lse + ((size_t)w.b * nh + w.h) * Nq, *D = Dsum + ((size_t)w.b * nh + w.h) * Nq;
-    for (int i = 0; i < Nq; i++) {
-        size_t qo = ((size_t)w.b * Nq + i) * C + w.h * dh;
-        float s = 0.0f, dp = 0.0f;
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            if (c < dh) s += q[qo + c] * kv[t], dp += dout[qo + c] * vv[t];
-        }
-        s = warp_sum(s), dp = warp_sum(dp);
-        float p = expf(s * scale - L[i]), ds = p * (dp - D[i]);
-        for (int t = 0; t < MAXV; t++) {
-            int c = lane + 32 * t;
-            if (c < dh) av[t] += p * dout[qo + c], ak[t] += ds * q[qo + c];
-        }
-    }
-    if (!w.valid) return;
-    for (int t = 0; t < MAXV; t++) {
-        int c = lane + 32 * t;
-        if (c >= dh) continue;
-        if (dk) dk[off + c] += scale * ak[t];
-        if (dv) dv[off + c] += av[t];
-    }
+    for (int c = lane; c < dh; c += 32) s += dout[off + c] * out[off + c];
+    s = cu_warp_sum(s);
+    if (w.valid && lane == 0) Dsum[((size_t)blockIdx.y * nh + w.h) * Nq + w.i] = s;
 }
 
 static void check_heads(int C, int nh) {
-    if (nh <= 0 || C % nh || C / nh > 32 * MAXV)
-        FATAL("cu_attention: %d channels in %d heads: heads must divide the channels into at most %d each", C, nh,
-              32 * MAXV);
+    if (nh <= 0 || C % nh) FATAL("cu_attention: %d channels do not split into %d heads", C, nh);
 }
-// Grid (x: blocks of warps over nh*R rows, y: samples).
+// Blocks of warps over nh * R rows (y: samples, for k_attn_dsum).
 static dim3 row_grid(int nh, int R, int B) {
     long rows = (long)nh * R, per = LD_CU_BLOCK / 32;
     return dim3((unsigned)((rows + per - 1) / per), (unsigned)B);
+}
+// Query rows per tile: nh * tq * Nk floats per tile buffer within the budget.
+static int tile_rows(DevCtx *d, int nh, int Nq, int Nk) {
+    size_t per = (size_t)nh * (Nk > 0 ? Nk : 1), tq = dev_attention_tile_floats(d) / per;
+    if (tq < 1) tq = 1;
+    return tq > (size_t)Nq ? Nq : (int)tq;
 }
 
 extern "C" {
@@ -170,29 +106,59 @@ void cu_attention_forward(DevCtx *d, float *out, float *lse, const float *q, con
                           int Nq, int Nk, int C, int nh) {
     check_heads(C, nh);
     if ((long)B * Nq * C == 0) return;
-    float scale = 1.0f / sqrtf((float)(C / nh));
-    LD_LAUNCH(k_attn_fwd, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), out, lse, q, k, v, nh, Nq, Nk, C,
-              scale);
-    CU_LAUNCHED();
+    int dh = C / nh, tq = tile_rows(d, nh, Nq, Nk);
+    float scale = 1.0f / sqrtf((float)dh);
+    float *S = dev_scratch(d, (size_t)nh * tq * (Nk > 0 ? Nk : 1));
+    for (int b = 0; b < B; b++) {
+        const float *kb = k + (size_t)b * Nk * C, *vb = v + (size_t)b * Nk * C;
+        for (int i0 = 0; i0 < Nq; i0 += tq) {
+            int R = Nq - i0 < tq ? Nq - i0 : tq;
+            const float *qt = q + ((size_t)b * Nq + i0) * C;
+            float *ot = out + ((size_t)b * Nq + i0) * C, *lt = lse + (size_t)b * nh * Nq + i0;
+            // S[h] = scale Q_h K_h^T: [R, dh] x [dh, Nk], heads dh channels apart
+            dev_gemm_batched(d, 0, 1, R, Nk, dh, scale, qt, C, dh, kb, C, dh, 0.0f, S, Nk, (long)R * Nk, nh);
+            LD_LAUNCH(k_softmax_rows, row_grid(nh, R, 1), dim3(LD_CU_BLOCK), dev_stream(d), S, lt, nh, R, Nk, Nq);
+            CU_LAUNCHED();
+            // O_h = P_h V_h: [R, Nk] x [Nk, dh] into the head's channels of out
+            dev_gemm_batched(d, 0, 0, R, dh, Nk, 1.0f, S, Nk, (long)R * Nk, vb, C, dh, 0.0f, ot, C, dh, nh);
+        }
+    }
 }
+
 void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *out, const float *lse, int B, int Nq, int Nk,
                            int C, int nh) {
     check_heads(C, nh);
-    if ((long)B * Nq * C == 0 || (!dq && !dk && !dv)) return;
-    float scale = 1.0f / sqrtf((float)(C / nh));
-    float *Dsum = dev_scratch(d, (size_t)B * nh * Nq);
+    if ((long)B * Nq * C == 0 || Nk == 0 || (!dq && !dk && !dv)) return;
+    int dh = C / nh, tq = tile_rows(d, nh, Nq, Nk);
+    float scale = 1.0f / sqrtf((float)dh);
+    size_t tile = (size_t)nh * tq * Nk, nd = (size_t)B * nh * Nq;
+    // one scratch: the probabilities, their gradient, and D
+    float *P = dev_scratch(d, 2 * tile + nd), *dP = P + tile, *Dsum = dP + tile;
     LD_LAUNCH(k_attn_dsum, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), Dsum, dout, out, nh, Nq, C);
     CU_LAUNCHED();
-    if (dq) {
-        LD_LAUNCH(k_attn_dq, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), dq, dout, q, k, v, lse, Dsum, nh,
-                  Nq, Nk, C, scale);
-        CU_LAUNCHED();
-    }
-    if ((dk || dv) && Nk > 0) {
-        LD_LAUNCH(k_attn_dkv, row_grid(nh, Nk, B), dim3(LD_CU_BLOCK), dev_stream(d), dk, dv, dout, q, k, v, lse, Dsum,
-                  nh, Nq, Nk, C, scale);
-        CU_LAUNCHED();
+    for (int b = 0; b < B; b++) {
+        const float *kb = k + (size_t)b * Nk * C, *vb = v + (size_t)b * Nk * C;
+        float *dkb = dk ? dk + (size_t)b * Nk * C : NULL, *dvb = dv ? dv + (size_t)b * Nk * C : NULL;
+        for (int i0 = 0; i0 < Nq; i0 += tq) {
+            int R = Nq - i0 < tq ? Nq - i0 : tq;
+            size_t row0 = ((size_t)b * Nq + i0) * C;
+            const float *lt = lse + (size_t)b * nh * Nq + i0, *Dt = Dsum + (size_t)b * nh * Nq + i0;
+            long sR = (long)R * Nk;
+            dev_gemm_batched(d, 0, 1, R, Nk, dh, scale, q + row0, C, dh, kb, C, dh, 0.0f, P, Nk, sR, nh);
+            LD_LAUNCH(k_probs, row_grid(nh, R, 1), dim3(LD_CU_BLOCK), dev_stream(d), P, lt, nh, R, Nk, Nq);
+            CU_LAUNCHED();
+            // dv_h += P_h^T dO_h: [Nk, R] x [R, dh]
+            if (dvb) dev_gemm_batched(d, 1, 0, Nk, dh, R, 1.0f, P, Nk, sR, dout + row0, C, dh, 1.0f, dvb, C, dh, nh);
+            if (!dq && !dkb) continue;
+            // dP_h = dO_h V_h^T, then dS = P (dP - D)
+            dev_gemm_batched(d, 0, 1, R, Nk, dh, 1.0f, dout + row0, C, dh, vb, C, dh, 0.0f, dP, Nk, sR, nh);
+            LD_LAUNCH(k_dsoftmax, row_grid(nh, R, 1), dim3(LD_CU_BLOCK), dev_stream(d), dP, P, Dt, nh, R, Nk, Nq);
+            CU_LAUNCHED();
+            // dq_h += scale dS_h K_h; dk_h += scale dS_h^T Q_h
+            if (dq) dev_gemm_batched(d, 0, 0, R, dh, Nk, scale, dP, Nk, sR, kb, C, dh, 1.0f, dq + row0, C, dh, nh);
+            if (dkb) dev_gemm_batched(d, 1, 0, Nk, dh, R, scale, dP, Nk, sR, q + row0, C, dh, 1.0f, dkb, C, dh, nh);
+        }
     }
 }
 }

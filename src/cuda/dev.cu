@@ -14,6 +14,7 @@ struct DevCtx {
     cublasHandle_t blas;
     float *scratch;
     size_t scratch_floats;
+    size_t attn_tile_floats;
 };
 
 cudaStream_t dev_stream(DevCtx *d) { return d->stream; }
@@ -60,6 +61,7 @@ DevCtx *dev_open(int device, GemmPrecision precision, Error *e) {
     DevCtx *d = (DevCtx *)xcalloc(1, sizeof *d);
     d->device = device;
     d->precision = precision;
+    d->attn_tile_floats = (size_t)16 << 20;
     DEV_TRY(cudaSetDevice(device));
     DEV_TRY(cudaStreamCreate(&d->stream));
     if (cublasCreate(&d->blas) != CUBLAS_STATUS_SUCCESS) {
@@ -138,6 +140,8 @@ float *dev_scratch(DevCtx *d, size_t n) {
 }
 
 size_t dev_scratch_floats(const DevCtx *d) { return d->scratch_floats; }
+size_t dev_attention_tile_floats(const DevCtx *d) { return d->attn_tile_floats; }
+void dev_set_attention_tile_floats(DevCtx *d, size_t n) { d->attn_tile_floats = n ? n : 1; }
 
 static cublasComputeType_t compute_type(GemmPrecision p) {
     return p == GEMM_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : p == GEMM_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF

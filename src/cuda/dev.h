@@ -50,6 +50,11 @@ void dev_sync(DevCtx *d);
 // (the GPU twin of kernels' Scratch: sized by the largest single op).
 float *dev_scratch(DevCtx *d, size_t n);
 size_t dev_scratch_floats(const DevCtx *d);  // its size now
+// The most floats one attention tile's logits ([heads, query rows, keys]) may
+// take (attention.cu; backward holds two such tiles). Default 16 Mi (64 MiB);
+// tests set it small so that shapes they can afford run in several tiles.
+size_t dev_attention_tile_floats(const DevCtx *d);
+void dev_set_attention_tile_floats(DevCtx *d, size_t n);
 
 // gemm.h's row-major products on device pointers (same arguments).
 void dev_gemm(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,

@@ -70,8 +70,9 @@ void cu_conv2d_forward(DevCtx *d, float *out, const float *x, const float *w, co
 void cu_conv2d_backward(DevCtx *d, float *dx, float *dw, float *db, const float *dout, const float *x,
                         const float *w, int B, int Cin, int H, int W, int Cout, int k, int stride, int pad);
 
-// ---- attention.cu: kernels.h's attention_flash_* without tiles or scratch:
-// out [B,Nq,C], lse [B,nh,Nq]; backward recomputes probabilities from q, k, lse.
+// ---- attention.cu: kernels.h's attention_flash_* (out [B,Nq,C], lse [B,nh,Nq];
+// backward recomputes probabilities from q, k, lse) in query tiles of
+// dev_attention_tile_floats, the products on cuBLAS; any head size.
 void cu_attention_forward(DevCtx *d, float *out, float *lse, const float *q, const float *k, const float *v, int B,
                           int Nq, int Nk, int C, int nh);
 void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const float *dout, const float *q,

@@ -287,13 +287,17 @@ static void test_attention(void) {
     // ragged row counts, head sizes below/above/at multiples of the 32 lanes;
     // on a GPU also SD-1.5's first self- and cross-attention shapes at 32x32
     // latents (the emulator runs a shuffle as two block barriers: too slow there)
+    // tq: query rows per tile (the tile budget set to fit that many; 0: the default, one tile here)
     struct {
-        int B, Nq, Nk, C, nh;
-    } cs[] = {{1, 19, 23, 80, 2}, {1, 30, 7, 96, 3}, {2, 9, 21, 128, 2}, {1, 5, 5, 160, 1},
-              {1, 1024, 1024, 320, 8}, {2, 1024, 77, 320, 8}};
-    size_t ncase = sizeof cs / sizeof *cs - (dev_is_emulated() ? 2 : 0);
+        int B, Nq, Nk, C, nh, tq;
+    } cs[] = {{1, 19, 23, 80, 2, 0},  {1, 19, 23, 80, 2, 4},    {1, 30, 7, 96, 3, 7},     {2, 9, 21, 128, 2, 1},
+              {1, 5, 5, 160, 1, 0},   {2, 13, 11, 320, 1, 5},   {1, 1024, 1024, 320, 8, 0}, {2, 1024, 77, 320, 8, 0},
+              {1, 1024, 1024, 320, 8, 100}};
+    size_t ncase = sizeof cs / sizeof *cs - (dev_is_emulated() ? 3 : 0);
+    size_t tile0 = dev_attention_tile_floats(D);
     for (size_t t = 0; t < ncase; t++) {
         int B = cs[t].B, Nq = cs[t].Nq, Nk = cs[t].Nk, C = cs[t].C, nh = cs[t].nh;
+        dev_set_attention_tile_floats(D, cs[t].tq ? (size_t)cs[t].tq * nh * Nk : tile0);
         size_t nq = (size_t)B * Nq * C, nk = (size_t)B * Nk * C, nl = (size_t)B * nh * Nq;
         float *q = h_rand(nq, 2), *k = h_rand(nk, 2), *v = h_rand(nk, 1), *dout = h_rand(nq, 1);
         float *out = xmalloc(nq * 4), *lse = xmalloc(nl * 4);
@@ -309,7 +313,7 @@ static void test_attention(void) {
         char what[5][80];
         const char *part[] = {"out", "lse", "dq", "dk", "dv"};
         for (int i = 0; i < 5; i++)
-            snprintf(what[i], sizeof what[i], "attention %dx%d C%d h%d %s", Nq, Nk, C, nh, part[i]);
+            snprintf(what[i], sizeof what[i], "attention %dx%d C%d h%d tq%d %s", Nq, Nk, C, nh, cs[t].tq, part[i]);
         cmp(what[0], out, out_, nq, TOL_ATTN), cmp(what[1], lse, lse_, nl, TOL_ATTN);
         cmp(what[2], dq, dq_, nq, TOL_ATTN), cmp(what[3], dk, dk_, nk, TOL_ATTN), cmp(what[4], dv, dv_, nk, TOL_ATTN);
         float *ps[] = {q_, k_, v_, dout_, out_, lse_, dq_, dk_, dv_};
@@ -317,6 +321,7 @@ static void test_attention(void) {
         free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq0), free(dk0), free(dv0), free(dq);
         free(dk), free(dv), free(sc);
     }
+    dev_set_attention_tile_floats(D, tile0);
 }
 
 static void test_losses(void) {
