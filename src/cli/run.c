@@ -32,6 +32,31 @@ int run_ctx_lock(RunCtx *r, const char *command, Error *e) {
 
 Backend *run_device(const RunCtx *r) { return r->device; }
 
+// Whether two ranks of a node sit on one physical GPU (their PCI bus ids, so
+// it holds whatever CUDA_VISIBLE_DEVICES each rank was given): NCCL refuses
+// that. Collective; rank 0 gets the reason in why ("" where none do).
+static void shared_gpu(RunCtx *r, char *why, size_t n) {
+    Comm *c = r->comm;
+    typedef struct {
+        int node;
+        char id[64];
+    } GpuId;
+    GpuId mine;
+    memset(&mine, 0, sizeof mine);
+    mine.node = c->node;
+    r->gpu->device_id(r->device, mine.id, sizeof mine.id);
+    GpuId *all = c->rank == 0 ? xmalloc((size_t)c->size * sizeof *all) : NULL;
+    size_t *counts = c->rank == 0 ? xmalloc((size_t)c->size * sizeof *counts) : NULL;
+    for (int i = 0; c->rank == 0 && i < c->size; i++) counts[i] = sizeof *all;
+    c->gatherv_bytes(c, &mine, sizeof mine, all, counts, 0);
+    for (int i = 0; all && i < c->size && !why[0]; i++)
+        for (int j = i + 1; j < c->size && !why[0]; j++)
+            if (all[i].node == all[j].node && !strcmp(all[i].id, all[j].id))
+                snprintf(why, n, "ranks %d and %d share the GPU at %s, and NCCL needs a GPU of its own per rank", i, j,
+                         all[i].id);
+    free(all), free(counts);
+}
+
 int run_grad_comm(RunCtx *r, Comm **out, Error *e) {
     *out = r->grad_comm;
     if (r->grad_comm_asked) return 0;
@@ -43,25 +68,18 @@ int run_grad_comm(RunCtx *r, Comm **out, Error *e) {
             printf("gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = \"mpi\")\n");
         return 0;
     }
-    // why NCCL cannot serve on this rank ("" where it can); every rank must decide alike
-    char why[200] = "";
-    Error ce = {0};
-    int gpus = r->gpu && r->gpu->sum_comm ? r->gpu->count(&ce) : 0;
+    // why NCCL cannot serve ("" where it can): rank 0 decides for all
+    char why[300] = "";
     if (!r->gpu || !r->gpu->sum_comm)
         snprintf(why, sizeof why, "this build has no NCCL (an LD_CUDA build finds it in the CUDA toolkit; LD_NCCL=ON)");
-    else if (!r->gpu->sum_shares_device && gpus < c->local_size)
-        snprintf(why, sizeof why, "node %d runs %d ranks on %d GPU%s, and NCCL needs a GPU of its own per rank", c->node,
-                 c->local_size, gpus, gpus == 1 ? "" : "s");
+    else
+        shared_gpu(r, why, sizeof why);
+    c->bcast(c, why, sizeof why, 0);
     int cannot = why[0] != 0;
-    c->max_i32(c, &cannot, 1);
     if (cannot) {
-        if (want == GPU_COMM_NCCL) {  // every rank reports the lowest failing rank's reason
-            comm_agree_share(c, why[0] ? errorf(e, "runtime.gpu_comm = \"nccl\": %s", why) : 0, e);
-            return -1;
-        }
+        if (want == GPU_COMM_NCCL) return errorf(e, "runtime.gpu_comm = \"nccl\": %s", why);  // alike on every rank
         if (c->rank == 0)
-            printf("gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = \"auto\": %s)\n",
-                   why[0] ? why : "a node cannot use NCCL");
+            printf("gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = \"auto\": %s)\n", why);
         return 0;
     }
     Comm *g = r->gpu->sum_comm(r->device, c, e);

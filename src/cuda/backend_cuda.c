@@ -224,6 +224,7 @@ static Backend *p_create(int device, Precision precision, Error *e) {
     return backend_cuda_create(device, (GemmPrecision)precision, e);
 }
 static void p_describe(const Backend *be, char *buf, size_t n) { dev_describe(backend_cuda_dev(be), buf, n); }
+static void p_device_id(const Backend *be, char *buf, size_t n) { dev_pci_id(backend_cuda_dev(be), buf, n); }
 
 #ifdef LD_HAVE_NCCL
 static Comm *p_sum_comm(Backend *be, Comm *host, Error *e) { return nccl_sum_create(host, backend_cuda_dev(be), e); }
@@ -231,15 +232,10 @@ static Comm *p_sum_comm(Backend *be, Comm *host, Error *e) { return nccl_sum_cre
 #else
 #define SUM_COMM NULL, NULL, NULL  // built without NCCL: the GPUs sum through host memory
 #endif
-#ifdef LD_CUDA_EMU
-#define SHARES 1  // emu/nccl_emu.h: every rank of the machine on the one emulated device
-#else
-#define SHARES 0  // NCCL refuses two ranks of a communicator on one GPU
-#endif
 
 const DeviceBackend *backend_cuda_device(void) {
     // the emulator under its own name, so no start-up line can pass it off as a GPU
-    static const DeviceBackend gpu = {"CUDA", dev_count, p_create, p_describe, SUM_COMM, SHARES};
-    static const DeviceBackend emu = {"CUDA emulator", dev_count, p_create, p_describe, SUM_COMM, SHARES};
+    static const DeviceBackend gpu = {"CUDA", dev_count, p_create, p_describe, SUM_COMM, p_device_id};
+    static const DeviceBackend emu = {"CUDA emulator", dev_count, p_create, p_describe, SUM_COMM, p_device_id};
     return dev_is_emulated() ? &emu : &gpu;
 }

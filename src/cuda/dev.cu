@@ -20,6 +20,9 @@ struct DevCtx {
 cudaStream_t dev_stream(DevCtx *d) { return d->stream; }
 cublasHandle_t dev_blas(DevCtx *d) { return d->blas; }
 int dev_index(const DevCtx *d) { return d->device; }
+void dev_pci_id(DevCtx *d, char *buf, size_t n) {
+    if (cudaDeviceGetPCIBusId(buf, (int)n, d->device) != cudaSuccess) snprintf(buf, n, "CUDA device %d", d->device);
+}
 
 const char *gemm_precision_name(GemmPrecision p) {
     return p == GEMM_TF32 ? "tf32" : p == GEMM_BF16 ? "bf16" : "fp32";

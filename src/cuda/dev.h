@@ -33,6 +33,9 @@ DevCtx *dev_open(int device, GemmPrecision precision, Error *e);
 void dev_close(DevCtx *d);  // NULL is fine
 int dev_is_emulated(void);
 int dev_index(const DevCtx *d);  // the CUDA device it runs on
+// The physical GPU, as its PCI bus id ("0000:3B:00.0"): what tells whether two
+// ranks of a node share one, whatever CUDA_VISIBLE_DEVICES each of them has.
+void dev_pci_id(DevCtx *d, char *buf, size_t n);
 // "NVIDIA H200, 139.8 GiB, sm_90" (or the emulator's name).
 void dev_describe(DevCtx *d, char *buf, size_t n);
 void dev_set_precision(DevCtx *d, GemmPrecision p);

@@ -58,7 +58,8 @@ typedef struct {
     Comm *(*sum_comm)(Backend *be, Comm *host, Error *e);
     void (*sum_comm_free)(Comm *c);
     void (*sum_comm_describe)(char *buf, size_t n);  // "NCCL 2.27.7"
-    int sum_shares_device;  // those sums also work with several ranks on one device (the emulator's)
+    // The physical GPU under be (its PCI bus id): NCCL refuses two ranks on one.
+    void (*device_id)(const Backend *be, char *buf, size_t n);
 } DeviceBackend;
 
 // Whether `device` can run here, without selecting it: DEVICE_CUDA on a build

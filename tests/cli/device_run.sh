@@ -65,8 +65,12 @@ if grep -q "gradients: the 2 GPUs sum them over" "$T/dev2.log"; then
 elif [ "$(basename "$DEV")" = laptop-diff-emu ]; then
   bad "the emulator's 2 ranks did not sum over (emulated) NCCL: $(grep -m1 '^gradients' "$T/dev2.log")"
 else
-  grep -q 'gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = "auto": node 0 runs 2 ranks on 1 GPU' \
+  grep -q 'gradients: the GPUs sum them through host memory over MPI (runtime.gpu_comm = "auto": ranks 0 and 1 share the GPU at ' \
     "$T/dev2.log" && ok || bad "no NCCL and no reason why: $(grep -m1 '^gradients' "$T/dev2.log")"
+  # asked for by name, NCCL on a shared GPU is an error saying so
+  run nccl2 "$DEV" 2 cuda --set runtime.gpu_comm='"nccl"' && bad "gpu_comm = nccl on one GPU for 2 ranks succeeded"
+  grep -q 'runtime.gpu_comm = "nccl": ranks 0 and 1 share the GPU at .*, and NCCL needs a GPU of its own per rank' \
+    "$T/nccl2.log" && ok || bad "gpu_comm = nccl on a shared GPU: $(grep -m1 'laptop-diff:' "$T/nccl2.log")"
 fi
 run dev2mpi "$DEV" 2 cuda --set train.bucket_mb=0.05 --set runtime.gpu_comm='"mpi"' || bad "2-rank device run over MPI failed: $(tail -3 "$T/dev2mpi.log")"
 grep -q 'distill: gradient sums over MPI from a host copy: [0-9]* buckets of 0.05 MiB per step, 0 started while backward ran' \

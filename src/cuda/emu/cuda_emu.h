@@ -96,6 +96,8 @@ struct cudaDeviceProp {
     size_t totalGlobalMem;
 };
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+// Each process has a device of its own here: its id names the process.
+cudaError_t cudaDeviceGetPCIBusId(char *buf, int len, int d);
 
 // ---- cuBLAS ----
 typedef int cublasStatus_t;
