@@ -49,7 +49,7 @@ if ! run dev1 "$DEV" 1 cuda; then
   fi
   bad "device run failed: $(tail -3 "$T/dev1.log")"
 fi
-grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample and the output-loss forwards" "$T/dev1.log" && ok \
+grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample, eval's U-Net passes and score/plan's teacher pass and output-loss forwards on it" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
 run dev2 "$DEV" 2 cuda || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 for r in dev1 dev2; do
