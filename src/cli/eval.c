@@ -3,7 +3,8 @@
 // loss (MSE to the true noise), output MSE to the teacher, parameters, MACs
 // and seconds per sample; /eval/<model>/* in run.h5, a table on stdout, and a
 // PNG with teacher and student samples side by side for the same seeds and
-// classes. See commands.h.
+// classes. With a device (run_device) every U-Net pass runs there; the
+// evaluator classifier and FID stay on the CPU. See commands.h.
 #include <stdio.h>
 #include <string.h>
 
@@ -27,16 +28,20 @@ typedef struct {
     double task_loss, output_mse, params, macs, seconds_per_sample;
 } Metrics;
 
-static int measure(UNet *u, Calib *cs, Metrics *m, Error *e) {
+// u's metrics on cs, a set in u's backend memory (calib_on): the outputs stay
+// there and both losses are the backend's sums (doubles; on the CPU
+// mse_forward itself), so only the two numbers come back from a device.
+static int measure(UNet *u, const Calib *cs, Metrics *m, Error *e) {
+    const Backend *be = u->be;
     size_t per = (size_t)cs->Co * cs->H * cs->W, n = (size_t)cs->n * per;
-    float *out = xmalloc(n * sizeof(float));
+    float *out = be->mem.alloc(be->ctx, n ? n : 1);
     double t0 = now_s();
     int rc = calib_run(u, cs, NULL, out, &m->output_mse, e);
-    m->seconds_per_sample = (now_s() - t0) / cs->n;
-    if (!rc) m->task_loss = mse_forward(out, cs->noise, n);
+    m->seconds_per_sample = (now_s() - t0) / cs->n;  // calib_run's per-chunk sums wait for the device
+    if (!rc) m->task_loss = BK(be, mse_forward, out, cs->noise, n);
     m->params = (double)u->pt.total;
     m->macs = (double)unet_total_macs(u);
-    free(out);
+    be->mem.free(be->ctx, out);
     return rc;
 }
 
@@ -260,19 +265,31 @@ int eval_main(RunCtx *r, Error *e) {
     const JobConfig *cfg = r->cfg;
     Comm *comm = r->comm;
     const char *run_h5 = r->dir.run_h5, *png = r->dir.eval_png;
-    UNet *t = run_teacher(r, e), *s = NULL;
+    UNet *t = run_teacher(r, e), *s = NULL, *td = NULL;
     if (!t) return -1;
     s = unet_from_file(r->dir.student, &cfg->model, e);
     int rc = s ? 0 : -1;
     if (comm_agree(comm, rc, e)) goto done;
+    // On the rank's GPU both models' passes run there (one backend, so one
+    // stream orders them): the student moves, the teacher gets a device copy
+    // (the run's host teacher may be node-shared read-only memory, and stays
+    // for the run's other stages). The classifier and FID stay on the CPU.
+    Backend *dev = run_device(r);
+    if (dev) {
+        td = unet_copy_to(t, backend_retain(dev), e);
+        if ((rc = comm_agree(comm, td ? 0 : -1, e))) goto done;
+        unet_use_backend(s, backend_retain(dev));
+        t = td;
+    }
     Metrics mt = {0}, ms = {0};
     if (comm->rank == 0) {
-        Calib cs;
+        Calib cs, on = {0};  // the held-out set on the host, and in the models' memory
         rc = calib_build_from(&cs, &cfg->data, &cfg->diffusion, &cfg->model, cfg->runtime.seed, "test",
                               cfg->eval.samples, cfg->prune.batch, e);
-        if (!rc) rc = calib_teacher(t, &cs, e);
-        if (!rc) rc = measure(t, &cs, &mt, e);
-        if (!rc) rc = measure(s, &cs, &ms, e);
+        if (!rc) rc = calib_teacher_on(t, &cs, &on, e);
+        if (!rc) rc = measure(t, &on, &mt, e);
+        if (!rc) rc = measure(s, &on, &ms, e);
+        calib_free_on(&on, t->be);
         calib_free(&cs);
         if (!rc) {
             printf("eval on %d held-out samples (test split):\n", cfg->eval.samples);
@@ -323,5 +340,6 @@ int eval_main(RunCtx *r, Error *e) {
     rc = comm_agree(comm, rc, e);
 done:
     unet_free(s);
+    unet_free(td);
     return rc;
 }

@@ -72,19 +72,42 @@ typedef struct {
     Calib cs;
 } OnDevice;
 
-static int on_device_open(RunCtx *r, const UNet *u, const Calib *cs, OnDevice *d, Error *e) {
-    *d = (OnDevice){0};
-    Backend *dev = run_device(r);
-    if (!dev) return 0;
-    d->u = unet_copy_to(u, backend_retain(dev), e);
-    if (d->u) calib_on(&d->cs, cs, dev);
-    return comm_agree(r->comm, d->u ? 0 : -1, e);
-}
-
 static void on_device_close(OnDevice *d) {
     if (d->u) calib_free_on(&d->cs, d->u->be);
     unet_free(d->u);
     d->u = NULL;
+}
+
+// The run's calibration set (run_calib) and, on a device, its copy there in d.
+// Where the context has no set yet and a device is there, the set is built as
+// run_calib builds it, but its one teacher pass runs on the device copy of the
+// teacher and the outputs come back into the context's host set
+// (calib_teacher_on), so the CPU criteria and a later stage on this context
+// (plan after score in `run`) see them. NULL + e (agreed); d is then closed.
+static Calib *calib_and_device(RunCtx *r, const UNet *u, OnDevice *d, Error *e) {
+    *d = (OnDevice){0};
+    Backend *dev = run_device(r);
+    if (!dev || r->have_calib) {
+        Calib *cs = run_calib(r, e);
+        if (!cs || !dev) return cs;
+        d->u = unet_copy_to(u, backend_retain(dev), e);
+        if (d->u) calib_on(&d->cs, cs, dev);
+        if (!comm_agree(r->comm, d->u ? 0 : -1, e)) return cs;
+        on_device_close(d);  // another rank's copy failed
+        return NULL;
+    }
+    const JobConfig *c = r->cfg;
+    d->u = unet_copy_to(u, backend_retain(dev), e);
+    int rc = d->u ? 0 : -1;
+    if (!rc) rc = calib_build(&r->calib, &c->prune, &c->data, &c->diffusion, &c->model, c->runtime.seed, e);
+    if (!rc) rc = calib_teacher_on(d->u, &r->calib, &d->cs, e);
+    if (comm_agree(r->comm, rc, e)) {
+        calib_free(&r->calib);
+        on_device_close(d);
+        return NULL;
+    }
+    r->have_calib = 1;
+    return &r->calib;
 }
 
 static const char *DESCRIPTIONS[CRIT_COUNT] = {
@@ -99,9 +122,9 @@ int score_main(RunCtx *r, Error *e) {
     const JobConfig *cfg = r->cfg;
     Comm *comm = r->comm;
     UNet *u = teacher_at_granularity(r, e);
-    Calib *cs = u ? run_calib(r, e) : NULL;
-    OnDevice od;
-    if (!cs || on_device_open(r, u, cs, &od, e)) return -1;
+    OnDevice od = {0};
+    Calib *cs = u ? calib_and_device(r, u, &od, e) : NULL;
+    if (!cs) return -1;
     int rc = 0;
     if (comm->rank == 0) {
         printf("score: %d candidates (granularity %s), %d calibration samples, criteria ", u->n_cands,
@@ -291,7 +314,8 @@ int plan_main(RunCtx *r, Error *e) {
         return -1;
     }
     // measure: the plan's actual output loss and the additivity sets, split across ranks
-    Calib *cs = run_calib(r, e);
+    OnDevice od = {0};
+    Calib *cs = calib_and_device(r, u, &od, e);
     int K = have_scores ? cfg->prune.additivity_sets : 0;
     double achievable = 0;
     for (int i = 0; i < n; i++)
@@ -304,8 +328,7 @@ int plan_main(RunCtx *r, Error *e) {
     uint8_t *masks = xcalloc((size_t)(K + 1) * n, 1);
     if (K) memcpy(masks, sets, (size_t)K * n);
     memcpy(masks + (size_t)K * n, p.removed, (size_t)n);
-    OnDevice od = {0};
-    rc = cs ? on_device_open(r, u, cs, &od, e) : -1;
+    rc = cs ? 0 : -1;
     if (!rc)
         rc = removal_losses(od.u ? od.u : u, od.u ? &od.cs : cs, masks, NULL, K + 1, comm, "plan output loss",
                             "removal set", actual, e);

@@ -141,6 +141,30 @@ void calib_on(Calib *dst, const Calib *src, const Backend *be) {
     dst->teacher = copy_on(be, src->teacher, n * src->Co * src->H * src->W);
 }
 
+int calib_teacher_on(UNet *teacher, Calib *cs, Calib *dst, Error *e) {
+    const Backend *be = teacher->be;
+    if (!be->on_device) {
+        if (calib_teacher(teacher, cs, e)) {
+            memset(dst, 0, sizeof *dst);
+            return -1;
+        }
+        calib_on(dst, cs, be);
+        return 0;
+    }
+    float *host = cs->teacher;
+    cs->teacher = NULL;  // what is computed: nothing to upload
+    calib_on(dst, cs, be);
+    cs->teacher = host;
+    size_t n = (size_t)cs->n * cs->Co * cs->H * cs->W;
+    dst->teacher = be->mem.alloc(be->ctx, n ? n : 1);
+    if (calib_run(teacher, dst, NULL, dst->teacher, NULL, e)) {
+        calib_free_on(dst, be);
+        return -1;
+    }
+    be->download(be->ctx, host, dst->teacher, n);
+    return 0;
+}
+
 void calib_free_on(Calib *c, const Backend *be) {
     if (be->on_device) {
         float *p[] = {c->xt, c->noise, c->ctx, c->t, c->pooled, c->time_ids, c->teacher};

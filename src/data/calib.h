@@ -63,4 +63,12 @@ void calib_shard(const Calib *cs, int s, int *first, int *count);
 
 // The teacher's outputs (every rank computes them once).
 int calib_teacher(UNet *teacher, Calib *cs, Error *e);
+
+// calib_teacher with the teacher on its own backend: dst becomes the set in
+// that backend's memory (calib_on; the teacher's outputs are not uploaded but
+// computed there), and the outputs also come back into cs->teacher, so host
+// code sees what calib_teacher gives (within the device's rounding). On the
+// CPU it is calib_teacher + calib_on. On failure dst is left empty. Free dst
+// with calib_free_on(dst, teacher->be) on every path.
+int calib_teacher_on(UNet *teacher, Calib *cs, Calib *dst, Error *e);
 #endif

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# train and distill with runtime.device = "cuda": the device-resident stage path
+# the stages with runtime.device = "cuda": the device-resident stage path
 # (weights, optimizer state, batches, activations on the device; the host sees
 # checkpoints, snapshots and the final files) against the same job on the CPU.
 # Run twice by ctest: on laptop-diff-emu (the CUDA backend on the host emulator,
@@ -14,13 +14,18 @@
 #    through the host exactly)
 #  - train (the denoising task from a seeded init) on the device == on the CPU
 #  - sample (DDIM with guidance, the U-Net passes on the device) == the CPU's within 1e-4 of the range
-#  - score's output_loss and plan's measured losses with their forwards on the device (1 and 2
-#    ranks) == the CPU's within 1e-5 relative, and the same plan
+#  - score's output_loss and plan's measured losses with their forwards (and the calibration
+#    set's teacher pass) on the device (1 and 2 ranks) == the CPU's within 1e-5 relative, the same plan
+#  - a text_time (SDXL-style) model at 8x8 on HDF5 data with random /pooled and /time_ids: `run`
+#    (score, plan, 1 distill step, eval) on the device == on the CPU (scores, plan losses, /train
+#    series, the teacher's eval within 1e-5 relative); eval of the same teacher and student on the
+#    device, 1 and 2 ranks: task_loss and output_mse within 1e-5 relative, the PNG samples within
+#    one gray level on under 1% of the pixels
 # Args: DEVICE_BINARY SOURCE_DIR; $CPU_BIN is the CPU reference binary, $STDIFF, $INIT_MODEL.
 set -u
 DEV=$1; SRC=$2
 . "$SRC/tests/cli/harness.sh"
-require_h5py
+require_h5py PIL  # PIL: eval's PNG samples
 command -v mpirun >/dev/null || skip "no mpirun on PATH (Open MPI)"
 JOB="$SRC/jobs/fmnist_tiny.cfg"
 CPU=${CPU_BIN:?CPU_BIN: the laptop-diff that runs the CPU reference}
@@ -50,7 +55,7 @@ if ! run dev1 "$DEV" 1 cuda; then
   fi
   bad "device run failed: $(tail -3 "$T/dev1.log")"
 fi
-grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample and the output-loss forwards" "$T/dev1.log" && ok \
+grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample, eval's U-Net passes and score/plan's teacher pass and output-loss forwards on it" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
 run dev2 "$DEV" 2 cuda --set train.bucket_mb=0.05 || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 # the gradient sums between the GPUs: NCCL (runtime.gpu_comm = "auto"), buckets started while
@@ -194,4 +199,80 @@ with h5py.File(f"{T}/prune/run.h5", "r") as c:
                     assert np.allclose(x, y, rtol=1e-5, atol=0), (np_, a, x, y)
             print(f"score on the device, {np_} rank(s): output_loss within {rel:.1e} of the CPU's; plan {dp.attrs['removed']!r}")
 PY
+
+# An SDXL-style model through the device: fmnist_tiny's layout with text_time conditioning
+# (add_embedding, 2-deep transformer stacks) at 8x8 on HDF5 data with random /pooled and
+# /time_ids (so the added conditioning's uploads matter), small enough for the emulator.
+# `run` (score, plan, distill, eval on one context: plan's measured losses use the teacher
+# outputs score's device pass brought back) on the device == on the CPU; then eval alone of
+# the same teacher and student on the device, 1 and 2 ranks == the CPU's, with its samples
+/usr/bin/python3 - "$T/tt.h5" <<'PY'
+import h5py, numpy as np, sys
+r = np.random.default_rng(7)
+with h5py.File(sys.argv[1], "w") as f:
+    for g in ("", "test/"):
+        f[g + "latents"] = r.standard_normal((8, 1, 8, 8)).astype(np.float32)
+        f[g + "context"] = r.standard_normal((8, 8, 16)).astype(np.float32)
+        f[g + "pooled"] = r.standard_normal((8, 6)).astype(np.float32)
+        f[g + "time_ids"] = r.uniform(0, 16, (8, 6)).round().astype(np.float32)
+PY
+TT=(--set 'model.addition_embed_type="text_time"' --set model.addition_time_embed_dim=4
+    --set model.projection_class_embeddings_input_dim=30 --set model.transformer_layers_per_block=2
+    --set model.sample_size=8 --set 'data.source="hdf5"' --set data.path="$T/tt.h5")
+"$INIT_MODEL" "$JOB" "$T/tt_teacher.safetensors" 5 "${TT[@]}" >/dev/null || bad "init_model of the text_time teacher failed"
+TR=("${TT[@]}" --set model.weights="$T/tt_teacher.safetensors" --set prune.calib_samples=4 --set prune.batch=2
+    --set prune.additivity_sets=1 --set train.batch=2 --set train.steps=1 --set distill.probe_samples=2
+    --set distill.activation_interval=1 --set eval.samples=6 --set sample.per_class=1 --set sample.steps=2)
+mpirun_n 1 "$CPU" run "$JOB" "${TR[@]}" --set output.dir="$T/ttcpu" >"$T/ttcpu.log" 2>&1 \
+  || bad "CPU run of the text_time model failed: $(tail -3 "$T/ttcpu.log")"
+mpirun_n 1 "$DEV" run "$JOB" "${TR[@]}" --set output.dir="$T/ttdev" --set runtime.device='"cuda"' >"$T/ttdev.log" 2>&1 \
+  || bad "device run of the text_time model failed: $(tail -3 "$T/ttdev.log")"
+for np in 1 2; do
+  mkdir -p "$T/ttev$np" && cp "$T/ttcpu/student.safetensors" "$T/ttev$np/"
+  mpirun_n $np "$DEV" eval "$JOB" "${TR[@]}" --set output.dir="$T/ttev$np" --set runtime.device='"cuda"' \
+    >"$T/ttev$np.log" 2>&1 || bad "device eval ($np ranks) failed: $(tail -3 "$T/ttev$np.log")"
+done
+/usr/bin/python3 - "$T" <<'PY' && ok || bad "the text_time model's run and eval on the device vs the CPU"
+import sys, h5py, numpy as np
+from PIL import Image
+T = sys.argv[1]
+def rel(x, y):
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    return float(np.max(np.abs(x - y) / np.maximum(np.abs(y), 1e-30)))
+worst, png = {}, 0.0
+def within(what, x, y, tol=1e-5):
+    r = rel(x, y)
+    assert np.all(np.isfinite(x)) and r <= tol, (what, r, x, y)
+    worst[what.split(":")[0]] = max(worst.get(what.split(":")[0], 0), r)
+metrics = ("task_loss", "output_mse")
+with h5py.File(f"{T}/ttcpu/run.h5", "r") as c, h5py.File(f"{T}/ttdev/run.h5", "r") as d:
+    cs = c["/prune/scores/output_loss"][()]
+    ok = ~np.isnan(cs)
+    assert ok.sum() > 3 and np.array_equal(ok, ~np.isnan(d["/prune/scores/output_loss"][()]))
+    within("run score", d["/prune/scores/output_loss"][()][ok], cs[ok])
+    assert np.array_equal(d["/prune/plan"][()], c["/prune/plan"][()])
+    within("run plan", d["/prune/plan"].attrs["actual_loss"], c["/prune/plan"].attrs["actual_loss"])
+    within("run plan", d["/prune/additivity"][()], c["/prune/additivity"][()])
+    for s in ("loss", "loss_task", "loss_out", "loss_feat", "grad_norm"):
+        within("run distill", d[f"/train/{s}"][()], c[f"/train/{s}"][()])
+    for m in metrics:  # the run's students differ by the distillation's rounding: the teacher only here
+        within("run eval teacher", d[f"/eval/teacher/{m}"][()], c[f"/eval/teacher/{m}"][()])
+    for np_ in (1, 2):
+        with h5py.File(f"{T}/ttev{np_}/run.h5", "r") as e:
+            for who in ("teacher", "student"):
+                for m in metrics:
+                    within(f"eval {np_} rank(s)", e[f"/eval/{who}/{m}"][()], c[f"/eval/{who}/{m}"][()])
+            assert c["/eval/student/output_mse"][()] > 0 and e["/eval/teacher/output_mse"][()] == 0
+        # the side-by-side samples (same seeds and classes): within one gray level of the CPU's
+        a = np.asarray(Image.open(f"{T}/ttev{np_}/teacher_vs_student.png"), np.int32)
+        b = np.asarray(Image.open(f"{T}/ttcpu/teacher_vs_student.png"), np.int32)
+        assert a.shape == b.shape and b.std() > 10, (a.shape, b.shape, b.std())
+        png = max(png, np.mean(a != b))
+        assert np.max(np.abs(a - b)) <= 1 and np.mean(a != b) < 0.01, (np_, np.max(np.abs(a - b)), np.mean(a != b))
+print("text_time model, device vs CPU: worst relative difference", {k: f"{v:.1e}" for k, v in worst.items()},
+      f"eval's PNG samples: {100 * png:.2f}% of the pixels one gray level off")
+PY
+# 5e-3: one weight whose step-1 gradient is near AdamW's eps moves by 1e-4 (1.2e-3 of its tensor's largest)
+"$STDIFF" "$T/ttdev/student.safetensors" "$T/ttcpu/student.safetensors" 5e-3 >"$T/tt.txt" && ok \
+  || bad "text_time run: the distilled student differs from the CPU's: $(cat "$T/tt.txt")"
 finish device_run
