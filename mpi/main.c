@@ -70,14 +70,19 @@ static int run_forward(const char *model, const char *inputs, const char *out, i
     }
     JobConfig jc;
     Error e = {0};
-    char device[320];
+    char device[512];
+    Backend *dev = NULL;  // runtime.device = "cuda": the U-Net runs there
     if (job_config_load(&jc, NULL, sets, n_sets, &e) ||
-        runtime_select_device(jc.runtime.device, jc.runtime.precision, 0, NULL, NULL, device, sizeof device, &e)) {
+        runtime_select_device(jc.runtime.device, jc.runtime.precision, 0, device_backend(), &dev, device,
+                              sizeof device, &e)) {
         fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
     }
     runtime_set_threads(jc.runtime.threads, 1);
-    if (forward_run(stdout, model, inputs, out, taps, &jc.model, &e)) {
+    if (dev) printf("forward: %s\n", device);
+    int rc = forward_run(stdout, model, inputs, out, taps, &jc.model, dev, &e);
+    backend_free(dev);
+    if (rc) {
         fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
     }

@@ -18,8 +18,10 @@ int info_run(FILE *out, const char *target, const char *const *sets, int n_sets,
 // float64) -> OUT.h5 /out [B,C_out,H,W] float32, and with with_taps the taps
 // as /taps/<name> [B,C,H,W]. defaults (+ --set model.*) fill what the file
 // cannot say. One process (no context); progress to log (may be NULL).
+// be (NULL: the CPU): the U-Net runs there (a GPU: each chunk's inputs go up,
+// its outputs and taps come back).
 int forward_run(FILE *log, const char *model, const char *inputs, const char *out, int with_taps,
-                const ModelConfig *defaults, Error *e);
+                const ModelConfig *defaults, Backend *be, Error *e);
 
 // train: the denoising task (epsilon prediction) from train.init or a seeded
 // initialisation -> model.safetensors, run.h5 /train/*, checkpoints/.

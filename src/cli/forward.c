@@ -159,7 +159,7 @@ static void model_file(const char *model, char *buf, size_t n) {
 }
 
 int forward_run(FILE *log, const char *model, const char *inputs, const char *out_path, int with_taps,
-                const ModelConfig *defaults, Error *e) {
+                const ModelConfig *defaults, Backend *be, Error *e) {
     // --out must not replace --inputs: the rename at the end would
     struct stat si, so;
     if (!stat(inputs, &si) && !stat(out_path, &so) && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
@@ -169,6 +169,8 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     if (checkpoint_resolve(dir, mpath, sizeof mpath, e)) return -1;  // the file itself, for the log and /out's "model"
     UNet *u = unet_from_file(mpath, defaults, e);
     if (!u) return -1;
+    if (be) unet_use_backend(u, backend_retain(be));
+    const Backend *ub = u->be;  // the CPU's where be is NULL: the device copies below are the host buffers
     H5Quiet q = h5err_quiet();  // our Errors instead of HDF5's printed stacks
     Inputs in;
     int rc = inputs_open(&in, inputs, u, mpath, e);
@@ -176,7 +178,10 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
     hid_t of = -1, ods = -1, tds[2 * LD_MAX_BLOCKS + 1];
     int n_tds = 0, created = 0;
-    float *x = NULL, *t = NULL, *c = NULL, *y = NULL, *pl = NULL, *ti = NULL;
+    float *x = NULL, *t = NULL, *c = NULL, *y = NULL, *pl = NULL, *ti = NULL, *tap = NULL;
+    // the chunk where the U-Net reads and writes it: on a device, copies of the
+    // host buffers; on the CPU the host buffers themselves
+    float *dev[6] = {NULL};  // x, t, c, pooled, time_ids, y
     if (rc) goto done;
     const ModelConfig *m = &u->cfg;
     int B = (int)in.sd[0], C = m->in_channels, H = (int)in.sd[2], W = (int)in.sd[3], L = (int)in.cd[1],
@@ -201,7 +206,10 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
     c = xmalloc(sizeof(float) * (size_t)K * L * D), y = xmalloc(sizeof(float) * (size_t)K * Co * H * W);
     if (u->pooled_dim > 0)
         pl = xmalloc(sizeof(float) * (size_t)K * u->pooled_dim), ti = xmalloc(sizeof(float) * (size_t)K * LD_TIME_IDS);
-    UNetAdded add = {pl, ti};
+    float *host[6] = {x, t, c, pl, ti, y};
+    size_t per[6] = {(size_t)C * H * W, 1, (size_t)L * D, (size_t)u->pooled_dim, LD_TIME_IDS, (size_t)Co * H * W};
+    for (int i = 0; i < 6; i++)
+        dev[i] = ub->on_device && host[i] ? ub->mem.alloc(ub->ctx, (size_t)K * per[i]) : host[i];
     unet_set_keep(u, UNET_KEEP_NONE);  // outputs only
     double t0 = now_s();
     for (int b0 = 0; b0 < B && !rc; b0 += K) {
@@ -210,9 +218,13 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
              read_rows(in.timestep, inputs, "/timestep", 1, in.td, (hsize_t)b0, (hsize_t)k, t, e) ||
              read_rows(in.context, inputs, "/context", 3, in.cd, (hsize_t)b0, (hsize_t)k, c, e) ||
              (pl && read_rows(in.pooled, inputs, "/pooled", 2, in.pd, (hsize_t)b0, (hsize_t)k, pl, e)) ||
-             (ti && read_rows(in.time_ids, inputs, "/time_ids", 2, in.id, (hsize_t)b0, (hsize_t)k, ti, e)) ||
-             unet_forward_added(u, y, x, t, c, &add, k, H, W, L, NULL, e);
+             (ti && read_rows(in.time_ids, inputs, "/time_ids", 2, in.id, (hsize_t)b0, (hsize_t)k, ti, e));
         if (rc) break;
+        for (int i = 0; i < 5; i++)
+            if (dev[i] != host[i]) ub->upload(ub->ctx, dev[i], host[i], (size_t)k * per[i]);
+        UNetAdded add = {dev[3], dev[4]};
+        if ((rc = unet_forward_added(u, dev[5], dev[0], dev[1], dev[2], &add, k, H, W, L, NULL, e))) break;
+        if (dev[5] != y) ub->download(ub->ctx, y, dev[5], (size_t)k * per[5]);
         if (write_rows(ods, (hsize_t)b0, (hsize_t)k, Co, H, W, y) < 0) {
             rc = errorf(e, "%s: writing /out rows %d..%d failed (disk full?)", tmp, b0, b0 + k - 1);
             break;
@@ -230,7 +242,14 @@ int forward_run(FILE *log, const char *model, const char *inputs, const char *ou
                 }
                 n_tds++;
             }
-            if (write_rows(tds[i], (hsize_t)b0, (hsize_t)k, tp->C, tp->H, tp->W, tp->data) < 0) {
+            const float *td_ = tp->data;
+            if (ub->on_device) {  // down to the host for HDF5
+                size_t nt = (size_t)k * tp->C * tp->H * tp->W;
+                tap = xrealloc(tap, nt * sizeof(float));
+                ub->download(ub->ctx, tap, tp->data, nt);
+                td_ = tap;
+            }
+            if (write_rows(tds[i], (hsize_t)b0, (hsize_t)k, tp->C, tp->H, tp->W, td_) < 0) {
                 rc = errorf(e, "%s: writing %s rows %d..%d failed (disk full?)", tmp, name, b0, b0 + k - 1);
                 break;
             }
@@ -261,7 +280,9 @@ done:
     if (rc && created) remove(tmp);  // never a half-written output
     inputs_close(&in);
     h5err_restore(q);
-    free(x), free(t), free(c), free(y), free(pl), free(ti);
+    for (int i = 0; i < 6; i++)
+        if (dev[i] && ub->on_device) ub->mem.free(ub->ctx, dev[i]);
+    free(x), free(t), free(c), free(y), free(pl), free(ti), free(tap);
     unet_free(u);
     return rc ? -1 : 0;
 }

@@ -78,36 +78,24 @@ static void on_device_close(OnDevice *d) {
     d->u = NULL;
 }
 
-// The run's calibration set (run_calib) and, on a device, its copy there in d.
-// Where the context has no set yet and a device is there, the set is built as
-// run_calib builds it, but its one teacher pass runs on the device copy of the
-// teacher and the outputs come back into the context's host set
-// (calib_teacher_on), so the CPU criteria and a later stage on this context
-// (plan after score in `run`) see them. NULL + e (agreed); d is then closed.
+// The run's calibration set (run_calib) and, on a device, its copy there in d
+// with a device copy of the teacher: when the set is built here its one
+// teacher pass runs on that copy and the outputs come back into the context's
+// host set, so the CPU criteria and a later stage on this context (plan after
+// score in `run`) see them. NULL + e (agreed); d is then closed.
 static Calib *calib_and_device(RunCtx *r, const UNet *u, OnDevice *d, Error *e) {
     *d = (OnDevice){0};
     Backend *dev = run_device(r);
-    if (!dev || r->have_calib) {
-        Calib *cs = run_calib(r, e);
-        if (!cs || !dev) return cs;
+    if (dev) {
         d->u = unet_copy_to(u, backend_retain(dev), e);
-        if (d->u) calib_on(&d->cs, cs, dev);
-        if (!comm_agree(r->comm, d->u ? 0 : -1, e)) return cs;
-        on_device_close(d);  // another rank's copy failed
-        return NULL;
+        if (comm_agree(r->comm, d->u ? 0 : -1, e)) {
+            on_device_close(d);
+            return NULL;
+        }
     }
-    const JobConfig *c = r->cfg;
-    d->u = unet_copy_to(u, backend_retain(dev), e);
-    int rc = d->u ? 0 : -1;
-    if (!rc) rc = calib_build(&r->calib, &c->prune, &c->data, &c->diffusion, &c->model, c->runtime.seed, e);
-    if (!rc) rc = calib_teacher_on(d->u, &r->calib, &d->cs, e);
-    if (comm_agree(r->comm, rc, e)) {
-        calib_free(&r->calib);
-        on_device_close(d);
-        return NULL;
-    }
-    r->have_calib = 1;
-    return &r->calib;
+    Calib *cs = run_calib(r, d->u, &d->cs, e);
+    if (!cs) on_device_close(d);
+    return cs;
 }
 
 static const char *DESCRIPTIONS[CRIT_COUNT] = {

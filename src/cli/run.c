@@ -252,13 +252,16 @@ int run_report_memory(RunCtx *r, const char *stage, Error *e) {
     return comm_agree(c, rc, e);
 }
 
-Calib *run_calib(RunCtx *r, Error *e) {
-    if (r->have_calib) return &r->calib;
-    UNet *t = run_teacher(r, e);
+Calib *run_calib(RunCtx *r, UNet *on, Calib *on_set, Error *e) {
+    if (r->have_calib) {
+        if (on) calib_on(on_set, &r->calib, on->be);
+        return &r->calib;
+    }
+    UNet *t = on ? on : run_teacher(r, e);
     if (!t) return NULL;
     const JobConfig *c = r->cfg;
     int rc = calib_build(&r->calib, &c->prune, &c->data, &c->diffusion, &c->model, c->runtime.seed, e);
-    if (!rc) rc = calib_teacher(t, &r->calib, e);
+    if (!rc) rc = on ? calib_teacher_on(on, &r->calib, on_set, e) : calib_teacher(t, &r->calib, e);
     if (comm_agree(r->comm, rc, e)) {
         calib_free(&r->calib);
         return NULL;

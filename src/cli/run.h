@@ -80,8 +80,13 @@ int run_report_memory(RunCtx *r, const char *stage, Error *e);
 H5Log *run_open_h5(const RunCtx *r, Error *e);
 
 // The calibration set (prune.*, data.*, runtime.seed) with the teacher's
-// outputs, built on first use (loads the teacher if needed). NULL + e.
-Calib *run_calib(RunCtx *r, Error *e);
+// outputs, built on first use (loads the teacher if needed). NULL + e
+// (agreed). With a device copy of the teacher `on` (NULL: none), the set's
+// one teacher pass runs on it when the set is built, the outputs come back
+// into the host set, and *on_set (zeroed by the caller) becomes the set in
+// on's memory (calib_teacher_on / calib_on; free it with calib_free_on, also
+// after a failure).
+Calib *run_calib(RunCtx *r, UNet *on, Calib *on_set, Error *e);
 
 // score -> plan -> distill -> eval on one context. resume is TRAINER_RESUME_*
 // (train/trainer.h): with either mode, score is skipped when run.h5 has every

@@ -170,7 +170,7 @@ int runtime_select_device(Device device, Precision precision, int local_rank, co
     }
     if (what && what_size) {
         if (gpu && be)
-            snprintf(what, what_size, "GPU %d of %d (%s): train, distill, sample, eval's U-Net passes and score/plan's "
+            snprintf(what, what_size, "GPU %d of %d (%s): train, distill, sample, forward, eval's U-Net passes and score/plan's "
                                         "teacher pass and output-loss forwards on it, the rest %s", gpu_index, n,
                      name, !strcmp(gemm_backend_name(), "cuBLAS") ? "with cuBLAS GEMMs" : "on the CPU");
         else

@@ -55,7 +55,7 @@ if ! run dev1 "$DEV" 1 cuda; then
   fi
   bad "device run failed: $(tail -3 "$T/dev1.log")"
 fi
-grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample, eval's U-Net passes and score/plan's teacher pass and output-loss forwards on it" "$T/dev1.log" && ok \
+grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample, forward, eval's U-Net passes and score/plan's teacher pass and output-loss forwards on it" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
 run dev2 "$DEV" 2 cuda --set train.bucket_mb=0.05 || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 # the gradient sums between the GPUs: NCCL (runtime.gpu_comm = "auto"), buckets started while
@@ -275,4 +275,18 @@ PY
 # 5e-3: one weight whose step-1 gradient is near AdamW's eps moves by 1e-4 (1.2e-3 of its tensor's largest)
 "$STDIFF" "$T/ttdev/student.safetensors" "$T/ttcpu/student.safetensors" 5e-3 >"$T/tt.txt" && ok \
   || bad "text_time run: the distilled student differs from the CPU's: $(cat "$T/tt.txt")"
+# forward on the device against diffusers' stored outputs (tests/reference), taps included, 9 rows
+# in chunks of 4 (a chunk's inputs not uploaded after the first gives 0.42 on conv)
+FX="$SRC/tests/reference/fixtures"
+for m in conv linear xl xlt; do
+  /usr/bin/python3 "$SRC/tests/cli/forward_io.py" make "$FX/${m}_io.safetensors" "$T/fin_$m.h5" --repeat 3 >/dev/null
+  "$DEV" forward "$FX/${m}_weights.safetensors" --inputs "$T/fin_$m.h5" --out "$T/fout_$m.h5" --taps \
+    --set runtime.device='"cuda"' --set runtime.threads=1 >"$T/fwd_$m.log" 2>&1 \
+    || { bad "$m: forward on the device failed: $(tail -2 "$T/fwd_$m.log")"; continue; }
+  grep -q "^forward: GPU 0 of [0-9]* (.*): train, distill, sample, forward" "$T/fwd_$m.log" && ok \
+    || bad "$m: forward did not say it runs on the GPU: $(head -1 "$T/fwd_$m.log")"
+  /usr/bin/python3 "$SRC/tests/cli/forward_io.py" compare "$T/fout_$m.h5" "$FX/${m}_io.safetensors" --taps --repeat 3 \
+    >"$T/fcmp_$m.txt" 2>&1 && ok || bad "$m: forward on the device vs diffusers: $(cat "$T/fcmp_$m.txt")"
+  echo "forward on the device, $m: $(cat "$T/fcmp_$m.txt")"
+done
 finish device_run
