@@ -129,9 +129,9 @@ int score_main(RunCtx *r, Error *e) {
     for (; nc < cfg->prune.n_criteria && !rc; nc++) {
         scores[nc] = xmalloc((size_t)n * sizeof(double));
         double t0 = now_s();
-        // output_loss (the forwards per candidate) on the device where there is one; the others read
-        // host weights, gradients or interiors and run once over the set: on the CPU
-        int dev = od.u && crit[nc] == CRIT_OUTPUT_LOSS;
+        // the criteria that run the U-Net on the device where there is one; magnitude and random
+        // only read the host weights
+        int dev = od.u && (crit[nc] == CRIT_OUTPUT_LOSS || crit[nc] == CRIT_FEATURE_LOSS || crit[nc] == CRIT_TAYLOR);
         rc = score_criterion(dev ? od.u : u, dev ? &od.cs : cs, crit[nc], (uint64_t)cfg->runtime.seed, comm,
                              scores[nc], 1, e);
         secs[nc] = now_s() - t0;

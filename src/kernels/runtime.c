@@ -170,8 +170,8 @@ int runtime_select_device(Device device, Precision precision, int local_rank, co
     }
     if (what && what_size) {
         if (gpu && be)
-            snprintf(what, what_size, "GPU %d of %d (%s): train, distill, sample, forward, eval's U-Net passes and score/plan's "
-                                        "teacher pass and output-loss forwards on it, the rest %s", gpu_index, n,
+            snprintf(what, what_size, "GPU %d of %d (%s): the U-Net passes of train, distill, sample, forward, eval, "
+                                        "score and plan on it, the rest %s", gpu_index, n,
                      name, !strcmp(gemm_backend_name(), "cuBLAS") ? "with cuBLAS GEMMs" : "on the CPU");
         else
             snprintf(what, what_size, "GPU %d of %d (%s), %s", gpu_index, n, name, gemm_backend_name());

@@ -148,56 +148,90 @@ static int output_loss(UNet *u, Calib *cs, Comm *comm, double *scores, int progr
 
 // How much removing a layer changes its own output, relative:
 // mean over samples of ||out - passed_on||^2 / ||out||^2, from one full pass.
+// On a device (u and cs there: calib_on) the two sums of each sample are the
+// backend's MSE (a fixed-order sum in doubles) against the passed-on tensor and
+// against zeros; only they come back.
 static int feature_loss(UNet *u, Calib *cs, double *scores, Error *e) {
     int n = u->n_cands;
+    const Backend *be = u->be;
     double *acc = xcalloc((size_t)n, sizeof(double));
-    size_t per = (size_t)cs->C * cs->H * cs->W;
-    float *tmp = xmalloc((size_t)cs->batch * cs->Co * cs->H * cs->W * sizeof(float));
-    for (int i = 0; i < cs->n; i += cs->batch) {
+    size_t per = (size_t)cs->C * cs->H * cs->W, zn = 0;
+    float *tmp = be->mem.alloc(be->ctx, (size_t)cs->batch * cs->Co * cs->H * cs->W), *zeros = NULL;
+    for (int c = 0; be->on_device && c < n; c++)
+        if (u->cands[c].present) {
+            size_t m = (size_t)u->cands[c].C * u->cands[c].H * u->cands[c].W;
+            zn = m > zn ? m : zn;
+        }
+    if (be->on_device) {
+        zeros = be->mem.alloc(be->ctx, zn ? zn : 1);
+        be->mem.zero(be->ctx, zeros, zn ? zn : 1);
+    }
+    int rc = 0;
+    for (int i = 0; i < cs->n && !rc; i += cs->batch) {
         int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
         UNetAdded add = calib_added(cs, i);
-        if (unet_forward_added(u, tmp, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
-                               b, cs->H, cs->W, cs->L, NULL, e)) {
-            free(acc), free(tmp);
-            return -1;
-        }
+        if ((rc = unet_forward_added(u, tmp, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D,
+                                     &add, b, cs->H, cs->W, cs->L, NULL, e)))
+            break;
         for (int c = 0; c < n; c++) {
             const Candidate *cd = &u->cands[c];
             if (!cd->out) continue;
             size_t m = (size_t)cd->C * cd->H * cd->W;
             for (int s = 0; s < b; s++) {
                 double num = 0, den = 0;
-                for (size_t j = 0; j < m; j++) {
-                    double o = cd->out[s * m + j], d = o - cd->in[s * m + j];
-                    num += d * d, den += o * o;
+                if (be->on_device) {
+                    CHECK(m <= zn);
+                    num = BK(be, mse_forward, cd->out + s * m, cd->in + s * m, m) * (double)m;
+                    den = BK(be, mse_forward, cd->out + s * m, zeros, m) * (double)m;
+                } else {
+                    for (size_t j = 0; j < m; j++) {
+                        double o = cd->out[s * m + j], d = o - cd->in[s * m + j];
+                        num += d * d, den += o * o;
+                    }
                 }
                 acc[c] += den > 0 ? num / den : 0;
             }
         }
     }
-    for (int c = 0; c < n; c++) scores[c] = u->cands[c].present ? acc[c] / cs->n : NAN;
-    free(acc), free(tmp);
-    return 0;
+    for (int c = 0; c < n && !rc; c++) scores[c] = u->cands[c].present ? acc[c] / cs->n : NAN;
+    free(acc);
+    be->mem.free(be->ctx, tmp);
+    if (zeros) be->mem.free(be->ctx, zeros);
+    return rc ? -1 : 0;
 }
 
 // First-order Taylor estimate |sum grad * w| of the task loss (MSE to the noise).
+// On a device the passes run there and the gradient and weights come back once
+// for the sums.
 static int taylor(UNet *u, Calib *cs, double *scores, Error *e) {
     size_t per = (size_t)cs->C * cs->H * cs->W, per_out = (size_t)cs->Co * cs->H * cs->W;
     CHECK(per == per_out);  // the task loss compares the output with the noise
-    float *out = xmalloc((size_t)cs->batch * per * sizeof(float)), *dout = xmalloc((size_t)cs->batch * per * sizeof(float));
+    const Backend *be = u->be;
+    float *out = be->mem.alloc(be->ctx, (size_t)cs->batch * per), *dout = be->mem.alloc(be->ctx, (size_t)cs->batch * per);
     unet_zero_grad(u);
-    for (int i = 0; i < cs->n; i += cs->batch) {
+    int rc = 0;
+    for (int i = 0; i < cs->n && !rc; i += cs->batch) {
         int b = cs->n - i < cs->batch ? cs->n - i : cs->batch;
         UNetAdded add = calib_added(cs, i);
-        if (unet_forward_added(u, out, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D, &add,
-                               b, cs->H, cs->W, cs->L, NULL, e)) {
-            free(out), free(dout);
-            return -1;
-        }
-        memset(dout, 0, (size_t)b * per * sizeof(float));
+        if ((rc = unet_forward_added(u, out, cs->xt + (size_t)i * per, cs->t + i, cs->ctx + (size_t)i * cs->L * cs->D,
+                                     &add, b, cs->H, cs->W, cs->L, NULL, e)))
+            break;
+        be->mem.zero(be->ctx, dout, (size_t)b * per);
         // gradient of the mean over the whole set: this chunk's share b/n
-        mse_backward(dout, NULL, out, cs->noise + (size_t)i * per, (size_t)b * per, (float)b / cs->n);
+        BK(be, mse_backward, dout, NULL, out, cs->noise + (size_t)i * per, (size_t)b * per, (float)b / cs->n);
         unet_backward(u, dout, NULL);
+    }
+    be->mem.free(be->ctx, out), be->mem.free(be->ctx, dout);
+    if (rc) {
+        unet_zero_grad(u);
+        return -1;
+    }
+    const float *g = u->grads, *w = u->params;
+    float *hg = NULL, *hw = NULL;
+    if (be->on_device) {
+        hg = xmalloc(u->pt.total * sizeof(float)), hw = xmalloc(u->pt.total * sizeof(float));
+        be->download(be->ctx, hg, u->grads, u->pt.total), be->download(be->ctx, hw, u->params, u->pt.total);
+        g = hg, w = hw;
     }
     for (int c = 0; c < u->n_cands; c++) {
         int first, end;
@@ -208,12 +242,12 @@ static int taylor(UNet *u, Calib *cs, double *scores, Error *e) {
         double s = 0;
         for (int t = first; t < end; t++) {
             const ParamTensor *p = &u->pt.t[t];
-            for (size_t j = 0; j < p->numel; j++) s += (double)u->grads[p->offset + j] * u->params[p->offset + j];
+            for (size_t j = 0; j < p->numel; j++) s += (double)g[p->offset + j] * w[p->offset + j];
         }
         scores[c] = fabs(s);
     }
     unet_zero_grad(u);
-    free(out), free(dout);
+    free(hg), free(hw);
     return 0;
 }
 

@@ -55,7 +55,7 @@ if ! run dev1 "$DEV" 1 cuda; then
   fi
   bad "device run failed: $(tail -3 "$T/dev1.log")"
 fi
-grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): train, distill, sample, forward, eval's U-Net passes and score/plan's teacher pass and output-loss forwards on it" "$T/dev1.log" && ok \
+grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): the U-Net passes of train, distill, sample, forward, eval, score and plan on it" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
 run dev2 "$DEV" 2 cuda --set train.bucket_mb=0.05 || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 # the gradient sums between the GPUs: NCCL (runtime.gpu_comm = "auto"), buckets started while
@@ -167,6 +167,29 @@ with h5py.File(f"{T}/scpu/samples.h5", "r") as c, h5py.File(f"{T}/sdev/samples.h
     rel = np.max(np.abs(x - y)) / np.max(np.abs(y))
     assert np.max(np.abs(y)) > 0.1 and rel <= 1e-4, rel
 print(f"samples on the device within {rel:.1e} of the CPU's")
+PY
+
+# the other criteria that run the U-Net (feature_loss: one forward, each candidate's two sums per
+# sample on the device; taylor: forward + backward there, the gradient and weights back once) against
+# the CPU's; magnitude reads the host weights. taylor is |sum g*w|, whose cancellation magnifies the
+# gradients' float differences (measured 1.9e-5; feature_loss 2.8e-8)
+CR=(--set model.weights="$T/teacher.safetensors" --set prune.calib_samples=6 --set prune.batch=3
+    --set 'prune.criterion=["output_loss","feature_loss","taylor","magnitude"]')
+mpirun_n 1 "$CPU" score "$JOB" "${CR[@]}" --set output.dir="$T/crcpu" >"$T/crcpu.log" 2>&1 \
+  || bad "CPU score with four criteria failed: $(tail -3 "$T/crcpu.log")"
+mpirun_n 1 "$DEV" score "$JOB" "${CR[@]}" --set output.dir="$T/crdev" --set runtime.device='"cuda"' >"$T/crdev.log" 2>&1 \
+  || bad "device score with four criteria failed: $(tail -3 "$T/crdev.log")"
+/usr/bin/python3 - "$T" <<'PY' && ok || bad "feature_loss / taylor / magnitude on the device vs the CPU"
+import sys, h5py, numpy as np
+T = sys.argv[1]
+with h5py.File(f"{T}/crcpu/run.h5", "r") as c, h5py.File(f"{T}/crdev/run.h5", "r") as d:
+    for crit, tol in (("output_loss", 1e-5), ("feature_loss", 1e-5), ("taylor", 1e-3), ("magnitude", 0)):
+        x, y = d[f"/prune/scores/{crit}"][()], c[f"/prune/scores/{crit}"][()]
+        ok = ~np.isnan(y)
+        assert np.array_equal(ok, ~np.isnan(x)) and ok.sum() > 3 and np.all(y[ok] > 0), (crit, x, y)
+        rel = np.max(np.abs(x[ok] - y[ok]) / y[ok])
+        assert rel <= tol, (crit, rel, x, y)
+        print(f"score on the device, {crit}: within {rel:.1e} of the CPU's")
 PY
 
 # score and plan with the output-loss forwards on the device, 1 and 2 ranks, against the CPU's (in $T/prune)
@@ -283,7 +306,7 @@ for m in conv linear xl xlt; do
   "$DEV" forward "$FX/${m}_weights.safetensors" --inputs "$T/fin_$m.h5" --out "$T/fout_$m.h5" --taps \
     --set runtime.device='"cuda"' --set runtime.threads=1 >"$T/fwd_$m.log" 2>&1 \
     || { bad "$m: forward on the device failed: $(tail -2 "$T/fwd_$m.log")"; continue; }
-  grep -q "^forward: GPU 0 of [0-9]* (.*): train, distill, sample, forward" "$T/fwd_$m.log" && ok \
+  grep -q "^forward: GPU 0 of [0-9]* (.*): the U-Net passes of train, distill, sample, forward" "$T/fwd_$m.log" && ok \
     || bad "$m: forward did not say it runs on the GPU: $(head -1 "$T/fwd_$m.log")"
   /usr/bin/python3 "$SRC/tests/cli/forward_io.py" compare "$T/fout_$m.h5" "$FX/${m}_io.safetensors" --taps --repeat 3 \
     >"$T/fcmp_$m.txt" 2>&1 && ok || bad "$m: forward on the device vs diffusers: $(cat "$T/fcmp_$m.txt")"
