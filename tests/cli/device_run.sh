@@ -47,6 +47,16 @@ run() {  # run NAME BINARY NP DEVICE args...: a fresh output dir holding the stu
     "$@" >"$T/$name.log" 2>&1
 }
 
+# pair NAME COMMAND args...: COMMAND on 1 rank on the CPU (output.dir $T/NAMEcpu, log
+# $T/NAMEcpu.log) and on the device ($T/NAMEdev)
+pair() {
+  local name=$1 cmd=$2; shift 2
+  mpirun_n 1 "$CPU" "$cmd" "$JOB" "$@" --set output.dir="$T/${name}cpu" >"$T/${name}cpu.log" 2>&1 \
+    || bad "CPU $cmd ($name) failed: $(tail -3 "$T/${name}cpu.log")"
+  mpirun_n 1 "$DEV" "$cmd" "$JOB" "$@" --set output.dir="$T/${name}dev" --set runtime.device='"cuda"' \
+    >"$T/${name}dev.log" 2>&1 || bad "device $cmd ($name) failed: $(tail -3 "$T/${name}dev.log")"
+}
+
 run cpu "$CPU" 1 cpu || { echo "CPU reference failed: $(tail -3 "$T/cpu.log")"; exit 1; }
 if ! run dev1 "$DEV" 1 cuda; then
   if grep -q 'no CUDA device found\|CUDA does not work here' "$T/dev1.log"; then
@@ -132,10 +142,7 @@ done
 
 # the train stage on the device: seeded init, denoising loss
 TR=(--set train.batch=2 --set train.steps=2 --set train.ema_decay=0.9)
-mpirun_n 1 "$CPU" train "$JOB" "${TR[@]}" --set output.dir="$T/trcpu" >"$T/trcpu.log" 2>&1 \
-  || bad "CPU train failed: $(tail -3 "$T/trcpu.log")"
-mpirun_n 1 "$DEV" train "$JOB" "${TR[@]}" --set output.dir="$T/trdev" --set runtime.device='"cuda"' >"$T/trdev.log" 2>&1 \
-  || bad "device train failed: $(tail -3 "$T/trdev.log")"
+pair tr train "${TR[@]}"
 # the tight check: losses and gradient norms (measured 1e-8 apart). The weights get a looser bound:
 # from a fresh init AdamW's first steps move each weight by about lr whatever its gradient's size,
 # so float-level differences of near-zero gradients show in the zero-initialised biases (measured
@@ -154,10 +161,7 @@ for f in model model_ema; do
 done
 # sample: the teacher's DDIM samples with guidance, U-Net passes on the device
 S=(--set sample.model="$T/teacher.safetensors" --set sample.per_class=1 --set sample.steps=2)
-mpirun_n 1 "$CPU" sample "$JOB" "${S[@]}" --set output.dir="$T/scpu" >"$T/scpu.log" 2>&1 \
-  || bad "CPU sample failed: $(tail -3 "$T/scpu.log")"
-mpirun_n 1 "$DEV" sample "$JOB" "${S[@]}" --set output.dir="$T/sdev" --set runtime.device='"cuda"' >"$T/sdev.log" 2>&1 \
-  || bad "device sample failed: $(tail -3 "$T/sdev.log")"
+pair s sample "${S[@]}"
 /usr/bin/python3 - "$T" <<'PY' && ok || bad "device samples vs the CPU's"
 import sys, h5py, numpy as np
 T = sys.argv[1]
@@ -175,10 +179,7 @@ PY
 # gradients' float differences (measured 1.9e-5; feature_loss 2.8e-8)
 CR=(--set model.weights="$T/teacher.safetensors" --set prune.calib_samples=6 --set prune.batch=3
     --set 'prune.criterion=["output_loss","feature_loss","taylor","magnitude"]')
-mpirun_n 1 "$CPU" score "$JOB" "${CR[@]}" --set output.dir="$T/crcpu" >"$T/crcpu.log" 2>&1 \
-  || bad "CPU score with four criteria failed: $(tail -3 "$T/crcpu.log")"
-mpirun_n 1 "$DEV" score "$JOB" "${CR[@]}" --set output.dir="$T/crdev" --set runtime.device='"cuda"' >"$T/crdev.log" 2>&1 \
-  || bad "device score with four criteria failed: $(tail -3 "$T/crdev.log")"
+pair cr score "${CR[@]}"
 /usr/bin/python3 - "$T" <<'PY' && ok || bad "feature_loss / taylor / magnitude on the device vs the CPU"
 import sys, h5py, numpy as np
 T = sys.argv[1]
