@@ -19,9 +19,11 @@
 # fails, and no prebuilt bundle was carried, the script names them and stops.
 # The bundle: run `scripts/device_check.sh --bundle` HERE (where the build
 # works) first; it writes build-devcheck/ (ignored by git: the build's test and
-# bench binaries and the non-system libraries they load, not CUDA's),
-# which the run then takes along (carry: ["build-devcheck"]). It needs the
-# same CUDA major version there (libcublas.so.13 from /usr/local/cuda).
+# bench binaries and the non-system libraries they load, not CUDA's) and the
+# same as build-devcheck.tar.xz (~24 MB: the directory itself, ~128 MB with
+# oneDNN and OpenBLAS, is over the device tool's 64 MiB carry), which the run
+# takes along (carry: ["build-devcheck.tar.xz"]) and unpacks. It needs the
+# same CUDA major version there (libcublas.so.13 and libnccl.so.2 from /usr/local/cuda).
 # `--prebuilt` uses a carried bundle even where the build would work (saves
 # the build's minute or two of device time).
 set -uo pipefail
@@ -102,12 +104,23 @@ bundle() {
   build_one "$ROOT/build-devcheck-work" -DLD_CUDA=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
   mkdir -p "$BUNDLE/bin"
   for t in "${TARGETS[@]}"; do cp "build-devcheck-work/$t" "$BUNDLE/bin/" || return 3; done
-  # Every library they load except the C library's own and CUDA's (too big; taken from the machine).
+  # Every library they load except the C library's own and CUDA's, NCCL included (too big: libnccl
+  # alone is 218 MB against the carry's 64 MiB; taken from the machine's toolkit).
   ldd "$BUNDLE"/bin/* | awk '/=> \//{print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt)\.so' |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so' |
     while read -r f; do cp -L "$f" "$BUNDLE/lib/"; done
   ls -l "$BUNDLE/lib"
-  echo "bundle: $(du -sh "$BUNDLE" | cut -f1) in $ROOT/$BUNDLE (carry it: [\"$BUNDLE\"])"
+  XZ_OPT=-T2 tar -C "$ROOT" -cJf "$BUNDLE.tar.xz" "$BUNDLE" || return 3
+  echo "bundle: $(du -sh "$BUNDLE" | cut -f1) in $ROOT/$BUNDLE, packed as $BUNDLE.tar.xz ($(du -sh "$BUNDLE.tar.xz" | cut -f1); carry it: [\"$BUNDLE.tar.xz\"])"
+}
+
+# A carried $BUNDLE.tar.xz unpacked where no $BUNDLE/ is (tar's xz, else Python's lzma).
+unpack_bundle() {
+  [ -d "$BUNDLE" ] || [ ! -f "$BUNDLE.tar.xz" ] && return 0
+  echo "unpacking $BUNDLE.tar.xz"
+  tar -C "$ROOT" -xJf "$BUNDLE.tar.xz" 2>/dev/null ||
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$BUNDLE.tar.xz" "$ROOT" ||
+    echo "could not unpack $BUNDLE.tar.xz (no xz and no Python lzma)"
 }
 
 run_timed() {  # run_timed LABEL CMD...: output, then "LABEL rc N, S s" into RESULTS
@@ -131,6 +144,7 @@ main() {
   export PATH="$CUDA_HOME/bin:$PATH"
   if command -v nvcc >/dev/null; then nvcc --version | tail -2; else echo "nvcc not found under $CUDA_HOME/bin"; fi
   ls "$CUDA_HOME"/lib64/libcublas.so* 2>/dev/null || echo "no libcublas under $CUDA_HOME/lib64"
+  ls "$CUDA_HOME"/lib64/libnccl.so* 2>/dev/null || echo "no libnccl under $CUDA_HOME/lib64"
   command -v cmake >/dev/null && cmake --version | head -1
   command -v cc >/dev/null && cc --version | head -1
 
@@ -139,6 +153,7 @@ main() {
 
   say "build dependencies"
   local mode=build have_bundle=0
+  unpack_bundle
   [ -x "$BUNDLE/bin/test_gemm" ] && [ -x "$BUNDLE/bin/test_gemm_gpu" ] && have_bundle=1
   if [ "$PREBUILT" = 1 ]; then
     [ $have_bundle = 1 ] || { echo "STOP: --prebuilt, but no $BUNDLE/ (make it with --bundle and carry it)"; return 2; }
