@@ -53,14 +53,14 @@ static void cpu_conv2d_backward(void *ctx, float *dx, float *dw, float *db, cons
 static void cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k, const float *v,
                                   int B, int Nq, int Nk, int C, int nh) {
     Scratch *s = &((CpuBackend *)ctx)->scratch;
-    float *sc = scratch_get(s, attention_flash_scratch_floats(Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K));
+    float *sc = scratch_get(s, attention_flash_scratch_floats(B, nh, Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K));
     attention_flash_forward(out, lse, q, k, v, B, Nq, Nk, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
 }
 static void cpu_attention_backward(void *ctx, float *dq, float *dk, float *dv, const float *dout, const float *q,
                                    const float *k, const float *v, const float *out, const float *lse, int B, int Nq,
                                    int Nk, int C, int nh) {
     Scratch *s = &((CpuBackend *)ctx)->scratch;
-    float *sc = scratch_get(s, attention_flash_scratch_floats(Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K));
+    float *sc = scratch_get(s, attention_flash_scratch_floats(B, nh, Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K));
     attention_flash_backward(dq, dk, dv, dout, q, k, v, out, lse, B, Nq, Nk, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);
 }
 

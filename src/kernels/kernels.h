@@ -100,12 +100,14 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 // forward saves out and lse [B,nh,Nq] (log-sum-exp of each query row's scaled
 // logits); backward recomputes the probabilities tile by tile from q, k, lse and
 // needs out. Query tiles of tq rows, key tiles of tk columns; scratch holds
-// attention_flash_scratch_floats(Nq, Nk, tq, tk) floats, O(Nq + tq*tk), for
-// both directions. Backward accumulates like attention_backward (any gradient
-// may be NULL). The result does not depend on the thread count.
+// attention_flash_scratch_floats(B, nh, Nq, Nk, tq, tk) floats for both
+// directions: O(Nq + tq*tk) for each thread the call uses (one per thread, at
+// most one per sample-head pair; the count is omp_get_max_threads()'s at the call). Backward accumulates like
+// attention_backward (any gradient may be NULL). The result does not depend on
+// the thread count.
 #define ATTN_TILE_Q 256
 #define ATTN_TILE_K 256
-size_t attention_flash_scratch_floats(int Nq, int Nk, int tq, int tk);
+size_t attention_flash_scratch_floats(int B, int nh, int Nq, int Nk, int tq, int tk);
 void attention_flash_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B,
                              int Nq, int Nk, int C, int nh, int tq, int tk, float *scratch);
 void attention_flash_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,

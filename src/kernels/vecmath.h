@@ -1,7 +1,8 @@
 // vecmath.h — exp, the logistic sigmoid and the normal CDF in float, written
 // without branches or libm calls so that the kernels' loops over them vectorise
 // (libm's expf/erff are opaque calls, one value at a time: a fifth of SiLU's and
-// half of GEGLU's time in tests/bench/PROFILE.md). Header-only: static inline,
+// half of GEGLU's time in tests/bench/PROFILE.md); at the end, sums and maxima
+// in fixed lanes, for the same reason. Header-only: static inline,
 // so each loop is compiled with its callers' vector width.
 //
 // Accuracy (against libm in double, tests/unit/test_vecmath.c asserts these):
@@ -129,6 +130,34 @@ LD_INLINE float ld_phif(float x) {
     float half_erfc = 0.5f * t * ld_exp_mhalfsq(x, p);  // z^2 = x^2/2
     half_erfc = ld_select(isless(x, -20.0f) || isgreater(x, 20.0f), 0.0f, half_erfc);  // (1 - Phi(20) < 1e-88)
     return ld_select(isless(x, 0.0f), half_erfc, 1.0f - half_erfc);
+}
+
+// Reductions in 8 fixed lanes (element i in lane i mod 8, a tail past the last
+// full 8 into lane 0, lanes combined 0..7 in order): they vectorise at -O2,
+// where one running sum does not, and the order is this code's, not the
+// compiler's, so the bits are the same at every vector width and thread count.
+LD_INLINE double ld_sum8(const float *x, size_t n) {
+    double a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+#pragma omp simd
+        for (int l = 0; l < 8; l++) a[l] += x[i + l];
+    }
+    for (; i < n; i++) a[0] += x[i];
+    double s = 0.0;
+    for (int l = 0; l < 8; l++) s += a[l];
+    return s;
+}
+
+// max(m, x[0..n)); a max is the same in any order (NaN aside).
+LD_INLINE float ld_max8(const float *x, size_t n, float m) {
+    float a[8] = {m, m, m, m, m, m, m, m};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) a[l] = x[i + l] > a[l] ? x[i + l] : a[l];
+    for (; i < n; i++) a[0] = x[i] > a[0] ? x[i] : a[0];
+    for (int l = 1; l < 8; l++) a[0] = a[l] > a[0] ? a[l] : a[0];
+    return a[0];
 }
 
 #define LD_INV_SQRT_2PI 0.39894228040143267794f

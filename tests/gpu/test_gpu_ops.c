@@ -303,7 +303,7 @@ static void test_attention(void) {
         float *out = xmalloc(nq * 4), *lse = xmalloc(nl * 4);
         float *dq0 = h_rand(nq, 1), *dk0 = h_rand(nk, 1), *dv0 = h_rand(nk, 1);
         float *dq = h_copy(dq0, nq), *dk = h_copy(dk0, nk), *dv = h_copy(dv0, nk);
-        float *sc = xmalloc(attention_flash_scratch_floats(Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K) * 4);
+        float *sc = xmalloc(attention_flash_scratch_floats(B, nh, Nq, Nk, ATTN_TILE_Q, ATTN_TILE_K) * 4);
         float *q_ = up(q, nq), *k_ = up(k, nk), *v_ = up(v, nk), *dout_ = up(dout, nq), *out_ = dev_alloc(D, nq);
         float *lse_ = dev_alloc(D, nl), *dq_ = up(dq0, nq), *dk_ = up(dk0, nk), *dv_ = up(dv0, nk);
         attention_flash_forward(out, lse, q, k, v, B, Nq, Nk, C, nh, ATTN_TILE_Q, ATTN_TILE_K, sc);

@@ -93,7 +93,7 @@ static void check_attention(TuRng *rng, int B, int Nq, int Nk, int C, int nh, fl
         int tq = tiles[ti][0], tk = tiles[ti][1];
         char tt[128];
         snprintf(tt, sizeof tt, "%s flash tq%d tk%d", tag, tq, tk);
-        float *fs = xmalloc(attention_flash_scratch_floats(Nq, Nk, tq, tk) * sizeof(float));
+        float *fs = xmalloc(attention_flash_scratch_floats(B, nh, Nq, Nk, tq, tk) * sizeof(float));
         float *fo = xmalloc(nq * sizeof(float)), *lse = xmalloc(nl * sizeof(float));
         attention_flash_forward(fo, lse, q, k, v, B, Nq, Nk, C, nh, tq, tk, fs);
         kc_expect_close(kc_rel_err(fo, c.out, nq, 1e-3), KC_FWD_TOL, "%s out", tt);
@@ -125,12 +125,15 @@ static void check_attention(TuRng *rng, int B, int Nq, int Nk, int C, int nh, fl
         omp_set_num_threads(1);
         float *o1 = xmalloc(nq * sizeof(float)), *l1 = xmalloc(nl * sizeof(float));
         attention_flash_forward(o1, l1, q, k, v, B, Nq, Nk, C, nh, tq, tk, fs);
-        float *g1 = kc_fcopy(dq0, nq);
-        attention_flash_backward(g1, NULL, NULL, R, q, k, v, fo, lse, B, Nq, Nk, C, nh, tq, tk, fs);
+        float *g1 = kc_fcopy(dq0, nq), *gk1 = kc_fcopy(dk0, nk), *gv1 = kc_fcopy(dv0, nk);
+        attention_flash_backward(g1, gk1, gv1, R, q, k, v, fo, lse, B, Nq, Nk, C, nh, tq, tk, fs);
         omp_set_num_threads(nt);
         EXPECT(memcmp(o1, fo, nq * sizeof(float)) == 0 && memcmp(l1, lse, nl * sizeof(float)) == 0,
                "%s: forward at 1 thread differs from %d threads", tt, nt);
-        EXPECT(memcmp(g1, fq, nq * sizeof(float)) == 0, "%s: dq at 1 thread differs from %d threads", tt, nt);
+        EXPECT(memcmp(g1, fq, nq * sizeof(float)) == 0 && memcmp(gk1, fk, nk * sizeof(float)) == 0 &&
+                   memcmp(gv1, fv, nk * sizeof(float)) == 0,
+               "%s: dq, dk, dv at 1 thread differ from %d threads", tt, nt);
+        free(gk1), free(gv1);
         free(fs), free(fo), free(lse), free(dout), free(fq), free(fk), free(fv), free(rq), free(rk), free(rv);
         free(f1), free(f2), free(f3), free(o1), free(l1), free(g1);
     }
@@ -144,14 +147,19 @@ static void check_attention(TuRng *rng, int B, int Nq, int Nk, int C, int nh, fl
 // The tiled kernel's scratch is O(Nq + tile^2): SD-1.5's 64x64 latents (4096
 // tokens) need 2*256*256 + 4096 floats, where the probabilities would be 4096^2.
 static void check_flash_sizes(void) {
-    EXPECT(attention_flash_scratch_floats(4096, 4096, 256, 256) == 2 * 256 * 256 + 4096, "scratch at 4096 tokens");
-    EXPECT(attention_flash_scratch_floats(16384, 16384, 256, 256) == 2 * 256 * 256 + 16384, "scratch at 16384");
-    EXPECT(attention_flash_scratch_floats(4096, 77, 256, 256) == 2 * 256 * 77 + 4096, "scratch, cross-attention");
+    EXPECT(attention_flash_scratch_floats(1, 1, 4096, 4096, 256, 256) == 2 * 256 * 256 + 4096, "scratch at 4096 tokens");
+    EXPECT(attention_flash_scratch_floats(1, 1, 16384, 16384, 256, 256) == 2 * 256 * 256 + 16384, "scratch at 16384");
+    EXPECT(attention_flash_scratch_floats(1, 1, 4096, 77, 256, 256) == 2 * 256 * 77 + 4096, "scratch, cross-attention");
     // tiles larger than the problem shrink to it
-    EXPECT(attention_flash_scratch_floats(5, 7, 256, 256) == 2 * 5 * 7 + 5, "scratch, small");
-    EXPECT(attention_flash_scratch_floats(9, 1, 4, 4) == 2 * 4 * 1 + 9, "scratch, Nk = 1");
+    EXPECT(attention_flash_scratch_floats(1, 1, 5, 7, 256, 256) == 2 * 5 * 7 + 5, "scratch, small");
+    EXPECT(attention_flash_scratch_floats(1, 1, 9, 1, 4, 4) == 2 * 4 * 1 + 9, "scratch, Nk = 1");
+    // one worker's share per thread, at most one per (sample, head) pair
+    int t = omp_get_max_threads(), w = t < 12 ? t : 12;
+    EXPECT(attention_flash_scratch_floats(3, 4, 5, 7, 256, 256) == (size_t)w * (2 * 5 * 7 + 5),
+           "scratch for 3 samples x 4 heads at %d threads", t);
+    EXPECT(attention_flash_scratch_floats(1, 1, 5, 7, 256, 256) == 2 * 5 * 7 + 5, "one pair: one worker");
     for (int n = 512; n <= 65536; n *= 2)
-        EXPECT(attention_flash_scratch_floats(n, n, 256, 256) - (size_t)n == 2 * 256 * 256,
+        EXPECT(attention_flash_scratch_floats(1, 1, n, n, 256, 256) - (size_t)n == 2 * 256 * 256,
                "scratch at %d tokens grows with Nq only", n);
 }
 
@@ -166,6 +174,7 @@ int main(void) {
     check_attention(&rng, 1, 1, 1, 4, 2, 1);     // a single key: probabilities all 1
     check_attention(&rng, 2, 7, 1, 6, 2, 1);     // Nk = 1 with several query rows
     check_attention(&rng, 1, 11, 13, 8, 2, 4);   // several tiles both ways, peaked
+    check_attention(&rng, 2, 20, 37, 32, 2, 2);  // rows past 8 lanes with a tail (vector loops)
     check_flash_sizes();
     return tu_report("test_kernel_attention");
 }
