@@ -23,17 +23,6 @@ LD_INLINE double lanes_total(const double *acc) {
     return s;
 }
 
-LD_INLINE double sum_f(const float *x, size_t n) {
-    double acc[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-#pragma omp simd
-        for (int l = 0; l < LANES; l++) acc[l] += x[i + l];
-    }
-    for (; i < n; i++) acc[0] += x[i];
-    return lanes_total(acc);
-}
-
 // sum of (x - m)^2: two-pass variance, no cancellation for large means
 LD_INLINE double sumsq_dev(const float *x, size_t n, double m) {
     double acc[LANES] = {0};
@@ -60,7 +49,7 @@ LD_INLINE void gn_forward_group(int bg, float *out, float *mean, float *rstd, co
     // Groups are contiguous in NCHW: channels g*cg .. g*cg+cg-1 of sample b.
     const float *xg = x + (size_t)bg * gsize;
     float *og = out + (size_t)bg * gsize;
-    double m = sum_f(xg, gsize) / (double)gsize;
+    double m = ld_sum8(xg, gsize) / (double)gsize;
     double v = sumsq_dev(xg, gsize, m) / (double)gsize;
     double r = 1.0 / sqrt(v + eps);
     mean[bg] = (float)m;

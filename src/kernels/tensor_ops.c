@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vecmath.h"
 
 void concat_channels_forward(float *out, const float *a, const float *b, int B, int Ca, int Cb, int HW) {
     size_t na = (size_t)Ca * HW, nb = (size_t)Cb * HW;
@@ -94,7 +95,7 @@ void add_channel_bias_forward(float *out, const float *x, const float *v, int B,
     }
 }
 
-void add_channel_bias_backward(float *dx, float *dv, const float *dout, int B, int C, int HW) {
+LD_VEC_CLONES void add_channel_bias_backward(float *dx, float *dv, const float *dout, int B, int C, int HW) {
 #pragma omp parallel for schedule(static)
     for (int bc = 0; bc < B * C; bc++) {
         const float *d = dout + (size_t)bc * HW;
@@ -102,10 +103,6 @@ void add_channel_bias_backward(float *dx, float *dv, const float *dout, int B, i
             float *g = dx + (size_t)bc * HW;
             for (int i = 0; i < HW; i++) g[i] += d[i];
         }
-        if (dv) {
-            double s = 0.0;
-            for (int i = 0; i < HW; i++) s += d[i];
-            dv[bc] += (float)s;
-        }
+        if (dv) dv[bc] += (float)ld_sum8(d, (size_t)HW);
     }
 }
