@@ -28,22 +28,36 @@ static void md_init(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_for
 
 // Adds argument `arg` of pd, with user memory of layout `user_md`: where pd wants
 // another layout, a memory of it and the reorder (user -> prim for inputs,
-// prim -> user for outputs).
+// prim -> user for outputs). output 2: a gradient the caller accumulates; its
+// reorder then adds onto the caller's buffer (a sum post-op: user += prim, one
+// float add per element as a separate loop would do), so no copy in between.
 static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t pd, dnnl_query_t q, int index,
                     int arg, int output, const dnnl_memory_desc_t *user_md) {
     DnnlArg *a = &p->args[p->nargs++];
     memset(a, 0, sizeof *a);
-    a->arg = arg, a->output = output;
+    a->arg = arg, a->output = output != 0;
     DNNL_CHECK(dnnl_memory_create(&a->user, user_md, ctx->engine, DNNL_MEMORY_NONE));
     const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, q, index);
     if (dnnl_memory_desc_equal(pmd, user_md)) return;
     DNNL_CHECK(dnnl_memory_create(&a->prim, pmd, ctx->engine, DNNL_MEMORY_NONE));
     a->floats = (dnnl_memory_desc_get_size(pmd) + 63) / 64 * 16;
     dnnl_primitive_desc_t rpd;
-    if (output)
-        DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, pmd, ctx->engine, user_md, ctx->engine, NULL));
-    else
+    if (output) {
+        dnnl_primitive_attr_t attr = NULL;
+        if (output == 2) {
+            dnnl_post_ops_t po;
+            DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+            DNNL_CHECK(dnnl_post_ops_create(&po));
+            DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
+            DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+            DNNL_CHECK(dnnl_post_ops_destroy(po));
+            a->accumulate = 1;
+        }
+        DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, pmd, ctx->engine, user_md, ctx->engine, attr));
+        if (attr) DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    } else {
         DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user_md, ctx->engine, pmd, ctx->engine, NULL));
+    }
     DNNL_CHECK(dnnl_primitive_create(&a->reorder, rpd));
     DNNL_CHECK(dnnl_primitive_desc_destroy(rpd));
 }
@@ -94,14 +108,14 @@ static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, in
         DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
         add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
         add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, 0, &w_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, 1, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, 2, &x_u);
     } else {
         DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, NULL, &y_a,
                                                                strides, pl, pr));
         DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
         add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, 0, &x_u);
         add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_weights_md, 0, DNNL_ARG_DIFF_WEIGHTS, 1, &w_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_weights_md, 0, DNNL_ARG_DIFF_WEIGHTS, 2, &w_u);
     }
     DNNL_CHECK(dnnl_primitive_create(&p->conv, pd));
     if (pd != fpd) DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
@@ -213,26 +227,29 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
-    // oneDNN writes its results; kernels.h's backward adds them. dx's chunk and
-    // dw go to the work buffer first (after the primitive's own layouts), then
-    // onto the caller's.
+    // oneDNN writes its results; kernels.h's backward adds them. Where the
+    // gradient comes back through a reorder (blocked layouts), the reorder adds
+    // it onto the caller's buffer; otherwise it goes to the work buffer first
+    // (after the primitive's own layouts) and is added from there.
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
         if (dw) {
             DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            int direct = p->args[2].accumulate;
             size_t ws = prim_ws(p);
-            float *wk = work(ws + nw), *tdw = wk + ws;
+            float *wk = work(ws + (direct ? 0 : nw)), *tdw = direct ? dw : wk + ws;
             void *bufs[3] = {(void *)(x + n0 * xs), (void *)(dout + n0 * ys), tdw};
             run_prim(p, bufs, wk);
-            add_into(dw, tdw, nw);
+            if (!direct) add_into(dw, tdw, nw);
         }
         if (dx) {
             DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
+            int direct = p->args[2].accumulate;
             size_t ws = prim_ws(p);
-            float *wk = work(ws + (size_t)m * xs), *tdx = wk + ws;
+            float *wk = work(ws + (direct ? 0 : (size_t)m * xs)), *tdx = direct ? dx + n0 * xs : wk + ws;
             void *bufs[3] = {(void *)(dout + n0 * ys), (void *)w, tdx};
             run_prim(p, bufs, wk);
-            add_into(dx + n0 * xs, tdx, (size_t)m * xs);
+            if (!direct) add_into(dx + n0 * xs, tdx, (size_t)m * xs);
         }
     }
 }

@@ -14,6 +14,7 @@
 typedef struct {
     int arg;           // DNNL_ARG_*
     int output;        // written by the primitive
+    int accumulate;    // output whose reorder adds onto the caller's buffer (sum post-op)
     dnnl_memory_t user;  // the caller's buffer (handle set per call)
     dnnl_memory_t prim;  // the primitive's layout, or NULL = user
     dnnl_primitive_t reorder;  // user -> prim (input) or prim -> user (output)
