@@ -17,27 +17,6 @@
 
 #define LANES 8
 
-LD_INLINE double lanes_total(const double *acc) {
-    double s = 0.0;
-    for (int l = 0; l < LANES; l++) s += acc[l];
-    return s;
-}
-
-// sum of (x - m)^2: two-pass variance, no cancellation for large means
-LD_INLINE double sumsq_dev(const float *x, size_t n, double m) {
-    double acc[LANES] = {0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES) {
-#pragma omp simd
-        for (int l = 0; l < LANES; l++) {
-            double d = x[i + l] - m;
-            acc[l] += d * d;
-        }
-    }
-    for (; i < n; i++) acc[0] += (x[i] - m) * (x[i] - m);
-    return lanes_total(acc);
-}
-
 // One (sample, group) of forward. The parallel loops live in the public
 // entries, which carry the target clones: an OpenMP region inside an inlined
 // helper is outlined before inlining and would get only the baseline ISA
@@ -50,7 +29,7 @@ LD_INLINE void gn_forward_group(int bg, float *out, float *mean, float *rstd, co
     const float *xg = x + (size_t)bg * gsize;
     float *og = out + (size_t)bg * gsize;
     double m = ld_sum8(xg, gsize) / (double)gsize;
-    double v = sumsq_dev(xg, gsize, m) / (double)gsize;
+    double v = ld_sumsq_dev8(xg, gsize, m) / (double)gsize;
     double r = 1.0 / sqrt(v + eps);
     mean[bg] = (float)m;
     rstd[bg] = (float)r;
@@ -126,7 +105,7 @@ LD_INLINE void row_sums(double *ps, double *pb, const float *xc, const float *dc
         as[0] += dv * xh;
         ab[0] += dv;
     }
-    *ps = lanes_total(as), *pb = lanes_total(ab);
+    *ps = ld_total8(as), *pb = ld_total8(ab);
 }
 
 // beta == NULL: plain GroupNorm, dout is the gradient of its output. Otherwise

@@ -1,29 +1,27 @@
 // layernorm.c — LayerNorm over the last dimension of [N, C] with a per-channel
 // affine (torch.nn.LayerNorm, biased variance). Forward saves each row's mean
 // and 1/sqrt(var + eps); backward is analytic. Reductions run in double in a
-// fixed order so results do not depend on the thread count.
+// fixed order (a row's sums in vecmath.h's 8 lanes, so they vectorise), so
+// results do not depend on the thread count or the vector width.
 #include <math.h>
 
 #include "kernels/kernels.h"
+#include "kernels/vecmath.h"
 
-void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
-                       const float *beta, int N, int C, float eps) {
+#define LANES 8
+
+LD_VEC_CLONES void layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                                     const float *beta, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *xr = x + (size_t)n * C;
         float *o = out + (size_t)n * C;
-        double s = 0.0;
-        for (int c = 0; c < C; c++) s += xr[c];
-        double m = s / C;
-        double v = 0.0;
-        for (int c = 0; c < C; c++) {
-            double d = xr[c] - m;
-            v += d * d;
-        }
-        double r = 1.0 / sqrt(v / C + eps);
+        double m = ld_sum8(xr, (size_t)C) / C;
+        double r = 1.0 / sqrt(ld_sumsq_dev8(xr, (size_t)C, m) / C + eps);
         mean[n] = (float)m;
         rstd[n] = (float)r;
         float mf = (float)m, rf = (float)r;
+#pragma omp simd
         for (int c = 0; c < C; c++) o[c] = (xr[c] - mf) * rf * gamma[c] + beta[c];
     }
 }
@@ -32,8 +30,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *x, con
 // and walks the rows in order, reading a contiguous strip per row.
 #define LN_COLS 64
 
-void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
-                        const float *mean, const float *rstd, const float *gamma, int N, int C) {
+LD_VEC_CLONES void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                                      const float *mean, const float *rstd, const float *gamma, int N, int C) {
     if (dgamma || dbeta) {
         int nblk = (C + LN_COLS - 1) / LN_COLS;
 #pragma omp parallel for schedule(static)
@@ -43,6 +41,7 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
             for (int n = 0; n < N; n++) {
                 const float *xr = x + (size_t)n * C, *dr = dout + (size_t)n * C;
                 double m = mean[n], r = rstd[n];
+#pragma omp simd
                 for (int c = c0; c < c1; c++) {
                     sg[c - c0] += dr[c] * ((xr[c] - m) * r);
                     sb[c - c0] += dr[c];
@@ -61,14 +60,24 @@ void layernorm_backward(float *dx, float *dgamma, float *dbeta, const float *dou
         const float *xr = x + (size_t)n * C, *dr = dout + (size_t)n * C;
         float *dxr = dx + (size_t)n * C;
         double m = mean[n], r = rstd[n];
-        double sum_g = 0.0, sum_gx = 0.0;
-        for (int c = 0; c < C; c++) {
-            double gv = (double)dr[c] * gamma[c];
-            sum_g += gv;
-            sum_gx += gv * ((xr[c] - m) * r);
+        double ag[LANES] = {0}, agx[LANES] = {0};
+        int c = 0;
+        for (; c + LANES <= C; c += LANES) {
+#pragma omp simd
+            for (int l = 0; l < LANES; l++) {
+                double gv = (double)dr[c + l] * gamma[c + l];
+                ag[l] += gv;
+                agx[l] += gv * ((xr[c + l] - m) * r);
+            }
         }
-        double a = sum_g / C, bcoef = sum_gx / C;
-        for (int c = 0; c < C; c++) {
+        for (; c < C; c++) {
+            double gv = (double)dr[c] * gamma[c];
+            ag[0] += gv;
+            agx[0] += gv * ((xr[c] - m) * r);
+        }
+        double a = ld_total8(ag) / C, bcoef = ld_total8(agx) / C;
+#pragma omp simd
+        for (c = 0; c < C; c++) {
             double xh = (xr[c] - m) * r;
             dxr[c] += (float)(r * ((double)dr[c] * gamma[c] - a - xh * bcoef));
         }

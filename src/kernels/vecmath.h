@@ -136,6 +136,12 @@ LD_INLINE float ld_phif(float x) {
 // full 8 into lane 0, lanes combined 0..7 in order): they vectorise at -O2,
 // where one running sum does not, and the order is this code's, not the
 // compiler's, so the bits are the same at every vector width and thread count.
+LD_INLINE double ld_total8(const double *a) {
+    double s = 0.0;
+    for (int l = 0; l < 8; l++) s += a[l];
+    return s;
+}
+
 LD_INLINE double ld_sum8(const float *x, size_t n) {
     double a[8] = {0};
     size_t i = 0;
@@ -144,9 +150,23 @@ LD_INLINE double ld_sum8(const float *x, size_t n) {
         for (int l = 0; l < 8; l++) a[l] += x[i + l];
     }
     for (; i < n; i++) a[0] += x[i];
-    double s = 0.0;
-    for (int l = 0; l < 8; l++) s += a[l];
-    return s;
+    return ld_total8(a);
+}
+
+// sum of (x - m)^2: the second pass of a two-pass variance (no cancellation
+// for large means).
+LD_INLINE double ld_sumsq_dev8(const float *x, size_t n, double m) {
+    double a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+#pragma omp simd
+        for (int l = 0; l < 8; l++) {
+            double d = x[i + l] - m;
+            a[l] += d * d;
+        }
+    }
+    for (; i < n; i++) a[0] += (x[i] - m) * (x[i] - m);
+    return ld_total8(a);
 }
 
 // max(m, x[0..n)); a max is the same in any order (NaN aside).
