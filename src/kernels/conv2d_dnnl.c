@@ -26,16 +26,21 @@ static void md_init(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_for
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag));
 }
 
+// What an argument is to the caller: read, written, or a gradient it
+// accumulates (the primitive's result is added onto the caller's buffer).
+enum { ARG_IN, ARG_OUT, ARG_OUT_ADDED };
+
 // Adds argument `arg` of pd, with user memory of layout `user_md`: where pd wants
 // another layout, a memory of it and the reorder (user -> prim for inputs,
-// prim -> user for outputs). output 2: a gradient the caller accumulates; its
-// reorder then adds onto the caller's buffer (a sum post-op: user += prim, one
-// float add per element as a separate loop would do), so no copy in between.
+// prim -> user for outputs). For ARG_OUT_ADDED that reorder adds onto the
+// caller's buffer (a sum post-op: user += prim, one float add per element as a
+// separate loop would do), so no copy in between.
 static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t pd, dnnl_query_t q, int index,
-                    int arg, int output, const dnnl_memory_desc_t *user_md) {
+                    int arg, int role, const dnnl_memory_desc_t *user_md) {
     DnnlArg *a = &p->args[p->nargs++];
     memset(a, 0, sizeof *a);
-    a->arg = arg, a->output = output != 0;
+    int output = role != ARG_IN;
+    a->arg = arg, a->output = output;
     DNNL_CHECK(dnnl_memory_create(&a->user, user_md, ctx->engine, DNNL_MEMORY_NONE));
     const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, q, index);
     if (dnnl_memory_desc_equal(pmd, user_md)) return;
@@ -44,7 +49,7 @@ static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t p
     dnnl_primitive_desc_t rpd;
     if (output) {
         dnnl_primitive_attr_t attr = NULL;
-        if (output == 2) {
+        if (role == ARG_OUT_ADDED) {
             dnnl_post_ops_t po;
             DNNL_CHECK(dnnl_primitive_attr_create(&attr));
             DNNL_CHECK(dnnl_post_ops_create(&po));
@@ -98,24 +103,24 @@ static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, in
     memset(p, 0, sizeof *p);
     if (dir == DNNL_CONV_FWD) {
         pd = fpd;
-        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, 0, &x_u);
-        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, 0, &w_u);
-        if (bias) add_arg(ctx, p, pd, dnnl_query_weights_md, 1, DNNL_ARG_BIAS, 0, &b_u);
-        add_arg(ctx, p, pd, dnnl_query_dst_md, 0, DNNL_ARG_DST, 1, &y_u);
+        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, ARG_IN, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, ARG_IN, &w_u);
+        if (bias) add_arg(ctx, p, pd, dnnl_query_weights_md, 1, DNNL_ARG_BIAS, ARG_IN, &b_u);
+        add_arg(ctx, p, pd, dnnl_query_dst_md, 0, DNNL_ARG_DST, ARG_OUT, &y_u);
     } else if (dir == DNNL_CONV_BWD_DATA) {
         DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, &y_a, strides,
                                                             pl, pr));
         DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
-        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
-        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, 0, &w_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, 2, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, ARG_IN, &y_u);
+        add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, ARG_IN, &w_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, ARG_OUT_ADDED, &x_u);
     } else {
         DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, NULL, &y_a,
                                                                strides, pl, pr));
         DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
-        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, 0, &x_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, 0, &y_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_weights_md, 0, DNNL_ARG_DIFF_WEIGHTS, 2, &w_u);
+        add_arg(ctx, p, pd, dnnl_query_src_md, 0, DNNL_ARG_SRC, ARG_IN, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, ARG_IN, &y_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_weights_md, 0, DNNL_ARG_DIFF_WEIGHTS, ARG_OUT_ADDED, &w_u);
     }
     DNNL_CHECK(dnnl_primitive_create(&p->conv, pd));
     if (pd != fpd) DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
@@ -199,6 +204,18 @@ static void add_into(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+// Runs a backward primitive on inputs in0, in1 and adds its result (the third
+// argument, ARG_OUT_ADDED) onto dst's n floats: through its reorder where it
+// has one, else from the work buffer (after the primitive's own layouts).
+static void run_added(DnnlConvPrim *p, const float *in0, const float *in1, float *dst, size_t n) {
+    int direct = p->args[2].accumulate;
+    size_t ws = prim_ws(p);
+    float *wk = work(ws + (direct ? 0 : n)), *res = direct ? dst : wk + ws;
+    void *bufs[3] = {(void *)in0, (void *)in1, res};
+    run_prim(p, bufs, wk);
+    if (!direct) add_into(dst, res, n);
+}
+
 // Samples per chunk: as many as keep the larger activation (input or output)
 // under runtime_conv_chunk_floats(). The work buffer for dx is one such chunk,
 // so memory stays bounded at SD-1.5 64x64 latents with any batch.
@@ -227,30 +244,15 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
-    // oneDNN writes its results; kernels.h's backward adds them. Where the
-    // gradient comes back through a reorder (blocked layouts), the reorder adds
-    // it onto the caller's buffer; otherwise it goes to the work buffer first
-    // (after the primitive's own layouts) and is added from there.
+    // oneDNN writes its results; kernels.h's backward adds them (run_added).
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
-        if (dw) {
-            DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
-            int direct = p->args[2].accumulate;
-            size_t ws = prim_ws(p);
-            float *wk = work(ws + (direct ? 0 : nw)), *tdw = direct ? dw : wk + ws;
-            void *bufs[3] = {(void *)(x + n0 * xs), (void *)(dout + n0 * ys), tdw};
-            run_prim(p, bufs, wk);
-            if (!direct) add_into(dw, tdw, nw);
-        }
-        if (dx) {
-            DnnlConvPrim *p = get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked);
-            int direct = p->args[2].accumulate;
-            size_t ws = prim_ws(p);
-            float *wk = work(ws + (direct ? 0 : (size_t)m * xs)), *tdx = direct ? dx + n0 * xs : wk + ws;
-            void *bufs[3] = {(void *)(dout + n0 * ys), (void *)w, tdx};
-            run_prim(p, bufs, wk);
-            if (!direct) add_into(dx + n0 * xs, tdx, (size_t)m * xs);
-        }
+        if (dw)
+            run_added(get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked), x + n0 * xs,
+                      dout + n0 * ys, dw, nw);
+        if (dx)
+            run_added(get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked), dout + n0 * ys, w,
+                      dx + n0 * xs, (size_t)m * xs);
     }
 }
 

@@ -102,9 +102,9 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
 // needs out. Query tiles of tq rows, key tiles of tk columns; scratch holds
 // attention_flash_scratch_floats(B, nh, Nq, Nk, tq, tk) floats for both
 // directions: O(Nq + tq*tk) for each thread the call uses (one per thread, at
-// most one per sample-head pair; the count is omp_get_max_threads()'s at the call). Backward accumulates like
-// attention_backward (any gradient may be NULL). The result does not depend on
-// the thread count.
+// most one per sample-head pair; omp_get_max_threads() at the call counts).
+// Backward accumulates like attention_backward (any gradient may be NULL). The
+// result does not depend on the thread count.
 #define ATTN_TILE_Q 256
 #define ATTN_TILE_K 256
 size_t attention_flash_scratch_floats(int B, int nh, int Nq, int Nk, int tq, int tk);

@@ -16,23 +16,21 @@ VPY=${LD_VENV:-.venv}/bin/python   # diffusers lives in the venv scripts/setup.s
 . tests/bench/blas_env.sh
 tmp_err=$(mktemp); trap 'rm -f "$tmp_err"' EXIT
 less() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
-ours=""; theirs=""; per_round=""
+ours=""; theirs=""; s_ours=""; s_torch=""; per_round=""
 for ((i = 1; i <= ROUNDS; i++)); do
   o=$(OMP_NUM_THREADS=$NT OPENBLAS_NUM_THREADS=$NT "$BUILD/bench_step" jobs/fmnist_teacher.cfg "$B" "$R" \
       --set runtime.threads="$NT")
   t=$(env "${TORCH_ENV[@]}" OMP_NUM_THREADS=$NT "$VPY" tests/bench/bench_torch.py models/fmnist_teacher.safetensors "$B" "$R" "$NT" 2>"$tmp_err") || { echo "bench_torch.py failed:" >&2; cat "$tmp_err" >&2; exit 1; }
   so=$(echo "$o" | awk '/^step/ {print $2}'); st=$(echo "$t" | awk '{print $9}')
   per_round+=" $(awk -v a="$so" -v b="$st" 'BEGIN { printf "%.2f", a / b }')"
-  if [ -z "$ours" ] || less "$so" "$(echo "$ours" | awk '/^step/ {print $2}')"; then ours=$o; fi
-  if [ -z "$theirs" ] || less "$st" "$(echo "$theirs" | awk '{print $9}')"; then theirs=$t; fi
+  if [ -z "$s_ours" ] || less "$so" "$s_ours"; then ours=$o s_ours=$so; fi
+  if [ -z "$s_torch" ] || less "$st" "$s_torch"; then theirs=$t s_torch=$st; fi
 done
 echo "$ours"
 echo "$theirs"
 if [ "$ROUNDS" -gt 1 ]; then
   echo "rounds: $ROUNDS, alternating; above: each side's best round; step ratio of each round:$per_round"
 fi
-s_ours=$(echo "$ours" | awk '/^step/ {print $2}')
-s_torch=$(echo "$theirs" | awk '{print $9}')
 f_ours=$(echo "$ours" | awk '/^forward/ {print $2}'); f_torch=$(echo "$theirs" | awk '{print $3}')
 b_ours=$(echo "$ours" | awk '/^backward/ {print $2}'); b_torch=$(echo "$theirs" | awk '{print $6}')
 awk -v fo="$f_ours" -v ft="$f_torch" -v bo="$b_ours" -v bt="$b_torch" -v so="$s_ours" -v st="$s_torch" \
