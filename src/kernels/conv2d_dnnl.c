@@ -149,28 +149,33 @@ static DnnlConvPrim *get_prim(int dir, int B, int Cin, int H, int W, int Cout, i
     return p;
 }
 
-// Floats of work buffer run_prim needs for p's own layouts.
-static size_t prim_ws(const DnnlConvPrim *p) {
+// Floats of work buffer run_prim needs for p's own layouts, less those of
+// arguments the caller hands over already in them (ready[i] != NULL).
+static size_t prim_ws(const DnnlConvPrim *p, float *const *ready) {
     size_t n = 0;
-    for (int i = 0; i < p->nargs; i++) n += p->args[i].floats;
+    for (int i = 0; i < p->nargs; i++)
+        if (!ready || !ready[i]) n += p->args[i].floats;
     return n;
 }
 
 // Runs p on the caller's buffers (in the order of p->args), reordering where its
-// layout differs, through ws (prim_ws(p) floats, 64-byte aligned).
-static void run_prim(DnnlConvPrim *p, void *const *bufs, float *ws) {
+// layout differs, through ws (prim_ws(p, ready) floats, 64-byte aligned). An
+// input with ready[i] set is already in the primitive's layout there (one
+// reorder serving two primitives), and is not reordered again.
+static void run_prim(DnnlConvPrim *p, void *const *bufs, float *ws, float *const *ready) {
     DnnlCtx *ctx = runtime_dnnl();
     dnnl_exec_arg_t ea[4];
     for (int i = 0; i < p->nargs; i++) {
         DnnlArg *a = &p->args[i];
+        int pre = ready && ready[i];
         DNNL_CHECK(dnnl_memory_set_data_handle(a->user, bufs[i]));
         if (a->prim) {
-            DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, ws));
-            ws += a->floats;
+            DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, pre ? ready[i] : ws));
+            if (!pre) ws += a->floats;
         }
         ea[i].arg = a->arg;
         ea[i].memory = a->prim ? a->prim : a->user;
-        if (a->reorder && !a->output) {
+        if (a->reorder && !a->output && !pre) {
             dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->prim}};
             DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
         }
@@ -204,15 +209,21 @@ static void add_into(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+// Work floats run_added needs for p adding onto n floats.
+static size_t added_ws(const DnnlConvPrim *p, float *const *ready, size_t n) {
+    return prim_ws(p, ready) + (p->args[2].accumulate ? 0 : n);
+}
+
 // Runs a backward primitive on inputs in0, in1 and adds its result (the third
 // argument, ARG_OUT_ADDED) onto dst's n floats: through its reorder where it
-// has one, else from the work buffer (after the primitive's own layouts).
-static void run_added(DnnlConvPrim *p, const float *in0, const float *in1, float *dst, size_t n) {
+// has one, else from the work buffer wk (added_ws floats) after the
+// primitive's own layouts.
+static void run_added(DnnlConvPrim *p, const float *in0, const float *in1, float *dst, size_t n,
+                      float *const *ready, float *wk) {
     int direct = p->args[2].accumulate;
-    size_t ws = prim_ws(p);
-    float *wk = work(ws + (direct ? 0 : n)), *res = direct ? dst : wk + ws;
+    float *res = direct ? dst : wk + prim_ws(p, ready);
     void *bufs[3] = {(void *)in0, (void *)in1, res};
-    run_prim(p, bufs, wk);
+    run_prim(p, bufs, wk, ready);
     if (!direct) add_into(dst, res, n);
 }
 
@@ -235,8 +246,18 @@ void conv2d_dnnl_forward(float *out, const float *x, const float *w, const float
         DnnlConvPrim *p = get_prim(DNNL_CONV_FWD, m, Cin, H, W, Cout, k, stride, pad, b != NULL, blocked);
         void *bufs[4] = {(void *)(x + n0 * xs), (void *)w, (void *)b, out + n0 * ys};
         if (!b) bufs[2] = bufs[3];  // no bias argument: dst is the third
-        run_prim(p, bufs, work(prim_ws(p)));
+        run_prim(p, bufs, work(prim_ws(p, NULL)), NULL);
     }
+}
+
+// Whether dout's reorder serves both backward primitives: both want it in the
+// same layout, other than the caller's.
+static int dout_shared(const DnnlConvPrim *pw, const DnnlConvPrim *pd) {
+    if (!pw || !pd || !pw->args[1].prim || !pd->args[0].prim) return 0;
+    const dnnl_memory_desc_t *a, *b;
+    DNNL_CHECK(dnnl_memory_get_memory_desc(pw->args[1].prim, &a));
+    DNNL_CHECK(dnnl_memory_get_memory_desc(pd->args[0].prim, &b));
+    return dnnl_memory_desc_equal(a, b);
 }
 
 void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int B, int Cin,
@@ -244,15 +265,32 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
+    DnnlCtx *ctx = runtime_dnnl();
     // oneDNN writes its results; kernels.h's backward adds them (run_added).
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
-        if (dw)
-            run_added(get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked), x + n0 * xs,
-                      dout + n0 * ys, dw, nw);
-        if (dx)
-            run_added(get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked), dout + n0 * ys, w,
-                      dx + n0 * xs, (size_t)m * xs);
+        DnnlConvPrim *pw = dw ? get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked) : NULL;
+        DnnlConvPrim *pd = dx ? get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked) : NULL;
+        // dout is argument 1 of backward-weights and 0 of backward-data: where
+        // both want the same layout, it is reordered once, into the work
+        // buffer's head, and both read it there.
+        const float *dn = dout + n0 * ys;
+        int shared = dout_shared(pw, pd);
+        size_t head = shared ? pw->args[1].floats : 0;
+        float *rw[3] = {NULL, NULL, NULL}, *rd[3] = {NULL, NULL, NULL};
+        if (shared) rw[1] = rd[0] = (float *)dn;  // marks them ready for the sizes; set to the head below
+        size_t need_w = pw ? added_ws(pw, rw, nw) : 0, need_d = pd ? added_ws(pd, rd, (size_t)m * xs) : 0;
+        float *wk = work(head + (need_w > need_d ? need_w : need_d));
+        if (shared) {
+            DnnlArg *a = &pw->args[1];
+            rw[1] = rd[0] = wk;
+            DNNL_CHECK(dnnl_memory_set_data_handle(a->user, (void *)dn));
+            DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, wk));
+            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->prim}};
+            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
+        }
+        if (pw) run_added(pw, x + n0 * xs, dn, dw, nw, rw, wk + head);
+        if (pd) run_added(pd, dn, w, dx + n0 * xs, (size_t)m * xs, rd, wk + head);
     }
 }
 
