@@ -178,16 +178,14 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
     t->gm = arena_alloc(a, (size_t)B * t->groups);
     t->gr = arena_alloc(a, (size_t)B * t->groups);
     BK(c->be, groupnorm_forward, t->gn, t->gm, t->gr, x, p + t->gnw, p + t->gnb, B, C, S, t->groups, GN_EPS);
+    // proj_in/proj_out run as linear layers on the tokens, for both kinds: a
+    // 1x1 convolution's weight [C, C, 1, 1] is the linear one [C, C] in the same
+    // memory, and on the tokens it is one GEMM over all B*S positions, not one
+    // small GEMM per sample (the teacher's 4x4 stages: 16 columns each).
     float *tok = arena_alloc(a, n);
-    if (t->linear_proj) {
-        t->tin = arena_alloc(a, n);
-        BK(c->be, transpose_cn_forward, t->tin, t->gn, B, C, S);
-        BK(c->be, linear_forward, tok, t->tin, p + t->piw, p + t->pib, B * S, C, C);
-    } else {
-        float *pin = arena_alloc(c->work, n);
-        BK(c->be, conv2d_forward, pin, t->gn, p + t->piw, p + t->pib, B, C, H, W, C, 1, 1, 0);
-        BK(c->be, transpose_cn_forward, tok, pin, B, C, S);
-    }
+    t->tin = arena_alloc(a, n);
+    BK(c->be, transpose_cn_forward, t->tin, t->gn, B, C, S);
+    BK(c->be, linear_forward, tok, t->tin, p + t->piw, p + t->pib, B * S, C, C);
     for (int i = 0; i < t->n_layers; i++) {
         t->blk[i].out = NULL;
         if (t->blk[i].skip || !t->blk[i].present) continue;  // removed: identity on the tokens
@@ -195,16 +193,10 @@ void transformer_forward(Transformer *t, const LayerCtx *c, float *out, const fl
         tblock_forward(t, &t->blk[i], c, next, tok, B, S, L);
         tok = next;
     }
-    if (t->linear_proj) {
-        t->tok_last = tok;
-        float *lo = arena_alloc(c->work, n);
-        BK(c->be, linear_forward, lo, tok, p + t->pow, p + t->pob, B * S, C, C);
-        BK(c->be, transpose_nc_forward, out, lo, B, S, C);
-    } else {
-        t->tok_last = arena_alloc(a, n);  // [B,C,S], proj_out's input
-        BK(c->be, transpose_nc_forward, t->tok_last, tok, B, S, C);
-        BK(c->be, conv2d_forward, out, t->tok_last, p + t->pow, p + t->pob, B, C, H, W, C, 1, 1, 0);
-    }
+    t->tok_last = tok;
+    float *lo = arena_alloc(c->work, n);
+    BK(c->be, linear_forward, lo, tok, p + t->pow, p + t->pob, B * S, C, C);
+    BK(c->be, transpose_nc_forward, out, lo, B, S, C);
     BK(c->be, add_forward, out, out, x, n);
 }
 
@@ -217,15 +209,9 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
     ArenaMark mark = arena_mark(w);
     BK(c->be, accumulate, dx, dout, n);  // residual
     float *dtok = arena_zeros(w, n);  // [B,S,C]
-    if (t->linear_proj) {
-        float *dlo = arena_zeros(w, n);
-        BK(c->be, transpose_nc_backward, dlo, dout, B, S, C);
-        BK(c->be, linear_backward, dtok, g + t->pow, g + t->pob, dlo, t->tok_last, p + t->pow, B * S, C, C);
-    } else {
-        float *dpo = arena_zeros(w, n);
-        BK(c->be, conv2d_backward, dpo, g + t->pow, g + t->pob, dout, t->tok_last, p + t->pow, B, C, H, W, C, 1, 1, 0);
-        BK(c->be, transpose_nc_backward, dtok, dpo, B, S, C);
-    }
+    float *dlo = arena_zeros(w, n);
+    BK(c->be, transpose_nc_backward, dlo, dout, B, S, C);
+    BK(c->be, linear_backward, dtok, g + t->pow, g + t->pob, dlo, t->tok_last, p + t->pow, B * S, C, C);
     for (int i = t->n_layers - 1; i >= 0; i--) {
         if (t->blk[i].skip || !t->blk[i].present) continue;  // identity: the gradient passes unchanged
         float *dprev = arena_zeros(w, n);
@@ -233,15 +219,9 @@ void transformer_backward(Transformer *t, const LayerCtx *c, float *dx, const fl
         dtok = dprev;
     }
     float *dgn = arena_zeros(w, n);
-    if (t->linear_proj) {
-        float *dtin = arena_zeros(w, n);
-        BK(c->be, linear_backward, dtin, g + t->piw, g + t->pib, dtok, t->tin, p + t->piw, B * S, C, C);
-        BK(c->be, transpose_cn_backward, dgn, dtin, B, C, S);
-    } else {
-        float *dpin = arena_zeros(w, n);
-        BK(c->be, transpose_cn_backward, dpin, dtok, B, C, S);
-        BK(c->be, conv2d_backward, dgn, g + t->piw, g + t->pib, dpin, t->gn, p + t->piw, B, C, H, W, C, 1, 1, 0);
-    }
+    float *dtin = arena_zeros(w, n);
+    BK(c->be, linear_backward, dtin, g + t->piw, g + t->pib, dtok, t->tin, p + t->piw, B * S, C, C);
+    BK(c->be, transpose_cn_backward, dgn, dtin, B, C, S);
     BK(c->be, groupnorm_backward, dx, g + t->gnw, g + t->gnb, dgn, t->x, t->gm, t->gr, p + t->gnw, B, C, S, t->groups);
     arena_release(w, mark);
 }
