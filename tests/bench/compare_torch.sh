@@ -6,7 +6,9 @@
 # Defaults: the shipped teacher's architecture, batch 32, 1 thread, 3 repeats.
 # ROUNDS=n (default 1) runs the pair n times, alternating, and keeps each side's
 # best round: on a shared VM a slow spell then hits both sides, not one. Each
-# round's ratio is printed too.
+# round's ratio is printed too, and their median: each round's two runs are
+# back to back, so that paired ratio moves less than the two sides' bests do
+# when the machine's speed drifts by 20-30% between rounds.
 set -euo pipefail
 B=${1:-32}; NT=${2:-1}; R=${3:-3}; ROUNDS=${ROUNDS:-1}
 BUILD=${BUILD:-build}
@@ -30,6 +32,9 @@ echo "$ours"
 echo "$theirs"
 if [ "$ROUNDS" -gt 1 ]; then
   echo "rounds: $ROUNDS, alternating; above: each side's best round; step ratio of each round:$per_round"
+  median=$(echo "$per_round" | tr ' ' '\n' | sed '/^$/d' | sort -g |
+           awk '{v[NR] = $1} END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+  echo "median of the rounds' step ratios: $median"
 fi
 f_ours=$(echo "$ours" | awk '/^forward/ {print $2}'); f_torch=$(echo "$theirs" | awk '{print $3}')
 b_ours=$(echo "$ours" | awk '/^backward/ {print $2}'); b_torch=$(echo "$theirs" | awk '{print $6}')

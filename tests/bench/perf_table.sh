@@ -7,7 +7,8 @@
 # Ratios are measured within one run of each script; the rows run one after
 # another, so run it on a quiet machine. Memory rows: tests/bench/memory_step.sh.
 # The teacher rows alternate laptop-diff and PyTorch ROUNDS times (default 3)
-# and keep each side's best round (compare_torch.sh).
+# and keep each side's best round (compare_torch.sh); the ratio cell also has
+# each round's paired ratio and their median.
 # usage: tests/bench/perf_table.sh [REPEATS]   (repo root; BUILD=build, OUT=runs/perf_table, ROUNDS=3)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,9 +31,9 @@ for NT in 1 2; do
   f=$OUT/teacher_$NT.txt
   ours=$(awk '/^step/ {print $2}' "$f"); theirs=$(awk '/^torch:/ {print $9}' "$f")
   ratio=$(sed -n 's/.*step \([0-9.]*\) (below.*/\1/p' "$f"); sg=$(sed -n 's/.*step reaches \([0-9]*%\).*/\1/p' "$f")
-  rounds=$(sed -n 's/.*step ratio of each round: *//p' "$f")
+  rounds=$(sed -n 's/.*step ratio of each round: *//p' "$f"); med=$(sed -n "s/^median of the rounds' step ratios: //p" "$f")
   row "teacher training step, batch 32, $NT thread(s)" "$ours s ($sg of SGEMM)" "$theirs s" \
-      "$ratio${rounds:+ (rounds: $rounds)}" "\`ROUNDS=$ROUNDS tests/bench/compare_torch.sh 32 $NT $R\`" >>"$OUT/table.md"
+      "$ratio${rounds:+ (rounds: $rounds; median $med)}" "\`ROUNDS=$ROUNDS tests/bench/compare_torch.sh 32 $NT $R\`" >>"$OUT/table.md"
 done
 for NT in 1 2; do
   bash tests/bench/compare_forward.sh jobs/sd15_smoke.cfg 32 2 "$NT" 3 >"$OUT/sd15_forward_$NT.txt" 2>&1
