@@ -77,14 +77,20 @@ for k in a1:
 for k in a2:
     assert np.all(np.max(np.abs(a2[k].reshape(5, -1)), axis=1) > 0), k
 print(f"activations: {len(a1)} datasets, 2 ranks vs 1 rank max relative difference {worst:.2e}")
-# probe sample i does not depend on how many there are: the 1-sample file is row 0 of the 5-sample one
+# probe sample i does not depend on how many there are: the 1-sample file is row 0 of the 5-sample
+# one. Both trained on 2 ranks, so the students are the same and only the probe batch differs (its
+# GEMMs then round differently: the token GEMMs run over all samples at once); against the 1-rank
+# run the students themselves differ (stdiff above), and that difference was most of this one.
 with h5py.File(f"{T}/probe1/run.h5", "r") as f:
     a3 = acts(f)
-assert sorted(a3) == sorted(a1), sorted(a3)
-for k in a1:
-    assert a3[k].shape == (1,) + a1[k].shape[1:], (k, a3[k].shape)
-    rel = np.max(np.abs(a3[k][0] - a1[k][0])) / np.max(np.abs(a1[k][0]))
+assert sorted(a3) == sorted(a2), sorted(a3)
+worst = 0.0
+for k in a2:
+    assert a3[k].shape == (1,) + a2[k].shape[1:], (k, a3[k].shape)
+    rel = np.max(np.abs(a3[k][0] - a2[k][0])) / np.max(np.abs(a2[k][0]))
+    worst = max(worst, rel)
     assert rel <= 1e-5, (k, rel)
+print(f"activations: probe sample 0 of 1 vs of 5, max relative difference {worst:.2e}")
 
 for name, norm in (("np1", "l2sq"), ("np2", "l2sq"), ("none", "none")):
     with h5py.File(f"{T}/{name}/run.h5", "r") as f:
