@@ -3,9 +3,13 @@
 # dwarf) of bench_step into a per-kernel table: each sample is charged to the
 # innermost caller that is a kernel declared in src/kernels/kernels.h (or
 # gemm.h), split by what the CPU was actually running under it (OpenBLAS GEMM,
-# im2col/col2im, libm, page faults, the kernel's own loops), and by phase
-# (unet_forward / unet_backward / rest of the program). Samples before the
-# second unet_forward (the warm-up round) are left out.
+# im2col/col2im, libm, the OS kernel, the kernel's own loops), and by phase
+# (unet_forward / unet_backward / rest of the program). Samples of the first
+# two rounds are left out: round 0 is bench_step's warm-up (first touch of
+# every buffer), and in round 1 the arenas that overflowed in round 0 are
+# replaced by one block of the peak size, which is faulted in then (~74K page
+# faults on the teacher at batch 32, /usr/bin/time; none in any later round).
+# So profile with REPEATS >= 3.
 # oneDNN's convolutions and reorders run JIT-generated code that has no symbol
 # and no unwind information: such a sample is one unresolved user-space frame,
 # with no caller. It is charged to "conv2d (oneDNN JIT)" in the phase of the
@@ -38,7 +42,7 @@ def part(sym):
 
 samples = collections.Counter()  # (phase, kernel, part) -> samples
 total = 0
-rnd, last = 0, None  # round 0 (bench_step's warm-up: first touch of every buffer) is left out
+rnd, last = 0, None  # rounds 0 and 1 are left out (see the top)
 last_tid = {}  # thread -> phase of its previous sample in a U-Net pass
 JIT = "conv2d (oneDNN JIT)"
 for rec in sys.stdin.read().split("\n\n"):
@@ -60,7 +64,7 @@ for rec in sys.stdin.read().split("\n\n"):
         rnd += 1
     if phase != "other":
         last = phase
-    if rnd == 0:
+    if rnd < 2:
         continue
     total += 1
     kernel = JIT if jit else next((s for s in syms if s in api and s != "gemm"), None)
@@ -70,7 +74,7 @@ for rec in sys.stdin.read().split("\n\n"):
         # not under a kernel: the model code itself, OpenBLAS/OpenMP worker threads
         # whose caller is on another thread, zeroing gradients, ...
         kernel = "[" + next((s for s in syms if s.startswith(("unet_", "sgemm_gflops", "main"))), syms[0]) + "]"
-    p = "own loops" if jit else "page faults (kernel)" if frames[0].startswith(("0xffff",)) or re.match(r"^[a-z_]+$", syms[0]) and lines[1].split()[0].startswith("ffffffff") else part(frames[0])
+    p = "own loops" if jit else "OS kernel" if frames[0].startswith(("0xffff",)) or re.match(r"^[a-z_]+$", syms[0]) and lines[1].split()[0].startswith("ffffffff") else part(frames[0])
     samples[(phase, kernel, p)] += 1
 
 def table(phase_set, title):
@@ -78,11 +82,11 @@ def table(phase_set, title):
     n = sum(sel.values())
     if not n:
         return
-    parts = ["GEMM (OpenBLAS)", "im2col/col2im", "own loops", "libm (expf/erff)", "memset/memcpy", "page faults (kernel)"]
+    parts = ["GEMM (OpenBLAS)", "im2col/col2im", "own loops", "libm (expf/erff)", "memset/memcpy", "OS kernel"]
     byk = collections.Counter()
     for (ph, k, p), v in sel.items():
         byk[k] += v
-    print(f"\n{title}: {n} samples = {100.0 * n / total:.1f}% of the samples after the warm-up round")
+    print(f"\n{title}: {n} samples = {100.0 * n / total:.1f}% of the samples after the first two rounds")
     print("| kernel | share | " + " | ".join(parts) + " |")
     print("|---|---:|" + "---:|" * len(parts))
     for k, v in byk.most_common():

@@ -8,7 +8,7 @@
 # With THREADS > 1 the samples of OpenMP/OpenBLAS worker threads lose their
 # caller (it is on the master thread's stack), so only the master's are charged to kernels.
 set -euo pipefail
-JOB=$1; B=$2; NT=$3; R=${4:-3}
+JOB=$1; B=$2; NT=$3; R=${4:-4}  # profile_attr.py leaves out the first two rounds
 BUILD=${BUILD:-build}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(grep -qw avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)}
 [ -x "$BUILD/bench_step" ] || cmake --build "$BUILD" --target bench_step
