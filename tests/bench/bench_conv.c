@@ -35,6 +35,7 @@ static const Shape shapes[] = {
     {"teacher", 32, 16, 32, 16, 3, 2, 1},    // down0 downsampler
     {"teacher", 32, 16, 32, 1, 3, 1, 1},     // conv_out
     {"teacher", 32, 48, 32, 16, 1, 1, 1},    // up3 resnet0 shortcut (1x1)
+    {"teacher", 32, 32, 32, 16, 1, 1, 2},    // up3 resnet1/2 shortcuts
     {"teacher", 32, 32, 16, 32, 3, 1, 6},    // down1 / up2 resnets
     {"teacher", 32, 16, 16, 32, 3, 1, 1},    // down1 resnet0 conv1
     {"teacher", 32, 96, 16, 32, 3, 1, 1},    // up2 resnet0 conv1
@@ -46,7 +47,15 @@ static const Shape shapes[] = {
     {"teacher", 32, 128, 8, 64, 3, 1, 2},    // up1 resnet0/1 conv1
     {"teacher", 32, 96, 8, 64, 3, 1, 1},     // up1 resnet2 conv1
     {"teacher", 32, 32, 8, 64, 3, 1, 1},     // down2 resnet0 conv1
-    {"teacher", 32, 64, 8, 64, 1, 1, 2},     // transformer proj_in/out (1x1)
+    {"teacher", 32, 16, 16, 32, 1, 1, 1},    // down1 resnet0 shortcut (1x1)
+    {"teacher", 32, 96, 16, 32, 1, 1, 1},    // up2 resnet0 shortcut
+    {"teacher", 32, 64, 16, 32, 1, 1, 1},    // up2 resnet1 shortcut
+    {"teacher", 32, 48, 16, 32, 1, 1, 1},    // up2 resnet2 shortcut
+    {"teacher", 32, 32, 8, 64, 1, 1, 1},     // down2 resnet0 shortcut
+    {"teacher", 32, 128, 8, 64, 1, 1, 2},    // up1 resnet0/1 shortcuts
+    {"teacher", 32, 96, 8, 64, 1, 1, 1},     // up1 resnet2 shortcut
+    {"teacher", 32, 128, 4, 64, 1, 1, 3},    // up0 resnet shortcuts
+    // (the transformers' proj_in/proj_out are 1x1 too, but run as linear layers on the tokens)
     {"teacher", 32, 64, 4, 64, 3, 1, 11},    // down3 / mid / up0 resnets
     {"teacher", 32, 128, 4, 64, 3, 1, 3},    // up0 resnet conv1
     // SD-1.5 (block_out_channels 320/640/1280/1280) at 32x32 latents, batch 2 (the scoring pass) ...
