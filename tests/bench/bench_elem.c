@@ -4,7 +4,9 @@
 //  * SiLU forward/backward: libm expf vs vecmath.h's ld_expf;
 //  * GEGLU forward/backward: libm erff/expf vs ld_phif/ld_normal_pdf;
 //  * GroupNorm then SiLU: the old scalar-double GroupNorm + libm SiLU as two
-//    kernels (a normalised tensor written and read back) vs groupnorm_silu_*.
+//    kernels (a normalised tensor written and read back) vs groupnorm_silu_*;
+//  * the feed-forward's first linear layer (into GEGLU) with its bias, forward
+//    and backward: the bias loops on the SSE2 baseline (f2ec810) vs cloned.
 // The "old" loops below are copies of src/kernels/{activations,groupnorm}.c at
 // c1e873d (before this change), kept here only to be timed.
 // usage: bench_elem [THREADS] [REPEATS]
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "core/common.h"
+#include "kernels/gemm.h"
 #include "kernels/kernels.h"
 #include "kernels/runtime.h"
 
@@ -143,6 +146,30 @@ static void old_groupnorm_backward(float *dx, float *dgamma, float *dbeta, const
     }
 }
 
+// linear.c at f2ec810: the bias seeding and the bias gradient, uncloned
+static void old_linear_forward(float *out, const float *x, const float *w, const float *b, int N, int C, int OC) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] = b[o];
+    gemm(0, 1, N, OC, C, 1.0f, x, C, w, C, 1.0f, out, OC);
+}
+static void old_linear_backward(float *dx, float *dw, float *db, const float *dout, const float *x, const float *w,
+                                int N, int C, int OC) {
+    gemm(0, 0, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dx, C);
+    gemm(1, 0, OC, C, N, 1.0f, dout, OC, x, C, 1.0f, dw, C);
+    int nblk = (OC + 63) / 64;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int o0 = blk * 64, o1 = o0 + 64 < OC ? o0 + 64 : OC;
+        double sum[64] = {0};
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + (size_t)n * OC;
+            for (int o = o0; o < o1; o++) sum[o - o0] += d[o];
+        }
+        for (int o = o0; o < o1; o++) db[o] += (float)sum[o - o0];
+    }
+}
+
 // ---- timing
 static void fill(float *p, size_t n, float lo, float hi, unsigned long long *s) {
     for (size_t i = 0; i < n; i++) {
@@ -154,11 +181,13 @@ static void fill(float *p, size_t n, float lo, float hi, unsigned long long *s) 
 typedef struct {
     int B, C, HW, G, N, H;  // GroupNorm [B,C,HW] / G groups; GEGLU [N, 2H]
     float *x, *y, *t, *dy, *dx, *gamma, *beta, *mean, *rstd, *dg, *db;
+    float *w, *dw, *lb, *ldb;  // the linear layer [N, H/4] -> [N, 2H] (GEGLU's input)
 } Bufs;
 
-typedef enum { K_SILU_F, K_SILU_B, K_GEGLU_F, K_GEGLU_B, K_GNSILU_F, K_GNSILU_B, K_COUNT } Kernel;
+typedef enum { K_SILU_F, K_SILU_B, K_GEGLU_F, K_GEGLU_B, K_GNSILU_F, K_GNSILU_B, K_LIN_F, K_LIN_B, K_COUNT } Kernel;
 static const char *kname[K_COUNT] = {"silu_forward", "silu_backward", "geglu_forward", "geglu_backward",
-                                     "groupnorm+silu forward", "groupnorm+silu backward"};
+                                     "groupnorm+silu forward", "groupnorm+silu backward", "linear+bias forward",
+                                     "linear+bias backward"};
 
 static void run(Kernel k, int fresh, Bufs *b) {
     size_t n = (size_t)b->B * b->C * b->HW;
@@ -186,6 +215,11 @@ static void run(Kernel k, int fresh, Bufs *b) {
                                    b->G);
         }
         break;
+    case K_LIN_F: (fresh ? linear_forward : old_linear_forward)(b->y, b->x, b->w, b->lb, b->N, b->H / 4, 2 * b->H); break;
+    case K_LIN_B:
+        (fresh ? linear_backward : old_linear_backward)(b->dx, b->dw, b->ldb, b->dy, b->x, b->w, b->N, b->H / 4,
+                                                        2 * b->H);
+        break;
     default: break;
     }
 }
@@ -204,7 +238,12 @@ static void bench_shape(const char *tag, int B, int C, int HW, int G, int N, int
     b.dg = xcalloc(C, sizeof(float)), b.db = xcalloc(C, sizeof(float));
     fill(b.gamma, C, 0.5f, 1.5f, &s), fill(b.beta, C, -1, 1, &s);
     b.mean = xmalloc((size_t)B * G * sizeof(float)), b.rstd = xmalloc((size_t)B * G * sizeof(float));
-    printf("%s: GroupNorm [%d,%d,%d] G %d, SiLU over it; GEGLU [%d, 2x%d]\n", tag, B, C, HW, G, N, H);
+    size_t nw = (size_t)2 * H * (H / 4);
+    b.w = xmalloc(nw * sizeof(float)), b.dw = xcalloc(nw, sizeof(float));
+    b.lb = xmalloc((size_t)2 * H * sizeof(float)), b.ldb = xcalloc((size_t)2 * H, sizeof(float));
+    fill(b.w, nw, -0.1f, 0.1f, &s), fill(b.lb, (size_t)2 * H, -1, 1, &s);
+    printf("%s: GroupNorm [%d,%d,%d] G %d, SiLU over it; GEGLU [%d, 2x%d], after linear [%d, %d] -> [%d, %d]\n", tag,
+           B, C, HW, G, N, H, N, H / 4, N, 2 * H);
     for (int k = 0; k < K_COUNT; k++) {
         double best[2] = {1e30, 1e30};
         for (int f = 0; f < 2; f++) run(k, f, &b);  // warm: first touch, caches
@@ -220,6 +259,7 @@ static void bench_shape(const char *tag, int B, int C, int HW, int G, int N, int
     }
     for (int i = 0; i < 5; i++) free(*all[i]);
     free(b.gamma), free(b.beta), free(b.dg), free(b.db), free(b.mean), free(b.rstd);
+    free(b.w), free(b.dw), free(b.lb), free(b.ldb);
 }
 
 int main(int argc, char **argv) {
