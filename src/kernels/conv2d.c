@@ -86,8 +86,9 @@ static void col2im_add(float *dx, const float *col, size_t ld, int Cin, int H, i
     }
 }
 
-static void fwd_im2col(float *out, const float *x, const float *w, const float *b, int B, int Cin,
-                       int H, int W, int Cout, int k, int stride, int pad, float *scratch) {
+// Cloned (vecmath.h) for the bias seeding's simd loop, scalar on the SSE2 baseline.
+LD_VEC_CLONES static void fwd_im2col(float *out, const float *x, const float *w, const float *b, int B, int Cin,
+                                     int H, int W, int Cout, int k, int stride, int pad, float *scratch) {
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     int P = Ho * Wo, K = Cin * k * k;
     for (int n = 0; n < B; n++) {
@@ -96,8 +97,11 @@ static void fwd_im2col(float *out, const float *x, const float *w, const float *
         // Seed the output with the bias so the GEMM adds onto it (beta = 1).
         if (b) {
 #pragma omp parallel for schedule(static)
-            for (int co = 0; co < Cout; co++)
-                for (int p = 0; p < P; p++) on[(size_t)co * P + p] = b[co];
+            for (int co = 0; co < Cout; co++) {
+                float *oc = on + (size_t)co * P, bc = b[co];
+#pragma omp simd
+                for (int p = 0; p < P; p++) oc[p] = bc;
+            }
         }
         const float *cols = xn;
         if (!is_pointwise(k, stride, pad)) {
