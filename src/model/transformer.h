@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct Transformer {
     char prefix[LD_NAME_MAX];
-    int C, heads, n_layers, linear_proj, cross_dim, groups;
+    int C, heads, n_layers, cross_dim, groups;
+    int linear_proj;  // proj_in/proj_out stored as [C, C] (linear) or [C, C, 1, 1] (1x1 conv); both run as linear
     int first_tensor, end_tensor;
     size_t gnw, gnb, piw, pib, pow, pob;
     TBlock *blk;
@@ -35,7 +36,7 @@ typedef struct Transformer {
     // saved by forward
     int B, H, W, L;
     const float *x, *ctx;
-    float *gn, *gm, *gr, *tin, *tok_last;  // tin: proj_in input (linear); tok_last: proj_out input
+    float *gn, *gm, *gr, *tin, *tok_last;  // tin: proj_in input, tokens [B,S,C]; tok_last: proj_out input
 } Transformer;
 
 void transformer_init(Transformer *t, ParamTable *pt, const char *prefix, int C, int heads,
