@@ -158,6 +158,14 @@ static size_t prim_ws(const DnnlConvPrim *p, float *const *ready) {
     return n;
 }
 
+// Runs a's reorder, whose memories already hold their buffers: user -> prim
+// for an input, prim -> user for an output.
+static void run_reorder(const DnnlArg *a) {
+    dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->output ? a->prim : a->user},
+                            {DNNL_ARG_TO, a->output ? a->user : a->prim}};
+    DNNL_CHECK(dnnl_primitive_execute(a->reorder, runtime_dnnl()->stream, 2, r));
+}
+
 // Runs p on the caller's buffers (in the order of p->args), reordering where its
 // layout differs, through ws (prim_ws(p, ready) floats, 64-byte aligned). An
 // input with ready[i] set is already in the primitive's layout there (one
@@ -175,19 +183,11 @@ static void run_prim(DnnlConvPrim *p, void *const *bufs, float *ws, float *const
         }
         ea[i].arg = a->arg;
         ea[i].memory = a->prim ? a->prim : a->user;
-        if (a->reorder && !a->output && !pre) {
-            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->prim}};
-            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
-        }
+        if (a->reorder && !a->output && !pre) run_reorder(a);
     }
     DNNL_CHECK(dnnl_primitive_execute(p->conv, ctx->stream, p->nargs, ea));
-    for (int i = 0; i < p->nargs; i++) {
-        DnnlArg *a = &p->args[i];
-        if (a->reorder && a->output) {
-            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->prim}, {DNNL_ARG_TO, a->user}};
-            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
-        }
-    }
+    for (int i = 0; i < p->nargs; i++)
+        if (p->args[i].reorder && p->args[i].output) run_reorder(&p->args[i]);
     DNNL_CHECK(dnnl_stream_wait(ctx->stream));
 }
 
@@ -265,7 +265,6 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
-    DnnlCtx *ctx = runtime_dnnl();
     // oneDNN writes its results; kernels.h's backward adds them (run_added).
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
@@ -276,18 +275,18 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
         // buffer's head, and both read it there.
         const float *dn = dout + n0 * ys;
         int shared = dout_shared(pw, pd);
+        // The shared copy (the same size for both) moves out of each one's own work.
         size_t head = shared ? pw->args[1].floats : 0;
-        float *rw[3] = {NULL, NULL, NULL}, *rd[3] = {NULL, NULL, NULL};
-        if (shared) rw[1] = rd[0] = (float *)dn;  // marks them ready for the sizes; set to the head below
-        size_t need_w = pw ? added_ws(pw, rw, nw) : 0, need_d = pd ? added_ws(pd, rd, (size_t)m * xs) : 0;
+        size_t need_w = pw ? added_ws(pw, NULL, nw) - head : 0;
+        size_t need_d = pd ? added_ws(pd, NULL, (size_t)m * xs) - head : 0;
         float *wk = work(head + (need_w > need_d ? need_w : need_d));
+        float *rw[3] = {NULL, NULL, NULL}, *rd[3] = {NULL, NULL, NULL};
         if (shared) {
             DnnlArg *a = &pw->args[1];
             rw[1] = rd[0] = wk;
             DNNL_CHECK(dnnl_memory_set_data_handle(a->user, (void *)dn));
             DNNL_CHECK(dnnl_memory_set_data_handle(a->prim, wk));
-            dnnl_exec_arg_t r[2] = {{DNNL_ARG_FROM, a->user}, {DNNL_ARG_TO, a->prim}};
-            DNNL_CHECK(dnnl_primitive_execute(a->reorder, ctx->stream, 2, r));
+            run_reorder(a);
         }
         if (pw) run_added(pw, x + n0 * xs, dn, dw, nw, rw, wk + head);
         if (pd) run_added(pd, dn, w, dx + n0 * xs, (size_t)m * xs, rd, wk + head);
