@@ -115,7 +115,7 @@ LD_VEC_CLONES static void fwd_im2col(float *out, const float *x, const float *w,
 // db[co] += sum of dout over the batch and positions, per output channel in a
 // fixed order: deterministic for any thread count, and the same for every algorithm.
 // (Each sample's plane in vecmath.h's 8 lanes, so the loop vectorises.)
-LD_VEC_CLONES static void bias_backward(float *db, const float *dout, int B, int Cout, int P) {
+LD_VEC_CLONES void conv2d_bias_backward(float *db, const float *dout, int B, int Cout, int P) {
 #pragma omp parallel for schedule(static)
     for (int co = 0; co < Cout; co++) {
         double s = 0.0;
@@ -240,6 +240,10 @@ static ConvAlgo default_algo(int k, int stride, int pad) {
     return CONV_ALGO_IM2COL;
 }
 
+int conv2d_default_blocked(int k, int stride, int pad) {
+    return default_algo(k, stride, pad) == CONV_ALGO_DNNL_BLOCKED;
+}
+
 int conv2d_algo_available(ConvAlgo a) {
     if (a == CONV_ALGO_DNNL || a == CONV_ALGO_DNNL_BLOCKED) {
 #ifdef LD_HAVE_DNNL
@@ -283,7 +287,7 @@ void conv2d_backward_algo(ConvAlgo a, float *dx, float *dw, float *db, const flo
                           float *scratch) {
     if (a == CONV_ALGO_DEFAULT) a = default_algo(k, stride, pad);
     int P = conv2d_out_size(H, k, stride, pad) * conv2d_out_size(W, k, stride, pad);
-    if (db) bias_backward(db, dout, B, Cout, P);
+    if (db) conv2d_bias_backward(db, dout, B, Cout, P);
     if (!dx && !dw) return;
     switch (a) {
     case CONV_ALGO_IM2COL_BATCHED:
@@ -320,7 +324,10 @@ const char *conv2d_algo_name(ConvAlgo a) {
 
 void conv2d_backend_describe(char *buf, size_t n) {
     char v[64];
-    if (conv2d_dnnl_version(v, sizeof v) && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED)
+    int blk = conv2d_dnnl_act_block();
+    if (conv2d_dnnl_version(v, sizeof v) && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED && blk)
+        snprintf(buf, n, "%s (its blocked layouts) for 3x3, GEMM for 1x1; ResNet interiors held in aBcd%db", v, blk);
+    else if (v[0] && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED)
         snprintf(buf, n, "%s (its blocked layouts) for 3x3, GEMM for 1x1", v);
     else if (v[0])
         snprintf(buf, n, "im2col + GEMM (%s linked, not used)", v);

@@ -26,6 +26,11 @@ static void md_init(dnnl_memory_desc_t *md, int n, int c, int h, int w, dnnl_for
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(md, 4, d, dnnl_f32, tag));
 }
 
+// The tag of an activation the caller holds in channel blocks of blk (0: NCHW).
+static dnnl_format_tag_t act_tag(int blk) {
+    return blk == 16 ? dnnl_aBcd16b : blk == 8 ? dnnl_aBcd8b : dnnl_abcd;
+}
+
 // What an argument is to the caller: read, written, or a gradient it
 // accumulates (the primitive's result is added onto the caller's buffer).
 enum { ARG_IN, ARG_OUT, ARG_OUT_ADDED };
@@ -40,7 +45,7 @@ static void add_arg(DnnlCtx *ctx, DnnlConvPrim *p, const_dnnl_primitive_desc_t p
     DnnlArg *a = &p->args[p->nargs++];
     memset(a, 0, sizeof *a);
     int output = role != ARG_IN;
-    a->arg = arg, a->output = output;
+    a->arg = arg, a->output = output, a->add = role == ARG_OUT_ADDED;
     DNNL_CHECK(dnnl_memory_create(&a->user, user_md, ctx->engine, DNNL_MEMORY_NONE));
     const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(pd, q, index);
     if (dnnl_memory_desc_equal(pmd, user_md)) return;
@@ -78,19 +83,23 @@ static void prim_destroy(DnnlConvPrim *p) {
     memset(p, 0, sizeof *p);
 }
 
+// xblk / yblk: the caller holds x (src, diff_src) / y (dst, diff_dst) in channel
+// blocks of that size (0: NCHW); the primitive is then made for that layout, so
+// it reads or writes the caller's buffer with no reorder. set_dx: backward-data
+// writes dx instead of adding onto it.
 static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, int H, int W, int Cout, int k,
-                      int s, int pad, int bias, int blocked) {
+                      int s, int pad, int bias, int blocked, int xblk, int yblk, int set_dx) {
     int Ho = conv2d_out_size(H, k, s, pad), Wo = conv2d_out_size(W, k, s, pad);
     dnnl_memory_desc_t x_u, w_u, b_u, y_u, x_a, w_a, y_a;
-    md_init(&x_u, B, Cin, H, W, dnnl_abcd);
+    md_init(&x_u, B, Cin, H, W, act_tag(xblk));
     md_init(&w_u, Cout, Cin, k, k, dnnl_abcd);
-    md_init(&y_u, B, Cout, Ho, Wo, dnnl_abcd);
+    md_init(&y_u, B, Cout, Ho, Wo, act_tag(yblk));
     dnnl_dims_t bd = {Cout};
     DNNL_CHECK(dnnl_memory_desc_init_by_tag(&b_u, 1, bd, dnnl_f32, dnnl_a));
     dnnl_format_tag_t t = blocked ? dnnl_format_tag_any : dnnl_abcd;
-    md_init(&x_a, B, Cin, H, W, t);
+    md_init(&x_a, B, Cin, H, W, xblk ? act_tag(xblk) : t);
     md_init(&w_a, Cout, Cin, k, k, t);
-    md_init(&y_a, B, Cout, Ho, Wo, t);
+    md_init(&y_a, B, Cout, Ho, Wo, yblk ? act_tag(yblk) : t);
     dnnl_dims_t strides = {s, s}, pl = {pad, pad};
     // Right padding as oneDNN counts it: what the last window reaches past the input.
     dnnl_dims_t pr = {(Ho - 1) * s + k - H - pad, (Wo - 1) * s + k - W - pad};
@@ -113,7 +122,7 @@ static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, in
         DNNL_CHECK(dnnl_primitive_desc_create(&pd, &cd, NULL, ctx->engine, fpd));
         add_arg(ctx, p, pd, dnnl_query_diff_dst_md, 0, DNNL_ARG_DIFF_DST, ARG_IN, &y_u);
         add_arg(ctx, p, pd, dnnl_query_weights_md, 0, DNNL_ARG_WEIGHTS, ARG_IN, &w_u);
-        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, ARG_OUT_ADDED, &x_u);
+        add_arg(ctx, p, pd, dnnl_query_diff_src_md, 0, DNNL_ARG_DIFF_SRC, set_dx ? ARG_OUT : ARG_OUT_ADDED, &x_u);
     } else {
         DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &x_a, &w_a, NULL, &y_a,
                                                                strides, pl, pr));
@@ -130,9 +139,10 @@ static void make_prim(DnnlCtx *ctx, DnnlConvPrim *p, int dir, int B, int Cin, in
 // The cached primitive for this call, made on a miss (the least recently used
 // entry makes room when the cache is full).
 static DnnlConvPrim *get_prim(int dir, int B, int Cin, int H, int W, int Cout, int k, int s, int pad, int bias,
-                              int blocked) {
+                              int blocked, int xblk, int yblk, int set_dx) {
     DnnlCtx *ctx = runtime_dnnl();
-    int key[12] = {dir, B, Cin, H, W, Cout, k, s, pad, bias, blocked, omp_get_max_threads()};
+    int key[DNNL_KEY_INTS] = {dir,     B,   Cin,  H,    W,    Cout,  k, s, pad, bias, blocked, omp_get_max_threads(),
+                              xblk, yblk, set_dx};
     DnnlConvPrim *victim = &ctx->cache[0];
     for (int i = 0; i < ctx->n; i++) {
         DnnlConvPrim *p = &ctx->cache[i];
@@ -143,7 +153,7 @@ static DnnlConvPrim *get_prim(int dir, int B, int Cin, int H, int W, int Cout, i
         if (p->last_use < victim->last_use) victim = p;
     }
     DnnlConvPrim *p = ctx->n < DNNL_CONV_CACHE ? &ctx->cache[ctx->n++] : (prim_destroy(victim), victim);
-    make_prim(ctx, p, dir, B, Cin, H, W, Cout, k, s, pad, bias, blocked);
+    make_prim(ctx, p, dir, B, Cin, H, W, Cout, k, s, pad, bias, blocked, xblk, yblk, set_dx);
     memcpy(p->key, key, sizeof key);
     p->last_use = ++ctx->clock;
     return p;
@@ -209,18 +219,22 @@ static void add_into(float *dst, const float *src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+// Whether p's result reaches the caller's buffer with no add loop: its reorder
+// adds it there, or (set_dx) the primitive or its reorder writes it there.
+static int written_direct(const DnnlConvPrim *p) { return p->args[2].accumulate || !p->args[2].add; }
+
 // Work floats run_added needs for p adding onto n floats.
 static size_t added_ws(const DnnlConvPrim *p, float *const *ready, size_t n) {
-    return prim_ws(p, ready) + (p->args[2].accumulate ? 0 : n);
+    return prim_ws(p, ready) + (written_direct(p) ? 0 : n);
 }
 
 // Runs a backward primitive on inputs in0, in1 and adds its result (the third
 // argument, ARG_OUT_ADDED) onto dst's n floats: through its reorder where it
 // has one, else from the work buffer wk (added_ws floats) after the
-// primitive's own layouts.
+// primitive's own layouts. A result made with set_dx is written into dst.
 static void run_added(DnnlConvPrim *p, const float *in0, const float *in1, float *dst, size_t n,
                       float *const *ready, float *wk) {
-    int direct = p->args[2].accumulate;
+    int direct = written_direct(p);
     float *res = direct ? dst : wk + prim_ws(p, ready);
     void *bufs[3] = {(void *)in0, (void *)in1, res};
     run_prim(p, bufs, wk, ready);
@@ -238,12 +252,18 @@ static int chunk(int B, size_t per_sample) {
 
 void conv2d_dnnl_forward(float *out, const float *x, const float *w, const float *b, int B, int Cin, int H, int W,
                          int Cout, int k, int stride, int pad, int blocked) {
+    conv2d_dnnl_forward_fmt(out, 0, x, 0, w, b, B, Cin, H, W, Cout, k, stride, pad, blocked);
+}
+
+void conv2d_dnnl_forward_fmt(float *out, int out_blk, const float *x, int x_blk, const float *w, const float *b, int B,
+                             int Cin, int H, int W, int Cout, int k, int stride, int pad, int blocked) {
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo;
     int nb = chunk(B, xs > ys ? xs : ys);
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
-        DnnlConvPrim *p = get_prim(DNNL_CONV_FWD, m, Cin, H, W, Cout, k, stride, pad, b != NULL, blocked);
+        DnnlConvPrim *p = get_prim(DNNL_CONV_FWD, m, Cin, H, W, Cout, k, stride, pad, b != NULL, blocked, x_blk,
+                                   out_blk, 0);
         void *bufs[4] = {(void *)(x + n0 * xs), (void *)w, (void *)b, out + n0 * ys};
         if (!b) bufs[2] = bufs[3];  // no bias argument: dst is the third
         run_prim(p, bufs, work(prim_ws(p, NULL)), NULL);
@@ -262,14 +282,26 @@ static int dout_shared(const DnnlConvPrim *pw, const DnnlConvPrim *pd) {
 
 void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int B, int Cin,
                           int H, int W, int Cout, int k, int stride, int pad, int blocked) {
+    conv2d_dnnl_backward_fmt(dx, 0, 0, dw, dout, 0, x, w, B, Cin, H, W, Cout, k, stride, pad, blocked);
+}
+
+void conv2d_dnnl_backward_fmt(float *dx, int dx_blk, int set_dx, float *dw, const float *dout, int dout_blk,
+                              const float *x, const float *w, int B, int Cin, int H, int W, int Cout, int k,
+                              int stride, int pad, int blocked) {
     int Ho = conv2d_out_size(H, k, stride, pad), Wo = conv2d_out_size(W, k, stride, pad);
     size_t xs = (size_t)Cin * H * W, ys = (size_t)Cout * Ho * Wo, nw = (size_t)Cout * Cin * k * k;
     int nb = chunk(B, xs > ys ? xs : ys);
     // oneDNN writes its results; kernels.h's backward adds them (run_added).
     for (int n0 = 0; n0 < B; n0 += nb) {
         int m = B - n0 < nb ? B - n0 : nb;
-        DnnlConvPrim *pw = dw ? get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked) : NULL;
-        DnnlConvPrim *pd = dx ? get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked) : NULL;
+        // x is read by backward-weights only, dx written by backward-data only:
+        // each primitive's layout of it follows dx_blk.
+        DnnlConvPrim *pw = dw ? get_prim(DNNL_CONV_BWD_WEIGHTS, m, Cin, H, W, Cout, k, stride, pad, 0, blocked, dx_blk,
+                                         dout_blk, 0)
+                              : NULL;
+        DnnlConvPrim *pd = dx ? get_prim(DNNL_CONV_BWD_DATA, m, Cin, H, W, Cout, k, stride, pad, 0, blocked, dx_blk,
+                                         dout_blk, set_dx)
+                              : NULL;
         // dout is argument 1 of backward-weights and 0 of backward-data: where
         // both want the same layout, it is reordered once, into the work
         // buffer's head, and both read it there.
@@ -293,12 +325,40 @@ void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *
     }
 }
 
+int conv2d_dnnl_act_block(void) {
+    DnnlCtx *ctx = runtime_dnnl();
+    if (!ctx->act_blk) {
+        // A 3x3 convolution of 64 channels, as the U-Nets' interiors have: the
+        // layout oneDNN picks for its activations on this CPU.
+        dnnl_memory_desc_t x, w, y, b16, b8;
+        md_init(&x, 1, 64, 8, 8, dnnl_format_tag_any);
+        md_init(&w, 64, 64, 3, 3, dnnl_format_tag_any);
+        md_init(&y, 1, 64, 8, 8, dnnl_format_tag_any);
+        md_init(&b16, 1, 64, 8, 8, dnnl_aBcd16b);
+        md_init(&b8, 1, 64, 8, 8, dnnl_aBcd8b);
+        dnnl_dims_t st = {1, 1}, pd = {1, 1};
+        dnnl_convolution_desc_t cd;
+        dnnl_primitive_desc_t p;
+        DNNL_CHECK(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &x, &w,
+                                                      NULL, &y, st, pd, pd));
+        DNNL_CHECK(dnnl_primitive_desc_create(&p, &cd, NULL, ctx->engine, NULL));
+        const dnnl_memory_desc_t *src = dnnl_primitive_desc_query_md(p, dnnl_query_src_md, 0);
+        const dnnl_memory_desc_t *dst = dnnl_primitive_desc_query_md(p, dnnl_query_dst_md, 0);
+        ctx->act_blk = -1;
+        if (dnnl_memory_desc_equal(src, &b16) && dnnl_memory_desc_equal(dst, &b16)) ctx->act_blk = 16;
+        if (dnnl_memory_desc_equal(src, &b8) && dnnl_memory_desc_equal(dst, &b8)) ctx->act_blk = 8;
+        DNNL_CHECK(dnnl_primitive_desc_destroy(p));
+    }
+    return ctx->act_blk > 0 ? ctx->act_blk : 0;
+}
+
 int conv2d_dnnl_version(char *buf, size_t n) {
     const dnnl_version_t *d = dnnl_version();
     snprintf(buf, n, "oneDNN %d.%d.%d", d->major, d->minor, d->patch);
     return 1;
 }
 #else
+int conv2d_dnnl_act_block(void) { return 0; }
 int conv2d_dnnl_version(char *buf, size_t n) {
     if (n) buf[0] = 0;
     return 0;

@@ -15,6 +15,7 @@ typedef struct {
     int arg;           // DNNL_ARG_*
     int output;        // written by the primitive
     int accumulate;    // output whose reorder adds onto the caller's buffer (sum post-op)
+    int add;           // output the caller wants added onto its buffer (ARG_OUT_ADDED)
     dnnl_memory_t user;  // the caller's buffer (handle set per call)
     dnnl_memory_t prim;  // the primitive's layout, or NULL = user
     dnnl_primitive_t reorder;  // user -> prim (input) or prim -> user (output)
@@ -26,8 +27,9 @@ enum { DNNL_CONV_FWD = 0, DNNL_CONV_BWD_DATA = 1, DNNL_CONV_BWD_WEIGHTS = 2 };
 
 // A primitive for one shape, batch, direction, layout mode and thread count
 // (oneDNN sizes its blocking by the threads present when it is made).
+#define DNNL_KEY_INTS 15
 typedef struct {
-    int key[12];
+    int key[DNNL_KEY_INTS];
     dnnl_primitive_t conv;
     DnnlArg args[4];
     int nargs;
@@ -46,6 +48,7 @@ typedef struct {
     unsigned long clock;
     float *work;
     size_t work_floats;
+    int act_blk;  // conv2d_dnnl_act_block's answer once asked (-1: neither), 0 before
 } DnnlCtx;
 
 // The process's DnnlCtx (runtime.c), made on first use. Convolutions run on the
@@ -61,6 +64,19 @@ void conv2d_dnnl_forward(float *out, const float *x, const float *w, const float
                          int W, int Cout, int k, int stride, int pad, int blocked);
 void conv2d_dnnl_backward(float *dx, float *dw, const float *dout, const float *x, const float *w, int B,
                           int Cin, int H, int W, int Cout, int k, int stride, int pad, int blocked);
+// The same with activations the caller holds in oneDNN's blocked layout
+// aBcd16b or aBcd8b (channel c of pixel p of sample n at ((n*C/blk + c/blk)*HW
+// + p)*blk + c%blk; C a multiple of blk) where *_blk is 16 or 8, NCHW where 0:
+// x_blk covers x and dx, out_blk / dout_blk the output and its gradient. With
+// set_dx backward writes dx instead of adding onto it.
+void conv2d_dnnl_forward_fmt(float *out, int out_blk, const float *x, int x_blk, const float *w, const float *b, int B,
+                             int Cin, int H, int W, int Cout, int k, int stride, int pad, int blocked);
+void conv2d_dnnl_backward_fmt(float *dx, int dx_blk, int set_dx, float *dw, const float *dout, int dout_blk,
+                              const float *x, const float *w, int B, int Cin, int H, int W, int Cout, int k,
+                              int stride, int pad, int blocked);
+// The channel block oneDNN's 3x3 convolutions use for activations on this CPU
+// (16 with AVX-512, 8 with AVX2), 0 where it is neither or oneDNN is not built in.
+int conv2d_dnnl_act_block(void);
 // Writes "oneDNN 2.6.3" (the library's version) into buf and returns 1; in a
 // build without it writes "" and returns 0.
 int conv2d_dnnl_version(char *buf, size_t n);

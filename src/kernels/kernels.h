@@ -45,6 +45,40 @@ void conv2d_backward_algo(ConvAlgo a, float *dx, float *dw, float *db, const flo
                           float *scratch);
 // One line for `info` and the benches: which algorithm conv2d_forward/backward use.
 void conv2d_backend_describe(char *buf, size_t n);
+// Whether CONV_ALGO_DEFAULT is oneDNN's blocked layouts for this kernel shape.
+int conv2d_default_blocked(int k, int stride, int pad);
+// db [Cout] += dout [B,Cout,P] summed over the batch and positions (every
+// algorithm's bias gradient), in a fixed order.
+void conv2d_bias_backward(float *db, const float *dout, int B, int Cout, int P);
+
+// ---- resnet_inner.c: a ResNet block's interior, conv1 (3x3, Cin -> Cout, on
+// a1 = silu(gn1(x)) [B,Cin,H,W]) + tp [B,Cout] -> GroupNorm+SiLU (G groups) ->
+// conv2 (3x3, Cout -> Cout) into out [B,Cout,H,W], with its saved h (conv1 + tp)
+// and a2 (silu(gn2(h))) in oneDNN's blocked layout of block blk (conv2d_dnnl.h),
+// where the convolutions run on oneDNN's blocked layouts anyway; a1, out and
+// their gradients stay NCHW. resnet_inner_block returns blk (8 or 16) where
+// this build and CPU serve the block, 0 where the NCHW kernels must. Forward
+// writes out, h, m2, r2 [B*G], a2; backward adds into da1, dtp and the weight
+// gradients (any of dw1..db2 may be NULL), with 2*B*Cout*H*W floats of scratch.
+int resnet_inner_block(int Cin, int Cout, int G);
+void resnet_inner_forward(float *out, float *h, float *m2, float *r2, float *a2, const float *a1, const float *tp,
+                          const float *w1, const float *b1, const float *g2, const float *be2, const float *w2,
+                          const float *b2, int B, int Cin, int H, int W, int Cout, int G, float eps, int blk);
+void resnet_inner_backward(float *da1, float *dtp, float *dw1, float *db1, float *dg2, float *dbe2, float *dw2,
+                           float *db2, const float *dout, const float *a1, const float *h, const float *m2,
+                           const float *r2, const float *a2, const float *w1, const float *g2, const float *be2,
+                           const float *w2, int B, int Cin, int H, int W, int Cout, int G, int blk, float *scratch);
+// The blocked kernels it runs (tested against the NCHW ones): forward writes
+// out, mean, rstd; backward writes dx and adds into dgamma/dbeta; the bias
+// adds v [B,C] onto h; channel_sums_blk adds d's per-(b, c) sums into dv and
+// their batch sums into db (either may be NULL).
+void groupnorm_silu_forward_blk(float *out, float *mean, float *rstd, const float *x, const float *gamma,
+                                const float *beta, int B, int C, int HW, int G, float eps, int blk);
+void groupnorm_silu_backward_blk(float *dx, float *dgamma, float *dbeta, const float *dout, const float *x,
+                                 const float *mean, const float *rstd, const float *gamma, const float *beta, int B,
+                                 int C, int HW, int G, int blk);
+void add_channel_bias_blk(float *h, const float *v, int B, int C, int HW, int blk);
+void channel_sums_blk(float *dv, float *db, const float *d, int B, int C, int HW, int blk);
 
 // ---- groupnorm.c: x [B,C,HW], G groups (C % G == 0), affine gamma/beta [C].
 // mean/rstd [B*G] are saved by forward for backward. Biased variance (as torch).

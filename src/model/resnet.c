@@ -53,13 +53,20 @@ void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
     r->a2 = arena_alloc(c->acts, nout);
 
     BK(c->be, groupnorm_silu_forward, r->a1, r->m1, r->r1, x, p + r->n1w, p + r->n1b, B, ci, HW, r->groups, r->eps);
-    BK(c->be, conv2d_forward, r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1);
     // time embedding, projected per sample and broadcast over H, W
     float *tp = arena_alloc(c->work, (size_t)B * co);
     BK(c->be, linear_forward, tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
-    BK(c->be, add_channel_bias_forward, r->h, r->h, tp, B, co, HW);
-    BK(c->be, groupnorm_silu_forward, r->a2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups, r->eps);
-    BK(c->be, conv2d_forward, out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1);
+    r->inner_layout = c->be->resnet_inner_layout ? BK(c->be, resnet_inner_layout, ci, co, r->groups) : 0;
+    if (r->inner_layout) {
+        BK(c->be, resnet_inner_forward, out, r->h, r->m2, r->r2, r->a2, r->a1, tp, p + r->c1w, p + r->c1b,
+           p + r->n2w, p + r->n2b, p + r->c2w, p + r->c2b, B, ci, H, W, co, r->groups, r->eps, r->inner_layout);
+    } else {
+        BK(c->be, conv2d_forward, r->h, r->a1, p + r->c1w, p + r->c1b, B, ci, H, W, co, 3, 1, 1);
+        BK(c->be, add_channel_bias_forward, r->h, r->h, tp, B, co, HW);
+        BK(c->be, groupnorm_silu_forward, r->a2, r->m2, r->r2, r->h, p + r->n2w, p + r->n2b, B, co, HW, r->groups,
+           r->eps);
+        BK(c->be, conv2d_forward, out, r->a2, p + r->c2w, p + r->c2b, B, co, H, W, co, 3, 1, 1);
+    }
     if (r->has_shortcut) {
         float *sc = arena_alloc(c->work, nout);
         BK(c->be, conv2d_forward, sc, x, p + r->sw, p + r->sb, B, ci, H, W, co, 1, 1, 0);
@@ -83,16 +90,22 @@ void resnet_backward(Resnet *r, const LayerCtx *c, float *dx, float *dsilu_temb,
     else
         BK(c->be, accumulate, dx, dout, nout);
     // main branch, in reverse
-    float *da2 = arena_zeros(c->work, nout);
-    BK(c->be, conv2d_backward, da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1);
-    float *dh = arena_zeros(c->work, nout);
-    BK(c->be, groupnorm_silu_backward, dh, g + r->n2w, g + r->n2b, da2, r->h, r->m2, r->r2, p + r->n2w, p + r->n2b, B,
-       co, HW, r->groups);
     float *dtp = arena_zeros(c->work, (size_t)B * co);
-    BK(c->be, add_channel_bias_backward, NULL, dtp, dh, B, co, HW);
-    BK(c->be, linear_backward, dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
     float *da1 = arena_zeros(c->work, nin);
-    BK(c->be, conv2d_backward, da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1);
+    if (r->inner_layout) {
+        BK(c->be, resnet_inner_backward, da1, dtp, g + r->c1w, g + r->c1b, g + r->n2w, g + r->n2b, g + r->c2w,
+           g + r->c2b, dout, r->a1, r->h, r->m2, r->r2, r->a2, p + r->c1w, p + r->n2w, p + r->n2b, p + r->c2w, B, ci,
+           H, W, co, r->groups, r->inner_layout);
+    } else {
+        float *da2 = arena_zeros(c->work, nout);
+        BK(c->be, conv2d_backward, da2, g + r->c2w, g + r->c2b, dout, r->a2, p + r->c2w, B, co, H, W, co, 3, 1, 1);
+        float *dh = arena_zeros(c->work, nout);
+        BK(c->be, groupnorm_silu_backward, dh, g + r->n2w, g + r->n2b, da2, r->h, r->m2, r->r2, p + r->n2w,
+           p + r->n2b, B, co, HW, r->groups);
+        BK(c->be, add_channel_bias_backward, NULL, dtp, dh, B, co, HW);
+        BK(c->be, conv2d_backward, da1, g + r->c1w, g + r->c1b, dh, r->a1, p + r->c1w, B, ci, H, W, co, 3, 1, 1);
+    }
+    BK(c->be, linear_backward, dsilu_temb, g + r->tw, g + r->tb, dtp, r->silu_temb, p + r->tw, B, r->temb_dim, co);
     BK(c->be, groupnorm_silu_backward, dx, g + r->n1w, g + r->n1b, da1, r->x, r->m1, r->r1, p + r->n1w, p + r->n1b, B,
        ci, HW, r->groups);
     arena_release(c->work, mark);

@@ -19,6 +19,7 @@ typedef struct Resnet {
     int B, H, W;
     const float *x, *silu_temb;
     float *m1, *r1, *a1, *h, *m2, *r2, *a2;  // a = silu(groupnorm(.)): the normalised value is recomputed
+    int inner_layout;  // the backend's resnet_inner_layout for h and a2 (0: NCHW, the separate ops)
 } Resnet;
 
 void resnet_init(Resnet *r, ParamTable *pt, const char *prefix, int cin, int cout, int temb_dim,
