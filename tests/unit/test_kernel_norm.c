@@ -193,7 +193,8 @@ int main(void) {
         check_groupnorm(&rng, silu, 2, 4, 9, 1, 1e-5f, 5);    // one group = LayerNorm over C*HW, offset mean
         check_groupnorm(&rng, silu, 2, 6, 5, 6, 1e-5f, 0);    // one channel per group
         check_groupnorm(&rng, silu, 2, 8, 6, 2, 1e-5f, 50);   // mean >> std: no cancellation
-        check_groupnorm(&rng, silu, 3, 4, 37, 2, 1e-5f, 0);   // rows of 37: 8-lane body and a tail
+        check_groupnorm(&rng, silu, 3, 4, 37, 2, 1e-5f, 0);   // rows of 37: 16-lane body and a tail
+        check_groupnorm(&rng, silu, 1, 2, 300, 1, 1e-5f, 0);  // rows of 300: backward's 128-element blocks, a tail
     }
     check_layernorm(&rng, 7, 12, 1e-5f, 0);
     check_layernorm(&rng, 5, 130, 1e-5f, 3);        // C spans several 64-column blocks
