@@ -46,6 +46,14 @@ LD_INLINE void block_sums(double *s, const float *xb, const float *m, int HW, in
     }
 }
 
+// The blocked kernels take blocks of 8 or 16 channels that tile C: a caller's
+// bug otherwise, so it stops the process naming the kernel.
+static void check_blk(const char *who, int blk, int C, int G) {
+    if ((blk != 8 && blk != 16) || C % blk || (G && C % G))
+        FATAL("%s: channel block %d, %d channels, %d groups: want a block of 8 or 16 that divides C (and G | C)",
+              who, blk, C, G);
+}
+
 // Per channel (b*C + c) of each group's statistics: the group sums of s over its
 // channels, in channel order, divided by cg * HW.
 static void group_means(double *gm, const double *s, int B, int C, int G, int HW) {
@@ -60,6 +68,7 @@ static void group_means(double *gm, const double *s, int B, int C, int G, int HW
 LD_VEC_CLONES void groupnorm_silu_forward_blk(float *out, float *mean, float *rstd, const float *x,
                                               const float *gamma, const float *beta, int B, int C, int HW, int G,
                                               float eps, int blk) {
+    check_blk("groupnorm_silu_forward_blk", blk, C, G);
     int nb = C / blk, cg = C / G;
     size_t nc = (size_t)B * C;
     double *s = xmalloc(nc * sizeof(double)), *gs = xmalloc((size_t)B * G * sizeof(double));
@@ -108,6 +117,7 @@ LD_VEC_CLONES void groupnorm_silu_backward_blk(float *dx, float *dgamma, float *
                                                const float *x, const float *mean, const float *rstd,
                                                const float *gamma, const float *beta, int B, int C, int HW, int G,
                                                int blk) {
+    check_blk("groupnorm_silu_backward_blk", blk, C, G);
     int nb = C / blk, cg = C / G;
     size_t nc = (size_t)B * C;
     double *ps = xmalloc(2 * nc * sizeof(double)), *pb = ps + nc;  // per (b, c): sum d * xhat, sum d
@@ -185,6 +195,7 @@ LD_VEC_CLONES void groupnorm_silu_backward_blk(float *dx, float *dgamma, float *
 
 // h [B, C, HW] blocked += v [B, C], broadcast over the pixels.
 LD_VEC_CLONES void add_channel_bias_blk(float *h, const float *v, int B, int C, int HW, int blk) {
+    check_blk("add_channel_bias_blk", blk, C, 0);
     int nb = C / blk;
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < B * nb; q++) {
@@ -200,6 +211,7 @@ LD_VEC_CLONES void add_channel_bias_blk(float *h, const float *v, int B, int C, 
 // dv [B, C] += sum over the pixels of d, and db [C] += its sum over the batch
 // (either may be NULL): the time embedding's and conv1's bias gradients.
 LD_VEC_CLONES void channel_sums_blk(float *dv, float *db, const float *d, int B, int C, int HW, int blk) {
+    check_blk("channel_sums_blk", blk, C, 0);
     int nb = C / blk;
     double *s = xmalloc((size_t)B * C * sizeof(double));
 #pragma omp parallel for schedule(static)
