@@ -78,9 +78,10 @@ struct Backend {
     void (*add_channel_bias_backward)(void *ctx, float *dx, float *dv, const float *dout, int B, int C, int HW);
     // Optional (NULL: resnet.c runs a ResNet block's conv1, bias, GroupNorm+SiLU and conv2 as the ops
     // above): the block's interior as one op that keeps its saved h and a2 in a layout of the backend's own
-    // (kernels.h's resnet_inner_*). resnet_inner_layout returns that layout for the block (the same every
-    // call), or 0 where the block must run as separate ops; forward and backward are handed it back.
-    int (*resnet_inner_layout)(void *ctx, int Cin, int Cout, int G);
+    // (kernels.h's resnet_inner_*). resnet_inner_layout returns that layout for a block of Cout channels
+    // (the same every call), or 0 where the block must run as separate ops; forward and backward are
+    // handed it back.
+    int (*resnet_inner_layout)(void *ctx, int Cout);
     void (*resnet_inner_forward)(void *ctx, float *out, float *h, float *m2, float *r2, float *a2, const float *a1,
                                  const float *tp, const float *w1, const float *b1, const float *g2,
                                  const float *be2, const float *w2, const float *b2, int B, int Cin, int H, int W,

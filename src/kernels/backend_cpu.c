@@ -50,9 +50,12 @@ static void cpu_conv2d_backward(void *ctx, float *dx, float *dw, float *db, cons
     conv2d_backward(dx, dw, db, dout, x, w, B, Cin, H, W, Cout, k, stride, pad,
                     scratch_get(s, conv2d_scratch_floats(Cin, H, W, k, stride, pad)));
 }
-static int cpu_resnet_inner_layout(void *ctx, int Cin, int Cout, int G) {
+#ifdef LD_HAVE_DNNL
+// The ResNet interior in oneDNN's blocked layout (resnet_inner.c); without
+// oneDNN the backend leaves these NULL and resnet.c runs the separate ops.
+static int cpu_resnet_inner_layout(void *ctx, int Cout) {
     (void)ctx;
-    return resnet_inner_block(Cin, Cout, G);
+    return resnet_inner_block(Cout);
 }
 static void cpu_resnet_inner_forward(void *ctx, float *out, float *h, float *m2, float *r2, float *a2,
                                      const float *a1, const float *tp, const float *w1, const float *b1,
@@ -70,6 +73,7 @@ static void cpu_resnet_inner_backward(void *ctx, float *da1, float *dtp, float *
     resnet_inner_backward(da1, dtp, dw1, db1, dg2, dbe2, dw2, db2, dout, a1, h, m2, r2, a2, w1, g2, be2, w2, B, Cin,
                           H, W, Cout, G, layout, scratch_get(s, (size_t)2 * B * Cout * H * W));
 }
+#endif
 static void cpu_attention_forward(void *ctx, float *out, float *lse, const float *q, const float *k, const float *v,
                                   int B, int Nq, int Nk, int C, int nh) {
     Scratch *s = &((CpuBackend *)ctx)->scratch;
@@ -274,9 +278,11 @@ Backend *backend_cpu_create(void) {
     be->accumulate = cpu_accumulate;
     be->add_channel_bias_forward = cpu_add_channel_bias_forward;
     be->add_channel_bias_backward = cpu_add_channel_bias_backward;
+#ifdef LD_HAVE_DNNL
     be->resnet_inner_layout = cpu_resnet_inner_layout;
     be->resnet_inner_forward = cpu_resnet_inner_forward;
     be->resnet_inner_backward = cpu_resnet_inner_backward;
+#endif
     be->timestep_embedding = cpu_timestep_embedding;
     be->mse_forward = cpu_mse_forward, be->mse_backward = cpu_mse_backward, be->feat_term = cpu_feat_term;
     be->grad_norm = cpu_grad_norm, be->grad_clip = cpu_grad_clip, be->adamw_update = cpu_adamw_update;

@@ -324,10 +324,11 @@ const char *conv2d_algo_name(ConvAlgo a) {
 
 void conv2d_backend_describe(char *buf, size_t n) {
     char v[64];
-    int blk = conv2d_dnnl_act_block();
-    if (conv2d_dnnl_version(v, sizeof v) && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED && blk)
+    int blocked = conv2d_dnnl_version(v, sizeof v) && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED;
+    int blk = blocked ? conv2d_dnnl_act_block() : 0;
+    if (blk)
         snprintf(buf, n, "%s (its blocked layouts) for 3x3, GEMM for 1x1; ResNet interiors held in aBcd%db", v, blk);
-    else if (v[0] && default_algo(3, 1, 1) == CONV_ALGO_DNNL_BLOCKED)
+    else if (blocked)
         snprintf(buf, n, "%s (its blocked layouts) for 3x3, GEMM for 1x1", v);
     else if (v[0])
         snprintf(buf, n, "im2col + GEMM (%s linked, not used)", v);

@@ -57,10 +57,11 @@ void conv2d_bias_backward(float *db, const float *dout, int B, int Cout, int P);
 // and a2 (silu(gn2(h))) in oneDNN's blocked layout of block blk (conv2d_dnnl.h),
 // where the convolutions run on oneDNN's blocked layouts anyway; a1, out and
 // their gradients stay NCHW. resnet_inner_block returns blk (8 or 16) where
-// this build and CPU serve the block, 0 where the NCHW kernels must. Forward
+// this build and CPU serve a block of Cout channels, 0 where the NCHW kernels
+// must (always 0 without oneDNN, whose builds lack the two below). Forward
 // writes out, h, m2, r2 [B*G], a2; backward adds into da1, dtp and the weight
 // gradients (any of dw1..db2 may be NULL), with 2*B*Cout*H*W floats of scratch.
-int resnet_inner_block(int Cin, int Cout, int G);
+int resnet_inner_block(int Cout);
 void resnet_inner_forward(float *out, float *h, float *m2, float *r2, float *a2, const float *a1, const float *tp,
                           const float *w1, const float *b1, const float *g2, const float *be2, const float *w2,
                           const float *b2, int B, int Cin, int H, int W, int Cout, int G, float eps, int blk);

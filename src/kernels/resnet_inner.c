@@ -226,10 +226,9 @@ LD_VEC_CLONES void channel_sums_blk(float *dv, float *db, const float *d, int B,
 }
 
 #ifdef LD_HAVE_DNNL
-int resnet_inner_block(int Cin, int Cout, int G) {
-    (void)Cin;
+int resnet_inner_block(int Cout) {
     int blk = conv2d_default_blocked(3, 1, 1) ? conv2d_dnnl_act_block() : 0;
-    return blk && Cout % blk == 0 && Cout % G == 0 ? blk : 0;
+    return blk && Cout % blk == 0 ? blk : 0;
 }
 
 void resnet_inner_forward(float *out, float *h, float *m2, float *r2, float *a2, const float *a1, const float *tp,
@@ -255,25 +254,10 @@ void resnet_inner_backward(float *da1, float *dtp, float *dw1, float *db1, float
     conv2d_dnnl_backward_fmt(da1, 0, 0, dw1, dh, blk, a1, w1, B, Cin, H, W, Cout, 3, 1, 1, 1);
 }
 #else
-// Without oneDNN the convolutions are NCHW: resnet.c runs the NCHW kernels.
-int resnet_inner_block(int Cin, int Cout, int G) {
-    (void)Cin, (void)Cout, (void)G;
+// Without oneDNN the convolutions are NCHW, so resnet.c runs the NCHW kernels
+// (resnet_inner_forward/backward exist only in builds with oneDNN).
+int resnet_inner_block(int Cout) {
+    (void)Cout;
     return 0;
-}
-void resnet_inner_forward(float *out, float *h, float *m2, float *r2, float *a2, const float *a1, const float *tp,
-                          const float *w1, const float *b1, const float *g2, const float *be2, const float *w2,
-                          const float *b2, int B, int Cin, int H, int W, int Cout, int G, float eps, int blk) {
-    (void)out, (void)h, (void)m2, (void)r2, (void)a2, (void)a1, (void)tp, (void)w1, (void)b1, (void)g2, (void)be2;
-    (void)w2, (void)b2, (void)B, (void)Cin, (void)H, (void)W, (void)Cout, (void)G, (void)eps, (void)blk;
-    FATAL("resnet_inner_forward: this build has no oneDNN (resnet_inner_block returned 0)");
-}
-void resnet_inner_backward(float *da1, float *dtp, float *dw1, float *db1, float *dg2, float *dbe2, float *dw2,
-                           float *db2, const float *dout, const float *a1, const float *h, const float *m2,
-                           const float *r2, const float *a2, const float *w1, const float *g2, const float *be2,
-                           const float *w2, int B, int Cin, int H, int W, int Cout, int G, int blk, float *scratch) {
-    (void)da1, (void)dtp, (void)dw1, (void)db1, (void)dg2, (void)dbe2, (void)dw2, (void)db2, (void)dout, (void)a1;
-    (void)h, (void)m2, (void)r2, (void)a2, (void)w1, (void)g2, (void)be2, (void)w2, (void)B, (void)Cin, (void)H;
-    (void)W, (void)Cout, (void)G, (void)blk, (void)scratch;
-    FATAL("resnet_inner_backward: this build has no oneDNN (resnet_inner_block returned 0)");
 }
 #endif

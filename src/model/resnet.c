@@ -56,7 +56,7 @@ void resnet_forward(Resnet *r, const LayerCtx *c, float *out, const float *x,
     // time embedding, projected per sample and broadcast over H, W
     float *tp = arena_alloc(c->work, (size_t)B * co);
     BK(c->be, linear_forward, tp, silu_temb, p + r->tw, p + r->tb, B, r->temb_dim, co);
-    r->inner_layout = c->be->resnet_inner_layout ? BK(c->be, resnet_inner_layout, ci, co, r->groups) : 0;
+    r->inner_layout = c->be->resnet_inner_layout ? BK(c->be, resnet_inner_layout, co) : 0;
     if (r->inner_layout) {
         BK(c->be, resnet_inner_forward, out, r->h, r->m2, r->r2, r->a2, r->a1, tp, p + r->c1w, p + r->c1b,
            p + r->n2w, p + r->n2b, p + r->c2w, p + r->c2b, B, ci, H, W, co, r->groups, r->eps, r->inner_layout);
