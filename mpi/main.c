@@ -10,6 +10,7 @@
 #include "h5par.h"
 #include "io/config.h"
 #include "io/h5log.h"
+#include "kernels/gemm.h"
 #include "kernels/runtime.h"
 #include "core/stop.h"
 #include "train/trainer.h"
@@ -73,7 +74,7 @@ static int run_forward(const char *model, const char *inputs, const char *out, i
     char device[512];
     Backend *dev = NULL;  // runtime.device = "cuda": the U-Net runs there
     if (job_config_load(&jc, NULL, sets, n_sets, &e) ||
-        runtime_select_device(jc.runtime.device, jc.runtime.precision, 0, device_backend(), &dev, device,
+        runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.cpu_gemm, 0, device_backend(), &dev, device,
                               sizeof device, &e)) {
         fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
@@ -109,7 +110,7 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     char device[512];
     Backend *dev = NULL;  // the rank's GPU backend (handed to the run context below)
     rc = job_config_load(&jc, target, sets, n_sets, &e) ||
-         runtime_select_device(jc.runtime.device, jc.runtime.precision, comm.local_rank, device_backend(), &dev,
+         runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.cpu_gemm, comm.local_rank, device_backend(), &dev,
                                device, sizeof device, &e);
     if (comm_agree(&comm, rc, &e)) {
         report(&comm, &e);
@@ -119,8 +120,8 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     }
     int threads = runtime_set_threads(jc.runtime.threads, comm.local_size);
     if (comm.rank == 0) {
-        printf("laptop-diff %s %s: %d rank%s x %d thread%s\n", cmd, target, comm.size, comm.size == 1 ? "" : "s", threads,
-               threads == 1 ? "" : "s");
+        printf("laptop-diff %s %s: %d rank%s x %d thread%s, CPU GEMMs on %s\n", cmd, target, comm.size,
+               comm.size == 1 ? "" : "s", threads, threads == 1 ? "" : "s", gemm_cpu_library_name());
         int allowed = runtime_allowed_cores();
         if (threads > allowed)  // rank 0 speaks for the usual case: every rank launched alike
             printf("laptop-diff: warning: rank 0 runs %d threads on the %d core%s its launcher bound it to; Open MPI "

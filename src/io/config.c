@@ -56,6 +56,7 @@ static const EnumName ADD_EMBED_TYPES[] = {{"", ADD_EMBED_NONE}, {"none", ADD_EM
 static const EnumName MID_TYPES[] = {{"UNetMidBlock2DCrossAttn", 1}, {NULL, 0}};
 static const EnumName DEVICES[] = {{"cpu", DEVICE_CPU}, {"cuda", DEVICE_CUDA}, {NULL, 0}};
 static const EnumName GPU_COMMS[] = {{"auto", GPU_COMM_AUTO}, {"nccl", GPU_COMM_NCCL}, {"mpi", GPU_COMM_MPI}, {NULL, 0}};
+static const EnumName CPU_GEMMS[] = {{"auto", CPU_GEMM_AUTO}, {"openblas", CPU_GEMM_OPENBLAS}, {"onednn", CPU_GEMM_ONEDNN}, {NULL, 0}};
 static const EnumName PRECISIONS[] = {{"fp32", PRECISION_FP32}, {"tf32", PRECISION_TF32}, {"bf16", PRECISION_BF16},
                                       {NULL, 0}};
 static const EnumName SOURCES[] = {{"fashion-mnist", DATA_FASHION_MNIST}, {"hdf5", DATA_HDF5}, {NULL, 0}};
@@ -162,6 +163,7 @@ static const KeySpec KEYS[] = {
     {"runtime", "threads", T_INT, "0", 0, NOMAX, AT(runtime.threads), .doc = "CPU threads per rank (OpenMP and OpenBLAS); 0: the cores the launcher bound the rank to, or, where it is not bound, the node's cores divided by its ranks."},
     {"runtime", "seed", T_INT, "1234", 0, 2147483647, AT(runtime.seed), .doc = "Seed of every random stream (calibration set, data order, noise, initialisation)."},
     {"runtime", "device", T_ENUM, "\"cpu\"", .names = DEVICES, AT(runtime.device), .doc = "Compute backend: \"cpu\" (OpenBLAS + OpenMP) or \"cuda\": each rank takes GPU node-local rank mod the node's GPUs; in an LD_CUDA build train and distill run wholly on it (weights, optimizer state, activations), as do the U-Net passes of sample, forward, eval and score/plan (the teacher pass, the output loss); the rest (the other scoring criteria, the evaluator), there and in an LD_CUDA_GEMM-only build, sends its GEMMs to cuBLAS."},
+    {"runtime", "cpu_gemm", T_ENUM, "\"auto\"", .names = CPU_GEMMS, AT(runtime.cpu_gemm), .doc = "The CPU's matrix products: \"openblas\", \"onednn\" (oneDNN's sgemm for products of 2^21 multiply-adds and more, OpenBLAS below; a build with oneDNN only) or \"auto\": oneDNN on Intel CPUs, where it measured faster, OpenBLAS elsewhere. Results differ at float rounding, not more."},
     {"runtime", "precision", T_ENUM, "\"fp32\"", .names = PRECISIONS, AT(runtime.precision), .doc = "GEMMs of the stages that run on the GPU (runtime.device = \"cuda\", LD_CUDA build): \"fp32\", \"tf32\" (tensor cores, ~1e-3 relative error) or \"bf16\" (~1e-2); weights, gradients and optimizer state stay fp32."},
     {"runtime", "gpu_comm", T_ENUM, "\"auto\"", .names = GPU_COMMS, AT(runtime.gpu_comm), .doc = "How train and distill on several GPUs (runtime.device = \"cuda\") sum the gradients: \"nccl\" between the devices (train.bucket_mb buckets overlapped with backward; needs an LD_CUDA build with NCCL and no two ranks of a node on one GPU), \"mpi\" through host memory after backward, or \"auto\": NCCL where both hold, else MPI."},
     {"runtime", "share_teacher", T_BOOL, "true", AT(runtime.share_teacher), .doc = "Ranks on one node share one read-only copy of the teacher's weights (node-shared memory, loaded by the node's first rank); false: every rank loads its own."},

@@ -40,6 +40,7 @@ typedef struct {
     long seed;        // 0 .. 2^31-1
     Device device;    // runtime.device: "cpu" or "cuda"
     Precision precision;  // runtime.precision: the GPU's GEMMs, "fp32", "tf32" or "bf16"
+    CpuGemm cpu_gemm;     // runtime.cpu_gemm: the CPU's GEMM library, "auto", "openblas" or "onednn"
     GpuComm gpu_comm;     // runtime.gpu_comm: how the GPUs sum gradients, "auto", "nccl" or "mpi"
     int share_teacher;  // runtime.share_teacher: one teacher copy per node (cli/run.h)
 } RuntimeConfig;

@@ -34,8 +34,22 @@ void gemm_check_args(const char *who, int transA, int transB, int M, int N, int 
 // for DEVICE_CPU. Returns -1 with e set when the device cannot be used.
 int gemm_set_device(Device device, int gpu, Error *e);
 
-// "OpenBLAS" or "cuBLAS": where gemm() runs now (start-up lines, tests).
+// The CPU's library (runtime.cpu_gemm), chosen once per process at start-up
+// (runtime_select_device does it), before any compute: CPU_GEMM_OPENBLAS, or
+// CPU_GEMM_ONEDNN, where gemm() sends products of at least 2^21 multiply-adds
+// to oneDNN's dnnl_sgemm and the smaller ones (and gemm_batched's) to OpenBLAS;
+// CPU_GEMM_AUTO takes oneDNN on Intel CPUs (gemm_cpu_is_intel), OpenBLAS
+// elsewhere. Until it is called, OpenBLAS. Asking again for another library
+// stops the process (a product changed mid-run); for the same one is harmless.
+// Returns -1 with e set for "onednn" in a build without oneDNN.
+int gemm_set_cpu_library(CpuGemm lib, Error *e);
+int gemm_cpu_is_intel(void);
+
+// "OpenBLAS", "oneDNN sgemm + OpenBLAS" or "cuBLAS": where gemm() runs now
+// (start-up lines, tests); gemm_cpu_library_name: the first two only, the
+// library of the products that stay on the CPU.
 const char *gemm_backend_name(void);
+const char *gemm_cpu_library_name(void);
 #ifdef __cplusplus
 }
 #endif

@@ -129,11 +129,12 @@ int runtime_check_device(Device device, Error *e) {
     return cuda_devices(&n, e);
 }
 
-int runtime_select_device(Device device, Precision precision, int local_rank, const DeviceBackend *gpu, Backend **be,
-                          char *what, size_t what_size, Error *e) {
+int runtime_select_device(Device device, Precision precision, CpuGemm cpu_gemm, int local_rank,
+                          const DeviceBackend *gpu, Backend **be, char *what, size_t what_size, Error *e) {
     char name[256] = "";
     int gpu_index = -1, n = 0;
     if (be) *be = NULL;
+    if (gemm_set_cpu_library(cpu_gemm, e)) return -1;
     if (device != DEVICE_CUDA) {
         if (gemm_set_device(device, -1, e)) return -1;
         if (what && what_size) snprintf(what, what_size, "CPU (%s)", gemm_backend_name());

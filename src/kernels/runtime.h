@@ -40,6 +40,10 @@ typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Prec
 // devices, MPI through host memory, or "auto": NCCL where the build and the
 // node allow it, else MPI.
 typedef enum { GPU_COMM_AUTO = 0, GPU_COMM_NCCL = 1, GPU_COMM_MPI = 2 } GpuComm;
+// Which library multiplies on the CPU (runtime.cpu_gemm): OpenBLAS, or oneDNN's
+// sgemm for the large products (gemm.h), or "auto": oneDNN on Intel CPUs,
+// where it was measured faster, OpenBLAS elsewhere (README, Performance).
+typedef enum { CPU_GEMM_AUTO = 0, CPU_GEMM_OPENBLAS = 1, CPU_GEMM_ONEDNN = 2 } CpuGemm;
 
 // A device backend (kernels/backend.h) a program links: the program's main
 // hands the one it was built with to runtime_select_device (the CUDA one,
@@ -68,7 +72,9 @@ typedef struct {
 int runtime_check_device(Device device, Error *e);
 
 // Checks `device` as above and makes it the one every GEMM of this process
-// runs on (gemm_set_device): call once, at start-up, before any compute.
+// runs on (gemm_set_device), and cpu_gemm the CPU's GEMM library
+// (gemm_set_cpu_library, also under DEVICE_CUDA for the host's products): call
+// once, at start-up, before any compute.
 // DEVICE_CUDA: the rank takes GPU local_rank % (CUDA devices visible), so the
 // ranks of one node spread over its GPUs (local_rank: the rank's index among
 // the ranks of its node, Comm.local_rank). With a device backend `gpu` (NULL:
@@ -77,6 +83,6 @@ int runtime_check_device(Device device, Error *e);
 // NULL. DEVICE_CUDA needs gpu or the cuBLAS GEMMs (LD_CUDA_GEMM), else it
 // fails saying what to build. what (what_size bytes, may be NULL) gets the choice
 // for the start-up line: "CPU (OpenBLAS)" or "GPU 1 of 4 (NVIDIA H200, ...): ...".
-int runtime_select_device(Device device, Precision precision, int local_rank, const DeviceBackend *gpu, Backend **be,
+int runtime_select_device(Device device, Precision precision, CpuGemm cpu_gemm, int local_rank, const DeviceBackend *gpu, Backend **be,
                           char *what, size_t what_size, Error *e);
 #endif

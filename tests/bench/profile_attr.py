@@ -16,7 +16,9 @@
 # same thread's previous sample (a thread's samples come in time order; the
 # only JIT code in the process is oneDNN's). Before this rule those samples
 # fell out of the tables, and on an AVX2 machine they were ~40% of the step.
-# usage: perf script -F comm,tid,period,ip,sym -i perf.data | profile_attr.py SRC_DIR
+# With runtime.cpu_gemm on oneDNN its sgemm is JIT code too, and its samples
+# land there as well: profile_step.sh then names the row JIT_LABEL so.
+# usage: perf script -F comm,tid,period,ip,sym -i perf.data | profile_attr.py SRC_DIR [JIT_LABEL]
 import re, sys, collections
 
 src = sys.argv[1]
@@ -44,7 +46,7 @@ samples = collections.Counter()  # (phase, kernel, part) -> samples
 total = 0
 rnd, last = 0, None  # rounds 0 and 1 are left out (see the top)
 last_tid = {}  # thread -> phase of its previous sample in a U-Net pass
-JIT = "conv2d (oneDNN JIT)"
+JIT = sys.argv[2] if len(sys.argv) > 2 else "conv2d (oneDNN JIT)"
 for rec in sys.stdin.read().split("\n\n"):
     lines = [l.strip() for l in rec.strip().split("\n") if l.strip()]
     if len(lines) < 2:

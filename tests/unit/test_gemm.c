@@ -13,6 +13,11 @@
 // - test_gemm_gpu (LD_TEST_ON_GPU, ctest label gpu): tests/gpu/on_gpu.c has
 //   selected "cuda" before main, or skipped the test (exit 77) where there is no
 //   CUDA device; here every result must also agree with cblas_sgemm within 1e-5.
+// - test_gemm_onednn (LD_TEST_ONEDNN) selects runtime.cpu_gemm "onednn": the
+//   products of at least 2^21 multiply-adds must agree with cblas_sgemm within
+//   1e-5 and, taken together, differ from its bits (they ran elsewhere); the
+//   smaller ones and gemm_batched stay bit-identical to it. Without oneDNN in
+//   the build it checks that "onednn" is refused and reports SKIPPED.
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -33,11 +38,19 @@
 #define ON_GPU 0
 #endif
 
+#ifdef LD_TEST_ONEDNN
+#define ON_ONEDNN 1
+#else
+#define ON_ONEDNN 0
+#endif
+
 #define TOL 1e-5
+#define ONEDNN_MIN_MACS 2097152.0  // gemm.c's: the products it sends to dnnl_sgemm
 #define PAD_VALUE 12345.0f  // what padding and gaps hold before and must hold after
 
 static double worst = 0;      // largest relative error against the naive loop, for the report line
 static double worst_blas = 0; // largest relative difference from cblas_sgemm
+static int n_large = 0, n_large_differ = 0;  // ON_ONEDNN: large products, and those not bit-identical to OpenBLAS
 
 // Element (i, j) of op(X) for a row-major X with row stride ld.
 static double at(const float *X, int ld, int trans, int i, int j) {
@@ -113,9 +126,13 @@ static void run_case(TuRng *rng, const Case *c) {
              c->batch, c->sA, c->sB, c->sC);
     EXPECT(err <= TOL, "%s: relative error %.3g > %g", tag, err, TOL);
     EXPECT(pad_ok, "%s: wrote outside the M x N blocks", tag);
-    if (ON_GPU)
+    int large = c->batch == 1 && (double)c->M * c->N * c->K >= ONEDNN_MIN_MACS;
+    if (ON_GPU) {
         EXPECT(blas_diff <= TOL, "%s: cuBLAS and OpenBLAS differ by %.3g (relative) > %g", tag, blas_diff, TOL);
-    else
+    } else if (ON_ONEDNN && large) {
+        EXPECT(blas_diff <= TOL, "%s: oneDNN and OpenBLAS differ by %.3g (relative) > %g", tag, blas_diff, TOL);
+        n_large++, n_large_differ += !same_as_blas;  // on oneDNN: the K = 5000 products at least, by blocking
+    } else
         EXPECT(same_as_blas, "%s: runtime.device \"cpu\", but not bit-identical to cblas_sgemm (largest "
                "relative difference %.3g): the product did not run on OpenBLAS", tag, blas_diff);
     free(A), free(B), free(C), free(C0), free(Cb), free(got), free(want), free(blas);
@@ -129,7 +146,7 @@ static void set_lds(Case *c, int pad) {
     c->ldc = (c->N > 1 ? c->N : 1) + pad;
 }
 
-#if !ON_GPU
+#if !ON_GPU && !ON_ONEDNN
 // Where runtime.device = "cuda" cannot run, it is refused with a message
 // naming the key and the way out, and the door stays on the CPU.
 static void cuda_refused_here(void) {
@@ -143,7 +160,7 @@ static void cuda_refused_here(void) {
 #endif
     Error e = {0};
     char what[320] = "untouched";
-    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, 0, NULL, NULL, what, sizeof what, &e);
+    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what, &e);
     EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
     EXPECT(strstr(e.msg, "runtime.device = \"cuda\": ") == e.msg && strstr(e.msg, why) &&
                strstr(e.msg, "use runtime.device = \"cpu\""),
@@ -157,14 +174,28 @@ static void cuda_refused_here(void) {
 
 int main(void) {
     char what[320] = "";
-#if ON_GPU
+#if ON_ONEDNN
+    Error e = {0};
+#ifndef LD_HAVE_DNNL
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, CPU_GEMM_ONEDNN, 0, NULL, NULL, what, sizeof what, &e) <
+                   0 && strstr(e.msg, "runtime.cpu_gemm = \"onednn\": this build has no oneDNN"),
+           "runtime.cpu_gemm \"onednn\" without oneDNN: \"%s\"", e.msg);
+    if (tu_report("test_gemm_onednn")) return 1;
+    printf("SKIPPED: this build has no oneDNN (runtime.cpu_gemm \"onednn\" refused: %s)\n", e.msg);
+    return 77;
+#endif
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, CPU_GEMM_ONEDNN, 0, NULL, NULL, what, sizeof what, &e) ==
+               0, "runtime.cpu_gemm \"onednn\": %s", e.msg);
+    EXPECT(!strcmp(gemm_backend_name(), "oneDNN sgemm + OpenBLAS"), "runtime.cpu_gemm \"onednn\" runs on %s",
+           gemm_backend_name());
+#elif ON_GPU
     // tests/gpu/on_gpu.c selected "cuda" before main (or skipped).
     EXPECT(!strcmp(gemm_backend_name(), "cuBLAS"), "test_gemm_gpu runs on %s, not cuBLAS", gemm_backend_name());
     snprintf(what, sizeof what, "cuBLAS");
 #else
     cuda_refused_here();
     Error e = {0};
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, 0, NULL, NULL, what, sizeof what, &e) == 0,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what, &e) == 0,
            "runtime.device \"cpu\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
 #endif
@@ -173,7 +204,10 @@ int main(void) {
     tu_rng_seed(&rng, 20240611);
     // Edge shapes, odd shapes, attention-like and conv-like shapes, one larger.
     static const int shapes[][3] = {{1, 1, 1}, {1, 7, 3},   {5, 1, 9},     {3, 4, 0},     {17, 13, 29},
-                                    {64, 8, 64}, {16, 1024, 144}, {33, 65, 257}, {128, 96, 200}};
+                                    {64, 8, 64}, {16, 1024, 144}, {33, 65, 257}, {128, 96, 200},
+                                    // 2^21 multiply-adds and more (oneDNN's under runtime.cpu_gemm "onednn"):
+                                    // square-ish, a weight gradient's long K, many rows of a linear layer
+                                    {160, 130, 110}, {64, 64, 600}, {520, 70, 64}, {8, 64, 5000}};
     static const float alphas[] = {1.0f, 0.5f, -1.25f};
     int ns = (int)(sizeof shapes / sizeof shapes[0]), ncase = 0;
     for (int s = 0; s < ns; s++)
@@ -209,6 +243,12 @@ int main(void) {
                 }
     printf("test_gemm: %d cases on %s, largest relative error %.3g (tolerance %g), largest difference from "
            "cblas_sgemm %.3g (%s)\n", ncase, gemm_backend_name(), worst, TOL, worst_blas,
-           ON_GPU ? "tolerance 1e-05" : "must be 0");
-    return tu_report(ON_GPU ? "test_gemm_gpu" : "test_gemm");
+           ON_GPU || ON_ONEDNN ? "tolerance 1e-05" : "must be 0");
+    if (ON_ONEDNN) {
+        printf("test_gemm_onednn: %d of the %d products of 2^21+ multiply-adds differ from OpenBLAS's bits\n",
+               n_large_differ, n_large);
+        EXPECT(n_large > 0 && n_large_differ > 0, "none of the %d large products differs from OpenBLAS's bits: "
+               "they did not run on oneDNN", n_large);
+    }
+    return tu_report(ON_GPU ? "test_gemm_gpu" : ON_ONEDNN ? "test_gemm_onednn" : "test_gemm");
 }
