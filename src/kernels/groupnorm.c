@@ -2,10 +2,10 @@
 // affine, as torch.nn.GroupNorm (biased variance), alone or fused with the
 // SiLU that follows it in every ResNet block and in the U-Net's output head.
 // Forward saves each group's mean and 1/sqrt(var + eps); backward is the
-// analytic normalisation gradient. Statistics accumulate in double over 8
-// fixed lanes (so the loops vectorise), backward's sums in float blocks
-// gathered in double (row_sums), each combined in a fixed order: the result
-// does not depend on the thread count or on alignment.
+// analytic normalisation gradient. Forward's statistics (group_sum) and
+// backward's sums (row_sums) run in float blocks gathered in double, each
+// combined in a fixed order: the result does not depend on the thread count
+// or on alignment.
 //
 // The fused pair saves less: forward writes only silu(gn(x)) (the next conv
 // needs it) and mean/rstd; backward recomputes gn(x) from x, mean and rstd
@@ -16,7 +16,49 @@
 #include "kernels/kernels.h"
 #include "kernels/vecmath.h"
 
-#define LANES 8
+// Sums run in float over RLANES lanes for RBLOCK elements at a time, then go
+// into double lanes: float lanes as wide as an AVX-512 register keep a loop at
+// full vector width (double lanes with a conversion per element run at half of
+// it), and a block of 8 adds per float lane loses no accuracy that shows
+// against a double reference. The order is fixed, so a sum does not depend on
+// the thread count.
+#define RLANES 16
+#define RBLOCK (8 * RLANES)
+
+// Forward's statistics of one group, x[0..n): sum of x (sq 0) or of (x - m)^2
+// (sq 1; m is the group mean rounded to float, which adds (mean - m)^2, a float
+// rounding of the mean squared, to the variance).
+LD_INLINE double group_sum(const float *x, size_t n, float m, int sq) {
+    double acc[RLANES] = {0};
+    size_t i = 0, vec_end = n - n % RLANES;
+    while (i < vec_end) {
+        float a[RLANES] = {0};
+        size_t end = i + RBLOCK < vec_end ? i + RBLOCK : vec_end;
+        if (sq) {
+            for (; i < end; i += RLANES) {
+#pragma omp simd
+                for (int l = 0; l < RLANES; l++) {
+                    float d = x[i + l] - m;
+                    a[l] += d * d;
+                }
+            }
+        } else {
+            for (; i < end; i += RLANES) {
+#pragma omp simd
+                for (int l = 0; l < RLANES; l++) a[l] += x[i + l];
+            }
+        }
+#pragma omp simd
+        for (int l = 0; l < RLANES; l++) acc[l] += a[l];
+    }
+    for (; i < n; i++) {
+        double d = sq ? (double)x[i] - m : (double)x[i];
+        acc[0] += sq ? d * d : d;
+    }
+    double t = 0.0;
+    for (int l = 0; l < RLANES; l++) t += acc[l];
+    return t;
+}
 
 // One (sample, group) of forward. The parallel loops live in the public
 // entries, which carry the target clones: an OpenMP region inside an inlined
@@ -29,17 +71,17 @@ LD_INLINE void gn_forward_group(int bg, float *out, float *mean, float *rstd, co
     // Groups are contiguous in NCHW: channels g*cg .. g*cg+cg-1 of sample b.
     const float *xg = x + (size_t)bg * gsize;
     float *og = out + (size_t)bg * gsize;
-    double m = ld_sum8(xg, gsize) / (double)gsize;
-    double v = ld_sumsq_dev8(xg, gsize, m) / (double)gsize;
+    float mf = (float)(group_sum(xg, gsize, 0.0f, 0) / (double)gsize);
+    double v = group_sum(xg, gsize, mf, 1) / (double)gsize;
     double r = 1.0 / sqrt(v + eps);
-    mean[bg] = (float)m;
+    mean[bg] = mf;
     rstd[bg] = (float)r;
     int g = bg % G;
     for (int j = 0; j < cg; j++) {
         int c = g * cg + j;
         // Centre before scaling: folding the mean into a shift would cancel
         // badly when |mean| >> std.
-        float mf = (float)m, sc = (float)r * gamma[c], sh = beta[c];
+        float sc = (float)r * gamma[c], sh = beta[c];
         const float *xc = xg + (size_t)j * HW;
         float *oc = og + (size_t)j * HW;
         if (silu) {
@@ -69,15 +111,9 @@ LD_VEC_CLONES void groupnorm_silu_forward(float *out, float *mean, float *rstd, 
 
 // One channel row of backward's first pass: sums over i of d * xhat and of d,
 // where d is dc (plain GroupNorm) or, with silu, dc * silu'(xhat * gamma + beta),
-// also stored into dn for the second pass. The sums run in float over
-// RLANES lanes for RBLOCK elements at a time, then go into double lanes: float
-// lanes as wide as an AVX-512 register keep the loop at full vector width
-// (double lanes with a conversion per element ran it at 2 ns per element, twice
-// this), and a block of 8 adds per float lane loses no accuracy that shows
-// against a double reference. The order is fixed, so the sums do not depend
-// on the thread count.
-#define RLANES 16
-#define RBLOCK (8 * RLANES)
+// also stored into dn for the second pass, in RLANES float lanes as above
+// (double lanes with a conversion per element ran it at 2 ns per element,
+// twice this).
 LD_INLINE void row_sums(double *ps, double *pb, const float *xc, const float *dc, float *dn, int HW, float m,
                         float r, float gm, float bt, int silu) {
     double ds[RLANES] = {0}, db[RLANES] = {0};
