@@ -30,10 +30,10 @@ static struct {
 // tiles' tiny products (tests/bench/bench_sgemm).
 #define ONEDNN_MIN_MACS 2097152.0
 
-int gemm_cpu_is_intel(void) {
+int gemm_cpu_prefers_onednn(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    return __builtin_cpu_is("intel");
+    return __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
 #else
     return 0;
 #endif
@@ -41,7 +41,7 @@ int gemm_cpu_is_intel(void) {
 
 int gemm_set_cpu_library(CpuGemm lib, Error *e) {
 #ifdef LD_HAVE_DNNL
-    if (lib == CPU_GEMM_AUTO) lib = gemm_cpu_is_intel() ? CPU_GEMM_ONEDNN : CPU_GEMM_OPENBLAS;
+    if (lib == CPU_GEMM_AUTO) lib = gemm_cpu_prefers_onednn() ? CPU_GEMM_ONEDNN : CPU_GEMM_OPENBLAS;
 #else
     if (lib == CPU_GEMM_ONEDNN)
         return errorf(e, "runtime.cpu_gemm = \"onednn\": this build has no oneDNN (install libdnnl-dev and "

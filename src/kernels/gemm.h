@@ -38,12 +38,13 @@ int gemm_set_device(Device device, int gpu, Error *e);
 // (runtime_select_device does it), before any compute: CPU_GEMM_OPENBLAS, or
 // CPU_GEMM_ONEDNN, where gemm() sends products of at least 2^21 multiply-adds
 // to oneDNN's dnnl_sgemm and the smaller ones (and gemm_batched's) to OpenBLAS;
-// CPU_GEMM_AUTO takes oneDNN on Intel CPUs (gemm_cpu_is_intel), OpenBLAS
+// CPU_GEMM_AUTO takes oneDNN where gemm_cpu_prefers_onednn (an Intel CPU with
+// AVX-512, where it was measured faster; README, Performance), OpenBLAS
 // elsewhere. Until it is called, OpenBLAS. Asking again for another library
 // stops the process (a product changed mid-run); for the same one is harmless.
 // Returns -1 with e set for "onednn" in a build without oneDNN.
 int gemm_set_cpu_library(CpuGemm lib, Error *e);
-int gemm_cpu_is_intel(void);
+int gemm_cpu_prefers_onednn(void);
 
 // "OpenBLAS", "oneDNN sgemm + OpenBLAS" or "cuBLAS": where gemm() runs now
 // (start-up lines, tests); gemm_cpu_library_name: the first two only, the

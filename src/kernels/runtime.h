@@ -41,8 +41,8 @@ typedef enum { PRECISION_FP32 = 0, PRECISION_TF32 = 1, PRECISION_BF16 = 2 } Prec
 // node allow it, else MPI.
 typedef enum { GPU_COMM_AUTO = 0, GPU_COMM_NCCL = 1, GPU_COMM_MPI = 2 } GpuComm;
 // Which library multiplies on the CPU (runtime.cpu_gemm): OpenBLAS, or oneDNN's
-// sgemm for the large products (gemm.h), or "auto": oneDNN on Intel CPUs,
-// where it was measured faster, OpenBLAS elsewhere (README, Performance).
+// sgemm for the large products (gemm.h), or "auto": oneDNN on Intel CPUs with
+// AVX-512, where it was measured faster, OpenBLAS elsewhere (README, Performance).
 typedef enum { CPU_GEMM_AUTO = 0, CPU_GEMM_OPENBLAS = 1, CPU_GEMM_ONEDNN = 2 } CpuGemm;
 
 // A device backend (kernels/backend.h) a program links: the program's main
