@@ -138,6 +138,32 @@ static void run_case(TuRng *rng, const Case *c) {
     free(A), free(B), free(C), free(C0), free(Cb), free(got), free(want), free(blas);
 }
 
+// gemm() called from the threads of a parallel region, as the attention
+// kernel calls it per (sample, head): each thread's large product (2^21+
+// multiply-adds, oneDNN's under "onednn") against cblas_sgemm on the same
+// operands, within 1e-5; on the CPU device with OpenBLAS, bit for bit.
+static void concurrent_products(TuRng *rng) {
+    enum { NT = 4, M = 96, N = 80, K = 300 };  // 2.3 M multiply-adds each
+    size_t nA = (size_t)M * K, nB = (size_t)K * N, nC = (size_t)M * N;
+    float *A = xmalloc(NT * nA * sizeof(float)), *B = xmalloc(NT * nB * sizeof(float));
+    float *C = xmalloc(NT * nC * sizeof(float)), *Cb = xmalloc(NT * nC * sizeof(float));
+    tu_fill(rng, A, NT * nA, -1, 1);
+    tu_fill(rng, B, NT * nB, -1, 1);
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+    for (int t = 0; t < NT; t++)
+        gemm(0, t % 2, M, N, K, 1.0f, A + t * nA, K, B + t * nB, t % 2 ? K : N, 0.0f, C + t * nC, N);
+    for (int t = 0; t < NT; t++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, t % 2 ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A + t * nA, K,
+                    B + t * nB, t % 2 ? K : N, 0.0f, Cb + t * nC, N);
+    double diff = tu_max_rel_err(C, Cb, NT * nC, 1e-6);
+    if (ON_GPU || ON_ONEDNN)
+        EXPECT(diff <= TOL, "products from a parallel region differ from cblas_sgemm by %.3g > %g", diff, TOL);
+    else
+        EXPECT(memcmp(C, Cb, NT * nC * sizeof(float)) == 0, "products from a parallel region are not "
+               "bit-identical to cblas_sgemm (largest relative difference %.3g)", diff);
+    free(A), free(B), free(C), free(Cb);
+}
+
 // Row strides of op(A), op(B), C: the minimum plus `pad` (max(1, cols) as BLAS asks).
 static void set_lds(Case *c, int pad) {
     int cA = c->tA ? c->M : c->K, cB = c->tB ? c->K : c->N;
@@ -241,6 +267,7 @@ int main(void) {
                     run_case(&rng, &c);
                     ncase++;
                 }
+    concurrent_products(&rng);
     printf("test_gemm: %d cases on %s, largest relative error %.3g (tolerance %g), largest difference from "
            "cblas_sgemm %.3g (%s)\n", ncase, gemm_backend_name(), worst, TOL, worst_blas,
            ON_GPU || ON_ONEDNN ? "tolerance 1e-05" : "must be 0");
