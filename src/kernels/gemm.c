@@ -25,11 +25,6 @@ static struct {
     CpuGemm cpu;  // OPENBLAS or ONEDNN, never AUTO
 } sel = {0, DEVICE_CPU, -1, 0, CPU_GEMM_OPENBLAS};
 
-// Products of fewer multiply-adds stay on OpenBLAS under CPU_GEMM_ONEDNN:
-// dnnl_sgemm costs ~0.3 us more per call, 3-6x the time of the attention
-// tiles' tiny products (tests/bench/bench_sgemm).
-#define ONEDNN_MIN_MACS 2097152.0
-
 int gemm_cpu_prefers_onednn(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
@@ -107,7 +102,7 @@ void gemm(int transA, int transB, int M, int N, int K, float alpha, const float 
     }
 #endif
 #ifdef LD_HAVE_DNNL
-    if (sel.cpu == CPU_GEMM_ONEDNN && (double)M * N * K >= ONEDNN_MIN_MACS) {
+    if (sel.cpu == CPU_GEMM_ONEDNN && (double)M * N * K >= GEMM_ONEDNN_MIN_MACS) {
         // row-major, as CBLAS here; beta 0 writes C without reading it, as CBLAS does
         dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta,
                                       C, ldc);

@@ -44,6 +44,10 @@ int gemm_set_device(Device device, int gpu, Error *e);
 // stops the process (a product changed mid-run); for the same one is harmless.
 // Returns -1 with e set for "onednn" in a build without oneDNN.
 int gemm_set_cpu_library(CpuGemm lib, Error *e);
+// Products of fewer multiply-adds stay on OpenBLAS under CPU_GEMM_ONEDNN:
+// dnnl_sgemm costs ~0.3 us more per call, 3-6x the time of the attention
+// tiles' tiny products (tests/bench/bench_sgemm).
+#define GEMM_ONEDNN_MIN_MACS 2097152.0
 int gemm_cpu_prefers_onednn(void);
 
 // "OpenBLAS", "oneDNN sgemm + OpenBLAS" or "cuBLAS": where gemm() runs now

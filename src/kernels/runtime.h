@@ -83,6 +83,6 @@ int runtime_check_device(Device device, Error *e);
 // NULL. DEVICE_CUDA needs gpu or the cuBLAS GEMMs (LD_CUDA_GEMM), else it
 // fails saying what to build. what (what_size bytes, may be NULL) gets the choice
 // for the start-up line: "CPU (OpenBLAS)" or "GPU 1 of 4 (NVIDIA H200, ...): ...".
-int runtime_select_device(Device device, Precision precision, CpuGemm cpu_gemm, int local_rank, const DeviceBackend *gpu, Backend **be,
-                          char *what, size_t what_size, Error *e);
+int runtime_select_device(Device device, Precision precision, CpuGemm cpu_gemm, int local_rank,
+                          const DeviceBackend *gpu, Backend **be, char *what, size_t what_size, Error *e);
 #endif

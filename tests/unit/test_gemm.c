@@ -45,7 +45,6 @@
 #endif
 
 #define TOL 1e-5
-#define ONEDNN_MIN_MACS 2097152.0  // gemm.c's: the products it sends to dnnl_sgemm
 #define PAD_VALUE 12345.0f  // what padding and gaps hold before and must hold after
 
 static double worst = 0;      // largest relative error against the naive loop, for the report line
@@ -126,7 +125,7 @@ static void run_case(TuRng *rng, const Case *c) {
              c->batch, c->sA, c->sB, c->sC);
     EXPECT(err <= TOL, "%s: relative error %.3g > %g", tag, err, TOL);
     EXPECT(pad_ok, "%s: wrote outside the M x N blocks", tag);
-    int large = c->batch == 1 && (double)c->M * c->N * c->K >= ONEDNN_MIN_MACS;
+    int large = c->batch == 1 && (double)c->M * c->N * c->K >= GEMM_ONEDNN_MIN_MACS;
     if (ON_GPU) {
         EXPECT(blas_diff <= TOL, "%s: cuBLAS and OpenBLAS differ by %.3g (relative) > %g", tag, blas_diff, TOL);
     } else if (ON_ONEDNN && large) {
@@ -186,7 +185,8 @@ static void cuda_refused_here(void) {
 #endif
     Error e = {0};
     char what[320] = "untouched";
-    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what, &e);
+    int rc =
+        runtime_select_device(DEVICE_CUDA, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what, &e);
     EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
     EXPECT(strstr(e.msg, "runtime.device = \"cuda\": ") == e.msg && strstr(e.msg, why) &&
                strstr(e.msg, "use runtime.device = \"cpu\""),
@@ -221,7 +221,8 @@ int main(void) {
 #else
     cuda_refused_here();
     Error e = {0};
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what, &e) == 0,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what, sizeof what,
+                                 &e) == 0,
            "runtime.device \"cpu\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
 #endif
