@@ -23,7 +23,7 @@
 # same as build-devcheck.tar.xz (~24 MB: the directory itself, ~128 MB with
 # oneDNN and OpenBLAS, is over the device tool's 64 MiB carry), which the run
 # takes along (carry: ["build-devcheck.tar.xz"]) and unpacks. It needs the
-# same CUDA major version there (libcublas.so.13 and libnccl.so.2 from /usr/local/cuda).
+# same CUDA major version there (libcublas.so.13, libnccl.so.2 and libcudnn.so.9 from /usr/local/cuda).
 # `--prebuilt` uses a carried bundle even where the build would work (saves
 # the build's minute or two of device time).
 set -uo pipefail
@@ -104,10 +104,10 @@ bundle() {
   build_one "$ROOT/build-devcheck-work" -DLD_CUDA=ON -DCUDAToolkit_ROOT="$CUDA_HOME" || return 3
   mkdir -p "$BUNDLE/bin"
   for t in "${TARGETS[@]}"; do cp "build-devcheck-work/$t" "$BUNDLE/bin/" || return 3; done
-  # Every library they load except the C library's own and CUDA's, NCCL included (too big: libnccl
-  # alone is 218 MB against the carry's 64 MiB; taken from the machine's toolkit).
+  # Every library they load except the C library's own and CUDA's, NCCL and cuDNN included (too big:
+  # libnccl alone is 218 MB against the carry's 64 MiB, cuDNN's engines 245 MB; taken from the machine's toolkit).
   ldd "$BUNDLE"/bin/* | awk '/=> \//{print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so' |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libcuda|libcudart|libcublas|libcublasLt|libnccl|libcudnn)\.so' |
     while read -r f; do cp -L "$f" "$BUNDLE/lib/"; done
   ls -l "$BUNDLE/lib"
   XZ_OPT=-T2 tar -C "$ROOT" -cJf "$BUNDLE.tar.xz" "$BUNDLE" || return 3
@@ -145,6 +145,7 @@ main() {
   if command -v nvcc >/dev/null; then nvcc --version | tail -2; else echo "nvcc not found under $CUDA_HOME/bin"; fi
   ls "$CUDA_HOME"/lib64/libcublas.so* 2>/dev/null || echo "no libcublas under $CUDA_HOME/lib64"
   ls "$CUDA_HOME"/lib64/libnccl.so* 2>/dev/null || echo "no libnccl under $CUDA_HOME/lib64"
+  ls "$CUDA_HOME"/lib64/libcudnn.so* 2>/dev/null || echo "no libcudnn under $CUDA_HOME/lib64"
   command -v cmake >/dev/null && cmake --version | head -1
   command -v cc >/dev/null && cc --version | head -1
 
@@ -215,6 +216,8 @@ main() {
   for p in fp32 tf32 bf16; do
     run_timed "gpu_step_$p" "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 $p --config-out /tmp/ld_sd15.json
   done
+  # the same bf16 step with the convolutions on im2col + cuBLAS instead of cuDNN (runtime.gpu_conv)
+  run_timed gpu_step_bf16_gemm "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 bf16 --set runtime.gpu_conv='"gemm"'
   if [ -x .venv/bin/python ] && .venv/bin/python -c "import sys, torch, diffusers; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     for p in fp32 tf32 bf16; do
       run_timed "torch_step_$p" env LD_TORCH_DEVICE=cuda LD_TORCH_PRECISION=$p timeout 300 .venv/bin/python \
@@ -246,7 +249,9 @@ main() {
   [ "${RC[cli_device]}" = 0 ] || fail=1
   for p in fp32 tf32 bf16; do
     echo "step $p: ours: $(grep '^step' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null); torch: $(grep '^torch' "/tmp/ld_torch_step_$p.txt" 2>/dev/null)"
+    grep '^convolutions on' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null
   done
+  echo "step bf16, convolutions on im2col + cuBLAS: $(grep '^step' /tmp/ld_gpu_step_bf16_gemm.txt 2>/dev/null)"
   for t in "${TESTS[@]}"; do
     for v in cpu gpu; do printf '%-22s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
   done

@@ -4,6 +4,7 @@
 #include "cuda/backend_cuda.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda/ops.h"
 #if defined(LD_NCCL) || defined(LD_CUDA_EMU)
@@ -14,6 +15,7 @@
 typedef struct {
     Backend be;
     DevCtx *d;
+    char conv_note[256];  // why runtime.gpu_conv "auto" left cuDNN out, for the start-up line
 } CudaBackend;
 
 static float *g_alloc(void *ctx, size_t n) { return dev_alloc((DevCtx *)ctx, n); }
@@ -168,10 +170,20 @@ static void g_ema_update(void *ctx, float *ema, const float *params, size_t n, d
 _Static_assert((int)PRECISION_TF32 == (int)GEMM_TF32 && (int)PRECISION_BF16 == (int)GEMM_BF16,
                "runtime.h's Precision names GemmPrecision's values");
 
-Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
+Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, Error *e) {
     DevCtx *d = dev_open(device, precision, e);
     if (!d) return NULL;
+    Error ce = {0};
+    char note[256] = "";
+    if (conv == GPU_CONV_CUDNN && dev_set_conv(d, DEV_CONV_CUDNN, &ce)) {
+        errorf(e, "runtime.gpu_conv = \"cudnn\": %s; \"gemm\" convolves with im2col + cuBLAS instead", ce.msg);
+        dev_close(d);
+        return NULL;
+    }
+    if (conv == GPU_CONV_AUTO && dev_has_cudnn() && dev_set_conv(d, DEV_CONV_CUDNN, &ce))
+        snprintf(note, sizeof note, "; runtime.gpu_conv \"auto\" left cuDNN out: %.200s", ce.msg);
     CudaBackend *c = xcalloc(1, sizeof *c);
+    snprintf(c->conv_note, sizeof c->conv_note, "%s", note);
     Backend *be = &c->be;
     c->d = d;
     be->name = "cuda";
@@ -220,10 +232,14 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e) {
 DevCtx *backend_cuda_dev(const Backend *be) { return ((const CudaBackend *)be)->d; }
 
 // runtime.h's DeviceBackend entries over the functions above.
-static Backend *p_create(int device, Precision precision, Error *e) {
-    return backend_cuda_create(device, (GemmPrecision)precision, e);
+static Backend *p_create(int device, Precision precision, GpuConv conv, Error *e) {
+    return backend_cuda_create(device, (GemmPrecision)precision, conv, e);
 }
-static void p_describe(const Backend *be, char *buf, size_t n) { dev_describe(backend_cuda_dev(be), buf, n); }
+static void p_describe(const Backend *be, char *buf, size_t n) {
+    dev_describe(backend_cuda_dev(be), buf, n);
+    size_t used = strlen(buf);
+    if (used < n) snprintf(buf + used, n - used, "%s", ((const CudaBackend *)be)->conv_note);
+}
 static void p_device_id(const Backend *be, char *buf, size_t n) { dev_pci_id(backend_cuda_dev(be), buf, n); }
 
 #ifdef LD_HAVE_NCCL

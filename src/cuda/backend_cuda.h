@@ -7,9 +7,11 @@
 #include "kernels/backend.h"
 #include "kernels/runtime.h"
 
-// A backend on CUDA device `device` with GEMMs at `precision`; it owns its
-// DevCtx (backend_free closes it). NULL + e where the device cannot start.
-Backend *backend_cuda_create(int device, GemmPrecision precision, Error *e);
+// A backend on CUDA device `device` with GEMMs at `precision` and convolutions
+// as `conv` says (runtime.gpu_conv); it owns its DevCtx (backend_free closes
+// it). NULL + e where the device cannot start, or conv is GPU_CONV_CUDNN and
+// cuDNN cannot.
+Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, Error *e);
 // The device context behind a backend made by backend_cuda_create.
 DevCtx *backend_cuda_dev(const Backend *be);
 // This backend as runtime_select_device takes it (mpi/main.c).

@@ -4,7 +4,11 @@
 // weights; 1x1 stride-1 needs no columns. Backward: the weight gradient adds
 // one GEMM per sample in sample order and the input gradient goes back
 // through col2im, one thread per input pixel gathering its taps, so nothing is
-// summed by atomics and the result repeats run to run.
+// summed by atomics and the result repeats run to run. Where the context's
+// convolutions are on cuDNN (dev_set_conv), the products go there instead
+// (conv_cudnn.cu) and bias and its gradient stay here; a shape cuDNN has no
+// deterministic algorithm for runs this file's path.
+#include "cuda/conv_cudnn.h"
 #include "cuda/cu_common.cuh"
 #include "cuda/ops.h"
 
@@ -115,6 +119,12 @@ void cu_conv2d_forward(DevCtx *d, float *out, const float *x, const float *w, co
     int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     size_t HoWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, nout = (size_t)B * Cout * HoWo;
     if (nout == 0) return;
+    DnnConvs *dnn = dev_dnn(d);
+    if (dnn && dnn_conv2d_forward(dnn, d, out, x, w, B, Cin, H, W, Cout, k, stride, pad)) {
+        add_bias(d, out, b, nout, Cout, HoWo);
+        return;
+    }
+    if (dnn) dev_conv_fell_back(d);
     if (k == 1 && stride == 1 && pad == 0) {
         dev_gemm_batched(d, 0, 0, Cout, (int)HoWo, Cin, 1.0f, w, Cin, 0, x, (int)HoWo, (long)(Cin * HoWo), 0.0f, out,
                          (int)HoWo, (long)(Cout * HoWo), B);
@@ -144,6 +154,19 @@ void cu_conv2d_backward(DevCtx *d, float *dx, float *dw, float *db, const float 
     if (db) {
         LD_LAUNCH(k_chan_sum, dim3(Cout), dim3(LD_CU_BLOCK), dev_stream(d), db, dout, B, Cout, HoWo);
         CU_LAUNCHED();
+    }
+    DnnConvs *dnn = dev_dnn(d);
+    if (dnn && dw) {
+        if (dnn_conv2d_backward_filter(dnn, d, dw, dout, x, B, Cin, H, W, Cout, k, stride, pad))
+            dw = NULL;  // done
+        else
+            dev_conv_fell_back(d);
+    }
+    if (dnn && dx) {
+        if (dnn_conv2d_backward_data(dnn, d, dx, dout, w, B, Cin, H, W, Cout, k, stride, pad))
+            dx = NULL;
+        else
+            dev_conv_fell_back(d);
     }
     if (k == 1 && stride == 1 && pad == 0) {
         if (dw)

@@ -41,6 +41,10 @@ static inline void cublas_ok_at(cublasStatus_t s, const char *call, const char *
 // The stream every op of a context runs on (dev.cu owns the struct).
 cudaStream_t dev_stream(DevCtx *d);
 cublasHandle_t dev_blas(DevCtx *d);
+// The context's cuDNN convolutions (conv_cudnn.h) when dev_conv is
+// DEV_CONV_CUDNN, else NULL; conv.cu counts each fallback with dev_conv_fell_back.
+struct DnnConvs *dev_dnn(DevCtx *d);
+void dev_conv_fell_back(DevCtx *d);
 
 // i over [0, n) in steps of the whole grid: kernels launched with cu_blocks(n).
 #define CU_GRID_LOOP(i, n) \

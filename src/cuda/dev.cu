@@ -3,6 +3,7 @@
 // op(B) runs as C^T = op(B)^T op(A)^T, operands and M/N swapped.
 #include <string.h>
 
+#include "cuda/conv_cudnn.h"
 #include "cuda/cu_common.cuh"
 #include "cuda/gemm_cublas.h"
 #include "kernels/gemm.h"
@@ -15,10 +16,48 @@ struct DevCtx {
     float *scratch;
     size_t scratch_floats;
     size_t attn_tile_floats;
+    DevConv conv;
+    DnnConvs *dnn;  // cuDNN's handle and plans, while conv is DEV_CONV_CUDNN
+    long conv_fallbacks;
 };
 
 cudaStream_t dev_stream(DevCtx *d) { return d->stream; }
 cublasHandle_t dev_blas(DevCtx *d) { return d->blas; }
+DnnConvs *dev_dnn(DevCtx *d) { return d->conv == DEV_CONV_CUDNN ? d->dnn : NULL; }
+void dev_conv_fell_back(DevCtx *d) { d->conv_fallbacks++; }
+long dev_conv_fallbacks(const DevCtx *d) { return d->conv_fallbacks; }
+DevConv dev_conv(const DevCtx *d) { return d->conv; }
+
+int dev_has_cudnn(void) {
+#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+int dev_set_conv(DevCtx *d, DevConv c, Error *e) {
+    if (c == DEV_CONV_CUDNN && !d->dnn) {
+#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+        d->dnn = dnn_convs_open(d, e);
+        if (!d->dnn) return -1;
+#else
+        return errorf(e, "this build has no cuDNN (configure with the CUDA toolkit's cuDNN found, LD_CUDNN=ON)");
+#endif
+    }
+    d->conv = c;
+    return 0;
+}
+
+void dev_conv_describe(const DevCtx *d, char *buf, size_t n) {
+#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+    if (d->conv == DEV_CONV_CUDNN) {
+        dnn_convs_version(buf, n);
+        return;
+    }
+#endif
+    snprintf(buf, n, "im2col + cuBLAS");
+}
 int dev_index(const DevCtx *d) { return d->device; }
 void dev_pci_id(DevCtx *d, char *buf, size_t n) {
     if (cudaDeviceGetPCIBusId(buf, (int)n, d->device) != cudaSuccess) snprintf(buf, n, "CUDA device %d", d->device);
@@ -81,6 +120,9 @@ fail:
 void dev_close(DevCtx *d) {
     if (!d) return;
     // best effort: it also runs on error paths and at exit
+#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+    dnn_convs_free(d->dnn);
+#endif
     if (d->scratch) cudaFree(d->scratch);
     if (d->blas) cublasDestroy(d->blas);
     if (d->stream) cudaStreamDestroy(d->stream);
@@ -93,8 +135,10 @@ void dev_describe(DevCtx *d, char *buf, size_t n) {
         snprintf(buf, n, "CUDA device %d", d->device);
         return;
     }
-    snprintf(buf, n, "%s, %.1f GiB, sm_%d%d, GEMMs %s", p.name, p.totalGlobalMem / 1073741824.0, p.major, p.minor,
-             gemm_precision_name(d->precision));
+    char conv[64];
+    dev_conv_describe(d, conv, sizeof conv);
+    snprintf(buf, n, "%s, %.1f GiB, sm_%d%d, GEMMs %s, convolutions %s", p.name, p.totalGlobalMem / 1073741824.0,
+             p.major, p.minor, gemm_precision_name(d->precision), conv);
 }
 
 void dev_set_precision(DevCtx *d, GemmPrecision p) { d->precision = p; }

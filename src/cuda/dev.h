@@ -59,6 +59,22 @@ size_t dev_scratch_floats(const DevCtx *d);  // its size now
 size_t dev_attention_tile_floats(const DevCtx *d);
 void dev_set_attention_tile_floats(DevCtx *d, size_t n);
 
+// How a context's 2-D convolutions run (runtime.gpu_conv): through cuDNN
+// (conv_cudnn.cu; builds with cuDNN, and the emulator's), or conv.cu's own
+// im2col + cuBLAS GEMMs. A new context starts on DEV_CONV_GEMM.
+typedef enum { DEV_CONV_GEMM = 0, DEV_CONV_CUDNN = 1 } DevConv;
+int dev_has_cudnn(void);  // this build has cuDNN
+// Starts cuDNN on the context where c is DEV_CONV_CUDNN: -1 + e where the build
+// has none or it does not start (the context keeps its convolutions as they were).
+int dev_set_conv(DevCtx *d, DevConv c, Error *e);
+DevConv dev_conv(const DevCtx *d);
+// "cuDNN 9.19.0" or "im2col + cuBLAS": what dev_describe names.
+void dev_conv_describe(const DevCtx *d, char *buf, size_t n);
+// Convolution calls on cuDNN that fell back to the GEMM path since the context
+// opened (no deterministic cuDNN algorithm within the workspace cap for the
+// shape): the tests and bench_gpu report it.
+long dev_conv_fallbacks(const DevCtx *d);
+
 // gemm.h's row-major products on device pointers (same arguments).
 void dev_gemm(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);

@@ -64,7 +64,8 @@ void cu_linear_residual_forward(DevCtx *d, float *out, const float *x, const flo
                                 const float *res, int N, int C, int OC);
 void cu_linear_backward(DevCtx *d, float *dx, float *dw, float *db, const float *dout, const float *x,
                         const float *w, int N, int C, int OC);
-// conv2d as im2col over a chunk of samples into dev_scratch + one strided-batched GEMM.
+// conv2d through cuDNN where the context says so (dev_set_conv), else as im2col
+// over a chunk of samples into dev_scratch + one strided-batched GEMM.
 void cu_conv2d_forward(DevCtx *d, float *out, const float *x, const float *w, const float *b, int B, int Cin, int H,
                        int W, int Cout, int k, int stride, int pad);
 void cu_conv2d_backward(DevCtx *d, float *dx, float *dw, float *db, const float *dout, const float *x,

@@ -42,6 +42,7 @@ typedef struct {
     Precision precision;  // runtime.precision: the GPU's GEMMs, "fp32", "tf32" or "bf16"
     CpuGemm cpu_gemm;     // runtime.cpu_gemm: the CPU's GEMM library, "auto", "openblas" or "onednn"
     GpuComm gpu_comm;     // runtime.gpu_comm: how the GPUs sum gradients, "auto", "nccl" or "mpi"
+    GpuConv gpu_conv;     // runtime.gpu_conv: how the GPU convolves, "auto", "cudnn" or "gemm"
     int share_teacher;  // runtime.share_teacher: one teacher copy per node (cli/run.h)
 } RuntimeConfig;
 

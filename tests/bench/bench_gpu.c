@@ -58,9 +58,9 @@ static double gemm_tflops(GemmPrecision p) {
 
 static void op_line(const char *what, double t, double flops) {
     if (flops > 0)
-        printf("  %-52s %8.3f ms  %7.2f TFLOP/s\n", what, t * 1e3, flops / t / 1e12);
+        printf("  %-62s %8.3f ms  %7.2f TFLOP/s\n", what, t * 1e3, flops / t / 1e12);
     else
-        printf("  %-52s %8.3f ms\n", what, t * 1e3);
+        printf("  %-62s %8.3f ms\n", what, t * 1e3);
 }
 
 // SD-1.5's first stage at HxH latents (64: 4096 tokens), batch B: 320 channels, 8 heads.
@@ -72,10 +72,27 @@ static void ops(int B, int H) {
     float *rstd = dev_alloc(D, (size_t)B * G), *mN = dev_alloc(D, N), *rN = dev_alloc(D, N);
     float *dw = dev_alloc(D, (size_t)C * C * 9), *db = dev_alloc(D, C);
     double t, mac3 = 2.0 * B * HW * (double)C * C * 9;
-    TIME_BEST(t, cu_conv2d_forward(D, y, x, w, bias, B, C, H, H, C, 3, 1, 1));
-    op_line("conv 3x3 320->320 forward", t, mac3);
-    TIME_BEST(t, cu_conv2d_backward(D, g, dw, db, y, x, w, B, C, H, H, C, 3, 1, 1));
-    op_line("conv 3x3 320->320 backward (dx, dw, db)", t, 2 * mac3);
+    // both convolution paths, the context's own (runtime.gpu_conv) first
+    DevConv own = dev_conv(D), paths[2] = {own, own == DEV_CONV_CUDNN ? DEV_CONV_GEMM : DEV_CONV_CUDNN};
+    for (int i = 0; i < 2; i++) {
+        Error ce = {0};
+        if (dev_set_conv(D, paths[i], &ce)) {
+            printf("  conv 3x3 on %s: not here (%s)\n", paths[i] == DEV_CONV_CUDNN ? "cuDNN" : "im2col", ce.msg);
+            continue;
+        }
+        char lib[64], what[128];
+        dev_conv_describe(D, lib, sizeof lib);
+        long fell = dev_conv_fallbacks(D);
+        TIME_BEST(t, cu_conv2d_forward(D, y, x, w, bias, B, C, H, H, C, 3, 1, 1));
+        snprintf(what, sizeof what, "conv 3x3 320->320 forward (%s)", lib);
+        op_line(what, t, mac3);
+        TIME_BEST(t, cu_conv2d_backward(D, g, dw, db, y, x, w, B, C, H, H, C, 3, 1, 1));
+        snprintf(what, sizeof what, "conv 3x3 320->320 backward, dx dw db (%s)", lib);
+        op_line(what, t, 2 * mac3);
+        if (dev_conv_fallbacks(D) > fell) printf("  (cuDNN fell back to im2col for this shape)\n");
+    }
+    Error ce = {0};
+    dev_set_conv(D, own, &ce);
     TIME_BEST(t, cu_groupnorm_silu_forward(D, y, mean, rstd, x, gm, bias, B, C, HW, G, 1e-5f));
     op_line("groupnorm+silu forward", t, 0);
     TIME_BEST(t, cu_groupnorm_silu_backward(D, g, dw, db, y, x, mean, rstd, gm, bias, B, C, HW, G));
@@ -129,7 +146,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (config_out && bench_write_config(&jc.model, config_out, "bench_gpu")) return 1;
-    Backend *be = backend_cuda_create(0, GEMM_FP32, &e);
+    Backend *be = backend_cuda_create(0, GEMM_FP32, jc.runtime.gpu_conv, &e);
     if (!be) {
         fprintf(stderr, "bench_gpu: %s\n", e.msg);
         return 1;
@@ -177,6 +194,9 @@ int main(int argc, char **argv) {
     printf("backward %.4f s  (%.2f TFLOP/s)\n", tb, 4 * macs / tb / 1e12);
     printf("step     %.4f s  (%.2f TFLOP/s, %.0f%% of the measured %s GEMM rate)\n", tf + tb,
            6 * macs / (tf + tb) / 1e12, 100 * 6 * macs / (tf + tb) / 1e12 / peak[prec], gemm_precision_name(prec));
+    char lib[64];
+    dev_conv_describe(D, lib, sizeof lib);
+    printf("convolutions on %s, %ld calls fell back to im2col\n", lib, dev_conv_fallbacks(D));
     dev_free(D, x), dev_free(D, ctx), dev_free(D, out), dev_free(D, t);
     free(ht);
     unet_free(u);

@@ -5,7 +5,8 @@
 # Run twice by ctest: on laptop-diff-emu (the CUDA backend on the host emulator,
 # label emu) and, in an LD_CUDA build, on laptop-diff with a GPU (label gpu;
 # SKIPPED without one, failing under LD_REQUIRE_GPU=1).
-#  - distill on 1 rank and on 2 ranks == the CPU's 1-rank run; the 2 ranks' gradients summed over
+#  - distill on 1 rank (convolutions on cuDNN, and with runtime.gpu_conv = "gemm" on im2col +
+#    cuBLAS) and on 2 ranks == the CPU's 1-rank run; the 2 ranks' gradients summed over
 #    NCCL (buckets started during backward) == summed through host memory (runtime.gpu_comm = "mpi"): every /train series and the
 #    activation snapshots within 1e-5 relative, student and its EMA within 1e-3 (AdamW's first
 #    steps magnify last-bit differences of near-zero gradients; test_distill.sh says more)
@@ -67,6 +68,18 @@ if ! run dev1 "$DEV" 1 cuda; then
 fi
 grep -q "rank 0 (node-local rank 0): GPU 0 of [0-9]* (.*): the U-Net passes of train, distill, sample, forward, eval, score and plan on it" "$T/dev1.log" && ok \
   || bad "no start-up line saying the stages run on the GPU: $(grep -m1 'rank 0 (' "$T/dev1.log")"
+# runtime.gpu_conv "auto": cuDNN where the build has it (the emulator has its own); "gemm":
+# im2col + cuBLAS, the same run within the float bounds below
+line=$(grep -m1 'rank 0 (node-local rank 0): GPU' "$T/dev1.log")
+case "$line" in
+  *"left cuDNN out"*) bad "gpu_conv auto: cuDNN did not start: $line" ;;
+  *"convolutions cuDNN"*) ok ;;
+  *"convolutions im2col + cuBLAS)"*) [ "$(basename "$DEV")" = laptop-diff-emu ] && bad "the emulator's convolutions are not on its cuDNN: $line" || ok ;;
+  *) bad "the start-up line does not name the convolutions: $line" ;;
+esac
+run dev1gemm "$DEV" 1 cuda --set runtime.gpu_conv='"gemm"' || bad "device run with gpu_conv gemm failed: $(tail -3 "$T/dev1gemm.log")"
+grep -q 'rank 0 (node-local rank 0): GPU .*convolutions im2col + cuBLAS)' "$T/dev1gemm.log" && ok \
+  || bad "gpu_conv gemm: $(grep -m1 'rank 0 (' "$T/dev1gemm.log")"
 run dev2 "$DEV" 2 cuda --set train.bucket_mb=0.05 || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 # the gradient sums between the GPUs: NCCL (runtime.gpu_comm = "auto"), buckets started while
 # backward runs; on the emulator its NCCL (shared memory) stands in, and sums in rank order, so
@@ -94,7 +107,7 @@ for f in student student_ema; do
   "$STDIFF" "$T/dev2mpi/$f.safetensors" "$T/dev2/$f.safetensors" 0 >"$T/d.txt" && ok \
     || bad "2 ranks: $f over MPI is not bit for bit the one over NCCL: $(cat "$T/d.txt")"
 done
-for r in dev1 dev2; do
+for r in dev1 dev1gemm dev2; do
   for f in student student_ema; do
     "$STDIFF" "$T/$r/$f.safetensors" "$T/cpu/$f.safetensors" 1e-3 >"$T/d.txt" && ok \
       || bad "$r: $f differs from the CPU's: $(cat "$T/d.txt")"

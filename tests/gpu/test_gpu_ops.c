@@ -252,7 +252,11 @@ static void test_linear(double tol, const char *tag) {
 
 static void test_linear_fp32(void) { test_linear(TOL_RED, "fp32"); }
 
-static void test_conv(void) {
+// Every conv case on the context's current convolution path (dev_conv): forward,
+// dx, dw, db against the CPU within tol; with `repeat`, the backward once more
+// from the same starting gradients must give the same bits (the cuDNN path
+// takes deterministic algorithms only).
+static void conv_cases(const char *tag, double tol, int repeat) {
     struct {
         int B, Cin, H, W, Cout, k, stride, pad;
     } cs[] = {{2, 5, 9, 7, 6, 3, 1, 1}, {3, 4, 9, 8, 5, 3, 2, 1}, {2, 6, 5, 5, 3, 1, 1, 0}, {1, 3, 6, 6, 4, 1, 2, 0}};
@@ -271,16 +275,55 @@ static void test_conv(void) {
         cu_conv2d_forward(D, out_, x_, w_, b_, B, Ci, H, W, Co, k, st, pd);
         conv2d_backward(dx, dw, db, dout, x, w, B, Ci, H, W, Co, k, st, pd, scratch);
         cu_conv2d_backward(D, dx_, dw_, db_, dout_, x_, w_, B, Ci, H, W, Co, k, st, pd);
-        char what[4][80];
+        char what[4][96];
         const char *part[] = {"forward", "dx", "dw", "db"};
-        for (int i = 0; i < 4; i++) snprintf(what[i], sizeof what[i], "conv %dx%d s%d p%d %s", k, k, st, pd, part[i]);
-        cmp(what[0], out, out_, no, TOL_RED), cmp(what[1], dx, dx_, nx, TOL_RED);
-        cmp(what[2], dw, dw_, nw, TOL_RED), cmp(what[3], db, db_, Co, TOL_RED);
+        for (int i = 0; i < 4; i++)
+            snprintf(what[i], sizeof what[i], "conv %dx%d s%d p%d %s (%s)", k, k, st, pd, part[i], tag);
+        cmp(what[0], out, out_, no, tol), cmp(what[1], dx, dx_, nx, tol);
+        cmp(what[2], dw, dw_, nw, tol), cmp(what[3], db, db_, Co, TOL_RED);
+        if (repeat) {
+            float *first_dx = xmalloc(nx * 4), *first_dw = xmalloc(nw * 4), *again = xmalloc((nx > nw ? nx : nw) * 4);
+            dev_download(D, first_dx, dx_, nx), dev_download(D, first_dw, dw_, nw);
+            dev_upload(D, dx_, dx0, nx), dev_upload(D, dw_, dw0, nw), dev_upload(D, db_, db0, Co);
+            cu_conv2d_backward(D, dx_, dw_, db_, dout_, x_, w_, B, Ci, H, W, Co, k, st, pd);
+            dev_download(D, again, dx_, nx);
+            int same = !memcmp(again, first_dx, nx * 4);
+            dev_download(D, again, dw_, nw);
+            same = same && !memcmp(again, first_dw, nw * 4);
+            EXPECT(same, "conv %dx%d s%d p%d (%s): the backward did not repeat bit for bit", k, k, st, pd, tag);
+            printf("%-4s conv %dx%d s%d p%d backward repeats bit for bit (%s)\n", same ? "ok" : "FAIL", k, k, st, pd,
+                   tag);
+            free(first_dx), free(first_dw), free(again);
+        }
         float *ps[] = {x_, w_, b_, dout_, out_, dx_, dw_, db_};
         for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) dev_free(D, ps[i]);
         free(x), free(w), free(b), free(dout), free(out), free(dx0), free(dw0), free(db0), free(dx), free(dw);
         free(db), free(scratch);
     }
+}
+
+// Both convolution paths: conv.cu's im2col + cuBLAS, and cuDNN where the build
+// has it (on the emulator, its emulated cuDNN), which must not fall back.
+static void test_conv(void) {
+    conv_cases("im2col", TOL_RED, 1);
+    if (!dev_has_cudnn()) {
+        printf("skip conv on cuDNN: this build has none\n");
+        return;
+    }
+    Error e = {0};
+    if (dev_set_conv(D, DEV_CONV_CUDNN, &e)) {
+        EXPECT(0, "cuDNN did not start: %s", e.msg);
+        return;
+    }
+    long fell0 = dev_conv_fallbacks(D);
+    conv_cases("cudnn", TOL_RED, 1);
+    long fell = dev_conv_fallbacks(D) - fell0;
+    // a GPU's cuDNN may lack a deterministic algorithm for a shape (the GEMM path
+    // then runs and the cases above still check it); the emulated one never does
+    if (dev_is_emulated()) EXPECT(fell == 0, "%ld cuDNN convolution calls fell back to im2col", fell);
+    printf("%-4s conv on cuDNN: %ld of its calls fell back to im2col\n", fell && dev_is_emulated() ? "FAIL" : "ok",
+           fell);
+    dev_set_conv(D, DEV_CONV_GEMM, &e);
 }
 
 static void test_attention(void) {
@@ -411,6 +454,46 @@ static void test_precision(void) {
     dev_set_precision(D, GEMM_BF16);
     test_linear(1.5e-2, "bf16");
     dev_set_precision(D, GEMM_FP32);
+    // cuDNN's convolutions through the same knob: TF32 at tf32 (and at bf16, on
+    // fp32 tensors), FP32 at fp32; on the emulator the TF32 rounding must show
+    Error e = {0};
+    if (dev_has_cudnn() && !dev_set_conv(D, DEV_CONV_CUDNN, &e)) {
+        int Bc = 2, Ci = 32, Hc = 12, Co = 16;  // K = 288 per output
+        size_t nx = (size_t)Bc * Ci * Hc * Hc, nw = (size_t)Co * Ci * 9, no = (size_t)Bc * Co * Hc * Hc;
+        float *x = h_rand(nx, 1), *w = h_rand(nw, 0.3f), *o = xmalloc(no * 4), *o32 = xmalloc(no * 4);
+        float *sc = xmalloc(conv2d_scratch_floats(Ci, Hc, Hc, 3, 1, 1) * 4 + 4);
+        conv2d_forward(o, x, w, NULL, Bc, Ci, Hc, Hc, Co, 3, 1, 1, sc);
+        float *x_ = up(x, nx), *w_ = up(w, nw), *o_ = dev_alloc(D, no);
+        cu_conv2d_forward(D, o_, x_, w_, NULL, Bc, Ci, Hc, Hc, Co, 3, 1, 1);
+        cmp("conv cudnn precision fp32", o, o_, no, TOL_RED);
+        dev_download(D, o32, o_, no);
+        GemmPrecision fast[] = {GEMM_TF32, GEMM_BF16};
+        for (int i = 0; i < 2; i++) {
+            dev_set_precision(D, fast[i]);
+            cu_conv2d_forward(D, o_, x_, w_, NULL, Bc, Ci, Hc, Hc, Co, 3, 1, 1);
+            char what[64];
+            snprintf(what, sizeof what, "conv cudnn precision %s (TF32)", gemm_precision_name(fast[i]));
+            cmp(what, o, o_, no, 2e-3);
+            if (dev_is_emulated()) {
+                float *h = xmalloc(no * 4);
+                dev_download(D, h, o_, no);
+                double num = 0, den = 0;
+                for (size_t j = 0; j < no; j++) num += (h[j] - o32[j]) * (double)(h[j] - o32[j]), den += (double)o32[j] * o32[j];
+                int ok = sqrt(num / den) > 1e-5;
+                EXPECT(ok, "conv cudnn %s equals fp32 (err %.1e): TF32 is not allowed", gemm_precision_name(fast[i]),
+                       sqrt(num / den));
+                printf("%-4s conv cudnn %s differs from fp32 (err %.1e > 1e-5)\n", ok ? "ok" : "FAIL",
+                       gemm_precision_name(fast[i]), sqrt(num / den));
+                free(h);
+            }
+        }
+        dev_set_precision(D, GEMM_FP32);
+        dev_set_conv(D, DEV_CONV_GEMM, &e);
+        dev_free(D, x_), dev_free(D, w_), dev_free(D, o_);
+        free(x), free(w), free(o), free(o32), free(sc);
+    } else if (dev_has_cudnn()) {
+        EXPECT(0, "cuDNN did not start: %s", e.msg);
+    }
     dev_free(D, A_), dev_free(D, B_), dev_free(D, C_);
     free(A), free(B), free(C), free(h);
 }

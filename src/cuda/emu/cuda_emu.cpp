@@ -284,9 +284,8 @@ cublasStatus_t cublasDestroy(cublasHandle_t h) { return delete h, CUBLAS_STATUS_
 cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) { return h->math = m, CUBLAS_STATUS_SUCCESS; }
 
-namespace {
-// Round-to-nearest-even to `keep` mantissa bits (TF32: 10, BF16: 7).
-float round_mantissa(float x, int keep) {
+float emu_round_mantissa(float x, int keep) {
+    if (keep >= 23) return x;
     uint32_t u;
     memcpy(&u, &x, 4);
     if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf/nan unchanged
@@ -296,10 +295,12 @@ float round_mantissa(float x, int keep) {
     memcpy(&x, &u, 4);
     return x;
 }
+
+namespace {
 const float *rounded(const float *X, size_t n, int keep, std::vector<float> &buf) {
     if (keep >= 23) return X;
     buf.assign(X, X + n);
-    for (float &v : buf) v = round_mantissa(v, keep);
+    for (float &v : buf) v = emu_round_mantissa(v, keep);
     return buf.data();
 }
 }  // namespace

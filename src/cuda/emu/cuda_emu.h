@@ -99,6 +99,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
 // Each process has a device of its own here: its id names the process.
 cudaError_t cudaDeviceGetPCIBusId(char *buf, int len, int d);
 
+// x rounded to nearest-even with `keep` of its 23 mantissa bits (TF32: 10,
+// BF16: 7; 23: unchanged): what tensor cores make of an fp32 operand.
+float emu_round_mantissa(float x, int keep);
+
 // ---- cuBLAS ----
 typedef int cublasStatus_t;
 enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_INVALID_VALUE = 7 };
