@@ -127,29 +127,32 @@ LD_INLINE void flash_fwd_pair(float *out, float *lse, const float *q, const floa
         int r = mini(tq, Nq - i0);
         const float *qi = q + ((size_t)b * Nq + i0) * C + (size_t)h * d;
         float *oi = out + ((size_t)b * Nq + i0) * C + (size_t)h * d;
-        for (int i = 0; i < r; i++) {
-            m[i] = -INFINITY, l[i] = 0.0f;
-            memset(oi + (size_t)i * C, 0, (size_t)d * sizeof(float));
-        }
+        for (int i = 0; i < r; i++) m[i] = -INFINITY, l[i] = 0.0f;
         for (int j0 = 0; j0 < Nk; j0 += tk) {
-            int c = mini(tk, Nk - j0);
+            int c = mini(tk, Nk - j0), first = j0 == 0;
             gemm(0, 1, r, c, d, scale, qi, C, kh + (size_t)j0 * C, C, 0.0f, s, c);  // S = scale Q K^T
             for (int i = 0; i < r; i++) {
                 float *row = s + (size_t)i * c, *o = oi + (size_t)i * C;
-                float mx = ld_max8(row, (size_t)c, m[i]);
+                float mx = ld_max8(row, (size_t)c, first ? -INFINITY : m[i]);
 #pragma omp simd
                 for (int j = 0; j < c; j++) row[j] = ld_expf(row[j] - mx);
-                double sum = ld_sum8(row, (size_t)c);
-                // the first tile has m = -inf: nothing accumulated yet, alpha = 0
-                float alpha = m[i] == -INFINITY ? 0.0f : ld_expf(m[i] - mx);
-                l[i] = l[i] * alpha + (float)sum;
+                float sum = (float)ld_sum8(row, (size_t)c);
+                if (first) {  // nothing accumulated yet: the product below writes O
+                    l[i] = sum, m[i] = mx;
+                    continue;
+                }
+                float alpha = ld_expf(m[i] - mx);
+                l[i] = l[i] * alpha + sum;
                 m[i] = mx;
+#pragma omp simd
                 for (int t = 0; t < d; t++) o[t] *= alpha;
             }
-            gemm(0, 0, r, d, c, 1.0f, s, c, vh + (size_t)j0 * C, C, 1.0f, oi, C);  // O += P V
+            // O = P V on the first key tile, O += P V after
+            gemm(0, 0, r, d, c, 1.0f, s, c, vh + (size_t)j0 * C, C, first ? 0.0f : 1.0f, oi, C);
         }
         for (int i = 0; i < r; i++) {
             float inv = 1.0f / l[i], *o = oi + (size_t)i * C;
+#pragma omp simd
             for (int t = 0; t < d; t++) o[t] *= inv;
             lh[i0 + i] = m[i] + logf(l[i]);
         }
