@@ -119,12 +119,14 @@ void cu_conv2d_forward(DevCtx *d, float *out, const float *x, const float *w, co
     int Ho = (H + 2 * pad - k) / stride + 1, Wo = (W + 2 * pad - k) / stride + 1;
     size_t HoWo = (size_t)Ho * Wo, K = (size_t)Cin * k * k, nout = (size_t)B * Cout * HoWo;
     if (nout == 0) return;
+#ifdef LD_HAVE_CUDNN
     DnnConvs *dnn = dev_dnn(d);
     if (dnn && dnn_conv2d_forward(dnn, d, out, x, w, B, Cin, H, W, Cout, k, stride, pad)) {
         add_bias(d, out, b, nout, Cout, HoWo);
         return;
     }
     if (dnn) dev_conv_fell_back(d);
+#endif
     if (k == 1 && stride == 1 && pad == 0) {
         dev_gemm_batched(d, 0, 0, Cout, (int)HoWo, Cin, 1.0f, w, Cin, 0, x, (int)HoWo, (long)(Cin * HoWo), 0.0f, out,
                          (int)HoWo, (long)(Cout * HoWo), B);
@@ -155,6 +157,7 @@ void cu_conv2d_backward(DevCtx *d, float *dx, float *dw, float *db, const float 
         LD_LAUNCH(k_chan_sum, dim3(Cout), dim3(LD_CU_BLOCK), dev_stream(d), db, dout, B, Cout, HoWo);
         CU_LAUNCHED();
     }
+#ifdef LD_HAVE_CUDNN
     DnnConvs *dnn = dev_dnn(d);
     if (dnn && dw) {
         if (dnn_conv2d_backward_filter(dnn, d, dw, dout, x, B, Cin, H, W, Cout, k, stride, pad))
@@ -168,6 +171,7 @@ void cu_conv2d_backward(DevCtx *d, float *dx, float *dw, float *db, const float 
         else
             dev_conv_fell_back(d);
     }
+#endif
     if (k == 1 && stride == 1 && pad == 0) {
         if (dw)
             for (int s = 0; s < B; s++)

@@ -6,6 +6,11 @@
 #include "core/common.h"
 #include "cuda/dev.h"
 
+// This build has cuDNN: an LD_CUDA build that found it, or the emulator's.
+#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+#define LD_HAVE_CUDNN 1
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif

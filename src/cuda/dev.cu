@@ -29,7 +29,7 @@ long dev_conv_fallbacks(const DevCtx *d) { return d->conv_fallbacks; }
 DevConv dev_conv(const DevCtx *d) { return d->conv; }
 
 int dev_has_cudnn(void) {
-#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+#ifdef LD_HAVE_CUDNN
     return 1;
 #else
     return 0;
@@ -38,7 +38,7 @@ int dev_has_cudnn(void) {
 
 int dev_set_conv(DevCtx *d, DevConv c, Error *e) {
     if (c == DEV_CONV_CUDNN && !d->dnn) {
-#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+#ifdef LD_HAVE_CUDNN
         d->dnn = dnn_convs_open(d, e);
         if (!d->dnn) return -1;
 #else
@@ -50,11 +50,13 @@ int dev_set_conv(DevCtx *d, DevConv c, Error *e) {
 }
 
 void dev_conv_describe(const DevCtx *d, char *buf, size_t n) {
-#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+#ifdef LD_HAVE_CUDNN
     if (d->conv == DEV_CONV_CUDNN) {
         dnn_convs_version(buf, n);
         return;
     }
+#else
+    (void)d;
 #endif
     snprintf(buf, n, "im2col + cuBLAS");
 }
@@ -120,7 +122,7 @@ fail:
 void dev_close(DevCtx *d) {
     if (!d) return;
     // best effort: it also runs on error paths and at exit
-#if defined(LD_CUDNN) || defined(LD_CUDA_EMU)
+#ifdef LD_HAVE_CUDNN
     dnn_convs_free(d->dnn);
 #endif
     if (d->scratch) cudaFree(d->scratch);

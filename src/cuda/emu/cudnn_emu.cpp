@@ -130,6 +130,12 @@ template <class Perf> void perf_entry(Perf *p, int algo, size_t mem, cudnnDeterm
     p->determinism = det;
     p->mathType = m;
 }
+// The backward heuristics' list: ALGO_0 (non-deterministic, no workspace) first, then ALGO_1.
+template <class Perf> void backward_list(Perf *perf, int requested, int *returned, size_t algo1_ws, cudnnMathType_t m) {
+    *returned = requested < 2 ? requested : 2;
+    perf_entry(&perf[0], 0, 0, CUDNN_NON_DETERMINISTIC, m);
+    if (*returned > 1) perf_entry(&perf[1], 1, algo1_ws, CUDNN_DETERMINISTIC, m);
+}
 }  // namespace
 
 size_t cudnnGetVersion(void) { return 90000; }
@@ -211,10 +217,7 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t, const c
                                                           int *returned, cudnnConvolutionBwdDataAlgoPerf_t *perf) {
     Shape s;
     if (shape_of(dx, w, c, dy, &s) || requested < 1) return CUDNN_STATUS_BAD_PARAM;
-    *returned = requested < 2 ? requested : 2;
-    perf_entry(&perf[0], CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, 0, CUDNN_NON_DETERMINISTIC, c->math);
-    if (*returned > 1)
-        perf_entry(&perf[1], CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, bwd_data_ws(s, 1), CUDNN_DETERMINISTIC, c->math);
+    backward_list(perf, requested, returned, bwd_data_ws(s, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1), c->math);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, const cudnnTensorDescriptor_t x,
@@ -224,10 +227,7 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, const
                                                             int *returned, cudnnConvolutionBwdFilterAlgoPerf_t *perf) {
     Shape s;
     if (shape_of(x, dw, c, dy, &s) || requested < 1) return CUDNN_STATUS_BAD_PARAM;
-    *returned = requested < 2 ? requested : 2;
-    perf_entry(&perf[0], CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, 0, CUDNN_NON_DETERMINISTIC, c->math);
-    if (*returned > 1)
-        perf_entry(&perf[1], CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, bwd_filter_ws(s, 1), CUDNN_DETERMINISTIC, c->math);
+    backward_list(perf, requested, returned, bwd_filter_ws(s, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1), c->math);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, const cudnnTensorDescriptor_t x,
