@@ -58,7 +58,8 @@ typedef struct {
     const char *name;                  // "CUDA", "CUDA emulator"
     int (*count)(Error *e);            // devices here: > 0, else 0 or -1 + e saying why
     Backend *(*create)(int device, Precision precision, GpuConv conv, Error *e);  // NULL + e
-    void (*describe)(const Backend *be, char *buf, size_t n);       // "NVIDIA H200, 139.8 GiB, sm_90, GEMMs bf16"
+    // "NVIDIA H200, 139.8 GiB, sm_90, GEMMs bf16, convolutions cuDNN 9.19.0"
+    void (*describe)(const Backend *be, char *buf, size_t n);
     // Sums of be's device buffers across the ranks of host, for the gradients
     // (cuda/nccl_sum.h: NCCL; collective, NULL + e): NULL entries where the
     // program was built without NCCL.

@@ -478,7 +478,8 @@ static void test_precision(void) {
                 float *h = xmalloc(no * 4);
                 dev_download(D, h, o_, no);
                 double num = 0, den = 0;
-                for (size_t j = 0; j < no; j++) num += (h[j] - o32[j]) * (double)(h[j] - o32[j]), den += (double)o32[j] * o32[j];
+                for (size_t j = 0; j < no; j++)
+                    num += (h[j] - o32[j]) * (double)(h[j] - o32[j]), den += (double)o32[j] * o32[j];
                 int ok = sqrt(num / den) > 1e-5;
                 EXPECT(ok, "conv cudnn %s equals fp32 (err %.1e): TF32 is not allowed", gemm_precision_name(fast[i]),
                        sqrt(num / den));

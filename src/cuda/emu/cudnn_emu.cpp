@@ -67,7 +67,8 @@ void im2col(float *col, const float *x, const Shape &s, int keep) {
                 for (int oy = 0; oy < s.Ho; oy++)
                     for (int ox = 0; ox < s.Wo; ox++) {
                         long t = tap_at(s, r, q, oy, ox);
-                        row[(size_t)oy * s.Wo + ox] = t < 0 ? 0.0f : emu_round_mantissa(x[(size_t)c * s.H * s.W + t], keep);
+                        row[(size_t)oy * s.Wo + ox] =
+                            t < 0 ? 0.0f : emu_round_mantissa(x[(size_t)c * s.H * s.W + t], keep);
                     }
             }
 }
@@ -101,7 +102,9 @@ void blend(float *y, const float *t, size_t n, float alpha, float beta) {
 
 // The workspace an algorithm needs: one sample's columns for the algorithms
 // that keep them there (the others hold them internally).
-size_t fwd_ws(const Shape &s, int algo) { return algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ? s.col_bytes() : 0; }
+size_t fwd_ws(const Shape &s, int algo) {
+    return algo == CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM ? s.col_bytes() : 0;
+}
 size_t bwd_data_ws(const Shape &s, int algo) { return algo == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 ? s.col_bytes() : 0; }
 size_t bwd_filter_ws(const Shape &s, int algo) {
     return algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ? s.col_bytes() : 0;
@@ -176,7 +179,9 @@ cudnnStatus_t cudnnSetFilter4dDescriptor(cudnnFilterDescriptor_t f, cudnnDataTyp
 cudnnStatus_t cudnnCreateConvolutionDescriptor(cudnnConvolutionDescriptor_t *c) {
     return *c = new EmuConvDesc{0, 0, 1, 1, 1, 1, 0, 0, CUDNN_DEFAULT_MATH}, CUDNN_STATUS_SUCCESS;
 }
-cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t c) { return delete c, CUDNN_STATUS_SUCCESS; }
+cudnnStatus_t cudnnDestroyConvolutionDescriptor(cudnnConvolutionDescriptor_t c) {
+    return delete c, CUDNN_STATUS_SUCCESS;
+}
 cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t c, int pad_h, int pad_w, int u, int v,
                                               int dil_h, int dil_w, cudnnConvolutionMode_t mode,
                                               cudnnDataType_t compute) {
@@ -207,7 +212,8 @@ cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t, const cudnnT
     if (shape_of(x, w, c, y, &s) || requested < 1) return CUDNN_STATUS_BAD_PARAM;
     int algos[] = {CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
     *returned = requested < 2 ? requested : 2;
-    for (int i = 0; i < *returned; i++) perf_entry(&perf[i], algos[i], fwd_ws(s, algos[i]), CUDNN_DETERMINISTIC, c->math);
+    for (int i = 0; i < *returned; i++)
+        perf_entry(&perf[i], algos[i], fwd_ws(s, algos[i]), CUDNN_DETERMINISTIC, c->math);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnGetConvolutionBackwardDataAlgorithm_v7(cudnnHandle_t, const cudnnFilterDescriptor_t w,
@@ -300,7 +306,8 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t h, const void *alpha, c
     int first = a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 ? (int)(h->calls % (unsigned long)(s.R * s.S)) : 0;
     h->calls++;
     for (int n = 0; n < s.N; n++) {
-        std::vector<float> dyr = rounded_copy((const float *)dy + (size_t)n * s.K * s.cols(), (size_t)s.K * s.cols(), keep);
+        std::vector<float> dyr =
+            rounded_copy((const float *)dy + (size_t)n * s.K * s.cols(), (size_t)s.K * s.cols(), keep);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s.rows(), (int)s.cols(), s.K, 1.0f, wr.data(),
                     (int)s.rows(), dyr.data(), (int)s.cols(), 0.0f, dcol, (int)s.cols());
         std::fill(t.begin(), t.end(), 0.0f);
@@ -329,7 +336,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t h, const void *alpha,
     for (int i = 0; i < s.N; i++) {
         int n = (i + first) % s.N;
         im2col(col, (const float *)x + (size_t)n * s.C * s.H * s.W, s, keep);
-        std::vector<float> dyr = rounded_copy((const float *)dy + (size_t)n * s.K * s.cols(), (size_t)s.K * s.cols(), keep);
+        std::vector<float> dyr =
+            rounded_copy((const float *)dy + (size_t)n * s.K * s.cols(), (size_t)s.K * s.cols(), keep);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s.K, (int)s.rows(), (int)s.cols(), 1.0f, dyr.data(),
                     (int)s.cols(), col, (int)s.cols(), 1.0f, t.data(), (int)s.rows());
     }

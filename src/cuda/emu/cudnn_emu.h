@@ -40,7 +40,10 @@ typedef enum {
     CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM = 1,
     CUDNN_CONVOLUTION_FWD_ALGO_GEMM = 2
 } cudnnConvolutionFwdAlgo_t;
-typedef enum { CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 = 0, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 = 1 } cudnnConvolutionBwdDataAlgo_t;
+typedef enum {
+    CUDNN_CONVOLUTION_BWD_DATA_ALGO_0 = 0,
+    CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 = 1
+} cudnnConvolutionBwdDataAlgo_t;
 typedef enum {
     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 = 0,
     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 = 1
