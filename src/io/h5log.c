@@ -18,6 +18,7 @@
 #define CHUNK_MAX_BYTES (1 << 20)
 #define DEFAULT_ROWS 1024
 #define MIN_CHUNK_ROWS 64
+#define CHUNK_INDEX_K 256  // 512 chunks per index node: >= 32768 rows before a split
 
 typedef struct {
     char *name;
@@ -211,8 +212,14 @@ static int create_file(H5Log *l, const char *config_text, Error *e) {
     size_t tn = strlen(l->path) + 32;
     char *tmp = xmalloc(tn);
     snprintf(tmp, tn, "%s.tmp.%ld", l->path, (long)getpid());
-    hid_t fapl = make_fapl();
-    l->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fapl = make_fapl(), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    // Wide chunk indexes (v1 B-tree nodes of 2 x CHUNK_INDEX_K chunks): a
+    // series' index does not split before it has that many chunks. A split
+    // rewrites the root to point at new nodes, and a writer killed before those
+    // reach the disk leaves the whole series unreadable, not just its last rows.
+    H5Pset_istore_k(fcpl, CHUNK_INDEX_K);
+    l->file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     int rc = 0;
     if (l->file < 0) rc = h5fail(e, l->path, "cannot create the run file");

@@ -19,6 +19,11 @@
 // - Series chunks hold the rows hint (h5log_set_rows_hint; capped at 1 MiB),
 //   so only the first flush and one flush per chunk of rows after that
 //   allocate file space.
+// - A series' chunk index (a v1 B-tree) has room for 512 chunks in its root
+//   node (istore_k 256; HDF5's default, 64), so it does not split before
+//   32768 rows even with the smallest chunks. A writer killed while a split's
+//   new nodes were not yet on disk left the whole series unreadable (the kill
+//   test hit it at 4097 rows, 64 chunks of 64).
 // What a SIGKILL during a flush can leave: the file always opens. Usually
 // every series reads, every stored row is right, and the series differ in
 // length by at most the rows of that flush (the last row may read NaN, the
