@@ -174,16 +174,14 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, 
     DevCtx *d = dev_open(device, precision, e);
     if (!d) return NULL;
     Error ce = {0};
-    char note[256] = "";
     if (conv == GPU_CONV_CUDNN && dev_set_conv(d, DEV_CONV_CUDNN, &ce)) {
         errorf(e, "runtime.gpu_conv = \"cudnn\": %s; \"gemm\" convolves with im2col + cuBLAS instead", ce.msg);
         dev_close(d);
         return NULL;
     }
-    if (conv == GPU_CONV_AUTO && dev_has_cudnn() && dev_set_conv(d, DEV_CONV_CUDNN, &ce))
-        snprintf(note, sizeof note, "; runtime.gpu_conv \"auto\" left cuDNN out: %.200s", ce.msg);
     CudaBackend *c = xcalloc(1, sizeof *c);
-    snprintf(c->conv_note, sizeof c->conv_note, "%s", note);
+    if (conv == GPU_CONV_AUTO && dev_has_cudnn() && dev_set_conv(d, DEV_CONV_CUDNN, &ce))
+        snprintf(c->conv_note, sizeof c->conv_note, "; runtime.gpu_conv \"auto\" left cuDNN out: %.200s", ce.msg);
     Backend *be = &c->be;
     c->d = d;
     be->name = "cuda";

@@ -49,22 +49,39 @@ static float *up(const float *h, size_t n) {
     return p;
 }
 
-// Compares device tensor g against host reference c; prints one line.
-static void cmp(const char *what, const float *c, const float *g, size_t n, double tol) {
+// Relative RMS error of device tensor g against host reference c; *bad is set
+// when g holds a non-finite value.
+static double rel_err(const float *c, const float *g, size_t n, int *bad) {
     float *h = xmalloc((n ? n : 1) * sizeof(float));
     dev_download(D, h, g, n);
     double num = 0, den = 0;
-    int bad = 0;
+    *bad = 0;
     for (size_t i = 0; i < n; i++) {
         double e = (double)h[i] - c[i];
-        if (!isfinite(h[i])) bad = 1;
+        if (!isfinite(h[i])) *bad = 1;
         num += e * e, den += (double)c[i] * c[i];
     }
-    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    free(h);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+// Compares device tensor g against host reference c; prints one line.
+static void cmp(const char *what, const float *c, const float *g, size_t n, double tol) {
+    int bad;
+    double err = rel_err(c, g, n, &bad);
     int ok = !bad && err <= tol;
     EXPECT(ok, "%s: err %.2e > bound %.0e (or not finite)", what, err, tol);
     printf("%-4s %-44s n=%-8zu err %.2e (bound %.0e)\n", ok ? "ok" : "FAIL", what, n, err, tol);
-    free(h);
+}
+
+// A faster precision must change the result: device tensor g differs from the
+// fp32 result f32 by more than `above` (else the knob is not applied).
+static void differs_from_fp32(const char *what, const float *f32, const float *g, size_t n, double above) {
+    int bad;
+    double err = rel_err(f32, g, n, &bad);
+    int ok = err > above;
+    EXPECT(ok, "%s equals fp32 (err %.1e): the precision is not applied", what, err);
+    printf("%-4s %s differs from fp32 (err %.1e > %.0e)\n", ok ? "ok" : "FAIL", what, err, above);
 }
 static void cmp_scalar(const char *what, double c, double g, double tol) {
     double err = fabs(g - c) / (fabs(c) > 0 ? fabs(c) : 1.0);
@@ -433,21 +450,13 @@ static void test_precision(void) {
         GemmPrecision p;
         double bound;
     } ps[] = {{GEMM_FP32, 1e-6}, {GEMM_TF32, 2e-3}, {GEMM_BF16, 1.5e-2}};
-    float *h = xmalloc((size_t)M * N * 4);
     for (int i = 0; i < 3; i++) {
         dev_set_precision(D, ps[i].p);
         dev_gemm(D, 0, 0, M, N, K, 1.0f, A_, K, B_, N, 0.0f, C_, N);
         char what[64];
         snprintf(what, sizeof what, "gemm precision %s", gemm_precision_name(ps[i].p));
         cmp(what, C, C_, (size_t)M * N, ps[i].bound);
-        if (ps[i].p == GEMM_BF16) {
-            dev_download(D, h, C_, (size_t)M * N);
-            double num = 0, den = 0;
-            for (int j = 0; j < M * N; j++) num += (h[j] - C[j]) * (double)(h[j] - C[j]), den += (double)C[j] * C[j];
-            int ok = sqrt(num / den) > 1e-4;
-            EXPECT(ok, "gemm bf16 equals fp32 (err %.1e): the precision is not applied", sqrt(num / den));
-            printf("%-4s gemm bf16 differs from fp32 (err %.1e > 1e-4)\n", ok ? "ok" : "FAIL", sqrt(num / den));
-        }
+        if (ps[i].p == GEMM_BF16) differs_from_fp32("gemm bf16", C, C_, (size_t)M * N, 1e-4);
     }
     dev_set_precision(D, GEMM_FP32);
     // linear layers through the same knob
@@ -474,19 +483,8 @@ static void test_precision(void) {
             char what[64];
             snprintf(what, sizeof what, "conv cudnn precision %s (TF32)", gemm_precision_name(fast[i]));
             cmp(what, o, o_, no, 2e-3);
-            if (dev_is_emulated()) {
-                float *h = xmalloc(no * 4);
-                dev_download(D, h, o_, no);
-                double num = 0, den = 0;
-                for (size_t j = 0; j < no; j++)
-                    num += (h[j] - o32[j]) * (double)(h[j] - o32[j]), den += (double)o32[j] * o32[j];
-                int ok = sqrt(num / den) > 1e-5;
-                EXPECT(ok, "conv cudnn %s equals fp32 (err %.1e): TF32 is not allowed", gemm_precision_name(fast[i]),
-                       sqrt(num / den));
-                printf("%-4s conv cudnn %s differs from fp32 (err %.1e > 1e-5)\n", ok ? "ok" : "FAIL",
-                       gemm_precision_name(fast[i]), sqrt(num / den));
-                free(h);
-            }
+            snprintf(what, sizeof what, "conv cudnn %s", gemm_precision_name(fast[i]));
+            if (dev_is_emulated()) differs_from_fp32(what, o32, o_, no, 1e-5);
         }
         dev_set_precision(D, GEMM_FP32);
         dev_set_conv(D, DEV_CONV_GEMM, &e);
@@ -496,7 +494,7 @@ static void test_precision(void) {
         EXPECT(0, "cuDNN did not start: %s", e.msg);
     }
     dev_free(D, A_), dev_free(D, B_), dev_free(D, C_);
-    free(A), free(B), free(C), free(h);
+    free(A), free(B), free(C);
 }
 
 int main(void) {

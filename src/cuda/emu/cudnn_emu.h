@@ -54,33 +54,20 @@ typedef struct EmuTensorDesc *cudnnTensorDescriptor_t;
 typedef struct EmuFilterDesc *cudnnFilterDescriptor_t;
 typedef struct EmuConvDesc *cudnnConvolutionDescriptor_t;
 
-typedef struct {
-    cudnnConvolutionFwdAlgo_t algo;
-    cudnnStatus_t status;
-    float time;
-    size_t memory;
-    cudnnDeterminism_t determinism;
-    cudnnMathType_t mathType;
-    int reserved[3];
-} cudnnConvolutionFwdAlgoPerf_t;
-typedef struct {
-    cudnnConvolutionBwdDataAlgo_t algo;
-    cudnnStatus_t status;
-    float time;
-    size_t memory;
-    cudnnDeterminism_t determinism;
-    cudnnMathType_t mathType;
-    int reserved[3];
-} cudnnConvolutionBwdDataAlgoPerf_t;
-typedef struct {
-    cudnnConvolutionBwdFilterAlgo_t algo;
-    cudnnStatus_t status;
-    float time;
-    size_t memory;
-    cudnnDeterminism_t determinism;
-    cudnnMathType_t mathType;
-    int reserved[3];
-} cudnnConvolutionBwdFilterAlgoPerf_t;
+// cuDNN's three heuristics results share one layout, each with its own algorithm type.
+#define CUDNN_EMU_ALGO_PERF(algo_t, name) \
+    typedef struct {                      \
+        algo_t algo;                      \
+        cudnnStatus_t status;             \
+        float time;                       \
+        size_t memory;                    \
+        cudnnDeterminism_t determinism;   \
+        cudnnMathType_t mathType;         \
+        int reserved[3];                  \
+    } name
+CUDNN_EMU_ALGO_PERF(cudnnConvolutionFwdAlgo_t, cudnnConvolutionFwdAlgoPerf_t);
+CUDNN_EMU_ALGO_PERF(cudnnConvolutionBwdDataAlgo_t, cudnnConvolutionBwdDataAlgoPerf_t);
+CUDNN_EMU_ALGO_PERF(cudnnConvolutionBwdFilterAlgo_t, cudnnConvolutionBwdFilterAlgoPerf_t);
 
 #define CUDNN_MAJOR 9
 #define CUDNN_MINOR 0
