@@ -140,7 +140,10 @@ static void run_case(TuRng *rng, const Case *c) {
 // gemm() called from the threads of a parallel region, as the attention
 // kernel calls it per (sample, head): each thread's large product (2^21+
 // multiply-adds, oneDNN's under "onednn") against cblas_sgemm on the same
-// operands, within 1e-5; on the CPU device with OpenBLAS, bit for bit.
+// operands, called the same way, within 1e-5; on the CPU device with
+// OpenBLAS, bit for bit. The reference runs in a parallel region too: there
+// OpenBLAS's OpenMP build multiplies on one thread, and outside it on two,
+// which on its Haswell kernels rounds differently (seen on a Zen 5 EPYC).
 static void concurrent_products(TuRng *rng) {
     enum { NT = 4, M = 96, N = 80, K = 300 };  // 2.3 M multiply-adds each
     size_t nA = (size_t)M * K, nB = (size_t)K * N, nC = (size_t)M * N;
@@ -151,6 +154,7 @@ static void concurrent_products(TuRng *rng) {
 #pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int t = 0; t < NT; t++)
         gemm(0, t % 2, M, N, K, 1.0f, A + t * nA, K, B + t * nB, t % 2 ? K : N, 0.0f, C + t * nC, N);
+#pragma omp parallel for num_threads(2) schedule(static, 1)
     for (int t = 0; t < NT; t++)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, t % 2 ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A + t * nA, K,
                     B + t * nB, t % 2 ? K : N, 0.0f, Cb + t * nC, N);
