@@ -127,6 +127,8 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
             printf("laptop-diff: warning: rank 0 runs %d threads on the %d core%s its launcher bound it to; Open MPI "
                    "binds each rank to one core by default: mpirun --map-by slot:PE=%d (or --bind-to none) gives it "
                    "%d\n", threads, allowed, allowed == 1 ? "" : "s", threads, threads);
+        char blas[400];
+        if (runtime_blas_coretype_warning(blas, sizeof blas)) printf("laptop-diff: warning: %s\n", blas);
         fflush(stdout);
     }
     if (jc.runtime.device == DEVICE_CUDA) {  // every rank: which GPU it took

@@ -20,6 +20,14 @@ int runtime_allowed_cores(void);  // cores in this process's affinity mask
 // generic kernels on a CPU that has these, else NULL (also when the user set
 // OPENBLAS_CORETYPE). The variable only takes effect in a new process.
 const char *runtime_blas_coretype_fix(void);
+// The rule behind it: the OPENBLAS_CORETYPE that fits a CPU with these
+// instructions ("SkylakeX", "Haswell") when OpenBLAS's kernels `core` (its
+// openblas_get_corename) do not use them, else NULL.
+const char *runtime_blas_core_wanted(const char *core, int avx512, int avx2_fma);
+// When the user's OPENBLAS_CORETYPE picks kernels narrower than the CPU has
+// (Haswell on an AVX-512 CPU halves the SGEMM rate): 1, with a sentence for
+// the start-up warning in buf; else 0. laptop-diff keeps the user's setting.
+int runtime_blas_coretype_warning(char *buf, size_t n);
 // Where that returns a core type: sets OPENBLAS_CORETYPE and replaces this
 // process with a fresh run of itself (argv as given to main). Call first thing
 // in main, before MPI is initialised. Returns only when nothing needs fixing, or when the

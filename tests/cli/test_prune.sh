@@ -19,6 +19,21 @@ for np in 1 2 3; do
   mpirun_n $np "$BIN" score "$JOB" "${COMMON[@]}" --set output.dir="$T/np$np" >"$T/score$np.log" 2>&1 || bad "score -np $np: $(tail -2 "$T/score$np.log")"
   mpirun_n $np "$BIN" plan "$JOB" "${COMMON[@]}" --set output.dir="$T/np$np" >"$T/plan$np.log" 2>&1 || bad "plan -np $np: $(tail -2 "$T/plan$np.log")"
 done
+# A user's OPENBLAS_CORETYPE that picks kernels narrower than the CPU has is kept,
+# with a start-up warning; one that fits gets none.
+flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+if [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then
+  if [[ $flags == *" avx512f "* ]]; then fit=SkylakeX; else fit=Haswell; fi
+  for ct in Prescott "$fit"; do
+    OPENBLAS_CORETYPE=$ct mpirun_n 1 "$BIN" score "$JOB" "${COMMON[@]}" --set output.dir="$T/ct_$ct" >"$T/ct_$ct.log" 2>&1 ||
+      bad "score with OPENBLAS_CORETYPE=$ct: $(tail -2 "$T/ct_$ct.log")"
+  done
+  grep -q "warning: OPENBLAS_CORETYPE=Prescott runs OpenBLAS's Prescott kernels, narrower than this CPU's .*set OPENBLAS_CORETYPE=$fit" \
+    "$T/ct_Prescott.log" && ok || bad "no OPENBLAS_CORETYPE warning for Prescott's kernels: $(head -3 "$T/ct_Prescott.log")"
+  grep -q "OPENBLAS_CORETYPE" "$T/ct_$fit.log" && bad "OPENBLAS_CORETYPE=$fit warned: $(grep OPENBLAS_CORETYPE "$T/ct_$fit.log")" || ok
+else
+  echo "(this CPU has no AVX2+FMA: the OPENBLAS_CORETYPE warning is not checked)"
+fi
 /usr/bin/python3 - "$T" <<'PY' && ok || bad "rank-count invariance / run.h5 contents"
 import sys, h5py, numpy as np
 T = sys.argv[1]

@@ -224,8 +224,25 @@ static void check_default_threads(void) {
     EXPECT(allowed >= 1 && allowed <= online, "affinity mask %d of %d online cores", allowed, online);
 }
 
+// OPENBLAS_CORETYPE's rule: the kernels a CPU's instructions call for, and NULL
+// where OpenBLAS already runs kernels that use them (its corename, any case).
+static void check_blas_core_rule(void) {
+    const char *w;
+    EXPECT((w = runtime_blas_core_wanted("Prescott", 1, 1)) && !strcmp(w, "SkylakeX"), "SSE3 kernels, AVX-512 CPU");
+    EXPECT((w = runtime_blas_core_wanted("Haswell", 1, 1)) && !strcmp(w, "SkylakeX"), "AVX2 kernels, AVX-512 CPU");
+    EXPECT((w = runtime_blas_core_wanted("Zen", 1, 1)) && !strcmp(w, "SkylakeX"), "Zen kernels, AVX-512 CPU");
+    EXPECT((w = runtime_blas_core_wanted("Prescott", 0, 1)) && !strcmp(w, "Haswell"), "SSE3 kernels, AVX2 CPU");
+    EXPECT(!runtime_blas_core_wanted("SkylakeX", 1, 1) && !runtime_blas_core_wanted("COOPERLAKE", 1, 1) &&
+               !runtime_blas_core_wanted("sapphirerapids", 1, 1), "AVX-512 kernels on an AVX-512 CPU");
+    EXPECT(!runtime_blas_core_wanted("Haswell", 0, 1) && !runtime_blas_core_wanted("zen", 0, 1) &&
+               !runtime_blas_core_wanted("SkylakeX", 0, 1), "AVX2 kernels and up on an AVX2 CPU");
+    EXPECT(!runtime_blas_core_wanted("Prescott", 0, 0) && !runtime_blas_core_wanted(NULL, 1, 1),
+           "a CPU without AVX2/FMA, or no corename: nothing to ask for");
+}
+
 int main(void) {
     check_default_threads();
+    check_blas_core_rule();
     TuRng rng;
     tu_rng_seed(&rng, 31337);
     check_misc(&rng, OP_UPSAMPLE, 2, 3, 4, 5);
