@@ -80,6 +80,8 @@ static int run_forward(const char *model, const char *inputs, const char *out, i
         return 1;
     }
     runtime_set_threads(jc.runtime.threads, 1);
+    char blas[400];  // on stderr: stdout is forward's report
+    if (runtime_blas_coretype_warning(blas, sizeof blas)) fprintf(stderr, "laptop-diff: warning: %s\n", blas);
     if (dev) printf("forward: %s\n", device);
     int rc = forward_run(stdout, model, inputs, out, taps, &jc.model, dev, &e);
     backend_free(dev);

@@ -49,3 +49,11 @@ require_venv() {
   done
   echo "FAIL: the venv $venv imports ${mods[*]} one by one but not together"; exit 1
 }
+# The OPENBLAS_CORETYPE this CPU's instructions call for (SkylakeX with AVX-512,
+# Haswell with AVX2+FMA; empty without), for the start-up warning's checks.
+blas_fit_coretype() {
+  local flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+  if [[ $flags == *" avx512f "* ]]; then echo SkylakeX
+  elif [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then echo Haswell
+  fi
+}

@@ -144,6 +144,13 @@ for b in missing-shard unmapped wrong-shard; do
   esac
   fail shard_$b 1 "$want" -- "$T/unet_b" --inputs "$T/in_xlt.h5" --out "$T/bad.h5"
 done
+# a user's OPENBLAS_CORETYPE narrower than the CPU: kept, with a warning on stderr (stdout is the report)
+if [ -n "$(blas_fit_coretype)" ]; then
+  OPENBLAS_CORETYPE=Prescott "$BIN" forward "$W" --inputs "$T/in_conv.h5" --out "$T/ct.h5" >"$T/ct.out" 2>"$T/ct.err"
+  rc=$?
+  [ $rc -eq 0 ] && grep -q "warning: OPENBLAS_CORETYPE=Prescott runs OpenBLAS's Prescott kernels" "$T/ct.err" &&
+    ! grep -q OPENBLAS_CORETYPE "$T/ct.out" && ok || bad "forward, OPENBLAS_CORETYPE=Prescott: exit $rc, no warning on stderr: $(head -2 "$T/ct.err")"
+fi
 fail no_out 2 "forward needs --inputs IN.h5 and --out OUT.h5" -- "$W" --inputs "$T/in_conv.h5"
 fail bad_set 1 "unknown key" -- "$W" --inputs "$T/in_conv.h5" --out "$T/bad.h5" --set model.bogus=1
 "$BIN" info "$W" --out "$T/bad.h5" >"$T/info_out.log" 2>&1; rc=$?

@@ -21,9 +21,8 @@ for np in 1 2 3; do
 done
 # A user's OPENBLAS_CORETYPE that picks kernels narrower than the CPU has is kept,
 # with a start-up warning; one that fits gets none.
-flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
-if [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then
-  if [[ $flags == *" avx512f "* ]]; then fit=SkylakeX; else fit=Haswell; fi
+fit=$(blas_fit_coretype)
+if [ -n "$fit" ]; then
   for ct in Prescott "$fit"; do
     OPENBLAS_CORETYPE=$ct mpirun_n 1 "$BIN" score "$JOB" "${COMMON[@]}" --set output.dir="$T/ct_$ct" >"$T/ct_$ct.log" 2>&1 ||
       bad "score with OPENBLAS_CORETYPE=$ct: $(tail -2 "$T/ct_$ct.log")"
