@@ -7,10 +7,10 @@ JOBS=$(nproc)
 # Debian 12's OpenBLAS may not know this CPU and fall back to generic SSE3
 # kernels (several times slower). laptop-diff restarts itself with the right
 # OPENBLAS_CORETYPE (src/kernels/runtime.h); the unit-test executables get it here.
+. scripts/blas_coretype.sh
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
-  fi
+  fit=$(blas_fit_coretype)
+  if [ -n "$fit" ]; then export OPENBLAS_CORETYPE=$fit; fi
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"

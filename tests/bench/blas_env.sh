@@ -12,10 +12,10 @@
 #   on it against 0.34 s on the OpenMP build (slower than its 1-thread step).
 #   So PyTorch gets the OpenMP build too (LD_LIBRARY_PATH), unless
 #   TORCH_BLAS=system asks for the machine's alternative as it is.
+. scripts/blas_coretype.sh
 if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  if grep -qw avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=SkylakeX
-  elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then export OPENBLAS_CORETYPE=Haswell
-  fi
+  fit=$(blas_fit_coretype)
+  if [ -n "$fit" ]; then export OPENBLAS_CORETYPE=$fit; fi
 fi
 TORCH_ENV=()
 omp_blas=/usr/lib/x86_64-linux-gnu/openblas-openmp

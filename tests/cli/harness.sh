@@ -1,6 +1,7 @@
 # Sourced by every CLI test: pass/fail counters (ok, bad "why"), a temp dir $T
 # removed on exit, `finish NAME` to print the tally and set the exit status,
-# `skip WHY` / `require_h5py` / `require_venv` to end as SKIPPED, and mpirun_n (mpi.sh).
+# `skip WHY` / `require_h5py` / `require_venv` to end as SKIPPED, mpirun_n (mpi.sh) and
+# blas_fit_coretype (scripts/blas_coretype.sh).
 . "$(dirname "${BASH_SOURCE[0]}")/mpi.sh"
 pass=0; fail=0
 ok() { pass=$((pass+1)); }
@@ -49,11 +50,5 @@ require_venv() {
   done
   echo "FAIL: the venv $venv imports ${mods[*]} one by one but not together"; exit 1
 }
-# The OPENBLAS_CORETYPE this CPU's instructions call for (SkylakeX with AVX-512,
-# Haswell with AVX2+FMA; empty without), for the start-up warning's checks.
-blas_fit_coretype() {
-  local flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
-  if [[ $flags == *" avx512f "* ]]; then echo SkylakeX
-  elif [[ $flags == *" avx2 "* && $flags == *" fma "* ]]; then echo Haswell
-  fi
-}
+# blas_fit_coretype, for the checks of the OPENBLAS_CORETYPE start-up warning
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/blas_coretype.sh"
