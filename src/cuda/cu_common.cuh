@@ -13,12 +13,18 @@
 #define LD_CU_MAX_BLOCKS 16
 #define LD_LAUNCH(kern, grid, block, stream, ...) \
     ((void)(stream), emu_launch((grid), (block), [&] { kern(__VA_ARGS__); }))
+#define LD_LAUNCH_SMEM(kern, grid, block, smem, stream, ...) \
+    ((void)(stream), emu_launch_smem((const void *)(kern), (grid), (block), (smem), [&] { kern(__VA_ARGS__); }))
+// In a kernel: `name` points at the launch's dynamic shared memory (128-byte aligned).
+#define CU_DYN_SMEM(name) unsigned char *name = emu_dyn_smem()
 #else
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #define LD_CU_BLOCK 256
 #define LD_CU_MAX_BLOCKS 65535
 #define LD_LAUNCH(kern, grid, block, stream, ...) kern<<<(grid), (block), 0, (stream)>>>(__VA_ARGS__)
+#define LD_LAUNCH_SMEM(kern, grid, block, smem, stream, ...) kern<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#define CU_DYN_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
 #endif
 #include <stddef.h>
 

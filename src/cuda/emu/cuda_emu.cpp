@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <deque>
 #include <cstring>
+#include <map>
 #include <vector>
 
 thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
@@ -147,6 +148,37 @@ double __shfl_xor_sync(unsigned, double v, int m) { return exchange(cur->xd, v, 
 float emu_warp_sum(float v) { return warp_sum(cur->xf, v); }
 double emu_warp_sum(double v) { return warp_sum(cur->xd, v); }
 
+namespace {
+thread_local unsigned char *dyn_smem = nullptr;  // the launch's dynamic shared memory, while it runs
+thread_local size_t dyn_smem_bytes = 0;
+std::map<const void *, int> func_smem_max;  // cudaFuncSetAttribute's limits, by kernel
+const int SMEM_DEFAULT = 48 << 10, SMEM_OPTIN = 163 << 10;
+}  // namespace
+unsigned char *emu_dyn_smem() { return dyn_smem; }
+cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v) {
+    if (a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || v > SMEM_OPTIN) return cudaErrorInvalidValue;
+    func_smem_max[fn] = v;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
+    if (a != cudaDevAttrMaxSharedMemoryPerBlockOptin) return cudaErrorInvalidValue;
+    return *v = SMEM_OPTIN, cudaSuccess;
+}
+void emu_launch_smem(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &f) {
+    auto it = func_smem_max.find(fn);
+    size_t allowed = it != func_smem_max.end() && it->second > SMEM_DEFAULT ? (size_t)it->second : SMEM_DEFAULT;
+    if (smem > allowed) {
+        fprintf(stderr, "cuda_emu: a launch asks for %zu bytes of dynamic shared memory, over the kernel's %zu (raise "
+                        "it with cudaFuncSetAttribute, up to %d)\n", smem, allowed, SMEM_OPTIN);
+        abort();
+    }
+    std::vector<unsigned char> buf(smem + 128);
+    dyn_smem = (unsigned char *)(((uintptr_t)buf.data() + 127) & ~(uintptr_t)127);
+    dyn_smem_bytes = smem;
+    emu_launch(grid, block, f);
+    dyn_smem = nullptr, dyn_smem_bytes = 0;
+}
+
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
     unsigned nt = block.x * block.y * block.z;
     if (nt == 0 || nt > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0) {
@@ -168,6 +200,7 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
         for (unsigned by = 0; by < grid.y; by++)
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 blockIdx = dim3(bx, by, bz);
+                if (dyn_smem) memset(dyn_smem, 0xff, dyn_smem_bytes);
                 for (unsigned t = 0; t < nt; t++) init_fiber(L, t);
                 // run every thread to its next barrier (or its end), then release the barrier
                 for (;;) {

@@ -35,6 +35,10 @@ extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __shared__ static
 
 void __syncthreads();
+// A barrier of the whole block here (so, like the shuffles, block-uniform code
+// only); on a GPU it orders the lanes of one warp, e.g. after a wmma store that
+// other lanes read.
+inline void __syncwarp(unsigned = 0xffffffffu) { __syncthreads(); }
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask);
 // The warp's sum by the xor butterfly of five __shfl_xor_sync (bit for bit),
@@ -48,6 +52,15 @@ template <class T> inline T __ldg(const T *p) { return *p; }
 
 // Runs f once per thread of every block of the launch, as described above.
 void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f);
+// The same with `smem` bytes of dynamic shared memory for kernel `fn`, which
+// emu_dyn_smem() gives the block (128-byte aligned, filled with 0xff bytes at
+// each block's start: NaN as floats and bf16, so reading what no thread wrote
+// shows). As on a GPU, more than 48 KiB needs cudaFuncSetAttribute(fn,
+// cudaFuncAttributeMaxDynamicSharedMemorySize, >= smem) first, within the
+// device's opt-in limit (cudaDevAttrMaxSharedMemoryPerBlockOptin); else the
+// launch stops the program, as it would fail there.
+void emu_launch_smem(const void *fn, dim3 grid, dim3 block, size_t smem, const std::function<void()> &f);
+unsigned char *emu_dyn_smem();
 
 // ---- runtime API ----
 typedef int cudaError_t;
@@ -96,6 +109,15 @@ struct cudaDeviceProp {
     size_t totalGlobalMem;
 };
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
+enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97 };
+// The opt-in shared memory per block: A100's 163 KiB (H100 has 227), the
+// smaller of the GPUs the build targets, so what fits here fits both.
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int d);
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v);
+template <class F> cudaError_t cudaFuncSetAttribute(F *fn, cudaFuncAttribute a, int v) {
+    return emu_func_set_attribute((const void *)fn, a, v);
+}
 // Each process has a device of its own here: its id names the process.
 cudaError_t cudaDeviceGetPCIBusId(char *buf, int len, int d);
 
