@@ -2,7 +2,8 @@
 // with its products on cuBLAS (tensor cores at the context's GEMM precision).
 // Queries go in tiles of tq rows, sized so a tile's logits for every head,
 // [nh, tq, Nk], fit the tile budget (dev_attention_tile_floats): memory grows
-// with tq * Nk, never with Nq * Nk. Per tile and sample:
+// with tq * Nk, never with Nq * Nk. (Where the context's attention is
+// DEV_ATTN_FUSED, attention_fused.cu's kernels run instead.) Per tile and sample:
 //   forward:  S = scale Q K^T (one strided-batched GEMM over the heads),
 //             P = softmax(S) in place (a warp per row: max, exp, sum), lse
 //             saved, O = P V (a second batched GEMM);
@@ -106,6 +107,10 @@ void cu_attention_forward(DevCtx *d, float *out, float *lse, const float *q, con
                           int Nq, int Nk, int C, int nh) {
     check_heads(C, nh);
     if ((long)B * Nq * C == 0) return;
+    if (dev_attention(d) == DEV_ATTN_FUSED && cu_attention_fused_fits(d, Nq, Nk, C, nh)) {
+        cu_attention_fused_forward(d, out, lse, q, k, v, B, Nq, Nk, C, nh);
+        return;
+    }
     int dh = C / nh, tq = tile_rows(d, nh, Nq, Nk);
     float scale = 1.0f / sqrtf((float)dh);
     float *S = dev_scratch(d, (size_t)nh * tq * (Nk > 0 ? Nk : 1));
@@ -130,6 +135,13 @@ void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const flo
                            int C, int nh) {
     check_heads(C, nh);
     if ((long)B * Nq * C == 0 || Nk == 0 || (!dq && !dk && !dv)) return;
+    if (dev_attention(d) == DEV_ATTN_FUSED && cu_attention_fused_fits(d, Nq, Nk, C, nh)) {
+        float *Dsum = dev_scratch(d, (size_t)B * nh * Nq);
+        LD_LAUNCH(k_attn_dsum, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), Dsum, dout, out, nh, Nq, C);
+        CU_LAUNCHED();
+        cu_attention_fused_backward(d, dq, dk, dv, dout, q, k, v, lse, Dsum, B, Nq, Nk, C, nh);
+        return;
+    }
     int dh = C / nh, tq = tile_rows(d, nh, Nq, Nk);
     float scale = 1.0f / sqrtf((float)dh);
     size_t tile = (size_t)nh * tq * Nk, nd = (size_t)B * nh * Nq;

@@ -19,6 +19,9 @@ struct DevCtx {
     DevConv conv;
     DnnConvs *dnn;  // cuDNN's handle and plans, while conv is DEV_CONV_CUDNN
     long conv_fallbacks;
+    DevAttn attn;
+    long attn_fused_calls;
+    int smem_optin;  // bytes of shared memory a block may opt in to
 };
 
 cudaStream_t dev_stream(DevCtx *d) { return d->stream; }
@@ -27,6 +30,11 @@ DnnConvs *dev_dnn(DevCtx *d) { return d->conv == DEV_CONV_CUDNN ? d->dnn : NULL;
 void dev_conv_fell_back(DevCtx *d) { d->conv_fallbacks++; }
 long dev_conv_fallbacks(const DevCtx *d) { return d->conv_fallbacks; }
 DevConv dev_conv(const DevCtx *d) { return d->conv; }
+void dev_set_attention(DevCtx *d, DevAttn a) { d->attn = a; }
+DevAttn dev_attention(const DevCtx *d) { return d->attn; }
+void dev_attention_fused_ran(DevCtx *d) { d->attn_fused_calls++; }
+long dev_attention_fused_calls(const DevCtx *d) { return d->attn_fused_calls; }
+int dev_smem_optin(const DevCtx *d) { return d->smem_optin; }
 
 int dev_has_cudnn(void) {
 #ifdef LD_HAVE_CUDNN
@@ -108,6 +116,7 @@ DevCtx *dev_open(int device, GemmPrecision precision, Error *e) {
     d->attn_tile_floats = (size_t)16 << 20;
     DEV_TRY(cudaSetDevice(device));
     DEV_TRY(cudaStreamCreate(&d->stream));
+    DEV_TRY(cudaDeviceGetAttribute(&d->smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
     if (cublasCreate(&d->blas) != CUBLAS_STATUS_SUCCESS) {
         errorf(e, "cuBLAS could not start on CUDA device %d", device);
         goto fail;
@@ -139,8 +148,10 @@ void dev_describe(DevCtx *d, char *buf, size_t n) {
     }
     char conv[64];
     dev_conv_describe(d, conv, sizeof conv);
-    snprintf(buf, n, "%s, %.1f GiB, sm_%d%d, GEMMs %s, convolutions %s", p.name, p.totalGlobalMem / 1073741824.0,
-             p.major, p.minor, gemm_precision_name(d->precision), conv);
+    // fused names what runs where it can: at fp32 every call takes the tiles
+    const char *attn = d->attn == DEV_ATTN_FUSED && d->precision != GEMM_FP32 ? "fused (tensor cores)" : "cuBLAS tiles";
+    snprintf(buf, n, "%s, %.1f GiB, sm_%d%d, GEMMs %s, attention %s, convolutions %s", p.name,
+             p.totalGlobalMem / 1073741824.0, p.major, p.minor, gemm_precision_name(d->precision), attn, conv);
 }
 
 void dev_set_precision(DevCtx *d, GemmPrecision p) { d->precision = p; }

@@ -75,6 +75,21 @@ void dev_conv_describe(const DevCtx *d, char *buf, size_t n);
 // shape): the tests and bench_gpu report it.
 long dev_conv_fallbacks(const DevCtx *d);
 
+// How a context's attention runs (runtime.gpu_attention): DEV_ATTN_FUSED,
+// attention_fused.cu's one kernel per direction on tensor cores (wmma), where
+// the precision is TF32 or BF16 and the head fits the block's shared memory
+// (else, and always at FP32, attention.cu's cuBLAS query tiles, DEV_ATTN_TILED,
+// which a new context starts on).
+typedef enum { DEV_ATTN_TILED = 0, DEV_ATTN_FUSED = 1 } DevAttn;
+void dev_set_attention(DevCtx *d, DevAttn a);
+DevAttn dev_attention(const DevCtx *d);
+// Attention calls (forward or backward) the fused kernel ran since the context
+// opened: the tests and bench_gpu tell by it which path ran.
+long dev_attention_fused_calls(const DevCtx *d);
+void dev_attention_fused_ran(DevCtx *d);
+// Bytes of shared memory one block may opt in to on the context's device.
+int dev_smem_optin(const DevCtx *d);
+
 // gemm.h's row-major products on device pointers (same arguments).
 void dev_gemm(DevCtx *d, int transA, int transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);

@@ -8,7 +8,8 @@
 // GPU result repeats run to run; no floating-point atomics anywhere. The files:
 // elementwise.cu (activations, layout glue, resampling, timestep embedding),
 // norm.cu (GroupNorm, GroupNorm+SiLU, LayerNorm), conv.cu (linear, conv2d as
-// im2col + cuBLAS), attention.cu (memory-efficient attention), loss.cu (MSE,
+// im2col + cuBLAS), attention.cu (memory-efficient attention on cuBLAS),
+// attention_fused.cu (the same fused on tensor cores), loss.cu (MSE,
 // the normalized feature term, gradient norm and clipping), optim.cu (AdamW, EMA).
 #ifndef LD_CUDA_OPS_H
 #define LD_CUDA_OPS_H
@@ -79,6 +80,17 @@ void cu_attention_forward(DevCtx *d, float *out, float *lse, const float *q, con
 void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const float *dout, const float *q,
                            const float *k, const float *v, const float *out, const float *lse, int B, int Nq, int Nk,
                            int C, int nh);
+// attention_fused.cu: the same in one kernel per direction on tensor cores,
+// which cu_attention_* run instead where the context's attention is
+// DEV_ATTN_FUSED and cu_attention_fused_fits (TF32 or BF16 precision, keys,
+// and a head that fits a block's shared memory). Backward takes attention.cu's
+// Dsum ([B, nh, Nq]: dout . out per row).
+int cu_attention_fused_fits(DevCtx *d, int Nq, int Nk, int C, int nh);
+void cu_attention_fused_forward(DevCtx *d, float *out, float *lse, const float *q, const float *k, const float *v,
+                                int B, int Nq, int Nk, int C, int nh);
+void cu_attention_fused_backward(DevCtx *d, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                                 const float *k, const float *v, const float *lse, const float *Dsum, int B, int Nq,
+                                 int Nk, int C, int nh);
 
 // ---- loss.cu ----
 double cu_mse_forward(DevCtx *d, const float *a, const float *b, size_t n);

@@ -93,6 +93,9 @@ static void cmp_scalar(const char *what, double c, double g, double tol) {
 #define TOL_ELEM 1e-6  // elementwise: a few ulps (GPU expf/erfcf differ from vecmath's)
 #define TOL_RED 1e-5   // reductions, GEMMs in fp32
 #define TOL_ATTN 2e-5
+// the fused attention's tensor-core operands (q, k, v, dout, P, dS) rounded to TF32 / BF16
+#define TOL_ATTN_TF32 2e-3
+#define TOL_ATTN_BF16 1e-2
 
 static void test_elementwise(void) {
     size_t n = 5003;
@@ -343,16 +346,21 @@ static void test_conv(void) {
     dev_set_conv(D, DEV_CONV_GEMM, &e);
 }
 
-static void test_attention(void) {
-    // ragged row counts, head sizes below/above/at multiples of the 32 lanes;
-    // on a GPU also SD-1.5's first self- and cross-attention shapes at 32x32
-    // latents (the emulator runs a shuffle as two block barriers: too slow there)
-    // tq: query rows per tile (the tile budget set to fit that many; 0: the default, one tile here)
+// Attention against the CPU's attention_flash_* on the context's current
+// attention path and precision, within tol; each case runs forward and backward.
+// Returns the number of cases.
+static int attention_cases(double tol, const char *tag) {
+    // ragged row counts, head sizes below/above/at multiples of the 32 lanes
+    // and of the fused kernel's 16-wide tiles; on a GPU also SD-1.5's first
+    // self- and cross-attention shapes at 32x32 latents (the emulator runs a
+    // shuffle as two block barriers: too slow there)
+    // tq: query rows per tile of the cuBLAS path (the tile budget set to fit
+    // that many; 0: the default, one tile here)
     struct {
         int B, Nq, Nk, C, nh, tq;
     } cs[] = {{1, 19, 23, 80, 2, 0},  {1, 19, 23, 80, 2, 4},    {1, 30, 7, 96, 3, 7},     {2, 9, 21, 128, 2, 1},
-              {1, 5, 5, 160, 1, 0},   {2, 13, 11, 320, 1, 5},   {1, 1024, 1024, 320, 8, 0}, {2, 1024, 77, 320, 8, 0},
-              {1, 1024, 1024, 320, 8, 100}};
+              {1, 5, 5, 160, 1, 0},   {2, 13, 11, 320, 1, 5},   {1, 70, 90, 80, 2, 0},    {1, 1024, 1024, 320, 8, 0},
+              {2, 1024, 77, 320, 8, 0}, {1, 1024, 1024, 320, 8, 100}};
     size_t ncase = sizeof cs / sizeof *cs - (dev_is_emulated() ? 3 : 0);
     size_t tile0 = dev_attention_tile_floats(D);
     for (size_t t = 0; t < ncase; t++) {
@@ -373,15 +381,46 @@ static void test_attention(void) {
         char what[5][80];
         const char *part[] = {"out", "lse", "dq", "dk", "dv"};
         for (int i = 0; i < 5; i++)
-            snprintf(what[i], sizeof what[i], "attention %dx%d C%d h%d tq%d %s", Nq, Nk, C, nh, cs[t].tq, part[i]);
-        cmp(what[0], out, out_, nq, TOL_ATTN), cmp(what[1], lse, lse_, nl, TOL_ATTN);
-        cmp(what[2], dq, dq_, nq, TOL_ATTN), cmp(what[3], dk, dk_, nk, TOL_ATTN), cmp(what[4], dv, dv_, nk, TOL_ATTN);
+            snprintf(what[i], sizeof what[i], "attention%s %dx%d C%d h%d tq%d %s", tag, Nq, Nk, C, nh, cs[t].tq,
+                     part[i]);
+        cmp(what[0], out, out_, nq, tol), cmp(what[1], lse, lse_, nl, tol);
+        cmp(what[2], dq, dq_, nq, tol), cmp(what[3], dk, dk_, nk, tol), cmp(what[4], dv, dv_, nk, tol);
         float *ps[] = {q_, k_, v_, dout_, out_, lse_, dq_, dk_, dv_};
         for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) dev_free(D, ps[i]);
         free(q), free(k), free(v), free(dout), free(out), free(lse), free(dq0), free(dk0), free(dv0), free(dq);
         free(dk), free(dv), free(sc);
     }
     dev_set_attention_tile_floats(D, tile0);
+    return (int)ncase;
+}
+
+static void test_attention(void) { attention_cases(TOL_ATTN, ""); }
+
+// The fused kernel (attention_fused.cu) at TF32 and BF16 against the CPU's
+// fp32: every case must run fused (counted), not fall back to cuBLAS.
+static void test_attention_fused(void) {
+    struct {
+        GemmPrecision p;
+        double tol;
+        const char *tag;
+    } ps[] = {{GEMM_TF32, TOL_ATTN_TF32, " fused tf32"}, {GEMM_BF16, TOL_ATTN_BF16, " fused bf16"}};
+    dev_set_attention(D, DEV_ATTN_FUSED);
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) {
+        dev_set_precision(D, ps[i].p);
+        long before = dev_attention_fused_calls(D);
+        int ncase = attention_cases(ps[i].tol, ps[i].tag);
+        long ran = dev_attention_fused_calls(D) - before;
+        EXPECT(ran == 2 * ncase, "fused attention at %s ran %ld of %d calls", gemm_precision_name(ps[i].p), ran,
+               2 * ncase);
+        printf("%-4s fused attention at %s ran %ld of %d calls\n", ran == 2 * ncase ? "ok" : "FAIL",
+               gemm_precision_name(ps[i].p), ran, 2 * ncase);
+    }
+    // at fp32 the fused kernel does not run (no fp32 tensor-core path): the cuBLAS tiles do
+    dev_set_precision(D, GEMM_FP32);
+    long before = dev_attention_fused_calls(D);
+    attention_cases(TOL_ATTN, " fused-mode fp32");
+    EXPECT(dev_attention_fused_calls(D) == before, "fused attention ran at fp32");
+    dev_set_attention(D, DEV_ATTN_TILED);
 }
 
 static void test_losses(void) {
@@ -515,6 +554,7 @@ int main(void) {
         void (*fn)(void);
     } groups[] = {{"elementwise", test_elementwise}, {"layout", test_layout}, {"norms", test_norms},
                   {"linear", test_linear_fp32},    {"conv", test_conv},     {"attention", test_attention},
+                  {"attention_fused", test_attention_fused},
                   {"losses", test_losses},         {"precision", test_precision}};
     for (size_t i = 0; i < sizeof groups / sizeof *groups; i++) {
         double t0 = now_s();
