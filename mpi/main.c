@@ -74,7 +74,8 @@ static int run_forward(const char *model, const char *inputs, const char *out, i
     char device[512];
     Backend *dev = NULL;  // runtime.device = "cuda": the U-Net runs there
     if (job_config_load(&jc, NULL, sets, n_sets, &e) ||
-        runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.cpu_gemm, 0,
+        runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.gpu_attention,
+                              jc.runtime.cpu_gemm, 0,
                               device_backend(), &dev, device, sizeof device, &e)) {
         fprintf(stderr, "laptop-diff: %s\n", e.msg);
         return 1;
@@ -112,7 +113,8 @@ static int run_stage(const char *cmd, const char *target, const char *const *set
     char device[512];
     Backend *dev = NULL;  // the rank's GPU backend (handed to the run context below)
     rc = job_config_load(&jc, target, sets, n_sets, &e) ||
-         runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.cpu_gemm,
+         runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.gpu_attention,
+                              jc.runtime.cpu_gemm,
                                comm.local_rank, device_backend(), &dev, device, sizeof device, &e);
     if (comm_agree(&comm, rc, &e)) {
         report(&comm, &e);

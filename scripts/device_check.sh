@@ -218,6 +218,8 @@ main() {
   done
   # the same bf16 step with the convolutions on im2col + cuBLAS instead of cuDNN (runtime.gpu_conv)
   run_timed gpu_step_bf16_gemm "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 bf16 --set runtime.gpu_conv='"gemm"'
+  # and with attention in cuBLAS query tiles instead of the fused kernel (runtime.gpu_attention)
+  run_timed gpu_step_bf16_tiled "${RUN[@]}" timeout 300 "$bin/bench_gpu" jobs/sd15.cfg 1 3 bf16 --set runtime.gpu_attention='"tiled"'
   if [ -x .venv/bin/python ] && .venv/bin/python -c "import sys, torch, diffusers; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
     for p in fp32 tf32 bf16; do
       run_timed "torch_step_$p" env LD_TORCH_DEVICE=cuda LD_TORCH_PRECISION=$p timeout 300 .venv/bin/python \
@@ -249,9 +251,11 @@ main() {
   [ "${RC[cli_device]}" = 0 ] || fail=1
   for p in fp32 tf32 bf16; do
     echo "step $p: ours: $(grep '^step' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null); torch: $(grep '^torch' "/tmp/ld_torch_step_$p.txt" 2>/dev/null)"
-    grep '^convolutions on' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null
+    grep -E '^(convolutions on|attention )' "/tmp/ld_gpu_step_$p.txt" 2>/dev/null
   done
   echo "step bf16, convolutions on im2col + cuBLAS: $(grep '^step' /tmp/ld_gpu_step_bf16_gemm.txt 2>/dev/null)"
+  echo "step bf16, attention in cuBLAS tiles: $(grep '^step' /tmp/ld_gpu_step_bf16_tiled.txt 2>/dev/null)"
+  grep -E 'attention.*(fused|tiles)\)' /tmp/ld_gpu_step_bf16.txt 2>/dev/null
   for t in "${TESTS[@]}"; do
     for v in cpu gpu; do printf '%-22s %s: %s\n' "$t" $v "$(tail -1 "/tmp/ld_${t}_$v.txt" | cut -c1-160)"; done
   done

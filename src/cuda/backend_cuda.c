@@ -170,9 +170,17 @@ static void g_ema_update(void *ctx, float *ema, const float *params, size_t n, d
 _Static_assert((int)PRECISION_TF32 == (int)GEMM_TF32 && (int)PRECISION_BF16 == (int)GEMM_BF16,
                "runtime.h's Precision names GemmPrecision's values");
 
-Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, Error *e) {
+Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, GpuAttention attn, Error *e) {
+    if (attn == GPU_ATTN_FUSED && precision == GEMM_FP32) {
+        errorf(e, "runtime.gpu_attention = \"fused\" runs on tensor cores: it needs runtime.precision \"tf32\" or "
+                  "\"bf16\" (at \"fp32\" attention runs in cuBLAS query tiles: runtime.gpu_attention \"auto\" or "
+                  "\"tiled\")");
+        return NULL;
+    }
     DevCtx *d = dev_open(device, precision, e);
     if (!d) return NULL;
+    // "auto" too: the fused kernel declines, per call, at fp32 or where a head does not fit
+    dev_set_attention(d, attn == GPU_ATTN_TILED ? DEV_ATTN_TILED : DEV_ATTN_FUSED);
     Error ce = {0};
     if (conv == GPU_CONV_CUDNN && dev_set_conv(d, DEV_CONV_CUDNN, &ce)) {
         errorf(e, "runtime.gpu_conv = \"cudnn\": %s; \"gemm\" convolves with im2col + cuBLAS instead", ce.msg);
@@ -230,8 +238,8 @@ Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, 
 DevCtx *backend_cuda_dev(const Backend *be) { return ((const CudaBackend *)be)->d; }
 
 // runtime.h's DeviceBackend entries over the functions above.
-static Backend *p_create(int device, Precision precision, GpuConv conv, Error *e) {
-    return backend_cuda_create(device, (GemmPrecision)precision, conv, e);
+static Backend *p_create(int device, Precision precision, GpuConv conv, GpuAttention attn, Error *e) {
+    return backend_cuda_create(device, (GemmPrecision)precision, conv, attn, e);
 }
 static void p_describe(const Backend *be, char *buf, size_t n) {
     dev_describe(backend_cuda_dev(be), buf, n);

@@ -7,11 +7,12 @@
 #include "kernels/backend.h"
 #include "kernels/runtime.h"
 
-// A backend on CUDA device `device` with GEMMs at `precision` and convolutions
-// as `conv` says (runtime.gpu_conv); it owns its DevCtx (backend_free closes
-// it). NULL + e where the device cannot start, or conv is GPU_CONV_CUDNN and
-// cuDNN cannot.
-Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, Error *e);
+// A backend on CUDA device `device` with GEMMs at `precision`, convolutions
+// as `conv` says (runtime.gpu_conv) and attention as `attn` (runtime.gpu_attention);
+// it owns its DevCtx (backend_free closes it). NULL + e where the device cannot
+// start, conv is GPU_CONV_CUDNN and cuDNN cannot, or attn is GPU_ATTN_FUSED at
+// fp32 (the fused kernel runs on tensor cores only).
+Backend *backend_cuda_create(int device, GemmPrecision precision, GpuConv conv, GpuAttention attn, Error *e);
 // The device context behind a backend made by backend_cuda_create.
 DevCtx *backend_cuda_dev(const Backend *be);
 // This backend as runtime_select_device takes it (mpi/main.c).

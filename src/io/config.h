@@ -43,6 +43,7 @@ typedef struct {
     CpuGemm cpu_gemm;     // runtime.cpu_gemm: the CPU's GEMM library, "auto", "openblas" or "onednn"
     GpuComm gpu_comm;     // runtime.gpu_comm: how the GPUs sum gradients, "auto", "nccl" or "mpi"
     GpuConv gpu_conv;     // runtime.gpu_conv: how the GPU convolves, "auto", "cudnn" or "gemm"
+    GpuAttention gpu_attention;  // runtime.gpu_attention: "auto", "fused" or "tiled"
     int share_teacher;  // runtime.share_teacher: one teacher copy per node (cli/run.h)
 } RuntimeConfig;
 

@@ -145,7 +145,8 @@ int runtime_check_device(Device device, Error *e) {
     return cuda_devices(&n, e);
 }
 
-int runtime_select_device(Device device, Precision precision, GpuConv gpu_conv, CpuGemm cpu_gemm, int local_rank,
+int runtime_select_device(Device device, Precision precision, GpuConv gpu_conv, GpuAttention gpu_attn, CpuGemm cpu_gemm,
+                          int local_rank,
                           const DeviceBackend *gpu, Backend **be, char *what, size_t what_size, Error *e) {
     char name[256] = "";
     int gpu_index = -1, n = 0;
@@ -179,7 +180,7 @@ int runtime_select_device(Device device, Precision precision, GpuConv gpu_conv, 
     if (gemm_set_device(DEVICE_CPU, -1, e)) return -1;  // only a device backend here (gpu): the rest on the CPU
 #endif
     if (gpu && be) {
-        *be = gpu->create(gpu_index, precision, gpu_conv, &ge);
+        *be = gpu->create(gpu_index, precision, gpu_conv, gpu_attn, &ge);
         if (!*be)
             return errorf(e, "runtime.device = \"cuda\": GPU %d of %d (node-local rank %d): %s", gpu_index, n,
                           local_rank, ge.msg);

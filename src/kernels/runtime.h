@@ -51,6 +51,10 @@ typedef enum { GPU_COMM_AUTO = 0, GPU_COMM_NCCL = 1, GPU_COMM_MPI = 2 } GpuComm;
 // How a GPU convolves (runtime.gpu_conv): cuDNN, im2col + cuBLAS GEMMs, or
 // "auto": cuDNN where the build has it and it starts, else the GEMMs.
 typedef enum { GPU_CONV_AUTO = 0, GPU_CONV_CUDNN = 1, GPU_CONV_GEMM = 2 } GpuConv;
+// How a GPU attends (runtime.gpu_attention): the fused tensor-core kernel
+// (TF32 or BF16 precision only), cuBLAS in query tiles, or "auto": fused where
+// the precision has tensor cores and the head fits, else the tiles.
+typedef enum { GPU_ATTN_AUTO = 0, GPU_ATTN_FUSED = 1, GPU_ATTN_TILED = 2 } GpuAttention;
 // Which library multiplies on the CPU (runtime.cpu_gemm): OpenBLAS, or oneDNN's
 // sgemm for the large products (gemm.h), or "auto": oneDNN on Intel CPUs with
 // AVX-512, where it was measured faster, OpenBLAS elsewhere (README, Performance).
@@ -65,7 +69,7 @@ typedef struct Comm Comm;
 typedef struct {
     const char *name;                  // "CUDA", "CUDA emulator"
     int (*count)(Error *e);            // devices here: > 0, else 0 or -1 + e saying why
-    Backend *(*create)(int device, Precision precision, GpuConv conv, Error *e);  // NULL + e
+    Backend *(*create)(int device, Precision precision, GpuConv conv, GpuAttention attn, Error *e);  // NULL + e
     // "NVIDIA H200, 139.8 GiB, sm_90, GEMMs bf16, convolutions cuDNN 9.19.0"
     void (*describe)(const Backend *be, char *buf, size_t n);
     // Sums of be's device buffers across the ranks of host, for the gradients
@@ -91,10 +95,11 @@ int runtime_check_device(Device device, Error *e);
 // ranks of one node spread over its GPUs (local_rank: the rank's index among
 // the ranks of its node, Comm.local_rank). With a device backend `gpu` (NULL:
 // the program has none) and `be` non-NULL, *be gets a backend on that GPU
-// (runtime.precision, runtime.gpu_conv), for the stages that run device-resident; else *be is
+// (runtime.precision, runtime.gpu_conv, runtime.gpu_attention), for the stages that run device-resident; else *be is
 // NULL. DEVICE_CUDA needs gpu or the cuBLAS GEMMs (LD_CUDA_GEMM), else it
 // fails saying what to build. what (what_size bytes, may be NULL) gets the choice
 // for the start-up line: "CPU (OpenBLAS)" or "GPU 1 of 4 (NVIDIA H200, ...): ...".
-int runtime_select_device(Device device, Precision precision, GpuConv gpu_conv, CpuGemm cpu_gemm, int local_rank,
+int runtime_select_device(Device device, Precision precision, GpuConv gpu_conv, GpuAttention gpu_attn, CpuGemm cpu_gemm,
+                          int local_rank,
                           const DeviceBackend *gpu, Backend **be, char *what, size_t what_size, Error *e);
 #endif

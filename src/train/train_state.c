@@ -442,7 +442,7 @@ int train_state_job_config(const char *path, char **text, Error *e) {
 static int key_is_free(const char *section, const char *key) {
     static const char *const free_keys[] = {"train.steps", "train.log_interval", "train.checkpoint_interval",
                                             "runtime.threads", "runtime.cpu_gemm", "runtime.device", "runtime.precision",
-                                            "runtime.gpu_comm", "runtime.gpu_conv",
+                                            "runtime.gpu_comm", "runtime.gpu_conv", "runtime.gpu_attention",
                                             "runtime.share_teacher",
                                             // bit-identical gradients either way
                                             "train.recompute", "train.overlap_comm", "train.bucket_mb"};

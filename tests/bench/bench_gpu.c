@@ -106,13 +106,27 @@ static void ops(int B, int H) {
     float *q = dev_randn(n, 7), *k = dev_randn(n, 8), *v = dev_randn(n, 9), *lse = dev_alloc(D, (size_t)B * nh * HW);
     float *dq = dev_alloc(D, n), *dk = dev_alloc(D, n), *dv = dev_alloc(D, n);
     double att = 2.0 * 2 * B * (double)HW * HW * C;
-    TIME_BEST(t, cu_attention_forward(D, y, lse, q, k, v, B, HW, HW, C, nh));
-    op_line("self-attention, 8 heads of 40, forward", t, att);
-    TIME_BEST(t, cu_attention_backward(D, dq, dk, dv, g, q, k, v, y, lse, B, HW, HW, C, nh));
-    op_line("self-attention backward (recomputing probabilities)", t, 2.5 * att);
     float *kc = dev_randn((size_t)B * L * C, 10), *vc = dev_randn((size_t)B * L * C, 11);
-    TIME_BEST(t, cu_attention_forward(D, y, lse, q, kc, vc, B, HW, L, C, nh));
-    op_line("cross-attention to 77 tokens, forward", t, 2.0 * 2 * B * (double)HW * L * C);
+    // both attention paths, the context's own (runtime.gpu_attention) first
+    DevAttn aown = dev_attention(D), apaths[2] = {aown, aown == DEV_ATTN_FUSED ? DEV_ATTN_TILED : DEV_ATTN_FUSED};
+    for (int i = 0; i < 2; i++) {
+        dev_set_attention(D, apaths[i]);
+        long fused0 = dev_attention_fused_calls(D);
+        const char *how = apaths[i] == DEV_ATTN_FUSED ? "fused" : "cuBLAS tiles";
+        char what[128];
+        TIME_BEST(t, cu_attention_forward(D, y, lse, q, k, v, B, HW, HW, C, nh));
+        snprintf(what, sizeof what, "self-attention, 8 heads of 40, forward (%s)", how);
+        op_line(what, t, att);
+        TIME_BEST(t, cu_attention_backward(D, dq, dk, dv, g, q, k, v, y, lse, B, HW, HW, C, nh));
+        snprintf(what, sizeof what, "self-attention backward, recomputing P (%s)", how);
+        op_line(what, t, 2.5 * att);
+        TIME_BEST(t, cu_attention_forward(D, y, lse, q, kc, vc, B, HW, L, C, nh));
+        snprintf(what, sizeof what, "cross-attention to 77 tokens, forward (%s)", how);
+        op_line(what, t, 2.0 * 2 * B * (double)HW * L * C);
+        if (apaths[i] == DEV_ATTN_FUSED && dev_attention_fused_calls(D) == fused0)
+            printf("  (the fused kernel declined: it runs at tf32 and bf16 only; these are the cuBLAS tiles)\n");
+    }
+    dev_set_attention(D, aown);
     float *ps[] = {x, y, g, w, bias, gm, mean, rstd, mN, rN, dw, db, q, k, v, lse, dq, dk, dv, kc, vc};
     for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) dev_free(D, ps[i]);
 }
@@ -146,7 +160,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (config_out && bench_write_config(&jc.model, config_out, "bench_gpu")) return 1;
-    Backend *be = backend_cuda_create(0, GEMM_FP32, jc.runtime.gpu_conv, &e);
+    Backend *be = backend_cuda_create(0, prec, jc.runtime.gpu_conv, jc.runtime.gpu_attention, &e);
     if (!be) {
         fprintf(stderr, "bench_gpu: %s\n", e.msg);
         return 1;
@@ -197,6 +211,11 @@ int main(int argc, char **argv) {
     char lib[64];
     dev_conv_describe(D, lib, sizeof lib);
     printf("convolutions on %s, %ld calls fell back to im2col\n", lib, dev_conv_fallbacks(D));
+    long fused0 = dev_attention_fused_calls(D);
+    unet_forward(u, out, x, t, ctx, B, H, H, L, NULL, &e);
+    printf("attention %s: %ld of the forward's calls fused\n",
+           dev_attention(D) == DEV_ATTN_FUSED ? "fused where it fits (runtime.gpu_attention)" : "in cuBLAS tiles",
+           dev_attention_fused_calls(D) - fused0);
     dev_free(D, x), dev_free(D, ctx), dev_free(D, out), dev_free(D, t);
     free(ht);
     unet_free(u);

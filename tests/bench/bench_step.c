@@ -64,7 +64,8 @@ int main(int argc, char **argv) {
     }
     char device[320];
     // as laptop-diff's one rank
-    if (runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.cpu_gemm, 0,
+    if (runtime_select_device(jc.runtime.device, jc.runtime.precision, jc.runtime.gpu_conv, jc.runtime.gpu_attention,
+                              jc.runtime.cpu_gemm, 0,
                               NULL, NULL, device, sizeof device, &e)) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;

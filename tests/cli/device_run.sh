@@ -6,7 +6,8 @@
 # label emu) and, in an LD_CUDA build, on laptop-diff with a GPU (label gpu;
 # SKIPPED without one, failing under LD_REQUIRE_GPU=1).
 #  - distill on 1 rank (convolutions on cuDNN, and with runtime.gpu_conv = "gemm" on im2col +
-#    cuBLAS) and on 2 ranks == the CPU's 1-rank run; the 2 ranks' gradients summed over
+#    cuBLAS; at runtime.precision "bf16" with attention fused, its losses within 1e-2 of the
+#    CPU's) and on 2 ranks == the CPU's 1-rank run; the 2 ranks' gradients summed over
 #    NCCL (buckets started during backward) == summed through host memory (runtime.gpu_comm = "mpi"): every /train series and the
 #    activation snapshots within 1e-5 relative, student and its EMA within 1e-3 (AdamW's first
 #    steps magnify last-bit differences of near-zero gradients; test_distill.sh says more)
@@ -80,6 +81,27 @@ esac
 run dev1gemm "$DEV" 1 cuda --set runtime.gpu_conv='"gemm"' || bad "device run with gpu_conv gemm failed: $(tail -3 "$T/dev1gemm.log")"
 grep -q 'rank 0 (node-local rank 0): GPU .*convolutions im2col + cuBLAS)' "$T/dev1gemm.log" && ok \
   || bad "gpu_conv gemm: $(grep -m1 'rank 0 (' "$T/dev1gemm.log")"
+# runtime.precision "bf16": the GEMMs in BF16 and attention on the fused tensor-core kernel
+# (runtime.gpu_attention "auto"); its losses near the CPU's fp32 ones, not equal to them
+run dev1bf16 "$DEV" 1 cuda --set runtime.precision='"bf16"' || bad "device run at bf16 failed: $(tail -3 "$T/dev1bf16.log")"
+grep -q 'rank 0 (node-local rank 0): GPU .*GEMMs bf16, attention fused (tensor cores), ' "$T/dev1bf16.log" && ok \
+  || bad "bf16: the start-up line does not say attention is fused: $(grep -m1 'rank 0 (' "$T/dev1bf16.log")"
+/usr/bin/python3 - "$T" <<'PY' && ok || bad "the bf16 device run's losses vs the CPU's"
+import sys, h5py, numpy as np
+T = sys.argv[1]
+with h5py.File(f"{T}/cpu/run.h5", "r") as c, h5py.File(f"{T}/dev1bf16/run.h5", "r") as d:
+    worst = 0
+    for s in ("loss", "loss_task", "loss_out", "loss_feat"):
+        x, y = d[f"/train/{s}"][()], c[f"/train/{s}"][()]
+        assert x.shape == y.shape and np.all(np.isfinite(x)), (s, x, y)
+        worst = max(worst, np.max(np.abs(x - y) / np.abs(y)))
+    assert 1e-5 < worst <= 1e-2, ("bf16 losses vs fp32", worst)
+print(f"bf16 device run vs the CPU's fp32: worst relative loss difference {worst:.1e}")
+PY
+# "fused" by name at fp32 stops at start-up, saying why
+run fused32 "$DEV" 1 cuda --set runtime.gpu_attention='"fused"' && bad "gpu_attention = fused at fp32 ran"
+grep -q 'runtime.gpu_attention = "fused" runs on tensor cores: it needs runtime.precision "tf32" or "bf16"' "$T/fused32.log" \
+  && ok || bad "gpu_attention fused at fp32: $(grep -m1 'laptop-diff:' "$T/fused32.log")"
 run dev2 "$DEV" 2 cuda --set train.bucket_mb=0.05 || bad "2-rank device run failed: $(tail -3 "$T/dev2.log")"
 # the gradient sums between the GPUs: NCCL (runtime.gpu_comm = "auto"), buckets started while
 # backward runs; on the emulator its NCCL (shared memory) stands in, and sums in rank order, so

@@ -30,7 +30,7 @@ __attribute__((constructor)) static void select_cuda(void) {
         exit(SKIP_CODE);
     }
     char what[320];
-    if (runtime_select_device(DEVICE_CUDA, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
+    if (runtime_select_device(DEVICE_CUDA, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
                               sizeof what, &e)) {
         fprintf(stderr, "FAIL: %s\n", e.msg);
         exit(1);

@@ -143,7 +143,7 @@ static void check_model(const char *model) {
     Error e;
     EXPECT(candidates_from_names(tc, removed, rm, "fixture", &e) == 0, "%s: %s", model, e.msg);
     UNet *sc = tu_pruned_copy(tc, rm);
-    Backend *be = backend_cuda_create(0, GEMM_FP32, GPU_CONV_AUTO, &e);
+    Backend *be = backend_cuda_create(0, GEMM_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, &e);
     if (!be) FATAL("backend_cuda_create: %s", e.msg);
     UNet *tg = on_gpu(tu_load_fixture(model, 1, tc->gran), be), *sg = on_gpu(tu_pruned_copy(tc, rm), be);
     backend_free(be);  // the models hold it now

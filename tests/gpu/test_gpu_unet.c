@@ -93,7 +93,7 @@ static void check_model(const char *model) {
     UNet *cpu = tu_load_case(model, &io, &removed, &in);
     UNet *gpu = tu_load_fixture(model, 1, cpu->gran);
     Error e;
-    Backend *be = backend_cuda_create(0, GEMM_FP32, GPU_CONV_AUTO, &e);
+    Backend *be = backend_cuda_create(0, GEMM_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, &e);
     if (!be) FATAL("backend_cuda_create: %s", e.msg);
     unet_use_backend(gpu, be);
     compare(model, "full", cpu, gpu, &in, NULL, UNET_KEEP_ALL);

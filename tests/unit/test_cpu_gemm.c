@@ -56,7 +56,7 @@ int main(void) {
            avx512f ? "with" : "without");
     Error e = {0};
     char what[320] = "";
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_AUTO, 0, NULL, NULL, what,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_AUTO, 0, NULL, NULL, what,
                                  sizeof what, &e) == 0,
            "runtime.cpu_gemm \"auto\": %s", e.msg);
     EXPECT(!strcmp(gemm_cpu_library_name(), want), "runtime.cpu_gemm \"auto\" on a %s CPU %s AVX-512 chose %s, want %s",

@@ -189,7 +189,7 @@ static void cuda_refused_here(void) {
 #endif
     Error e = {0};
     char what[320] = "untouched";
-    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
+    int rc = runtime_select_device(DEVICE_CUDA, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
                                    sizeof what, &e);
     EXPECT(rc < 0, "runtime.device \"cuda\" accepted where it cannot run");
     EXPECT(strstr(e.msg, "runtime.device = \"cuda\": ") == e.msg && strstr(e.msg, why) &&
@@ -207,7 +207,7 @@ int main(void) {
 #if ON_ONEDNN
     Error e = {0};
 #ifndef LD_HAVE_DNNL
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_ONEDNN, 0, NULL, NULL, what,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_ONEDNN, 0, NULL, NULL, what,
                                  sizeof what, &e) < 0 &&
                strstr(e.msg, "runtime.cpu_gemm = \"onednn\": this build has no oneDNN"),
            "runtime.cpu_gemm \"onednn\" without oneDNN: \"%s\"", e.msg);
@@ -215,7 +215,7 @@ int main(void) {
     printf("SKIPPED: this build has no oneDNN (runtime.cpu_gemm \"onednn\" refused: %s)\n", e.msg);
     return 77;
 #endif
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_ONEDNN, 0, NULL, NULL, what,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_ONEDNN, 0, NULL, NULL, what,
                                  sizeof what, &e) == 0,
            "runtime.cpu_gemm \"onednn\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "oneDNN sgemm + OpenBLAS"), "runtime.cpu_gemm \"onednn\" runs on %s",
@@ -227,7 +227,7 @@ int main(void) {
 #else
     cuda_refused_here();
     Error e = {0};
-    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
+    EXPECT(runtime_select_device(DEVICE_CPU, PRECISION_FP32, GPU_CONV_AUTO, GPU_ATTN_AUTO, CPU_GEMM_OPENBLAS, 0, NULL, NULL, what,
                                  sizeof what, &e) == 0,
            "runtime.device \"cpu\": %s", e.msg);
     EXPECT(!strcmp(gemm_backend_name(), "OpenBLAS"), "runtime.device \"cpu\" runs on %s", gemm_backend_name());
