@@ -91,6 +91,31 @@ __device__ __forceinline__ void mma_k(typename P::Acc &acc, const typename P::T 
     }
 }
 
+// dst (16 x 16 fp32, row stride ld) = A B^T over the Dp channels: A's 16 rows
+// and B's 16 rows of the head in shared memory (row stride ldT) — one tile of
+// S = Q K^T or dP = dO V^T.
+template <class P>
+__device__ __forceinline__ void score_tile(float *dst, int ld, const typename P::T *a, const typename P::T *b, int ldT,
+                                           int Dp) {
+    typename P::Acc acc;
+    wmma::fill_fragment(acc, 0.0f);
+    mma_k<P, typename P::ARow, typename P::BCol>(acc, a, ldT, 1, b, ldT, 1, Dp);
+    wmma::store_matrix_sync(dst, acc, ld, wmma::mem_row_major);
+}
+// acc (16 x Dp fp32 rows, stride ldO) += A B over k in [0, K): A of layout FA
+// (a_step as in mma_k), B row-major K x Dp with row stride ldb — the warp's
+// rows of O += P V, dq += dS K, dv += P^T dO or dk += dS^T Q.
+template <class P, class FA>
+__device__ __forceinline__ void accumulate_rows(float *acc_rows, int ldO, int Dp, const typename P::T *a, int lda,
+                                                int a_step, const typename P::T *b, int ldb, int K) {
+    for (int n = 0; n < Dp; n += 16) {
+        typename P::Acc acc;
+        wmma::load_matrix_sync(acc, acc_rows + n, ldO, wmma::mem_row_major);
+        mma_k<P, FA, typename P::BRow>(acc, a, lda, a_step, b + n, ldb, ldb, K);
+        wmma::store_matrix_sync(acc_rows + n, acc, ldO, wmma::mem_row_major);
+    }
+}
+
 // Rows [row0, row0 + n) of a head ([N, C] at src, dh channels) into dst
 // (n x Dp, row stride ld), zeros past N and past dh; the whole block loads.
 template <class P>
@@ -122,7 +147,6 @@ __device__ void store_rows(float *dst, int C, int row0, int N, const float *acc,
 
 template <class P> __global__ void k_fa_forward(Fa a) {
     typedef typename P::T T;
-    typedef typename P::Acc Acc;
     CU_DYN_SMEM(sm);
     T *Qs = (T *)(sm + a.oQ), *Ks = (T *)(sm + a.oK), *Vs = (T *)(sm + a.oV), *Ps = (T *)(sm + a.oP);
     float *Ss = (float *)(sm + a.oS), *Os = (float *)(sm + a.oO), *Ls = (float *)(sm + a.oL);
@@ -142,12 +166,7 @@ template <class P> __global__ void k_fa_forward(Fa a) {
         load_rows<P>(Ks, a.ldT, kb, a.C, j0, a.BC, a.Nk, a.dh, a.Dp);
         load_rows<P>(Vs, a.ldT, vb, a.C, j0, a.BC, a.Nk, a.dh, a.Dp);
         __syncthreads();
-        for (int n = 0; n < a.BC; n += 16) {  // S_w = Q_w K^T, 16 x BC
-            Acc acc;
-            wmma::fill_fragment(acc, 0.0f);
-            mma_k<P, typename P::ARow, typename P::BCol>(acc, Qw, a.ldT, 1, Ks + n * a.ldT, a.ldT, 1, a.Dp);
-            wmma::store_matrix_sync(Sw + n, acc, a.ldS, wmma::mem_row_major);
-        }
+        for (int n = 0; n < a.BC; n += 16) score_tile<P>(Sw + n, a.ldS, Qw, Ks + n * a.ldT, a.ldT, a.Dp);  // S_w = Q_w K^T
         __syncwarp();
         const float *srow = Ss + r * a.ldS;
         int nv = a.Nk - j0;  // keys of the chunk that exist
@@ -167,12 +186,7 @@ template <class P> __global__ void k_fa_forward(Fa a) {
         float *orow = Os + r * a.ldO;
         for (int c = half; c < a.Dp; c += 2) orow[c] *= alpha;
         __syncwarp();
-        for (int n = 0; n < a.Dp; n += 16) {  // O_w += P_w V
-            Acc acc;
-            wmma::load_matrix_sync(acc, Ow + n, a.ldO, wmma::mem_row_major);
-            mma_k<P, typename P::ARow, typename P::BRow>(acc, Pw, a.ldP, 1, Vs + n, a.ldT, a.ldT, a.BC);
-            wmma::store_matrix_sync(Ow + n, acc, a.ldO, wmma::mem_row_major);
-        }
+        accumulate_rows<P, typename P::ARow>(Ow, a.ldO, a.Dp, Pw, a.ldP, 1, Vs, a.ldT, a.BC);  // O_w += P_w V
         __syncwarp();
     }
     if (!half) Ls[r] = l, Ms[r] = m;
@@ -196,7 +210,6 @@ __device__ void load_row_stats(float *Ls, float *Ds, const Fa &a, int b, int h, 
 // the query chunks of BC rows.
 template <class P> __global__ void k_fa_dkv(Fa a) {
     typedef typename P::T T;
-    typedef typename P::Acc Acc;
     CU_DYN_SMEM(sm);
     T *Ks = (T *)(sm + a.oK), *Vs = (T *)(sm + a.oV), *Qs = (T *)(sm + a.oQ), *dOs = (T *)(sm + a.odO);
     T *Pt = (T *)(sm + a.oP), *dSt = (T *)(sm + a.odS);
@@ -219,15 +232,9 @@ template <class P> __global__ void k_fa_dkv(Fa a) {
         __syncthreads();
         for (int t = warp; t < tiles; t += nw) {  // S = Q K^T and dP = dO V^T, BC x R, by 16 x 16 tiles
             int tm = t / tn, tc = t % tn;
-            Acc acc;
-            wmma::fill_fragment(acc, 0.0f);
-            mma_k<P, typename P::ARow, typename P::BCol>(acc, Qs + tm * 16 * a.ldT, a.ldT, 1, Ks + tc * 16 * a.ldT,
-                                                         a.ldT, 1, a.Dp);
-            wmma::store_matrix_sync(Ss + tm * 16 * a.ldS + tc * 16, acc, a.ldS, wmma::mem_row_major);
-            wmma::fill_fragment(acc, 0.0f);
-            mma_k<P, typename P::ARow, typename P::BCol>(acc, dOs + tm * 16 * a.ldT, a.ldT, 1, Vs + tc * 16 * a.ldT,
-                                                         a.ldT, 1, a.Dp);
-            wmma::store_matrix_sync(dPs + tm * 16 * a.ldS + tc * 16, acc, a.ldS, wmma::mem_row_major);
+            size_t so = (size_t)tm * 16 * a.ldS + tc * 16;
+            score_tile<P>(Ss + so, a.ldS, Qs + tm * 16 * a.ldT, Ks + tc * 16 * a.ldT, a.ldT, a.Dp);
+            score_tile<P>(dPs + so, a.ldS, dOs + tm * 16 * a.ldT, Vs + tc * 16 * a.ldT, a.ldT, a.Dp);
         }
         __syncthreads();
         for (int e = threadIdx.x; e < a.BC * a.R; e += blockDim.x) {
@@ -237,21 +244,9 @@ template <class P> __global__ void k_fa_dkv(Fa a) {
             dSt[r * a.ldP + c] = P::of(p * (dPs[r * a.ldS + c] - Dq[r]) * a.scale);
         }
         __syncthreads();
-        for (int n = 0; n < a.Dp; n += 16) {  // the warp's 16 keys: P^T and dS^T are column-major views
-            Acc acc;
-            if (a.dv) {
-                wmma::load_matrix_sync(acc, dVw + n, a.ldO, wmma::mem_row_major);
-                mma_k<P, typename P::ACol, typename P::BRow>(acc, Pt + warp * 16, a.ldP, a.ldP, dOs + n, a.ldT, a.ldT,
-                                                             a.BC);
-                wmma::store_matrix_sync(dVw + n, acc, a.ldO, wmma::mem_row_major);
-            }
-            if (a.dk) {
-                wmma::load_matrix_sync(acc, dKw + n, a.ldO, wmma::mem_row_major);
-                mma_k<P, typename P::ACol, typename P::BRow>(acc, dSt + warp * 16, a.ldP, a.ldP, Qs + n, a.ldT, a.ldT,
-                                                             a.BC);
-                wmma::store_matrix_sync(dKw + n, acc, a.ldO, wmma::mem_row_major);
-            }
-        }
+        // the warp's 16 keys: P^T and dS^T are column-major views of P and dS
+        if (a.dv) accumulate_rows<P, typename P::ACol>(dVw, a.ldO, a.Dp, Pt + warp * 16, a.ldP, a.ldP, dOs, a.ldT, a.BC);
+        if (a.dk) accumulate_rows<P, typename P::ACol>(dKw, a.ldO, a.Dp, dSt + warp * 16, a.ldP, a.ldP, Qs, a.ldT, a.BC);
     }
     __syncwarp();
     size_t kofs = (size_t)b * a.Nk * a.C + hc;
@@ -262,7 +257,6 @@ template <class P> __global__ void k_fa_dkv(Fa a) {
 // A block per tile of R query rows: dq += dS K over the key chunks of BC.
 template <class P> __global__ void k_fa_dq(Fa a) {
     typedef typename P::T T;
-    typedef typename P::Acc Acc;
     CU_DYN_SMEM(sm);
     T *Qs = (T *)(sm + a.oQ), *dOs = (T *)(sm + a.odO), *Ks = (T *)(sm + a.oK), *Vs = (T *)(sm + a.oV);
     T *dSt = (T *)(sm + a.odS);
@@ -283,13 +277,8 @@ template <class P> __global__ void k_fa_dq(Fa a) {
         load_rows<P>(Vs, a.ldT, vb, a.C, j0, a.BC, a.Nk, a.dh, a.Dp);
         __syncthreads();
         for (int n = 0; n < a.BC; n += 16) {  // the warp's rows of S = Q K^T and dP = dO V^T
-            Acc acc;
-            wmma::fill_fragment(acc, 0.0f);
-            mma_k<P, typename P::ARow, typename P::BCol>(acc, Qw, a.ldT, 1, Ks + n * a.ldT, a.ldT, 1, a.Dp);
-            wmma::store_matrix_sync(Sw + n, acc, a.ldS, wmma::mem_row_major);
-            wmma::fill_fragment(acc, 0.0f);
-            mma_k<P, typename P::ARow, typename P::BCol>(acc, dOw, a.ldT, 1, Vs + n * a.ldT, a.ldT, 1, a.Dp);
-            wmma::store_matrix_sync(dPw + n, acc, a.ldS, wmma::mem_row_major);
+            score_tile<P>(Sw + n, a.ldS, Qw, Ks + n * a.ldT, a.ldT, a.Dp);
+            score_tile<P>(dPw + n, a.ldS, dOw, Vs + n * a.ldT, a.ldT, a.Dp);
         }
         __syncwarp();
         for (int e = lane; e < 16 * a.BC; e += 32) {
@@ -298,12 +287,7 @@ template <class P> __global__ void k_fa_dq(Fa a) {
             dSt[r * a.ldP + c] = P::of(p * (dPs[r * a.ldS + c] - Dq[r]) * a.scale);
         }
         __syncwarp();
-        for (int n = 0; n < a.Dp; n += 16) {  // dQ_w += dS_w K
-            Acc acc;
-            wmma::load_matrix_sync(acc, dQw + n, a.ldO, wmma::mem_row_major);
-            mma_k<P, typename P::ARow, typename P::BRow>(acc, dSw, a.ldP, 1, Ks + n, a.ldT, a.ldT, a.BC);
-            wmma::store_matrix_sync(dQw + n, acc, a.ldO, wmma::mem_row_major);
-        }
+        accumulate_rows<P, typename P::ARow>(dQw, a.ldO, a.Dp, dSw, a.ldP, 1, Ks, a.ldT, a.BC);  // dQ_w += dS_w K
         __syncwarp();
     }
     store_rows(a.dq + qofs, a.C, i0, a.Nq, dQs, a.ldO, a.dh, 1, NULL);
