@@ -187,7 +187,6 @@ template <class P> __global__ void k_fa_forward(Fa a) {
         for (int c = half; c < a.Dp; c += 2) orow[c] *= alpha;
         __syncwarp();
         accumulate_rows<P, typename P::ARow>(Ow, a.ldO, a.Dp, Pw, a.ldP, 1, Vs, a.ldT, a.BC);  // O_w += P_w V
-        __syncwarp();
     }
     if (!half) Ls[r] = l, Ms[r] = m;
     __syncwarp();

@@ -41,6 +41,7 @@ struct Launch {
     std::vector<FiberState> state;
     std::vector<float> xf;
     std::vector<double> xd;
+    std::vector<std::vector<std::function<void()>>> pending;  // per thread: emu_defer_to_sync's work
 };
 thread_local Launch *cur = nullptr;
 thread_local std::vector<char> stacks;  // reused across launches
@@ -67,8 +68,14 @@ void to_sched(Launch *L) {
     swapcontext(&L->fib[L->tid].uc, &L->sched.uc);
 #endif
 }
+void run_pending(Launch *L) {
+    auto &w = L->pending[L->tid];
+    for (auto &f : w) f();
+    w.clear();
+}
 void fiber_main() {
     (*cur->f)();
+    run_pending(cur);  // a kernel's writes are all visible after it
     cur->state[cur->tid] = DONE;
 #ifdef EMU_FAST_SWITCH
     to_sched(cur);  // never resumed
@@ -142,7 +149,12 @@ template <class T> T warp_sum(std::vector<T> &buf, T v) {
 }
 }  // namespace
 
-void __syncthreads() { barrier(); }
+void __syncthreads() {
+    run_pending(cur);
+    barrier();
+}
+void emu_barrier() { barrier(); }
+void emu_defer_to_sync(std::function<void()> work) { cur->pending[cur->tid].push_back(std::move(work)); }
 float __shfl_xor_sync(unsigned, float v, int m) { return exchange(cur->xf, v, m); }
 double __shfl_xor_sync(unsigned, double v, int m) { return exchange(cur->xd, v, m); }
 float emu_warp_sum(float v) { return warp_sum(cur->xf, v); }
@@ -192,7 +204,7 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
     }
     Launch L;
     L.f = &f, L.block = block, L.nt = nt;
-    L.fib.resize(nt), L.state.resize(nt), L.xf.resize(nt), L.xd.resize(nt);
+    L.fib.resize(nt), L.state.resize(nt), L.xf.resize(nt), L.xd.resize(nt), L.pending.resize(nt);
     if (stacks.size() < nt * STACK) stacks.resize(nt * STACK);
     cur = &L;
     blockDim = block, gridDim = grid;

@@ -39,6 +39,11 @@ void __syncthreads();
 // only); on a GPU it orders the lanes of one warp, e.g. after a wmma store that
 // other lanes read.
 inline void __syncwarp(unsigned = 0xffffffffu) { __syncthreads(); }
+// For wmma_emu.h: a barrier of the block that is not a memory sync (no deferred
+// work runs), and work the calling thread defers until it next reaches
+// __syncthreads or __syncwarp, or ends: a write other lanes may see only after a sync.
+void emu_barrier();
+void emu_defer_to_sync(std::function<void()> work);
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask);
 // The warp's sum by the xor butterfly of five __shfl_xor_sync (bit for bit),

@@ -109,17 +109,28 @@ template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t l) {
     emu_wmma_load(f, p, ldm, l == mem_row_major);
 }
-// Every lane stores the same tile, after a barrier: a lane run ahead must not
-// change what another lane's earlier load_matrix_sync of the same memory
-// (accumulate: load, mma, store) has still to read, as the warp's one
-// collective store could not on a GPU. So, like the shuffles, wmma calls must
-// be block-uniform here.
+// The store waits at a barrier (not a memory sync), so that no lane changes
+// what another lane's earlier load_matrix_sync of the same memory (accumulate:
+// load, mma, store) has still to read, as the warp's one collective store
+// could not on a GPU; so, like the shuffles, wmma calls must be block-uniform
+// here. Then only the warp's first lane's tile is written: that lane ran first,
+// so its tile is the one computed from loads that did not wait for the other
+// lanes' writes (a __syncwarp left out before a fragment load shows as a wrong
+// result). And it is written only when that lane next syncs (__syncwarp,
+// __syncthreads) or ends: lanes that read the stored tile without a sync
+// first read what was there before (a __syncwarp left out after a store shows).
 template <int M, int N, int K>
 void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t l) {
-    __syncthreads();
+    emu_barrier();
     emu_wmma_check(p, ldm, sizeof *p, "store_matrix_sync");
-    for (int r = 0; r < M; r++)
-        for (int c = 0; c < N; c++) (l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[r * N + c];
+    unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    if (tid & 31u) return;
+    fragment<accumulator, M, N, K, float> t = f;
+    emu_defer_to_sync([p, t, ldm, l] {
+        for (int r = 0; r < M; r++)
+            for (int c = 0; c < N; c++)
+                (l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = t.x[r * N + c];
+    });
 }
 template <class F, class V> void fill_fragment(F &f, V v) {
     for (int i = 0; i < F::num_elements; i++) f.x[i] = v;
