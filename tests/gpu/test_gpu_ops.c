@@ -394,7 +394,44 @@ static int attention_cases(double tol, const char *tag) {
     return (int)ncase;
 }
 
-static void test_attention(void) { attention_cases(TOL_ATTN, ""); }
+// Backward with only dq, or only dk and dv, asked for (NULL for the rest) gives
+// those gradients bit for bit as the call asking for all three, on the
+// context's current path.
+static void attention_partial(const char *tag) {
+    int B = 2, Nq = 21, Nk = 19, C = 96, nh = 2;
+    size_t nq = (size_t)B * Nq * C, nk = (size_t)B * Nk * C, nl = (size_t)B * nh * Nq;
+    float *q = h_rand(nq, 2), *k = h_rand(nk, 2), *v = h_rand(nk, 1), *g = h_rand(nq, 1);
+    float *q_ = up(q, nq), *k_ = up(k, nk), *v_ = up(v, nk), *g_ = up(g, nq), *o_ = dev_alloc(D, nq);
+    float *l_ = dev_alloc(D, nl), *dq[2], *dk[2], *dv[2];
+    cu_attention_forward(D, o_, l_, q_, k_, v_, B, Nq, Nk, C, nh);
+    for (int i = 0; i < 2; i++) {
+        dq[i] = dev_alloc(D, nq), dk[i] = dev_alloc(D, nk), dv[i] = dev_alloc(D, nk);
+        dev_zero(D, dq[i], nq), dev_zero(D, dk[i], nk), dev_zero(D, dv[i], nk);
+    }
+    cu_attention_backward(D, dq[0], dk[0], dv[0], g_, q_, k_, v_, o_, l_, B, Nq, Nk, C, nh);
+    cu_attention_backward(D, dq[1], NULL, NULL, g_, q_, k_, v_, o_, l_, B, Nq, Nk, C, nh);
+    cu_attention_backward(D, NULL, dk[1], dv[1], g_, q_, k_, v_, o_, l_, B, Nq, Nk, C, nh);
+    const char *name[] = {"dq", "dk", "dv"};
+    float **bufs[] = {dq, dk, dv};
+    for (int j = 0; j < 3; j++) {
+        size_t n = j ? nk : nq;
+        float *a = xmalloc(n * 4), *b = xmalloc(n * 4);
+        dev_download(D, a, bufs[j][0], n), dev_download(D, b, bufs[j][1], n);
+        int same = !memcmp(a, b, n * 4);
+        EXPECT(same, "attention%s backward: %s alone differs from %s with the others", tag, name[j], name[j]);
+        printf("%-4s attention%s backward: %s asked for alone = with the others, bit for bit\n", same ? "ok" : "FAIL",
+               tag, name[j]);
+        free(a), free(b);
+    }
+    float *ps[] = {q_, k_, v_, g_, o_, l_, dq[0], dk[0], dv[0], dq[1], dk[1], dv[1]};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++) dev_free(D, ps[i]);
+    free(q), free(k), free(v), free(g);
+}
+
+static void test_attention(void) {
+    attention_cases(TOL_ATTN, "");
+    attention_partial("");
+}
 
 // The fused kernel (attention_fused.cu) at TF32 and BF16 against the CPU's
 // fp32: every case must run fused (counted), not fall back to cuBLAS.
@@ -410,6 +447,7 @@ static void test_attention_fused(void) {
         long before = dev_attention_fused_calls(D);
         int ncase = attention_cases(ps[i].tol, ps[i].tag);
         long ran = dev_attention_fused_calls(D) - before;
+        attention_partial(ps[i].tag);
         EXPECT(ran == 2 * ncase, "fused attention at %s ran %ld of %d calls", gemm_precision_name(ps[i].p), ran,
                2 * ncase);
         printf("%-4s fused attention at %s ran %ld of %d calls\n", ran == 2 * ncase ? "ok" : "FAIL",
