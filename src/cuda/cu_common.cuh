@@ -74,8 +74,8 @@ template <class T> __device__ __forceinline__ T cu_warp_sum(T v) {
 #endif
 }
 
-// Sum over the block. Every thread of the block must call it (the emulator
-// exchanges shuffles through the whole block); all get the total. The order
+// Sum over the block. Every thread of the block must call it (it holds
+// __syncthreads); all get the total. The order
 // of additions is fixed by the block size, so results repeat run to run.
 template <class T> __device__ __forceinline__ T cu_block_sum(T v) {
     __shared__ T part[32];

@@ -10,7 +10,7 @@
 // LD_REQUIRE_GPU=1) and test_gpu_ops_emu on the host CUDA emulator (label
 // unit), which runs the same kernel sources everywhere. A pass of the emulated
 // build is not a GPU result: it checks the kernels' arithmetic and indexing,
-// not what only a GPU shows (races between warps, real TF32/BF16 rounding).
+// not what only a GPU shows (races that need another order of warps or lanes, real TF32/BF16 rounding).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

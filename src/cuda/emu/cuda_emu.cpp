@@ -24,7 +24,9 @@ namespace {
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
 #define EMU_FAST_SWITCH 1
 #endif
-enum FiberState { RUNNING, AT_BARRIER, DONE };
+// AT_BARRIER: __syncthreads (the block's barrier); AT_WARP: a barrier of the
+// thread's warp (__syncwarp, a shuffle, a wmma store)
+enum FiberState { RUNNING, AT_BARRIER, AT_WARP, DONE };
 struct Fiber {
 #ifdef EMU_FAST_SWITCH
     void *sp;
@@ -87,6 +89,11 @@ void barrier() {
     L->state[L->tid] = AT_BARRIER;
     to_sched(L);
 }
+void warp_barrier() {
+    Launch *L = cur;
+    L->state[L->tid] = AT_WARP;
+    to_sched(L);
+}
 // getcontext/swapcontext return twice: kept out of the loops (-Wclobbered)
 __attribute__((noinline)) void init_fiber(Launch &L, unsigned t) {
     char *lo = stacks.data() + (size_t)t * STACK;
@@ -121,19 +128,19 @@ __attribute__((noinline)) void resume(Launch &L, unsigned t) {
 template <class T> T exchange(std::vector<T> &buf, T v, int lane_mask) {
     unsigned t = cur->tid;
     buf[t] = v;
-    barrier();
+    warp_barrier();
     T r = buf[t ^ (unsigned)lane_mask];
-    barrier();
+    warp_barrier();
     return r;
 }
 // The xor butterfly of a 32-lane warp sum: the same additions in the same
 // order as five shuffles, so the same bits, for one exchange instead of five.
 // The warp's first lane computes all 32 results: after a barrier the
-// scheduler resumes threads in index order, so it runs before its warp's others.
+// scheduler resumes a warp's threads in index order, so it runs before the others.
 template <class T> T warp_sum(std::vector<T> &buf, T v) {
     unsigned t = cur->tid, w0 = t & ~31u;
     buf[t] = v;
-    barrier();
+    warp_barrier();
     if (t == w0) {
         T a[32], b[32];
         for (int l = 0; l < 32; l++) a[l] = buf[w0 + l];
@@ -144,7 +151,7 @@ template <class T> T warp_sum(std::vector<T> &buf, T v) {
         for (int l = 0; l < 32; l++) buf[w0 + l] = a[l];
     }
     T r = buf[t];
-    barrier();
+    warp_barrier();
     return r;
 }
 }  // namespace
@@ -153,7 +160,11 @@ void __syncthreads() {
     run_pending(cur);
     barrier();
 }
-void emu_barrier() { barrier(); }
+void emu_syncwarp() {
+    run_pending(cur);
+    warp_barrier();
+}
+void emu_warp_barrier() { warp_barrier(); }
 void emu_defer_to_sync(std::function<void()> work) { cur->pending[cur->tid].push_back(std::move(work)); }
 float __shfl_xor_sync(unsigned, float v, int m) { return exchange(cur->xf, v, m); }
 double __shfl_xor_sync(unsigned, double v, int m) { return exchange(cur->xd, v, m); }
@@ -214,11 +225,30 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
                 blockIdx = dim3(bx, by, bz);
                 if (dyn_smem) memset(dyn_smem, 0xff, dyn_smem_bytes);
                 for (unsigned t = 0; t < nt; t++) init_fiber(L, t);
-                // run every thread to its next barrier (or its end), then release the barrier
+                // warp by warp, run each thread to its next barrier (or its end), releasing
+                // the warp's own barriers as its lanes all reach them, so a warp runs as
+                // far ahead of the next as __syncthreads lets it (as warps may on a GPU);
+                // then release the block's barrier
                 for (;;) {
+                    for (unsigned w0 = 0; w0 < nt; w0 += 32) {
+                        unsigned w1 = w0 + 32 < nt ? w0 + 32 : nt;
+                        for (;;) {
+                            unsigned at_warp = 0;
+                            for (unsigned t = w0; t < w1; t++)
+                                if (L.state[t] == RUNNING) resume(L, t);
+                            for (unsigned t = w0; t < w1; t++) at_warp += L.state[t] == AT_WARP;
+                            if (!at_warp) break;
+                            if (at_warp != w1 - w0) {
+                                fprintf(stderr, "cuda_emu: block (%u,%u,%u), warp %u: %u lanes wait at a warp "
+                                                "barrier (__syncwarp, a shuffle, a wmma store) while the others "
+                                                "wait at __syncthreads or have ended\n", bx, by, bz, w0 / 32,
+                                        at_warp);
+                                abort();
+                            }
+                            for (unsigned t = w0; t < w1; t++) L.state[t] = RUNNING;
+                        }
+                    }
                     unsigned done = 0, waiting = 0;
-                    for (unsigned t = 0; t < nt; t++)
-                        if (L.state[t] != DONE) resume(L, t);
                     for (unsigned t = 0; t < nt; t++) done += L.state[t] == DONE, waiting += L.state[t] == AT_BARRIER;
                     if (done == nt) break;
                     if (done) {
@@ -226,6 +256,7 @@ void emu_launch(dim3 grid, dim3 block, const std::function<void()> &f) {
                                 bx, by, bz, done, waiting);
                         abort();
                     }
+                    for (unsigned t = 0; t < nt; t++) L.state[t] = RUNNING;  // the block's barrier releases
                 }
             }
     cur = nullptr;

@@ -4,13 +4,18 @@
 // performance or of GPU memory: a way to execute the same kernel source.
 //
 // How a launch runs: the grid's blocks one after another on the calling host
-// thread; within a block, one fiber per CUDA thread, each run to
-// its next __syncthreads, which is a real barrier. __shared__ is `static`,
-// which is right because only one block runs at a time (a kernel must not be
-// launched from two host threads at once here). Warp shuffles are exchanged
-// through the block: every thread of the block must call them (block-uniform
-// control flow), a rule src/cuda/ kernels follow anyway; a block whose threads
-// end while others wait at a barrier stops the program, as a hang would on a GPU.
+// thread; within a block, one fiber per CUDA thread, each run to its next
+// barrier: __syncthreads (the block's) or a barrier of its warp (__syncwarp, a
+// shuffle, a wmma store). Warps run one after another, each as far as the next
+// __syncthreads, its own barriers released as its 32 lanes reach them: so a
+// warp gets ahead of the others as far as a GPU lets it, and a missing
+// __syncthreads between one warp's use of shared memory and another's
+// overwrite of it shows. __shared__ is `static`, which is right because only
+// one block runs at a time (a kernel must not be launched from two host
+// threads at once here). Shuffles are exchanged through the warp: all its
+// lanes must call them (a full mask); a warp whose lanes split between a warp
+// barrier and __syncthreads or their end, or a block whose threads end while
+// others wait at __syncthreads, stops the program, as a hang would on a GPU.
 // No atomics: src/cuda/ sums in fixed orders, never by atomicAdd. cuBLAS products run on OpenBLAS, with operands rounded to TF32
 // or BF16 first when the compute type asks for it, so precision tests see
 // roughly the error a GPU makes.
@@ -35,14 +40,15 @@ extern thread_local dim3 threadIdx, blockIdx, blockDim, gridDim;
 #define __shared__ static
 
 void __syncthreads();
-// A barrier of the whole block here (so, like the shuffles, block-uniform code
-// only); on a GPU it orders the lanes of one warp, e.g. after a wmma store that
-// other lanes read.
-inline void __syncwarp(unsigned = 0xffffffffu) { __syncthreads(); }
-// For wmma_emu.h: a barrier of the block that is not a memory sync (no deferred
+// The barrier of the calling thread's warp (all 32 lanes must reach it, as
+// with a full mask on a GPU), ordering their memory, e.g. after a wmma store
+// that other lanes read.
+void emu_syncwarp();
+inline void __syncwarp(unsigned = 0xffffffffu) { emu_syncwarp(); }
+// For wmma_emu.h: a barrier of the warp that is not a memory sync (no deferred
 // work runs), and work the calling thread defers until it next reaches
 // __syncthreads or __syncwarp, or ends: a write other lanes may see only after a sync.
-void emu_barrier();
+void emu_warp_barrier();
 void emu_defer_to_sync(std::function<void()> work);
 float __shfl_xor_sync(unsigned mask, float v, int lane_mask);
 double __shfl_xor_sync(unsigned mask, double v, int lane_mask);

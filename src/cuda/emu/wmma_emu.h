@@ -109,11 +109,11 @@ template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t l) {
     emu_wmma_load(f, p, ldm, l == mem_row_major);
 }
-// The store waits at a barrier (not a memory sync), so that no lane changes
-// what another lane's earlier load_matrix_sync of the same memory (accumulate:
-// load, mma, store) has still to read, as the warp's one collective store
-// could not on a GPU; so, like the shuffles, wmma calls must be block-uniform
-// here. Then only the warp's first lane's tile is written: that lane ran first,
+// The store waits at a barrier of the warp (not a memory sync), so that no lane
+// changes what another lane's earlier load_matrix_sync of the same memory
+// (accumulate: load, mma, store) has still to read, as the warp's one
+// collective store could not on a GPU; so, as on a GPU, wmma calls must be
+// warp-uniform. Then only the warp's first lane's tile is written: that lane ran first,
 // so its tile is the one computed from loads that did not wait for the other
 // lanes' writes (a __syncwarp left out before a fragment load shows as a wrong
 // result). And it is written only when that lane next syncs (__syncwarp,
@@ -121,7 +121,7 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, 
 // first read what was there before (a __syncwarp left out after a store shows).
 template <int M, int N, int K>
 void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t l) {
-    emu_barrier();
+    emu_warp_barrier();
     emu_wmma_check(p, ldm, sizeof *p, "store_matrix_sync");
     unsigned tid = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
     if (tid & 31u) return;
