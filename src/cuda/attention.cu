@@ -135,20 +135,18 @@ void cu_attention_backward(DevCtx *d, float *dq, float *dk, float *dv, const flo
                            int C, int nh) {
     check_heads(C, nh);
     if ((long)B * Nq * C == 0 || Nk == 0 || (!dq && !dk && !dv)) return;
-    if (dev_attention(d) == DEV_ATTN_FUSED && cu_attention_fused_fits(d, Nq, Nk, C, nh)) {
-        float *Dsum = dev_scratch(d, (size_t)B * nh * Nq);
-        LD_LAUNCH(k_attn_dsum, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), Dsum, dout, out, nh, Nq, C);
-        CU_LAUNCHED();
+    int fused = dev_attention(d) == DEV_ATTN_FUSED && cu_attention_fused_fits(d, Nq, Nk, C, nh);
+    int dh = C / nh, tq = fused ? 0 : tile_rows(d, nh, Nq, Nk);
+    float scale = 1.0f / sqrtf((float)dh);
+    size_t tile = (size_t)nh * tq * Nk, nd = (size_t)B * nh * Nq;
+    // one scratch: D (both paths), then the cuBLAS tiles' probabilities and their gradient
+    float *Dsum = dev_scratch(d, nd + 2 * tile), *P = Dsum + nd, *dP = P + tile;
+    LD_LAUNCH(k_attn_dsum, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), Dsum, dout, out, nh, Nq, C);
+    CU_LAUNCHED();
+    if (fused) {
         cu_attention_fused_backward(d, dq, dk, dv, dout, q, k, v, lse, Dsum, B, Nq, Nk, C, nh);
         return;
     }
-    int dh = C / nh, tq = tile_rows(d, nh, Nq, Nk);
-    float scale = 1.0f / sqrtf((float)dh);
-    size_t tile = (size_t)nh * tq * Nk, nd = (size_t)B * nh * Nq;
-    // one scratch: the probabilities, their gradient, and D
-    float *P = dev_scratch(d, 2 * tile + nd), *dP = P + tile, *Dsum = dP + tile;
-    LD_LAUNCH(k_attn_dsum, row_grid(nh, Nq, B), dim3(LD_CU_BLOCK), dev_stream(d), Dsum, dout, out, nh, Nq, C);
-    CU_LAUNCHED();
     for (int b = 0; b < B; b++) {
         const float *kb = k + (size_t)b * Nk * C, *vb = v + (size_t)b * Nk * C;
         float *dkb = dk ? dk + (size_t)b * Nk * C : NULL, *dvb = dv ? dv + (size_t)b * Nk * C : NULL;
