@@ -7,3 +7,10 @@ blas_fit_coretype() {
   elif grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then echo Haswell
   fi
 }
+# Exports OPENBLAS_CORETYPE=$(blas_fit_coretype) unless the user has set it.
+blas_default_coretype() {
+  if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+    local fit; fit=$(blas_fit_coretype)
+    if [ -n "$fit" ]; then export OPENBLAS_CORETYPE=$fit; fi
+  fi
+}

@@ -8,10 +8,7 @@ JOBS=$(nproc)
 # kernels (several times slower). laptop-diff restarts itself with the right
 # OPENBLAS_CORETYPE (src/kernels/runtime.h); the unit-test executables get it here.
 . scripts/blas_coretype.sh
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  fit=$(blas_fit_coretype)
-  if [ -n "$fit" ]; then export OPENBLAS_CORETYPE=$fit; fi
-fi
+blas_default_coretype
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLD_WERROR=ON >/dev/null
 cmake --build build -j"$JOBS"
 # -O3 sees more (-Wformat-truncation): a user's Release build must stay warning-free too

@@ -13,10 +13,7 @@
 #   So PyTorch gets the OpenMP build too (LD_LIBRARY_PATH), unless
 #   TORCH_BLAS=system asks for the machine's alternative as it is.
 . scripts/blas_coretype.sh
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  fit=$(blas_fit_coretype)
-  if [ -n "$fit" ]; then export OPENBLAS_CORETYPE=$fit; fi
-fi
+blas_default_coretype
 TORCH_ENV=()
 omp_blas=/usr/lib/x86_64-linux-gnu/openblas-openmp
 if [ "${TORCH_BLAS:-openmp}" = openmp ] && [ -e "$omp_blas/libblas.so.3" ]; then
